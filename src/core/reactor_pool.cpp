@@ -1,0 +1,61 @@
+#include "core/reactor_pool.hpp"
+
+#include <pthread.h>
+#include <sched.h>
+
+#include "core/log.hpp"
+
+namespace valkyrie {
+namespace {
+thread_local int current_reactor = -1;
+}
+
+reactor_pool::reactor_pool(options opts) : opts_(opts) {
+  unsigned n = opts_.threads ? opts_.threads : std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned i = 0; i < n; ++i) {
+    // Concurrency hint 1: each context is only ever run by its own thread.
+    contexts_.push_back(std::make_unique<asio::io_context>(1));
+  }
+}
+
+reactor_pool::~reactor_pool() { stop(); }
+
+void reactor_pool::start() {
+  if (!threads_.empty()) return;
+  unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  for (unsigned i = 0; i < contexts_.size(); ++i) {
+    guards_.emplace_back(contexts_[i]->get_executor());
+    threads_.emplace_back([this, i, cores] {
+      current_reactor = static_cast<int>(i);
+      std::string name = "reactor-" + std::to_string(i);
+      pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
+      if (opts_.pin) {
+        cpu_set_t set;
+        CPU_ZERO(&set);
+        CPU_SET(i % cores, &set);
+        if (pthread_setaffinity_np(pthread_self(), sizeof set, &set) != 0)
+          log::get("core")->warn("could not pin reactor {} to cpu {}", i, i % cores);
+      }
+      contexts_[i]->run();
+    });
+  }
+}
+
+void reactor_pool::stop() {
+  guards_.clear();
+  for (auto& c : contexts_) c->stop();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+  threads_.clear();
+}
+
+void reactor_pool::drain_and_join() {
+  guards_.clear();
+  for (auto& t : threads_)
+    if (t.joinable()) t.join();
+  threads_.clear();
+}
+
+int reactor_pool::current() { return current_reactor; }
+
+}  // namespace valkyrie

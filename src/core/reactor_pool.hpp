@@ -1,0 +1,58 @@
+#pragma once
+// The reactor pool: one single-threaded Asio io_context per core, each on its own thread
+// (optionally pinned to a CPU). With the io_uring option Asio runs on io_uring.
+//
+// Threading: everything posted to reactor i runs on reactor i's thread only, so state owned by a
+// reactor needs no lock. Work moves between reactors only by post().
+// Invariants: contexts exist from construction to destruction; threads run between start() and
+// stop(); stop() is idempotent and joins every thread.
+#include <functional>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+
+#include "core/asio.hpp"
+
+namespace valkyrie {
+
+class reactor_pool {
+ public:
+  struct options {
+    unsigned threads = 0;  // 0: one per online CPU
+    bool pin = false;      // pin reactor i to CPU i % cores
+  };
+
+  explicit reactor_pool(options opts);
+  ~reactor_pool();
+  reactor_pool(const reactor_pool&) = delete;
+  reactor_pool& operator=(const reactor_pool&) = delete;
+
+  unsigned size() const { return static_cast<unsigned>(contexts_.size()); }
+  asio::io_context& context(unsigned i) { return *contexts_.at(i); }
+  asio::any_io_executor executor(unsigned i) { return contexts_.at(i)->get_executor(); }
+
+  void start();
+  // Stops every reactor (pending handlers are dropped) and joins the threads.
+  void stop();
+  // Lets the reactors finish their outstanding work, then joins.
+  void drain_and_join();
+
+  template <class F>
+  void post(unsigned i, F&& f) {
+    asio::post(*contexts_.at(i), std::forward<F>(f));
+  }
+
+  // Index of the reactor whose thread is calling, or -1 from any other thread.
+  static int current();
+
+ private:
+  options opts_;
+  std::vector<std::unique_ptr<asio::io_context>> contexts_;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace valkyrie
