@@ -41,19 +41,25 @@ void reactor_pool::start() {
   }
 }
 
-void reactor_pool::stop() {
-  guards_.clear();
+void reactor_pool::request_stop() {
   for (auto& c : contexts_) c->stop();
+}
+
+void reactor_pool::join() {
   for (auto& t : threads_)
     if (t.joinable()) t.join();
   threads_.clear();
+  guards_.clear();
+}
+
+void reactor_pool::stop() {
+  request_stop();
+  join();
 }
 
 void reactor_pool::drain_and_join() {
   guards_.clear();
-  for (auto& t : threads_)
-    if (t.joinable()) t.join();
-  threads_.clear();
+  join();
 }
 
 int reactor_pool::current() { return current_reactor; }

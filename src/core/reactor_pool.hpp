@@ -35,7 +35,13 @@ class reactor_pool {
   asio::any_io_executor executor(unsigned i) { return contexts_.at(i)->get_executor(); }
 
   void start();
-  // Stops every reactor (pending handlers are dropped) and joins the threads.
+  // Asks every reactor to stop (pending handlers are dropped); callable from any thread,
+  // reactors included. Does not wait.
+  void request_stop();
+  // Waits for the reactor threads to end (after request_stop(), or after drain_and_join()
+  // let them run out of work). Not callable from a reactor.
+  void join();
+  // request_stop() + join().
   void stop();
   // Lets the reactors finish their outstanding work, then joins.
   void drain_and_join();
