@@ -1,0 +1,45 @@
+#include <doctest/doctest.h>
+
+#include "core/errors.hpp"
+#include "core/units.hpp"
+
+using namespace valkyrie;
+
+TEST_CASE("human sizes") {
+  CHECK(parse_size("0").value() == 0);
+  CHECK(parse_size("4096").value() == 4096);
+  CHECK(parse_size("16G").value() == 16ull << 30);
+  CHECK(parse_size("512MiB").value() == 512ull << 20);
+  CHECK(parse_size("64MB").value() == 64ull << 20);
+  CHECK(parse_size("1.5k").value() == 1536);
+  CHECK(parse_size(" 2 GiB ").value() == 2ull << 30);
+  CHECK(parse_size("1T").value() == 1ull << 40);
+  for (const char* bad : {"", "G", "-1", "12X", "1.1", "1e3", "0x10", "abc", "16GiBs", "99999999999T"}) {
+    INFO(bad);
+    CHECK(parse_size(bad).error() == errc::invalid_argument);
+  }
+  CHECK(format_size(1536) == "1.5 KiB");
+  CHECK(format_size(100) == "100 B");
+  CHECK(format_size(1ull << 30) == "1.0 GiB");
+}
+
+TEST_CASE("durations") {
+  using namespace std::chrono;
+  CHECK(parse_duration("30ms").value() == milliseconds(30));
+  CHECK(parse_duration("10s").value() == seconds(10));
+  CHECK(parse_duration("10").value() == seconds(10));
+  CHECK(parse_duration("2m").value() == minutes(2));
+  CHECK(parse_duration("1.5s").value() == milliseconds(1500));
+  CHECK(parse_duration("250us").value() == microseconds(250));
+  CHECK_FALSE(parse_duration("fast"));
+  CHECK_FALSE(parse_duration("-1s"));
+  CHECK_FALSE(parse_duration("3 days"));
+}
+
+TEST_CASE("error vocabulary") {
+  std::error_code ec = errc::precondition_failed;
+  CHECK(ec.category().name() == std::string("valkyrie"));
+  CHECK(ec.message().find("ETag") != std::string::npos);
+  CHECK(ec == errc::precondition_failed);
+  CHECK(ec != errc::not_found);
+}
