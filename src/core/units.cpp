@@ -21,7 +21,11 @@ bool split_number(std::string_view text, double& number, std::string& suffix) {
   while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back()))) text.remove_suffix(1);
   if (text.empty() || !(std::isdigit(static_cast<unsigned char>(text.front())) || text.front() == '.'))
     return false;
-  auto [ptr, ec] = std::from_chars(text.data(), text.data() + text.size(), number);
+  // Plain decimal only: no exponents, signs or hex.
+  std::size_t len = 0;
+  while (len < text.size() && (std::isdigit(static_cast<unsigned char>(text[len])) || text[len] == '.')) ++len;
+  auto [ptr, ec] = std::from_chars(text.data(), text.data() + len, number);
+  if (ptr != text.data() + len) return false;
   if (ec != std::errc{} || !std::isfinite(number) || number < 0) return false;
   std::string_view rest(ptr, text.data() + text.size() - ptr);
   while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);

@@ -15,7 +15,7 @@ TEST_CASE("human sizes") {
   CHECK(parse_size(" 2 GiB ").value() == 2ull << 30);
   CHECK(parse_size("1T").value() == 1ull << 40);
   for (const char* bad : {"", "G", "-1", "12X", "1.1", "1e3", "0x10", "abc", "16GiBs", "99999999999T"}) {
-    INFO(bad);
+    INFO(std::string(bad));
     CHECK(parse_size(bad).error() == errc::invalid_argument);
   }
   CHECK(format_size(1536) == "1.5 KiB");
