@@ -18,6 +18,7 @@
 #include <boost/asio/use_future.hpp>
 
 #include "core/asio.hpp"
+#include "result_printer.hpp"
 
 extern char** environ;
 
