@@ -55,6 +55,11 @@ std::string server_counters::to_json() const {
   return s;
 }
 
+// A link that was busy until just now may catch up on the time its sender lost waking up late
+// (timer and scheduling jitter), as a token bucket with a small burst does; an idle link may not
+// bank more than this.
+constexpr std::chrono::milliseconds pacing_slack{2};
+
 // The total-bandwidth link shared by all connections: a virtual clock of when the link is free.
 class link_pacer {
  public:
@@ -63,7 +68,7 @@ class link_pacer {
   clock::time_point reserve(std::size_t bytes) {
     if (rate_ <= 0) return clock::now();
     std::lock_guard lock(mu_);
-    auto start = std::max(clock::now(), next_);
+    auto start = std::max(clock::now() - pacing_slack, next_);
     next_ = start + std::chrono::nanoseconds(static_cast<std::int64_t>(bytes / rate_ * 1e9));
     return next_;
   }
@@ -461,7 +466,7 @@ awaitable<bool> send_object(server::state* st, Stream* stream, beast::tcp_stream
       auto now = clock::now();
       auto done = now;
       if (st->opts.conn_bandwidth > 0) {
-        *conn_next = std::max(now, *conn_next) +
+        *conn_next = std::max(now - pacing_slack, *conn_next) +
                      std::chrono::nanoseconds(static_cast<std::int64_t>(n / st->opts.conn_bandwidth * 1e9));
         done = *conn_next;
       }
