@@ -26,6 +26,7 @@ class category final : public std::error_category {
       case errc::protocol_error: return "malformed response";
       case errc::tls_error: return "TLS handshake or certificate verification failed";
       case errc::no_credentials: return "no credentials found";
+      case errc::cache_full: return "cache full: every chunk is in use";
       case errc::invalid_argument: return "invalid argument";
       case errc::cancelled: return "cancelled";
     }

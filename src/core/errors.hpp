@@ -30,6 +30,7 @@ enum class errc {
   tls_error,              // handshake or certificate verification failed
   // Local.
   no_credentials,
+  cache_full,             // every cache slot pinned or in flight for too long
   invalid_argument,
   cancelled,
 };

@@ -1,0 +1,130 @@
+#pragma once
+// The chunk cache: object data in fixed-size chunks, in one arena reserved up front.
+//
+// Owns: an mmap'd arena of `capacity` bytes (MAP_NORESERVE, touched lazily) cut into chunk
+// slots; no allocation per chunk, so chunk memory can never exceed the cap. Slots are split
+// among shards; a chunk lives in shard hash(key) % shards.
+// Threading: get() may be called from any reactor. Each shard has its own mutex, held only for
+// map and list updates, never across I/O: there is no global lock on the read path. A missing
+// chunk is fetched once (by the first caller, on its reactor); later callers wait for it.
+// Invariants: a slot is in at most one state (free, fetching, ready); a pinned chunk (a live
+// chunk_ref) is never evicted or reused; a failed fetch leaves no entry behind.
+// Eviction: LRU among unpinned ready chunks of the shard (the prefetch issue brings the
+// two-zone policy).
+#include <cstdint>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/asio.hpp"
+#include "core/result.hpp"
+
+namespace valkyrie::cache {
+
+struct chunk_key {
+  std::string object;  // identity of one version: key + '\0' + ETag
+  std::uint64_t index = 0;
+  bool operator==(const chunk_key&) const = default;
+};
+
+struct chunk_key_hash {
+  std::size_t operator()(const chunk_key& k) const noexcept {
+    return std::hash<std::string>{}(k.object) ^ (k.index * 0x9E3779B97F4A7C15ull);
+  }
+};
+
+class chunk_cache;
+
+// A pinned, ready chunk: its bytes stay valid and in place until the ref is released.
+class chunk_ref {
+ public:
+  chunk_ref() = default;
+  chunk_ref(chunk_ref&& o) noexcept { *this = std::move(o); }
+  chunk_ref& operator=(chunk_ref&& o) noexcept;
+  ~chunk_ref() { release(); }
+  std::span<const char> data() const { return {data_, size_}; }
+  void release();
+
+ private:
+  friend class chunk_cache;
+  chunk_cache* cache_ = nullptr;
+  unsigned shard_ = 0;
+  std::uint32_t slot_ = 0;
+  const char* data_ = nullptr;
+  std::size_t size_ = 0;
+};
+
+struct cache_stats {
+  std::uint64_t hits = 0, misses = 0, waits = 0, evictions = 0, fetch_failures = 0;
+};
+
+class chunk_cache {
+ public:
+  // Fills `dest` with the chunk's bytes; returns how many (fewer at the end of an object).
+  using fetch_fn = std::function<awaitable<result<std::size_t>>(std::span<char> dest)>;
+
+  chunk_cache(std::uint64_t capacity, std::uint32_t chunk_size, unsigned shards = 0);
+  ~chunk_cache();
+  chunk_cache(const chunk_cache&) = delete;
+  chunk_cache& operator=(const chunk_cache&) = delete;
+
+  // The chunk, pinned; fetched with `fetch` on a miss (once, however many callers wait). Errors
+  // are those of the fetch, or errc::cache_full when no slot of the shard came free for a minute.
+  awaitable<result<chunk_ref>> get(chunk_key key, fetch_fn fetch);
+  // Starts fetching the chunk if it is neither cached nor being fetched; does not wait.
+  // Returns false when nothing was started (present, in flight, or no free slot).
+  bool prefetch(chunk_key key, fetch_fn fetch, asio::any_io_executor ex);
+  bool contains(const chunk_key& key) const;
+
+  std::uint32_t chunk_size() const { return chunk_size_; }
+  std::uint64_t capacity() const { return std::uint64_t{slots_} * chunk_size_; }
+  std::uint32_t slots() const { return slots_; }
+  cache_stats stats() const;
+
+ private:
+  friend class chunk_ref;
+  struct waiter {
+    asio::any_io_executor ex;
+    std::shared_ptr<asio::steady_timer> timer;
+  };
+  struct entry {
+    std::uint32_t slot = 0;
+    enum class state { fetching, ready } st = state::fetching;
+    std::size_t size = 0;
+    unsigned pins = 0;
+    std::vector<waiter> waiters;
+    std::list<chunk_key>::iterator lru;  // valid when ready
+  };
+  struct shard {
+    mutable std::mutex mu;
+    std::unordered_map<chunk_key, entry, chunk_key_hash> entries;
+    std::list<chunk_key> lru;  // front: least recently used ready chunk
+    std::vector<std::uint32_t> free_slots;
+    cache_stats stats;
+  };
+
+  unsigned shard_of(const chunk_key& k) const { return static_cast<unsigned>(chunk_key_hash{}(k) % shards_.size()); }
+  char* slot_memory(std::uint32_t slot) const { return arena_ + std::uint64_t{slot} * chunk_size_; }
+  // With the shard locked: a free slot, evicting the least recently used unpinned chunk if
+  // needed. False when none can be had.
+  bool take_slot(shard& s, std::uint32_t& slot);
+  void unpin(unsigned shard, const chunk_key* key_hint, std::uint32_t slot);
+  // slot_keys_[slot]: the key of the ready chunk in that slot (guarded by its shard's mutex).
+  awaitable<void> run_fetch(chunk_key key, fetch_fn fetch, unsigned shard_index, std::uint32_t slot,
+                            std::shared_ptr<result<std::size_t>> out);
+  void finish_fetch(const chunk_key& key, unsigned shard_index, result<std::size_t> r);
+
+  char* arena_ = nullptr;
+  std::uint64_t arena_bytes_ = 0;
+  std::uint32_t chunk_size_;
+  std::uint32_t slots_;
+  std::vector<std::unique_ptr<shard>> shards_;
+  std::vector<const chunk_key*> slot_keys_;
+};
+
+}  // namespace valkyrie::cache

@@ -1,0 +1,231 @@
+// valkyrie: mounts an S3 bucket (or a prefix of it) read-only. See docs/usage.md.
+//
+// Start-up order: parse and validate flags (usage errors exit 2 with one line), resolve
+// credentials, check that the bucket answers (precise message and exit 1 if not), check the
+// mount point, then (without --foreground) fork: the child mounts and tells the parent through
+// a pipe once the mount is ready, so `valkyrie ... && ls MOUNT` works. SIGINT/SIGTERM unmount;
+// an external umount ends the daemon.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <future>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/use_future.hpp>
+
+#include "cache/chunk_cache.hpp"
+#include "core/errors.hpp"
+#include "core/log.hpp"
+#include "core/reactor_pool.hpp"
+#include "core/units.hpp"
+#include "fs/filesystem.hpp"
+#include "fuse/session.hpp"
+#include "s3/client_setup.hpp"
+
+using namespace valkyrie;
+
+namespace {
+[[noreturn]] void usage_error(const std::string& msg) {
+  std::cerr << "valkyrie: " << msg << " (see --help)\n";
+  std::exit(2);
+}
+[[noreturn]] void fatal(const std::string& msg) {
+  std::cerr << "valkyrie: " << msg << "\n";
+  std::exit(1);
+}
+
+std::string bucket_problem(std::error_code ec, const std::string& bucket, const s3::endpoint& ep) {
+  std::string where = " (endpoint " + ep.url() + ", region " + ep.region + ")";
+  if (ec == errc::no_such_bucket) return "no such bucket '" + bucket + "'" + where;
+  if (ec == errc::signature_mismatch) return "the secret key is wrong for bucket '" + bucket + "'" + where;
+  if (ec == errc::access_denied || ec == errc::expired_token)
+    return "access denied to bucket '" + bucket + "' with these credentials" + where;
+  if (ec == errc::wrong_region) return "bucket '" + bucket + "' is not in region " + ep.region + where;
+  if (ec == errc::connect_failed || ec == errc::timeout)
+    return "endpoint unreachable: " + ep.url() + " (" + ec.message() + ")";
+  if (ec == errc::tls_error) return "TLS failed with " + ep.url() + " (certificate not trusted? see AWS_CA_BUNDLE)";
+  return "bucket '" + bucket + "' does not answer: " + ec.message() + where;
+}
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"valkyrie: mount an S3 bucket read-only, with prefetch for training jobs"};
+  app.set_version_flag("--version", "valkyrie 0.1.0");
+  std::string mountpoint, bucket, prefix, cache_size = "16G", chunk_size = "8MiB", log_level = "info",
+                                          metadata_ttl = "60s", manifest, file_mode = "0444", dir_mode = "0555";
+  s3::client_setup setup;
+  unsigned workers = 64, threads = 0, lookahead = 0, metrics_port = 0;
+  bool foreground = false, allow_other = false, anonymous = false;
+  unsigned uid = getuid(), gid = getgid();
+  app.add_option("--mount", mountpoint, "empty directory to mount on")->required();
+  app.add_option("--bucket", bucket, "bucket to mount")->required();
+  app.add_option("--prefix,--s3-prefix", prefix, "mount only the keys under this prefix");
+  app.add_option("--region", setup.endpoint.region, "region (default: AWS_REGION, AWS_DEFAULT_REGION, us-east-1)");
+  app.add_option("--endpoint", setup.endpoint.endpoint_url, "S3 endpoint URL (default: AWS_ENDPOINT_URL or AWS)");
+  app.add_flag("--force-path-style", setup.endpoint.force_path_style, "path-style requests");
+  app.add_flag("--no-sign-request", anonymous, "anonymous access (public buckets)");
+  app.add_option("--profile", setup.credentials.profile, "credentials profile (default: AWS_PROFILE)");
+  app.add_option("--cache-size", cache_size, "memory for cached data, a hard cap (e.g. 16G, 512MiB)");
+  app.add_option("--chunk-size", chunk_size, "bytes per cached chunk and ranged GET");
+  app.add_option("--workers", workers, "most S3 requests in flight at once");
+  app.add_option("--threads", threads, "reactor threads (default: cores)");
+  app.add_option("--lookahead", lookahead, "files to prefetch ahead (prefetch engine: not yet implemented)");
+  app.add_option("--manifest", manifest, "training-order manifest (prefetch engine: not yet implemented)");
+  app.add_option("--metrics-port", metrics_port, "Prometheus port (metrics: not yet implemented)");
+  app.add_option("--metadata-ttl", metadata_ttl, "how long listings and attributes are cached");
+  app.add_flag("-f,--foreground", foreground, "stay in the foreground");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
+  app.add_flag("--allow-other", allow_other, "let other users see the mount");
+  app.add_option("--uid", uid, "owner of files");
+  app.add_option("--gid", gid, "group of files");
+  app.add_option("--file-mode", file_mode, "permission bits of files (octal)");
+  app.add_option("--dir-mode", dir_mode, "permission bits of directories (octal)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);
+    std::cerr << "valkyrie: " << e.what() << " (see --help)\n";
+    return 2;
+  }
+
+  if (!log::set_level(log_level)) usage_error("unknown --log-level '" + log_level + "'");
+  auto cache_bytes = parse_size(cache_size);
+  if (!cache_bytes) usage_error("bad --cache-size '" + cache_size + "' (examples: 16G, 512MiB)");
+  auto chunk_bytes = parse_size(chunk_size);
+  if (!chunk_bytes || *chunk_bytes < 64 * 1024 || *chunk_bytes > (256u << 20))
+    usage_error("bad --chunk-size '" + chunk_size + "' (64KiB to 256MiB, e.g. 8MiB)");
+  if (*cache_bytes < 2 * *chunk_bytes)
+    usage_error("--cache-size " + cache_size + " is smaller than two chunks of " + chunk_size);
+  auto ttl = parse_duration(metadata_ttl);
+  if (!ttl) usage_error("bad --metadata-ttl '" + metadata_ttl + "' (examples: 60s, 5m)");
+  if (workers == 0) usage_error("--workers must be at least 1");
+  auto mode = [](const std::string& what, const std::string& text) {
+    char* end = nullptr;
+    unsigned long v = std::strtoul(text.c_str(), &end, 8);
+    if (text.empty() || *end != '\0' || v > 07777) usage_error("bad " + what + " '" + text + "' (octal, e.g. 0444)");
+    return static_cast<unsigned>(v);
+  };
+  unsigned fmode = mode("--file-mode", file_mode), dmode = mode("--dir-mode", dir_mode);
+  if (!prefix.empty() && prefix.back() != '/') prefix += '/';
+  if (!manifest.empty() && !std::ifstream(manifest)) fatal("cannot read --manifest " + manifest);
+  if (lookahead || !manifest.empty() || metrics_port)
+    log::get("cli")->warn("--lookahead, --manifest and --metrics-port are accepted but not implemented yet");
+
+  // The mount point: an existing, empty directory.
+  std::error_code fec;
+  auto mstat = std::filesystem::status(mountpoint, fec);
+  if (fec || !std::filesystem::exists(mstat)) fatal("mount point " + mountpoint + " does not exist");
+  if (!std::filesystem::is_directory(mstat)) fatal("mount point " + mountpoint + " is not a directory");
+  if (std::filesystem::directory_iterator(mountpoint, fec) != std::filesystem::directory_iterator())
+    fatal("mount point " + mountpoint + " is not empty (already mounted?)");
+  mountpoint = std::filesystem::absolute(mountpoint).string();
+
+  // Credentials, endpoint, and one request to see that the bucket answers.
+  setup.endpoint.bucket = bucket;
+  setup.credentials.anonymous = anonymous;
+  unsigned nthreads = threads ? threads : std::max(1u, std::thread::hardware_concurrency());
+  setup.max_connections = std::max(1u, (workers + nthreads - 1) / nthreads);
+  auto opts = s3::prepare_client_options(setup);
+  if (!opts) {
+    if (opts.error() == errc::invalid_argument) usage_error("bad --endpoint or --bucket");
+    if (opts.error() == errc::no_credentials)
+      fatal("no AWS credentials found (environment, ~/.aws, ECS, EC2 metadata); use --no-sign-request for public buckets");
+    fatal("cannot set up S3 access: " + opts.error().message());
+  }
+  {
+    asio::io_context ctx(1);
+    auto probe_opts = *opts;
+    probe_opts.retry.max_attempts = 2;
+    probe_opts.timeouts.connect = std::chrono::seconds(5);
+    s3::beast_client probe(ctx.get_executor(), probe_opts);
+    s3::list_request req;
+    req.prefix = prefix;
+    req.max_keys = 1;
+    auto fut = asio::co_spawn(ctx, probe.list(req), asio::use_future);
+    ctx.run();
+    auto r = fut.get();
+    if (!r) fatal(bucket_problem(r.error(), bucket, opts->ep));
+  }
+
+  // Daemonize now (before any thread exists); the parent waits until the mount is ready.
+  int ready_pipe[2] = {-1, -1};
+  if (!foreground) {
+    if (pipe(ready_pipe) != 0) fatal("pipe failed");
+    pid_t pid = fork();
+    if (pid < 0) fatal("fork failed");
+    if (pid > 0) {
+      close(ready_pipe[1]);
+      std::string msg;
+      char buf[512];
+      ssize_t n;
+      while ((n = read(ready_pipe[0], buf, sizeof buf)) > 0) msg.append(buf, static_cast<size_t>(n));
+      if (msg == "ok") return 0;
+      std::cerr << "valkyrie: " << (msg.empty() ? "the daemon died before the mount was ready" : msg) << "\n";
+      return 1;
+    }
+    close(ready_pipe[0]);
+    setsid();
+    int null = open("/dev/null", O_RDWR);
+    dup2(null, 0);
+    dup2(null, 1);
+    if (null > 2) close(null);
+  }
+  auto report = [&](const std::string& msg) {
+    if (ready_pipe[1] >= 0) {
+      (void)!write(ready_pipe[1], msg.data(), msg.size());
+      close(ready_pipe[1]);
+      ready_pipe[1] = -1;
+    }
+  };
+
+  std::shared_ptr<cache::chunk_cache> cache;
+  try {
+    cache = std::make_shared<cache::chunk_cache>(*cache_bytes, static_cast<std::uint32_t>(*chunk_bytes));
+  } catch (const std::exception& e) {
+    report(std::string("cannot create the cache: ") + e.what());
+    fatal(std::string("cannot create the cache: ") + e.what());
+  }
+  reactor_pool pool({threads, false});
+  std::vector<std::shared_ptr<s3::object_client>> clients;
+  for (unsigned i = 0; i < pool.size(); ++i)
+    clients.push_back(std::make_shared<s3::beast_client>(pool.executor(i), *opts));
+  fs::options fopts;
+  fopts.prefix = prefix;
+  fopts.metadata_ttl = *ttl;
+  fopts.max_readahead_chunks = std::max(2u, std::min(workers, cache->slots() / 2));
+  fs::filesystem filesystem(fopts, clients, cache);
+
+  fuse::mount_options mopts;
+  mopts.mountpoint = mountpoint;
+  mopts.fsname = "valkyrie:" + bucket;
+  mopts.allow_other = allow_other;
+  mopts.uid = uid;
+  mopts.gid = gid;
+  mopts.file_mode = fmode;
+  mopts.dir_mode = dmode;
+  mopts.attr_timeout = std::chrono::duration<double>(*ttl).count();
+  fuse::session session(filesystem, pool, mopts);
+  if (auto err = session.mount(); !err.empty()) {
+    report(err);
+    fatal(err);
+  }
+  session.set_on_finished([&pool] { pool.request_stop(); });
+  boost::asio::signal_set signals(pool.context(0), SIGINT, SIGTERM);
+  signals.async_wait([&session](const boost::system::error_code& ec, int) {
+    if (!ec) session.unmount();
+  });
+  session.start();
+  pool.start();
+  log::get("cli")->info("mounted s3://{}/{} on {} ({} reactors, cache {}, chunk {})", bucket, prefix, mountpoint,
+                        pool.size(), format_size(cache->capacity()), format_size(*chunk_bytes));
+  report("ok");
+  pool.join();
+  log::get("cli")->info("unmounted {}", mountpoint);
+  return 0;
+}

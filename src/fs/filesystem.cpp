@@ -1,0 +1,314 @@
+#include "fs/filesystem.hpp"
+
+#include <algorithm>
+#include <optional>
+
+#include "core/errors.hpp"
+#include "core/log.hpp"
+#include "core/reactor_pool.hpp"
+
+namespace valkyrie::fs {
+
+filesystem::filesystem(options opts, std::vector<std::shared_ptr<s3::object_client>> clients,
+                       std::shared_ptr<cache::chunk_cache> cache)
+    : opts_(std::move(opts)), clients_(std::move(clients)), cache_(std::move(cache)) {
+  node root;
+  root.ino = root_ino;
+  root.parent = root_ino;
+  root.key = opts_.prefix;
+  root.directory = true;
+  root.lookups = 1;  // the kernel holds the root forever
+  root.mtime = std::chrono::system_clock::now();
+  nodes_.emplace(root_ino, std::move(root));
+}
+
+s3::object_client& filesystem::client() {
+  int r = reactor_pool::current();
+  return *clients_[r >= 0 && static_cast<std::size_t>(r) < clients_.size() ? r : 0];
+}
+
+bool filesystem::valid_name(const std::string& name) {
+  return !name.empty() && name != "." && name != ".." && name.size() <= 255 &&
+         name.find('\0') == std::string::npos;
+}
+
+attributes filesystem::attr_of(const node& n) {
+  return {n.ino, n.directory, n.directory ? 0 : n.size, n.mtime};
+}
+
+std::size_t filesystem::inode_count() const {
+  std::lock_guard lock(mu_);
+  return nodes_.size();
+}
+
+awaitable<result<std::vector<filesystem::listed_entry>>> filesystem::list_directory(std::string prefix) {
+  std::vector<listed_entry> out;
+  std::unordered_map<std::string, std::size_t> seen;  // name -> index in out
+  s3::list_request req;
+  req.prefix = prefix;
+  req.delimiter = "/";
+  for (;;) {
+    auto page = co_await client().list(req);
+    if (!page) co_return page.error();
+    for (auto& p : page->common_prefixes) {
+      std::string name = p.substr(prefix.size(), p.size() - prefix.size() - 1);
+      if (!valid_name(name)) {
+        log::get("fs")->warn("skipping key prefix that cannot be a name: '{}'", p);
+        continue;
+      }
+      if (auto it = seen.find(name); it != seen.end()) {
+        // "a" and "a/..." both exist: the directory wins.
+        log::get("fs")->warn("'{}{}' is both a file and a directory; showing the directory", prefix, name);
+        out[it->second] = {name, true, {}};
+        continue;
+      }
+      seen.emplace(name, out.size());
+      out.push_back({name, true, {}});
+    }
+    for (auto& o : page->objects) {
+      if (o.key == prefix) continue;  // the directory's own "dir/" marker
+      std::string name = o.key.substr(prefix.size());
+      if (!valid_name(name)) {
+        log::get("fs")->warn("skipping key that cannot be a name: '{}'", o.key);
+        continue;
+      }
+      if (auto it = seen.find(name); it != seen.end()) {
+        log::get("fs")->warn("'{}' is both a file and a directory; showing the directory", o.key);
+        continue;
+      }
+      seen.emplace(name, out.size());
+      out.push_back({name, false, o});
+    }
+    if (!page->truncated) break;
+    req.continuation_token = page->next_continuation_token;
+  }
+  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.name < b.name; });
+  co_return out;
+}
+
+attributes filesystem::remember(node& parent, const listed_entry& e) {
+  std::string key = parent.key + e.name + (e.directory ? "/" : "");
+  std::string index = (e.directory ? "d" : "f") + key;
+  auto it = by_key_.find(index);
+  node* n = nullptr;
+  if (it != by_key_.end()) {
+    n = &nodes_.at(it->second);
+  } else {
+    ino_t ino = next_ino_++;
+    node fresh;
+    fresh.ino = ino;
+    fresh.parent = parent.ino;
+    fresh.name = e.name;
+    fresh.key = key;
+    fresh.directory = e.directory;
+    n = &nodes_.emplace(ino, std::move(fresh)).first->second;
+    by_key_.emplace(index, ino);
+  }
+  if (!e.directory) {
+    n->size = e.info.size;
+    n->etag = e.info.etag;
+    n->mtime = e.info.last_modified;
+  } else if (n->mtime == std::chrono::system_clock::time_point{}) {
+    n->mtime = parent.mtime;
+  }
+  ++n->lookups;
+  return attr_of(*n);
+}
+
+awaitable<result<attributes>> filesystem::lookup(ino_t parent, std::string name) {
+  if (!valid_name(name)) co_return make_error_code(errc::not_found);
+  std::string dir_key;
+  {
+    std::lock_guard lock(mu_);
+    auto it = nodes_.find(parent);
+    if (it == nodes_.end()) co_return make_error_code(errc::not_found);
+    node& p = it->second;
+    if (!p.directory) co_return make_error_code(errc::invalid_argument);
+    if (p.listed && std::chrono::steady_clock::now() - p.listed_at < opts_.metadata_ttl) {
+      // Answer from the cached listing.
+      for (auto& e : p.listing)
+        if (e.name == name) {
+          listed_entry le{name, e.attr.directory, {}};
+          le.info.size = e.attr.size;
+          le.info.last_modified = e.attr.mtime;
+          le.info.etag = e.etag;
+          co_return remember(p, le);
+        }
+      bool found = std::any_of(p.listing.begin(), p.listing.end(), [&](auto& e) { return e.name == name; });
+      if (!found) co_return make_error_code(errc::not_found);
+    }
+    dir_key = p.key;
+  }
+  // A targeted listing finds the file "dir/name" and the directory "dir/name/" without listing
+  // the whole parent (a path can be opened without a readdir first).
+  s3::list_request req;
+  req.prefix = dir_key + name;
+  req.delimiter = "/";
+  std::optional<listed_entry> file, dir;
+  for (bool more = true; more;) {
+    auto page = co_await client().list(req);
+    if (!page) co_return page.error();
+    for (auto& o : page->objects)
+      if (o.key == req.prefix) file = listed_entry{name, false, o};
+    for (auto& cp : page->common_prefixes)
+      if (cp == req.prefix + "/") dir = listed_entry{name, true, {}};
+    more = page->truncated && !dir;
+    if (more) req.continuation_token = page->next_continuation_token;
+  }
+  std::lock_guard lock(mu_);
+  auto it = nodes_.find(parent);
+  if (it == nodes_.end()) co_return make_error_code(errc::not_found);
+  if (dir) co_return remember(it->second, *dir);
+  if (file) co_return remember(it->second, *file);
+  co_return make_error_code(errc::not_found);
+}
+
+result<attributes> filesystem::getattr(ino_t ino) {
+  std::lock_guard lock(mu_);
+  auto it = nodes_.find(ino);
+  if (it == nodes_.end()) return make_error_code(errc::not_found);
+  return attr_of(it->second);
+}
+
+void filesystem::forget(ino_t ino, std::uint64_t count) {
+  if (ino == root_ino) return;
+  std::lock_guard lock(mu_);
+  auto it = nodes_.find(ino);
+  if (it == nodes_.end()) return;
+  node& n = it->second;
+  n.lookups = count >= n.lookups ? 0 : n.lookups - count;
+  if (n.lookups == 0) {
+    by_key_.erase((n.directory ? "d" : "f") + n.key);
+    nodes_.erase(it);
+  }
+}
+
+awaitable<result<std::vector<dir_entry>>> filesystem::readdir(ino_t ino) {
+  std::string key;
+  {
+    std::lock_guard lock(mu_);
+    auto it = nodes_.find(ino);
+    if (it == nodes_.end()) co_return make_error_code(errc::not_found);
+    node& n = it->second;
+    if (!n.directory) co_return make_error_code(errc::invalid_argument);
+    key = n.key;
+    if (n.listed && std::chrono::steady_clock::now() - n.listed_at < opts_.metadata_ttl)
+      co_return n.listing;
+  }
+  auto entries = co_await list_directory(key);
+  if (!entries) co_return entries.error();
+  std::lock_guard lock(mu_);
+  auto it = nodes_.find(ino);
+  if (it == nodes_.end()) co_return make_error_code(errc::not_found);
+  node& n = it->second;
+  std::vector<dir_entry> listing;
+  listing.reserve(entries->size());
+  for (auto& e : *entries) {
+    dir_entry d;
+    d.name = e.name;
+    d.attr.directory = e.directory;
+    d.attr.size = e.info.size;
+    d.attr.mtime = e.directory ? n.mtime : e.info.last_modified;
+    d.etag = e.info.etag;
+    // Files seen in a listing are remembered with their ETag so that open needs no HEAD.
+    auto index = std::string(e.directory ? "d" : "f") + n.key + e.name + (e.directory ? "/" : "");
+    if (auto known = by_key_.find(index); known != by_key_.end()) {
+      node& c = nodes_.at(known->second);
+      if (!e.directory) {
+        c.size = e.info.size;
+        c.etag = e.info.etag;
+        c.mtime = e.info.last_modified;
+      }
+      d.attr.ino = c.ino;
+    }
+    listing.push_back(std::move(d));
+  }
+  n.listing = listing;
+  n.listed = true;
+  n.listed_at = std::chrono::steady_clock::now();
+  co_return listing;
+}
+
+result<attributes> filesystem::remember_entry(ino_t parent, const dir_entry& e) {
+  std::lock_guard lock(mu_);
+  auto it = nodes_.find(parent);
+  if (it == nodes_.end()) return make_error_code(errc::not_found);
+  listed_entry le{e.name, e.attr.directory, {}};
+  le.info.size = e.attr.size;
+  le.info.last_modified = e.attr.mtime;
+  le.info.etag = e.etag;
+  return remember(it->second, le);
+}
+
+result<std::shared_ptr<open_file>> filesystem::open(ino_t ino) {
+  std::lock_guard lock(mu_);
+  auto it = nodes_.find(ino);
+  if (it == nodes_.end()) return make_error_code(errc::not_found);
+  node& n = it->second;
+  if (n.directory) return make_error_code(errc::invalid_argument);
+  auto f = std::make_shared<open_file>();
+  // The kernel may keep its page cache across opens only while the object is the same version.
+  f->keep_cache = n.opened_etag.empty() || n.opened_etag == n.etag;
+  n.opened_etag = n.etag;
+  f->key = n.key;
+  f->etag = n.etag;
+  f->size = n.size;
+  f->object_id = n.key + '\0' + n.etag;
+  return f;
+}
+
+cache::chunk_cache::fetch_fn filesystem::fetcher(std::shared_ptr<open_file> file, std::uint64_t chunk) {
+  // Runs on the reactor that starts the fetch, with that reactor's client.
+  return [this, file, chunk](std::span<char> dest) -> awaitable<result<std::size_t>> {
+    std::uint64_t offset = chunk * cache_->chunk_size();
+    std::size_t len = static_cast<std::size_t>(std::min<std::uint64_t>(dest.size(), file->size - offset));
+    return client().get(file->key, offset, dest.first(len), file->etag);
+  };
+}
+
+awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file, std::uint64_t offset,
+                                                std::size_t size) {
+  read_result out;
+  if (offset >= file->size || size == 0) co_return out;
+  std::uint64_t end = std::min<std::uint64_t>(file->size, offset + size);
+  const std::uint64_t cs = cache_->chunk_size();
+  std::uint64_t first = offset / cs, last = (end - 1) / cs;
+  std::uint64_t total_chunks = (file->size + cs - 1) / cs;
+
+  // Sequential (from where the last read ended, or a small skip forward) grows the window;
+  // anything else collapses it to nothing, so random readers fetch only what they touch.
+  std::uint64_t expected = file->next_offset.load();
+  bool sequential = offset == 0 ? expected == 0 : (offset >= expected && offset - expected <= cs);
+  unsigned window = file->window.load();
+  window = sequential ? std::min(opts_.max_readahead_chunks, std::max(2u, window * 2)) : 0;
+  file->window.store(window);
+  file->next_offset.store(end);
+  if (window > 0) {
+    auto ex = co_await asio::this_coro::executor;
+    std::uint64_t ahead_end = std::min<std::uint64_t>(total_chunks, last + 1 + window);
+    std::uint64_t from = std::max<std::uint64_t>(last + 1, file->prefetched_to.load());
+    for (std::uint64_t c = from; c < ahead_end; ++c)
+      cache_->prefetch({file->object_id, c}, fetcher(file, c), ex);
+    std::uint64_t prev = file->prefetched_to.load();
+    while (ahead_end > prev && !file->prefetched_to.compare_exchange_weak(prev, ahead_end)) {
+    }
+  }
+
+  for (std::uint64_t c = first; c <= last; ++c) {
+    // Named, not temporaries: GCC 12 destroys temporaries of a co_await expression twice.
+    cache::chunk_key key{file->object_id, c};
+    auto fetch = fetcher(file, c);
+    auto ref = co_await cache_->get(std::move(key), std::move(fetch));
+    if (!ref) co_return ref.error();
+    std::uint64_t chunk_start = c * cs;
+    std::uint64_t from = std::max(offset, chunk_start) - chunk_start;
+    std::uint64_t to = std::min<std::uint64_t>(end - chunk_start, ref->data().size());
+    if (to <= from) co_return make_error_code(errc::truncated_body);  // object shorter than listed
+    out.slices.push_back(ref->data().subspan(from, to - from));
+    out.bytes += to - from;
+    out.chunks.push_back(std::move(*ref));
+  }
+  co_return out;
+}
+
+}  // namespace valkyrie::fs

@@ -1,0 +1,121 @@
+#pragma once
+// fs: the namespace (inodes over S3 keys) and the read path (chunks through the cache).
+//
+// Owns: the inode table, each directory's cached listing, and the open-file handles.
+// Threading: called from any reactor. The inode table has one mutex, taken for metadata
+// operations only (never across I/O); reads touch only their handle (atomics) and the cache's
+// shards, so the read path has no global lock. S3 requests use the object client of the calling
+// reactor.
+// Invariants: inode numbers are stable while referenced (lookup count > 0) and freed on forget;
+// a handle pins the ETag seen at open, and every ranged GET carries it (If-Match), so a read never
+// mixes two versions of an object; keys that cannot be names ("", ".", "..", over 255 bytes) are
+// never exposed; when "a" and "a/..." both exist the directory wins.
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "cache/chunk_cache.hpp"
+#include "s3/object_client.hpp"
+
+namespace valkyrie::fs {
+
+using ino_t = std::uint64_t;
+inline constexpr ino_t root_ino = 1;
+
+struct attributes {
+  ino_t ino = 0;
+  bool directory = false;
+  std::uint64_t size = 0;
+  std::chrono::system_clock::time_point mtime{};
+};
+
+struct dir_entry {
+  std::string name;
+  attributes attr;  // ino is 0 unless the entry was looked up
+  std::string etag;
+};
+
+struct options {
+  std::string prefix;  // key prefix the mount shows ("" or ending in '/')
+  std::chrono::nanoseconds metadata_ttl = std::chrono::seconds(60);
+  unsigned max_readahead_chunks = 32;  // bounded by --workers and the cache size
+};
+
+struct open_file {
+  std::string key, etag, object_id;
+  std::uint64_t size = 0;
+  std::atomic<std::uint64_t> next_offset{0};   // where a sequential reader reads next
+  std::atomic<unsigned> window{0};             // read-ahead window in chunks
+  std::atomic<std::uint64_t> prefetched_to{0}; // chunks below this were already requested
+  bool keep_cache = true;                      // same version as at the previous open
+};
+
+// The bytes of one read: pinned chunks and the slices of them to reply with.
+struct read_result {
+  std::vector<cache::chunk_ref> chunks;
+  std::vector<std::span<const char>> slices;
+  std::size_t bytes = 0;
+};
+
+class filesystem {
+ public:
+  // clients[i] is the object client of reactor i.
+  filesystem(options opts, std::vector<std::shared_ptr<s3::object_client>> clients,
+             std::shared_ptr<cache::chunk_cache> cache);
+
+  awaitable<result<attributes>> lookup(ino_t parent, std::string name);
+  result<attributes> getattr(ino_t ino);
+  void forget(ino_t ino, std::uint64_t count);
+  // The whole directory (cached for metadata_ttl).
+  awaitable<result<std::vector<dir_entry>>> readdir(ino_t ino);
+  // Counts a lookup of an entry handed out by readdirplus (only those that fit the reply).
+  result<attributes> remember_entry(ino_t parent, const dir_entry& e);
+  result<std::shared_ptr<open_file>> open(ino_t ino);
+  awaitable<result<read_result>> read(std::shared_ptr<open_file> file, std::uint64_t offset, std::size_t size);
+
+  std::size_t inode_count() const;
+  const options& opts() const { return opts_; }
+
+ private:
+  struct node {
+    ino_t ino = 0, parent = 0;
+    std::string name, key;  // key: object key, or the directory's prefix ending in '/'
+    bool directory = false;
+    std::uint64_t size = 0;
+    std::string etag;
+    std::string opened_etag;  // ETag at the last open
+    std::chrono::system_clock::time_point mtime{};
+    std::uint64_t lookups = 0;
+    std::vector<dir_entry> listing;
+    std::chrono::steady_clock::time_point listed_at{};
+    bool listed = false;
+  };
+  struct listed_entry {
+    std::string name;
+    bool directory;
+    s3::object_info info;
+  };
+
+  s3::object_client& client();
+  awaitable<result<std::vector<listed_entry>>> list_directory(std::string prefix);
+  // With mu_ held: the child inode for an entry (created if new), lookup count raised.
+  attributes remember(node& parent, const listed_entry& e);
+  static attributes attr_of(const node& n);
+  static bool valid_name(const std::string& name);
+  cache::chunk_cache::fetch_fn fetcher(std::shared_ptr<open_file> file, std::uint64_t chunk);
+
+  options opts_;
+  std::vector<std::shared_ptr<s3::object_client>> clients_;
+  std::shared_ptr<cache::chunk_cache> cache_;
+  mutable std::mutex mu_;
+  std::unordered_map<ino_t, node> nodes_;
+  std::unordered_map<std::string, ino_t> by_key_;  // (directory ? "d" : "f") + key -> ino
+  ino_t next_ino_ = 2;
+};
+
+}  // namespace valkyrie::fs

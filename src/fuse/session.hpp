@@ -1,0 +1,74 @@
+#pragma once
+// fuse: the FUSE lowlevel session driven by the reactors, and the ops table.
+//
+// Owns: the fuse_session (mount, unmount) and one receive loop per reactor.
+// Threading: every reactor waits for the (O_NONBLOCK) /dev/fuse fd to be readable on its own
+// dup of it, drains fuse_session_receive_buf until EAGAIN into its own buffer and hands each
+// request to fuse_session_process_buf, which calls the ops on that reactor's thread. An op
+// starts a coroutine and returns at once; the coroutine replies when its data is there, so no
+// thread ever blocks on S3. libfuse 3.14 keeps no pointer into what an op is given: names and
+// file info are copied before the op returns.
+// Invariants: every request gets exactly one reply; errors become errnos in one place
+// (to_errno); write-type ops get EROFS.
+#include <atomic>
+#include <functional>
+#include <string>
+#include <system_error>
+#include <vector>
+
+#include "core/reactor_pool.hpp"
+#include "fs/filesystem.hpp"
+
+struct fuse_session;
+
+namespace valkyrie::fuse {
+
+struct mount_options {
+  std::string mountpoint;
+  std::string fsname = "valkyrie";
+  bool allow_other = false;
+  unsigned uid = 0, gid = 0;
+  unsigned file_mode = 0444, dir_mode = 0555;
+  double attr_timeout = 60;  // seconds the kernel may cache attributes and entries
+  std::uint32_t max_read = 1 << 20;
+  std::uint32_t max_readahead = 16 << 20;
+  unsigned max_background = 64;
+};
+
+int to_errno(std::error_code ec);
+
+class session {
+ public:
+  session(fs::filesystem& filesystem, reactor_pool& pool, mount_options opts);
+  ~session();
+  session(const session&) = delete;
+  session& operator=(const session&) = delete;
+
+  // Mounts; returns a message on failure.
+  std::string mount();
+  // Starts one receive loop per reactor (the pool must be running or about to run).
+  void start();
+  // Unmounts (from a signal handler's reactor, or any thread); the loops then end.
+  void unmount();
+  // True once every receive loop has ended (the filesystem was unmounted).
+  bool finished() const { return loops_running_ == 0 && started_; }
+  void set_on_finished(std::function<void()> f) { on_finished_ = std::move(f); }
+
+  fs::filesystem& filesystem() { return fs_; }
+  const mount_options& options() const { return opts_; }
+  reactor_pool& pool() { return pool_; }
+
+ private:
+  static awaitable<void> receive_loop(session* self, unsigned reactor);
+
+  fs::filesystem& fs_;
+  reactor_pool& pool_;
+  mount_options opts_;
+  ::fuse_session* se_ = nullptr;
+  bool mounted_ = false, started_ = false;
+  std::atomic<bool> unmounting_{false};
+  std::atomic<unsigned> loops_running_{0};
+  std::function<void()> on_finished_;
+};
+
+}  // namespace valkyrie::fuse
