@@ -240,21 +240,48 @@ result<attributes> filesystem::remember_entry(ino_t parent, const dir_entry& e) 
   return remember(it->second, le);
 }
 
-result<std::shared_ptr<open_file>> filesystem::open(ino_t ino) {
+void filesystem::mark_stale(ino_t ino) {
   std::lock_guard lock(mu_);
   auto it = nodes_.find(ino);
-  if (it == nodes_.end()) return make_error_code(errc::not_found);
+  if (it == nodes_.end()) return;
+  it->second.etag.clear();
+  if (auto p = nodes_.find(it->second.parent); p != nodes_.end()) p->second.listed = false;
+}
+
+awaitable<result<std::shared_ptr<open_file>>> filesystem::open(ino_t ino) {
+  std::string key;
+  {
+    std::lock_guard lock(mu_);
+    auto it = nodes_.find(ino);
+    if (it == nodes_.end()) co_return make_error_code(errc::not_found);
+    if (it->second.directory) co_return make_error_code(errc::invalid_argument);
+    if (it->second.etag.empty()) key = it->second.key;
+  }
+  std::optional<s3::object_info> fresh;
+  if (!key.empty()) {
+    auto info = co_await client().head(key);
+    if (!info) co_return info.error();
+    fresh = *info;
+  }
+  std::lock_guard lock(mu_);
+  auto it = nodes_.find(ino);
+  if (it == nodes_.end()) co_return make_error_code(errc::not_found);
   node& n = it->second;
-  if (n.directory) return make_error_code(errc::invalid_argument);
+  if (fresh) {
+    n.etag = fresh->etag;
+    n.size = fresh->size;
+    n.mtime = fresh->last_modified;
+  }
   auto f = std::make_shared<open_file>();
   // The kernel may keep its page cache across opens only while the object is the same version.
   f->keep_cache = n.opened_etag.empty() || n.opened_etag == n.etag;
   n.opened_etag = n.etag;
+  f->ino = ino;
   f->key = n.key;
   f->etag = n.etag;
   f->size = n.size;
   f->object_id = n.key + '\0' + n.etag;
-  return f;
+  co_return f;
 }
 
 cache::chunk_cache::fetch_fn filesystem::fetcher(std::shared_ptr<open_file> file, std::uint64_t chunk) {
@@ -299,7 +326,10 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
     cache::chunk_key key{file->object_id, c};
     auto fetch = fetcher(file, c);
     auto ref = co_await cache_->get(std::move(key), std::move(fetch));
-    if (!ref) co_return ref.error();
+    if (!ref) {
+      if (ref.error() == errc::precondition_failed) mark_stale(file->ino);
+      co_return ref.error();
+    }
     std::uint64_t chunk_start = c * cs;
     std::uint64_t from = std::max(offset, chunk_start) - chunk_start;
     std::uint64_t to = std::min<std::uint64_t>(end - chunk_start, ref->data().size());

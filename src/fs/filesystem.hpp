@@ -47,6 +47,7 @@ struct options {
 };
 
 struct open_file {
+  ino_t ino = 0;
   std::string key, etag, object_id;
   std::uint64_t size = 0;
   std::atomic<std::uint64_t> next_offset{0};   // where a sequential reader reads next
@@ -75,7 +76,9 @@ class filesystem {
   awaitable<result<std::vector<dir_entry>>> readdir(ino_t ino);
   // Counts a lookup of an entry handed out by readdirplus (only those that fit the reply).
   result<attributes> remember_entry(ino_t parent, const dir_entry& e);
-  result<std::shared_ptr<open_file>> open(ino_t ino);
+  // A handle pinned to the object's current ETag (a HEAD when the ETag is unknown or was found
+  // stale).
+  awaitable<result<std::shared_ptr<open_file>>> open(ino_t ino);
   awaitable<result<read_result>> read(std::shared_ptr<open_file> file, std::uint64_t offset, std::size_t size);
 
   std::size_t inode_count() const;
@@ -106,6 +109,9 @@ class filesystem {
   // With mu_ held: the child inode for an entry (created if new), lookup count raised.
   attributes remember(node& parent, const listed_entry& e);
   static attributes attr_of(const node& n);
+  // The object changed under an open file: forget its ETag (the next open asks S3) and the
+  // parent's listing.
+  void mark_stale(ino_t ino);
   static bool valid_name(const std::string& name);
   cache::chunk_cache::fetch_fn fetcher(std::shared_ptr<open_file> file, std::uint64_t chunk);
 

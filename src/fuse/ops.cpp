@@ -156,16 +156,20 @@ void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse
 void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
 
 // ---- files ----
+awaitable<void> do_open(session* s, fuse_req_t req, fuse_ino_t ino, fuse_file_info fi) {
+  auto r = co_await s->filesystem().open(ino);
+  if (!r) {
+    fuse_reply_err(req, r.error() == errc::invalid_argument ? EISDIR : to_errno(r.error()));
+    co_return;
+  }
+  fi.keep_cache = (*r)->keep_cache ? 1 : 0;
+  fi.fh = reinterpret_cast<uint64_t>(new file_holder(*r));
+  if (fuse_reply_open(req, &fi) != 0) delete reinterpret_cast<file_holder*>(fi.fh);  // interrupted
+}
+
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) return (void)fuse_reply_err(req, EROFS);
-  auto r = self(req)->filesystem().open(ino);
-  if (!r) {
-    int err = r.error() == errc::invalid_argument ? EISDIR : to_errno(r.error());
-    return (void)fuse_reply_err(req, err);
-  }
-  fi->keep_cache = (*r)->keep_cache ? 1 : 0;
-  fi->fh = reinterpret_cast<uint64_t>(new file_holder(*r));
-  if (fuse_reply_open(req, fi) != 0) delete reinterpret_cast<file_holder*>(fi->fh);  // interrupted
+  spawn(self(req), do_open(self(req), req, ino, *fi));  // fuse_file_info copied: libfuse reuses it
 }
 
 awaitable<void> do_read(session* s, fuse_req_t req, file_holder file, size_t size, off_t off) {
