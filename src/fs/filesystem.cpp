@@ -284,11 +284,49 @@ awaitable<result<std::shared_ptr<open_file>>> filesystem::open(ino_t ino) {
   co_return f;
 }
 
-cache::chunk_cache::fetch_fn filesystem::fetcher(std::shared_ptr<open_file> file, std::uint64_t chunk) {
+namespace {
+// One ranged GET per part, all in flight at once on the calling reactor; the chunk is complete
+// when every part is. Used when a reader is waiting: the first bytes arrive after one part's
+// transfer time instead of a whole chunk's.
+awaitable<result<std::size_t>> get_in_parts(s3::object_client* client, std::string key, std::string etag,
+                                            std::uint64_t offset, std::span<char> dest, std::size_t part) {
+  struct state {
+    std::size_t remaining = 0, bytes = 0;
+    std::error_code error;
+    std::shared_ptr<asio::steady_timer> done;
+  };
+  auto ex = co_await asio::this_coro::executor;
+  auto st = std::make_shared<state>();
+  st->done = std::make_shared<asio::steady_timer>(ex, asio::steady_timer::time_point::max());
+  st->remaining = (dest.size() + part - 1) / part;
+  for (std::size_t at = 0; at < dest.size(); at += part) {
+    auto piece = dest.subspan(at, std::min(part, dest.size() - at));
+    asio::co_spawn(ex, client->get(key, offset + at, piece, etag),
+                   [st, want = piece.size()](std::exception_ptr e, result<std::size_t> r) {
+                     if (e || !r) {
+                       if (!st->error) st->error = e ? make_error_code(errc::protocol_error) : r.error();
+                     } else if (*r != want) {
+                       if (!st->error) st->error = make_error_code(errc::truncated_body);
+                     } else {
+                       st->bytes += *r;
+                     }
+                     if (--st->remaining == 0) st->done->cancel();
+                   });
+  }
+  co_await st->done->async_wait(use_tuple);
+  if (st->error) co_return st->error;
+  co_return st->bytes;
+}
+}  // namespace
+
+cache::chunk_cache::fetch_fn filesystem::fetcher(std::shared_ptr<open_file> file, std::uint64_t chunk,
+                                                 bool reader_waiting) {
   // Runs on the reactor that starts the fetch, with that reactor's client.
-  return [this, file, chunk](std::span<char> dest) -> awaitable<result<std::size_t>> {
+  return [this, file, chunk, reader_waiting](std::span<char> dest) -> awaitable<result<std::size_t>> {
     std::uint64_t offset = chunk * cache_->chunk_size();
     std::size_t len = static_cast<std::size_t>(std::min<std::uint64_t>(dest.size(), file->size - offset));
+    if (reader_waiting && len > demand_part_size)
+      return get_in_parts(&client(), file->key, file->etag, offset, dest.first(len), demand_part_size);
     return client().get(file->key, offset, dest.first(len), file->etag);
   };
 }
@@ -307,7 +345,8 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
   std::uint64_t expected = file->next_offset.load();
   bool sequential = offset == 0 ? expected == 0 : (offset >= expected && offset - expected <= cs);
   unsigned window = file->window.load();
-  window = sequential ? std::min(opts_.max_readahead_chunks, std::max(2u, window * 2)) : 0;
+  // A read from the start of a file is most likely the start of a whole-file read.
+  window = sequential ? std::min(opts_.max_readahead_chunks, std::max(offset == 0 ? 4u : 2u, window * 2)) : 0;
   file->window.store(window);
   file->next_offset.store(end);
   if (window > 0) {
@@ -315,7 +354,7 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
     std::uint64_t ahead_end = std::min<std::uint64_t>(total_chunks, last + 1 + window);
     std::uint64_t from = std::max<std::uint64_t>(last + 1, file->prefetched_to.load());
     for (std::uint64_t c = from; c < ahead_end; ++c)
-      cache_->prefetch({file->object_id, c}, fetcher(file, c), ex);
+      cache_->prefetch({file->object_id, c}, fetcher(file, c, false), ex);
     std::uint64_t prev = file->prefetched_to.load();
     while (ahead_end > prev && !file->prefetched_to.compare_exchange_weak(prev, ahead_end)) {
     }
@@ -324,7 +363,7 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
   for (std::uint64_t c = first; c <= last; ++c) {
     // Named, not temporaries: GCC 12 destroys temporaries of a co_await expression twice.
     cache::chunk_key key{file->object_id, c};
-    auto fetch = fetcher(file, c);
+    auto fetch = fetcher(file, c, true);
     auto ref = co_await cache_->get(std::move(key), std::move(fetch));
     if (!ref) {
       if (ref.error() == errc::precondition_failed) mark_stale(file->ino);

@@ -113,7 +113,9 @@ class filesystem {
   // parent's listing.
   void mark_stale(ino_t ino);
   static bool valid_name(const std::string& name);
-  cache::chunk_cache::fetch_fn fetcher(std::shared_ptr<open_file> file, std::uint64_t chunk);
+  // reader_waiting: fetch in demand_part_size pieces at once rather than one GET.
+  cache::chunk_cache::fetch_fn fetcher(std::shared_ptr<open_file> file, std::uint64_t chunk, bool reader_waiting);
+  static constexpr std::size_t demand_part_size = 1 << 20;
 
   options opts_;
   std::vector<std::shared_ptr<s3::object_client>> clients_;
