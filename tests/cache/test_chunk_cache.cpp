@@ -1,0 +1,139 @@
+#include <doctest/doctest.h>
+
+#include <atomic>
+#include <cstring>
+#include <future>
+
+#include "cache/chunk_cache.hpp"
+#include "core/errors.hpp"
+#include "core/reactor_pool.hpp"
+#include "helpers.hpp"
+
+using namespace valkyrie;
+using namespace valkyrie::cache;
+
+namespace {
+// A fetch that fills the chunk with `byte`, after a short delay, counting its calls.
+chunk_cache::fetch_fn filler(std::atomic<int>* calls, char byte, std::size_t size = 100) {
+  return [calls, byte, size](std::span<char> dest) -> awaitable<result<std::size_t>> {
+    ++*calls;
+    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(20));
+    co_await t.async_wait(use_tuple);
+    std::memset(dest.data(), byte, size);
+    co_return size;
+  };
+}
+}  // namespace
+
+TEST_CASE("a missing chunk is fetched once however many readers wait, on any reactor") {
+  chunk_cache cache(1 << 20, 64 * 1024);
+  reactor_pool pool({2, false});
+  pool.start();
+  std::atomic<int> calls{0};
+  std::vector<std::future<std::string>> readers;
+  for (int i = 0; i < 20; ++i) {
+    readers.push_back(asio::co_spawn(pool.executor(i % 2), [](chunk_cache* c, std::atomic<int>* calls) -> awaitable<std::string> {
+      chunk_key key{"obj", 3};  // named: GCC 12 mishandles temporaries in co_await
+      auto ref = co_await c->get(key, filler(calls, 'x'));
+      if (!ref) co_return "error";
+      co_return std::string(ref->data().begin(), ref->data().end());
+    }(&cache, &calls), asio::use_future));
+  }
+  for (auto& r : readers) CHECK(r.get() == std::string(100, 'x'));
+  CHECK(calls == 1);
+  auto st = cache.stats();
+  CHECK(st.misses == 1);
+  CHECK(st.hits + st.waits >= 19);
+  pool.stop();
+}
+
+TEST_CASE("memory is capped: LRU eviction reuses slots") {
+  chunk_cache cache(4 * 64 * 1024, 64 * 1024, 1);
+  CHECK(cache.slots() == 4);
+  std::atomic<int> calls{0};
+  for (int i = 0; i < 10; ++i) {
+    auto ref = test::run(cache.get({"obj", static_cast<std::uint64_t>(i)}, filler(&calls, static_cast<char>('a' + i))));
+    REQUIRE(ref);
+    CHECK(ref->data()[0] == 'a' + i);
+  }
+  CHECK(calls == 10);
+  CHECK(cache.stats().evictions == 6);
+  // The 4 most recent are still there; the oldest are gone.
+  CHECK(cache.contains({"obj", 9}));
+  CHECK(cache.contains({"obj", 6}));
+  CHECK_FALSE(cache.contains({"obj", 5}));
+  // A hit refreshes recency: touch 6, add one more, 7 goes instead.
+  test::run(cache.get({"obj", 6}, filler(&calls, 'z')));
+  test::run(cache.get({"obj", 10}, filler(&calls, 'k')));
+  CHECK(cache.contains({"obj", 6}));
+  CHECK_FALSE(cache.contains({"obj", 7}));
+}
+
+TEST_CASE("a pinned chunk is never evicted; a reader waits for a slot instead") {
+  chunk_cache cache(2 * 64 * 1024, 64 * 1024, 1);
+  std::atomic<int> calls{0};
+  asio::io_context ctx(1);
+  bool third_done = false;
+  asio::co_spawn(ctx, [](chunk_cache* c, std::atomic<int>* calls, bool* done) -> awaitable<void> {
+    chunk_key k0{"o", 0}, k1{"o", 1};
+    auto a = co_await c->get(k0, filler(calls, 'a'));
+    auto b = co_await c->get(k1, filler(calls, 'b'));
+    REQUIRE(a);
+    REQUIRE(b);
+    // Both slots pinned: a third chunk must wait, not take a pinned slot.
+    auto ex = co_await asio::this_coro::executor;
+    asio::co_spawn(ex, [](chunk_cache* c, std::atomic<int>* calls, bool* done) -> awaitable<void> {
+      chunk_key k2{"o", 2};
+      auto r = co_await c->get(k2, filler(calls, 'c'));
+      CHECK(r);
+      CHECK(r->data()[0] == 'c');
+      *done = true;
+    }(c, calls, done), asio::detached);
+    asio::steady_timer t(ex, std::chrono::milliseconds(50));
+    co_await t.async_wait(use_tuple);
+    CHECK_FALSE(*done);
+    CHECK(a->data()[0] == 'a');  // still intact
+    CHECK(b->data()[0] == 'b');
+    a->release();
+    t.expires_after(std::chrono::milliseconds(100));
+    co_await t.async_wait(use_tuple);
+    CHECK(*done);
+    CHECK(b->data()[0] == 'b');  // the pinned one survived
+  }(&cache, &calls, &third_done), asio::detached);
+  ctx.run();
+  CHECK(third_done);
+}
+
+TEST_CASE("a failed fetch leaves nothing behind; the next reader fetches again") {
+  chunk_cache cache(4 * 64 * 1024, 64 * 1024);
+  int calls = 0;
+  auto failing = [&calls](std::span<char>) -> awaitable<result<std::size_t>> {
+    ++calls;
+    co_return make_error_code(errc::server_error);
+  };
+  CHECK(test::run(cache.get({"o", 0}, failing)).error() == errc::server_error);
+  CHECK_FALSE(cache.contains({"o", 0}));
+  std::atomic<int> ok_calls{0};
+  CHECK(test::run(cache.get({"o", 0}, filler(&ok_calls, 'q'))));
+  CHECK(calls == 1);
+  CHECK(ok_calls == 1);
+  CHECK(cache.stats().fetch_failures == 1);
+}
+
+TEST_CASE("prefetch starts a fetch without waiting; a later get is a hit") {
+  chunk_cache cache(4 * 64 * 1024, 64 * 1024);
+  std::atomic<int> calls{0};
+  asio::io_context ctx(1);
+  CHECK(cache.prefetch({"o", 5}, filler(&calls, 'p'), ctx.get_executor()));
+  CHECK_FALSE(cache.prefetch({"o", 5}, filler(&calls, 'p'), ctx.get_executor()));  // already in flight
+  ctx.run();
+  CHECK(cache.contains({"o", 5}));
+  auto ref = test::run(cache.get({"o", 5}, filler(&calls, 'x')));
+  REQUIRE(ref);
+  CHECK(ref->data()[0] == 'p');
+  CHECK(calls == 1);
+}
+
+TEST_CASE("a cache must hold at least two chunks") {
+  CHECK_THROWS_AS(chunk_cache(64 * 1024, 64 * 1024), std::invalid_argument);
+}

@@ -1,0 +1,176 @@
+#include <doctest/doctest.h>
+
+#include <algorithm>
+
+#include "core/errors.hpp"
+#include "fs/filesystem.hpp"
+#include "helpers.hpp"
+#include "s3/memory_client.hpp"
+
+using namespace valkyrie;
+using namespace valkyrie::fs;
+
+namespace {
+constexpr std::uint32_t chunk = 64 * 1024;
+
+std::string pattern(std::size_t n, int seed) {
+  std::string s(n, '\0');
+  for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 131 + seed * 7 + i / 977) & 0xff);
+  return s;
+}
+
+struct fixture {
+  explicit fixture(std::string prefix = "", std::uint64_t cache_bytes = 64 * chunk) {
+    options o;
+    o.prefix = prefix;
+    o.max_readahead_chunks = 8;
+    cache = std::make_shared<cache::chunk_cache>(cache_bytes, chunk);
+    fs = std::make_unique<filesystem>(o, std::vector<std::shared_ptr<s3::object_client>>{mem}, cache);
+  }
+  attributes lookup_path(const std::string& path) {
+    ino_t ino = root_ino;
+    attributes a{root_ino, true, 0, {}};
+    std::size_t start = 0;
+    while (start < path.size()) {
+      auto slash = path.find('/', start);
+      std::string name = path.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+      auto r = test::run(fs->lookup(ino, name));
+      if (!r) throw std::system_error(r.error());
+      a = *r;
+      ino = a.ino;
+      start = slash == std::string::npos ? path.size() : slash + 1;
+    }
+    return a;
+  }
+  std::string read(std::shared_ptr<open_file> f, std::uint64_t off, std::size_t n) {
+    auto r = test::run(fs->read(f, off, n));
+    if (!r) throw std::system_error(r.error());
+    std::string out;
+    for (auto& s : r->slices) out.append(s.data(), s.size());
+    return out;
+  }
+  std::vector<std::string> names(ino_t dir) {
+    auto r = test::run(fs->readdir(dir));
+    std::vector<std::string> out;
+    for (auto& e : *r) out.push_back(e.name + (e.attr.directory ? "/" : ""));
+    return out;
+  }
+
+  std::shared_ptr<s3::memory_client> mem = std::make_shared<s3::memory_client>();
+  std::shared_ptr<cache::chunk_cache> cache;
+  std::unique_ptr<filesystem> fs;
+};
+}  // namespace
+
+TEST_CASE("directories come from delimited listings: markers, clashes and impossible names") {
+  fixture f;
+  f.mem->put("a.txt", "a");
+  f.mem->put("dir/", "");          // a directory marker
+  f.mem->put("dir/inner", "x");
+  f.mem->put("empty-dir/", "");
+  f.mem->put("clash", "file");     // clash with the directory below: the directory wins
+  f.mem->put("clash/inner", "y");
+  f.mem->put("x//y", "z");         // empty segment
+  f.mem->put(std::string(300, 'n'), "too long");
+  f.mem->put("sp ace+pl%us~", "odd");
+  CHECK(f.names(root_ino) == std::vector<std::string>{"a.txt", "clash/", "dir/", "empty-dir/", "sp ace+pl%us~", "x/"});
+  auto dir = f.lookup_path("dir");
+  CHECK(dir.directory);
+  CHECK(f.names(dir.ino) == std::vector<std::string>{"inner"});
+  CHECK(f.names(f.lookup_path("empty-dir").ino).empty());
+  CHECK(f.names(f.lookup_path("x").ino).empty());
+  CHECK(f.lookup_path("clash").directory);
+  CHECK(f.lookup_path("a.txt").size == 1);
+}
+
+TEST_CASE("a path that was never listed resolves with targeted listings") {
+  fixture f;
+  f.mem->put("deep/er/still/file.bin", pattern(1000, 1));
+  f.mem->put("deep/er/still/file.bin2", "other");
+  f.mem->put("deep/er/still/file.bin-", "other");
+  auto a = f.lookup_path("deep/er/still/file.bin");
+  CHECK_FALSE(a.directory);
+  CHECK(a.size == 1000);
+  CHECK(f.mem->lists < 10);
+  CHECK_THROWS(f.lookup_path("deep/er/nothing"));
+  auto missing = test::run(f.fs->lookup(root_ino, "nope"));
+  CHECK(missing.error() == errc::not_found);
+}
+
+TEST_CASE("a mount prefix shows only what is under it") {
+  fixture f("train/");
+  f.mem->put("train/a", "1");
+  f.mem->put("train/sub/b", "2");
+  f.mem->put("test/c", "3");
+  CHECK(f.names(root_ino) == std::vector<std::string>{"a", "sub/"});
+  CHECK_THROWS(f.lookup_path("test"));
+}
+
+TEST_CASE("reads are byte-exact at every offset and across chunk boundaries") {
+  fixture f;
+  const std::string data = pattern(5 * chunk + 123, 2);
+  f.mem->put("obj", data);
+  auto a = f.lookup_path("obj");
+  auto file = test::run(f.fs->open(a.ino));
+  REQUIRE(file);
+  for (std::uint64_t off : {0ull, 1ull, chunk - 1ull, chunk + 0ull, 3ull * chunk + 7, data.size() - 1ull}) {
+    for (std::size_t n : {1ul, 100ul, chunk + 0ul, 2ul * chunk + 5}) {
+      INFO("offset " << off << " size " << n);
+      CHECK(f.read(*file, off, n) == data.substr(off, n));
+    }
+  }
+  CHECK(f.read(*file, data.size(), 10).empty());
+  CHECK(f.read(*file, data.size() + 100, 10).empty());
+}
+
+TEST_CASE("sequential reads fetch ahead; random reads fetch only what they touch") {
+  fixture f;
+  const std::string data = pattern(32 * chunk, 3);
+  f.mem->put("seq", data);
+  f.mem->put("rnd", data);
+  auto seq = test::run(f.fs->open(f.lookup_path("seq").ino));
+  std::string got;
+  for (std::uint64_t off = 0; off < 4 * chunk; off += chunk / 2) got += f.read(*seq, off, chunk / 2);
+  CHECK(got == data.substr(0, 4 * chunk));
+  // Reading 4 chunks sequentially made the cache fetch beyond them.
+  auto gets_after_seq = f.mem->gets.load();
+  CHECK(gets_after_seq > 4);
+  CHECK(f.cache->contains({(*seq)->object_id, 6}));
+
+  auto rnd = test::run(f.fs->open(f.lookup_path("rnd").ino));
+  std::vector<std::uint64_t> offsets = {20 * chunk + 5, 3 * chunk + 1, 27 * chunk, 11 * chunk + 99};
+  for (auto off : offsets) CHECK(f.read(*rnd, off, 10) == data.substr(off, 10));
+  CHECK(f.mem->gets.load() - gets_after_seq == offsets.size());
+}
+
+TEST_CASE("an object replaced after open: precondition error, never mixed bytes; a new open sees it") {
+  fixture f;
+  const std::string v1 = pattern(8 * chunk, 4), v2 = pattern(8 * chunk, 5);
+  f.mem->put("obj", v1);
+  auto a = f.lookup_path("obj");
+  auto file = test::run(f.fs->open(a.ino));
+  CHECK(f.read(*file, 0, 100) == v1.substr(0, 100));
+  f.mem->put("obj", v2);
+  auto r = test::run(f.fs->read(*file, 7 * chunk, 100));  // not fetched yet
+  CHECK(r.error() == errc::precondition_failed);
+  auto reopened = test::run(f.fs->open(a.ino));
+  REQUIRE(reopened);
+  CHECK((*reopened)->etag != (*file)->etag);
+  CHECK_FALSE((*reopened)->keep_cache);  // the kernel must drop the old version's pages
+  CHECK(f.read(*reopened, 7 * chunk, 100) == v2.substr(7 * chunk, 100));
+}
+
+TEST_CASE("inodes are stable while referenced and freed on forget") {
+  fixture f;
+  f.mem->put("d/x", "1");
+  auto d1 = f.lookup_path("d");
+  auto d2 = f.lookup_path("d");
+  CHECK(d1.ino == d2.ino);
+  auto before = f.fs->inode_count();
+  f.fs->forget(d1.ino, 1);
+  CHECK(f.fs->inode_count() == before);  // still one lookup outstanding
+  f.fs->forget(d1.ino, 1);
+  CHECK(f.fs->inode_count() == before - 1);
+  CHECK(f.fs->getattr(d1.ino).error() == errc::not_found);
+  CHECK(f.fs->getattr(root_ino));
+}
