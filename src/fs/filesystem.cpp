@@ -22,6 +22,14 @@ filesystem::filesystem(options opts, std::vector<std::shared_ptr<s3::object_clie
   nodes_.emplace(root_ino, std::move(root));
 }
 
+void filesystem::warn_once(const std::string& key, const char* what) {
+  {
+    std::lock_guard lock(warned_mu_);
+    if (warned_.size() > 100000 || !warned_.insert(key).second) return;
+  }
+  log::get("fs")->warn("key '{}' {}", key, what);
+}
+
 s3::object_client& filesystem::client() {
   int r = reactor_pool::current();
   return *clients_[r >= 0 && static_cast<std::size_t>(r) < clients_.size() ? r : 0];
@@ -53,12 +61,12 @@ awaitable<result<std::vector<filesystem::listed_entry>>> filesystem::list_direct
     for (auto& p : page->common_prefixes) {
       std::string name = p.substr(prefix.size(), p.size() - prefix.size() - 1);
       if (!valid_name(name)) {
-        log::get("fs")->warn("skipping key prefix that cannot be a name: '{}'", p);
+        warn_once(p, "cannot be a directory name; skipped");
         continue;
       }
       if (auto it = seen.find(name); it != seen.end()) {
         // "a" and "a/..." both exist: the directory wins.
-        log::get("fs")->warn("'{}{}' is both a file and a directory; showing the directory", prefix, name);
+        warn_once(prefix + name, "is both a file and a directory; showing the directory");
         out[it->second] = {name, true, {}};
         continue;
       }
@@ -69,11 +77,11 @@ awaitable<result<std::vector<filesystem::listed_entry>>> filesystem::list_direct
       if (o.key == prefix) continue;  // the directory's own "dir/" marker
       std::string name = o.key.substr(prefix.size());
       if (!valid_name(name)) {
-        log::get("fs")->warn("skipping key that cannot be a name: '{}'", o.key);
+        warn_once(o.key, "cannot be a file name; skipped");
         continue;
       }
       if (auto it = seen.find(name); it != seen.end()) {
-        log::get("fs")->warn("'{}' is both a file and a directory; showing the directory", o.key);
+        warn_once(o.key, "is both a file and a directory; showing the directory");
         continue;
       }
       seen.emplace(name, out.size());

@@ -17,6 +17,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "cache/chunk_cache.hpp"
@@ -113,6 +114,8 @@ class filesystem {
   // parent's listing.
   void mark_stale(ino_t ino);
   static bool valid_name(const std::string& name);
+  // Logs a problem with a key the first time it is seen (listings repeat every metadata_ttl).
+  void warn_once(const std::string& key, const char* what);
   // reader_waiting: fetch in demand_part_size pieces at once rather than one GET.
   cache::chunk_cache::fetch_fn fetcher(std::shared_ptr<open_file> file, std::uint64_t chunk, bool reader_waiting);
   static constexpr std::size_t demand_part_size = 1 << 20;
@@ -124,6 +127,8 @@ class filesystem {
   std::unordered_map<ino_t, node> nodes_;
   std::unordered_map<std::string, ino_t> by_key_;  // (directory ? "d" : "f") + key -> ino
   ino_t next_ino_ = 2;
+  std::mutex warned_mu_;
+  std::unordered_set<std::string> warned_;
 };
 
 }  // namespace valkyrie::fs
