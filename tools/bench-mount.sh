@@ -26,7 +26,7 @@ trap cleanup EXIT
 
 "$build/tools/valkyrie-s3sim" --listen 127.0.0.1:0 --credentials "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
   --synthetic bench:1:1GiB --synthetic big:1:4GiB --first-byte-latency 30ms --conn-bandwidth 64MiB \
-  --total-bandwidth 1GiB >"$tmp/sim.out" 2>"$tmp/sim.err" &
+  --total-bandwidth 1GiB ${SIM_ARGS:-} >"$tmp/sim.out" 2>"$tmp/sim.err" &
 sim_pid=$!
 for _ in $(seq 100); do [[ -s $tmp/sim.out ]] && break; sleep 0.05; done
 url=$(head -1 "$tmp/sim.out" | awk '{print $3}')
@@ -38,7 +38,7 @@ dd_mbps() {  # file -> MB/s of dd bs=1M
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 mount_valkyrie() {  # cache size
-  "$build/src/cli/valkyrie" --mount "$mnt" --bucket "$1" --endpoint "$url" --cache-size "$2" --workers 32 \
+  "$build/src/cli/valkyrie" --mount "$mnt" --bucket "$1" --endpoint "$url" --cache-size "$2" ${VALKYRIE_ARGS:-} \
     --foreground --log-level warn 2>>"$tmp/daemon.err" &
   daemon_pid=$!
   for _ in $(seq 100); do mountpoint -q "$mnt" && return; sleep 0.05; done

@@ -60,7 +60,7 @@ int main(int argc, char** argv) {
   std::string mountpoint, bucket, prefix, cache_size = "16G", chunk_size = "8MiB", log_level = "info",
                                           metadata_ttl = "60s", manifest, file_mode = "0444", dir_mode = "0555";
   s3::client_setup setup;
-  unsigned workers = 64, threads = 0, lookahead = 0, metrics_port = 0;
+  unsigned workers = 32, threads = 0, lookahead = 0, metrics_port = 0;
   bool foreground = false, allow_other = false, anonymous = false;
   unsigned uid = getuid(), gid = getgid();
   app.add_option("--mount", mountpoint, "empty directory to mount on")->required();
@@ -193,13 +193,16 @@ int main(int argc, char** argv) {
   }
   reactor_pool pool({threads, false});
   std::vector<std::shared_ptr<s3::object_client>> clients;
-  for (unsigned i = 0; i < pool.size(); ++i)
+  std::vector<asio::any_io_executor> executors;
+  for (unsigned i = 0; i < pool.size(); ++i) {
     clients.push_back(std::make_shared<s3::beast_client>(pool.executor(i), *opts));
+    executors.push_back(pool.executor(i));
+  }
   fs::options fopts;
   fopts.prefix = prefix;
   fopts.metadata_ttl = *ttl;
   fopts.max_readahead_chunks = std::max(2u, std::min(workers, cache->slots() / 2));
-  fs::filesystem filesystem(fopts, clients, cache);
+  fs::filesystem filesystem(fopts, clients, cache, executors);
 
   fuse::mount_options mopts;
   mopts.mountpoint = mountpoint;

@@ -10,8 +10,9 @@
 namespace valkyrie::fs {
 
 filesystem::filesystem(options opts, std::vector<std::shared_ptr<s3::object_client>> clients,
-                       std::shared_ptr<cache::chunk_cache> cache)
-    : opts_(std::move(opts)), clients_(std::move(clients)), cache_(std::move(cache)) {
+                       std::shared_ptr<cache::chunk_cache> cache, std::vector<asio::any_io_executor> executors)
+    : opts_(std::move(opts)), clients_(std::move(clients)), cache_(std::move(cache)),
+      executors_(std::move(executors)) {
   node root;
   root.ino = root_ino;
   root.parent = root_ino;
@@ -358,11 +359,14 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
   file->window.store(window);
   file->next_offset.store(end);
   if (window > 0) {
-    auto ex = co_await asio::this_coro::executor;
+    auto here = co_await asio::this_coro::executor;
     std::uint64_t ahead_end = std::min<std::uint64_t>(total_chunks, last + 1 + window);
     std::uint64_t from = std::max<std::uint64_t>(last + 1, file->prefetched_to.load());
-    for (std::uint64_t c = from; c < ahead_end; ++c)
+    // Spread read-ahead over every reactor's connection pool, not just this one's.
+    for (std::uint64_t c = from; c < ahead_end; ++c) {
+      auto ex = executors_.empty() ? here : executors_[c % executors_.size()];
       cache_->prefetch({file->object_id, c}, fetcher(file, c, false), ex);
+    }
     std::uint64_t prev = file->prefetched_to.load();
     while (ahead_end > prev && !file->prefetched_to.compare_exchange_weak(prev, ahead_end)) {
     }

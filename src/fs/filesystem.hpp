@@ -66,9 +66,10 @@ struct read_result {
 
 class filesystem {
  public:
-  // clients[i] is the object client of reactor i.
+  // clients[i] is the object client of reactor i and executors[i] that reactor (empty: do
+  // everything on the calling reactor, as unit tests do).
   filesystem(options opts, std::vector<std::shared_ptr<s3::object_client>> clients,
-             std::shared_ptr<cache::chunk_cache> cache);
+             std::shared_ptr<cache::chunk_cache> cache, std::vector<asio::any_io_executor> executors = {});
 
   awaitable<result<attributes>> lookup(ino_t parent, std::string name);
   result<attributes> getattr(ino_t ino);
@@ -123,6 +124,7 @@ class filesystem {
   options opts_;
   std::vector<std::shared_ptr<s3::object_client>> clients_;
   std::shared_ptr<cache::chunk_cache> cache_;
+  std::vector<asio::any_io_executor> executors_;
   mutable std::mutex mu_;
   std::unordered_map<ino_t, node> nodes_;
   std::unordered_map<std::string, ino_t> by_key_;  // (directory ? "d" : "f") + key -> ino
