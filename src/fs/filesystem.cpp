@@ -45,6 +45,25 @@ attributes filesystem::attr_of(const node& n) {
   return {n.ino, n.directory, n.directory ? 0 : n.size, n.mtime};
 }
 
+filesystem::listed_entry filesystem::from_listing(const dir_entry& e) {
+  listed_entry le{e.name, e.attr.directory, {}};
+  le.info.size = e.attr.size;
+  le.info.last_modified = e.attr.mtime;
+  le.info.etag = e.etag;
+  return le;
+}
+
+result<filesystem::node*> filesystem::directory_node(ino_t ino) {
+  auto it = nodes_.find(ino);
+  if (it == nodes_.end()) return make_error_code(errc::not_found);
+  if (!it->second.directory) return make_error_code(errc::invalid_argument);
+  return &it->second;
+}
+
+bool filesystem::listing_fresh(const node& n) const {
+  return n.listed && std::chrono::steady_clock::now() - n.listed_at < opts_.metadata_ttl;
+}
+
 std::size_t filesystem::inode_count() const {
   std::lock_guard lock(mu_);
   return nodes_.size();
@@ -129,22 +148,14 @@ awaitable<result<attributes>> filesystem::lookup(ino_t parent, std::string name)
   std::string dir_key;
   {
     std::lock_guard lock(mu_);
-    auto it = nodes_.find(parent);
-    if (it == nodes_.end()) co_return make_error_code(errc::not_found);
-    node& p = it->second;
-    if (!p.directory) co_return make_error_code(errc::invalid_argument);
-    if (p.listed && std::chrono::steady_clock::now() - p.listed_at < opts_.metadata_ttl) {
+    auto dir = directory_node(parent);
+    if (!dir) co_return dir.error();
+    node& p = **dir;
+    if (listing_fresh(p)) {
       // Answer from the cached listing.
       for (auto& e : p.listing)
-        if (e.name == name) {
-          listed_entry le{name, e.attr.directory, {}};
-          le.info.size = e.attr.size;
-          le.info.last_modified = e.attr.mtime;
-          le.info.etag = e.etag;
-          co_return remember(p, le);
-        }
-      bool found = std::any_of(p.listing.begin(), p.listing.end(), [&](auto& e) { return e.name == name; });
-      if (!found) co_return make_error_code(errc::not_found);
+        if (e.name == name) co_return remember(p, from_listing(e));
+      co_return make_error_code(errc::not_found);
     }
     dir_key = p.key;
   }
@@ -196,13 +207,10 @@ awaitable<result<std::vector<dir_entry>>> filesystem::readdir(ino_t ino) {
   std::string key;
   {
     std::lock_guard lock(mu_);
-    auto it = nodes_.find(ino);
-    if (it == nodes_.end()) co_return make_error_code(errc::not_found);
-    node& n = it->second;
-    if (!n.directory) co_return make_error_code(errc::invalid_argument);
-    key = n.key;
-    if (n.listed && std::chrono::steady_clock::now() - n.listed_at < opts_.metadata_ttl)
-      co_return n.listing;
+    auto dir = directory_node(ino);
+    if (!dir) co_return dir.error();
+    key = (*dir)->key;
+    if (listing_fresh(**dir)) co_return (*dir)->listing;
   }
   auto entries = co_await list_directory(key);
   if (!entries) co_return entries.error();
@@ -240,13 +248,9 @@ awaitable<result<std::vector<dir_entry>>> filesystem::readdir(ino_t ino) {
 
 result<attributes> filesystem::remember_entry(ino_t parent, const dir_entry& e) {
   std::lock_guard lock(mu_);
-  auto it = nodes_.find(parent);
-  if (it == nodes_.end()) return make_error_code(errc::not_found);
-  listed_entry le{e.name, e.attr.directory, {}};
-  le.info.size = e.attr.size;
-  le.info.last_modified = e.attr.mtime;
-  le.info.etag = e.etag;
-  return remember(it->second, le);
+  auto dir = directory_node(parent);
+  if (!dir) return dir.error();
+  return remember(**dir, from_listing(e));
 }
 
 void filesystem::mark_stale(ino_t ino) {

@@ -108,6 +108,11 @@ class filesystem {
 
   s3::object_client& client();
   awaitable<result<std::vector<listed_entry>>> list_directory(std::string prefix);
+  // With mu_ held: the directory inode, or not_found / invalid_argument (not a directory).
+  result<node*> directory_node(ino_t ino);
+  // With mu_ held: whether the directory's cached listing is still within metadata_ttl.
+  bool listing_fresh(const node& n) const;
+  static listed_entry from_listing(const dir_entry& e);
   // With mu_ held: the child inode for an entry (created if new), lookup count raised.
   attributes remember(node& parent, const listed_entry& e);
   static attributes attr_of(const node& n);

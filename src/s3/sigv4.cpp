@@ -8,6 +8,7 @@
 #include <cctype>
 #include <ctime>
 
+#include "s3/time_format.hpp"
 #include "s3/uri.hpp"
 
 namespace valkyrie::s3 {
@@ -127,14 +128,7 @@ std::string authorization(const request_to_sign& req, const credentials& creds,
   return out;
 }
 
-std::string amz_date(std::chrono::system_clock::time_point t) {
-  std::time_t tt = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%dT%H%M%SZ", &tm);
-  return buf;
-}
+std::string amz_date(std::chrono::system_clock::time_point t) { return format_utc(t, "%Y%m%dT%H%M%SZ"); }
 
 std::optional<parsed_authorization> parse_authorization(std::string_view h) {
   constexpr std::string_view algo = "AWS4-HMAC-SHA256 ";

@@ -40,23 +40,21 @@ std::optional<sys_time> parse_http_date(std::string_view s) {
   return parse_with(s, "%a, %d %b %Y %H:%M:%S GMT", nullptr);
 }
 
-std::string format_iso8601(sys_time t) {
-  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count() % 1000;
+std::string format_utc(sys_time t, const char* strftime_format) {
   std::time_t tt = std::chrono::system_clock::to_time_t(t);
   std::tm tm{};
   gmtime_r(&tt, &tm);
-  char buf[40];
-  std::size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
-  std::snprintf(buf + n, sizeof buf - n, ".%03dZ", static_cast<int>(ms < 0 ? 0 : ms));
-  return buf;
+  char buf[64];
+  std::size_t n = std::strftime(buf, sizeof buf, strftime_format, &tm);
+  return std::string(buf, n);
 }
 
-std::string format_http_date(sys_time t) {
-  std::time_t tt = std::chrono::system_clock::to_time_t(t);
-  std::tm tm{};
-  gmtime_r(&tt, &tm);
-  char buf[40];
-  std::strftime(buf, sizeof buf, "%a, %d %b %Y %H:%M:%S GMT", &tm);
-  return buf;
+std::string format_iso8601(sys_time t) {
+  auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count() % 1000;
+  char frac[8];
+  std::snprintf(frac, sizeof frac, ".%03dZ", static_cast<int>(ms < 0 ? 0 : ms));
+  return format_utc(t, "%Y-%m-%dT%H:%M:%S") + frac;
 }
+
+std::string format_http_date(sys_time t) { return format_utc(t, "%a, %d %b %Y %H:%M:%S GMT"); }
 }  // namespace valkyrie::s3

@@ -12,4 +12,6 @@ std::optional<sys_time> parse_iso8601(std::string_view s);
 std::optional<sys_time> parse_http_date(std::string_view s);
 std::string format_iso8601(sys_time t);
 std::string format_http_date(sys_time t);
+// strftime of t in UTC (whole seconds).
+std::string format_utc(sys_time t, const char* strftime_format);
 }  // namespace valkyrie::s3

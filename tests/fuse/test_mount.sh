@@ -8,23 +8,11 @@ set -euo pipefail
 build=${BUILD_ROOT:?BUILD_ROOT not set}
 sim_bin="$build/tools/valkyrie-s3sim"
 s3="$build/tools/valkyrie-s3"
-valkyrie="$build/src/cli/valkyrie"
 [[ -c /dev/fuse && $(id -u) == 0 ]] || { echo "no /dev/fuse or not root: skipped"; exit 77; }
 
 tmp=$(mktemp -d /tmp/valkyrie-mount-test.XXXXXX)
 mnt="$tmp/mnt"; data="$tmp/data"; mkdir -p "$mnt" "$data/tree"
-sim_pid= daemon_pid=
-cleanup() {
-  set +e
-  mountpoint -q "$mnt" && { umount "$mnt" || umount -l "$mnt"; }
-  [[ -n $daemon_pid ]] && kill -9 "$daemon_pid" 2>/dev/null
-  [[ -n $sim_pid ]] && kill "$sim_pid" 2>/dev/null
-  wait 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-pass() { echo "ok - $*"; }
+source "$(dirname "$0")/lib.sh"
 
 chunk=$((1024 * 1024))
 tree="$data/tree"
@@ -51,7 +39,7 @@ objects=$(find "$tree" -type f | wc -l)
 export AWS_ACCESS_KEY_ID=AKIDMOUNT AWS_SECRET_ACCESS_KEY=mount/secret AWS_EC2_METADATA_DISABLED=true
 "$sim_bin" --listen 127.0.0.1:0 --credentials "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" --data "$data" \
   >"$tmp/sim.out" 2>"$tmp/sim.err" &
-sim_pid=$!
+server_pid=$!
 for _ in $(seq 100); do [[ -s $tmp/sim.out ]] && break; sleep 0.05; done
 url=$(head -1 "$tmp/sim.out" | awk '{print $3}')
 put() { echo -n "$2" >"$tmp/put.body"; "$s3" --endpoint "$url" --bucket tree put "$1" "$tmp/put.body" >/dev/null; }
@@ -63,14 +51,7 @@ put "x//y" "empty segment"
 put "$long$long" "too long"
 echo "tree: $((objects + 4)) objects"
 
-mount_fs() {
-  "$valkyrie" --mount "$mnt" --bucket tree --endpoint "$url" --chunk-size 1MiB --cache-size 64MiB \
-    --workers 16 --foreground --log-level warn "$@" 2>>"$tmp/daemon.err" &
-  daemon_pid=$!
-  for _ in $(seq 100); do mountpoint -q "$mnt" && return 0; sleep 0.05; done
-  cat "$tmp/daemon.err" >&2
-  fail "mount did not come up"
-}
+mount_fs() { start_valkyrie tree "$url" --chunk-size 1MiB --cache-size 64MiB --workers 16; }
 stat_of() { curl -s "$url/_sim/stats"; }
 counter() { stat_of | sed -E "s/.*\"$1\":([0-9]+).*/\1/"; }
 
@@ -146,10 +127,7 @@ pass "write, create, mkdir, unlink, rename, truncate, symlink get EROFS"
 head -c $((48 * chunk)) /dev/urandom >"$tmp/old_version"
 # --- SIGTERM during active reads ---
 umount "$mnt"
-for _ in $(seq 100); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.05; done
-kill -0 "$daemon_pid" 2>/dev/null && fail "the daemon did not exit after umount"
-wait "$daemon_pid" || true
-daemon_pid=
+expect_daemon_gone
 pass "umount ends the daemon"
 # An object no cache has seen, for the overwrite check on the fresh mount.
 "$s3" --endpoint "$url" --bucket tree put fresh/changing "$tmp/old_version" >/dev/null
@@ -194,11 +172,8 @@ readers=()
 for i in 1 2 3; do (cat "$mnt/sizes/big_100MiB" >/dev/null 2>&1 || true) & readers+=($!); done
 sleep 0.3
 kill -TERM "$daemon_pid"
-for _ in $(seq 100); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.05; done
-kill -0 "$daemon_pid" 2>/dev/null && fail "the daemon did not exit on SIGTERM"
-wait "$daemon_pid" || true
+expect_daemon_gone
 for p in "${readers[@]}"; do wait "$p"; done
-daemon_pid=
 mountpoint -q "$mnt" && fail "still mounted after SIGTERM"
 out=$(ls "$mnt" 2>&1) || true
 [[ $out != *"not connected"* ]] || fail "left a dead mount: $out"

@@ -11,18 +11,7 @@ s3rver="$source_root/node_modules/.bin/s3rver"
 
 tmp=$(mktemp -d /tmp/valkyrie-s3rver-test.XXXXXX)
 mnt="$tmp/mnt"; src="$tmp/src"; mkdir -p "$mnt" "$src" "$tmp/s3rver"
-server_pid= daemon_pid=
-cleanup() {
-  set +e
-  mountpoint -q "$mnt" && { umount "$mnt" || umount -l "$mnt"; }
-  [[ -n $daemon_pid ]] && kill -9 "$daemon_pid" 2>/dev/null
-  [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null
-  wait 2>/dev/null
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*" >&2; exit 1; }
-pass() { echo "ok - $*"; }
+source "$(dirname "$0")/lib.sh"
 
 NODE_OPTIONS=--openssl-legacy-provider node "$s3rver" -d "$tmp/s3rver" -a 127.0.0.1 -p 0 --silent \
   --configure-bucket data >"$tmp/server.out" 2>&1 &
@@ -48,11 +37,7 @@ head -c $((20 * 1024 * 1024)) /dev/urandom >"$src/sizes/big"
   "$build/tools/valkyrie-s3" --endpoint "$url" --bucket data put "{}" "$src/{}" >/dev/null
 echo "uploaded $(find "$src" -type f | wc -l) objects to s3rver"
 
-"$build/src/cli/valkyrie" --mount "$mnt" --bucket data --endpoint "$url" --cache-size 32MiB --foreground \
-  --log-level warn 2>"$tmp/daemon.err" &
-daemon_pid=$!
-for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.05; done
-mountpoint -q "$mnt" || { cat "$tmp/daemon.err" >&2; fail "mount did not come up"; }
+start_valkyrie data "$url" --cache-size 32MiB
 
 diff <(cd "$src" && find . | sort) <(cd "$mnt" && find . | sort) >"$tmp/names.diff" || { head -5 "$tmp/names.diff"; ls -la "$mnt"; tail -5 "$tmp/daemon.err"; fail "names differ"; }
 pass "find sees the same names"
@@ -77,7 +62,5 @@ out=$(touch "$mnt/new" 2>&1) && fail "touch succeeded"
 [[ $out == *"Read-only file system"* ]] || fail "touch: $out"
 pass "writes get EROFS"
 umount "$mnt"
-for _ in $(seq 100); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.05; done
-kill -0 "$daemon_pid" 2>/dev/null && fail "daemon still running after umount"
-daemon_pid=
+expect_daemon_gone
 echo "all s3rver mount checks passed"

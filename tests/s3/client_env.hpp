@@ -37,6 +37,19 @@ struct client_env {
   std::unique_ptr<s3::beast_client> client;
 };
 
+// Every key of a listing, following continuation tokens; *pages counts the requests.
+inline std::vector<std::string> list_all(client_env& env, s3::list_request req, int* pages = nullptr) {
+  std::vector<std::string> keys;
+  for (int n = 1;; ++n) {
+    auto page = env.run(env.client->list(req));
+    if (!page) throw std::system_error(page.error());
+    for (auto& o : page->objects) keys.push_back(o.key);
+    if (pages) *pages = n;
+    if (!page->truncated) return keys;
+    req.continuation_token = page->next_continuation_token;
+  }
+}
+
 // Calls the simulator's admin API (/_sim/...) and returns the body.
 inline std::string sim_admin(const std::string& url, const std::string& method, const std::string& path) {
   auto r = run(s3::http_fetch(method, url + path, {}, std::chrono::seconds(5)));

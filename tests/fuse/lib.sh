@@ -1,0 +1,36 @@
+# Shared by the mount tests (sourced). Expects $tmp (a scratch directory) and $mnt (the mount
+# point); tracks $server_pid and $daemon_pid. Everything started is stopped and the mount
+# removed on exit, also when a check fails.
+server_pid= daemon_pid=
+cleanup() {
+  set +e
+  mountpoint -q "$mnt" && { umount "$mnt" || umount -l "$mnt"; }
+  [[ -n $daemon_pid ]] && kill -9 "$daemon_pid" 2>/dev/null
+  [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null
+  wait 2>/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "ok - $*"; }
+
+# start_valkyrie BUCKET URL [FLAGS...]: runs the daemon in the foreground (background job) and
+# waits for the mount.
+start_valkyrie() {
+  local bucket=$1 url=$2
+  shift 2
+  "$BUILD_ROOT/src/cli/valkyrie" --mount "$mnt" --bucket "$bucket" --endpoint "$url" --foreground \
+    --log-level warn "$@" 2>>"$tmp/daemon.err" &
+  daemon_pid=$!
+  for _ in $(seq 100); do mountpoint -q "$mnt" && return 0; sleep 0.05; done
+  cat "$tmp/daemon.err" >&2
+  fail "the mount did not come up"
+}
+
+# expect_daemon_gone: the daemon exits (after umount or a signal) within 5 s.
+expect_daemon_gone() {
+  for _ in $(seq 100); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.05; done
+  kill -0 "$daemon_pid" 2>/dev/null && fail "the daemon did not exit"
+  wait "$daemon_pid" || true
+  daemon_pid=
+}
