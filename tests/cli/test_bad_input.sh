@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# Bad input to the valkyrie daemon: each case checks the exit code and the one-line message, and
+# that nothing was mounted. Also: keys that are not UTF-8, and a second mount on the same
+# directory. Exit 77 (skip) without /dev/fuse or root.
+set -euo pipefail
+[[ -c /dev/fuse && $(id -u) == 0 ]] || { echo "no /dev/fuse or not root: skipped"; exit 77; }
+tmp=$(mktemp -d /tmp/valkyrie-badinput.XXXXXX)
+mnt="$tmp/mnt"; mkdir -p "$mnt"
+source "$(dirname "$0")/../fuse/lib.sh"
+export AWS_ACCESS_KEY_ID=AKIDBAD AWS_SECRET_ACCESS_KEY=bad/secret AWS_EC2_METADATA_DISABLED=true
+"$BUILD_ROOT/tools/valkyrie-s3sim" --listen 127.0.0.1:0 --credentials "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+  --synthetic data:3:1MiB >"$tmp/sim.out" 2>"$tmp/sim.err" &
+server_pid=$!
+for _ in $(seq 100); do [[ -s $tmp/sim.out ]] && break; sleep 0.05; done
+url=$(head -1 "$tmp/sim.out" | awk '{print $3}')
+v="$BUILD_ROOT/src/cli/valkyrie"
+
+# expect CODE PATTERN -- ARGS...: exit status CODE, a message matching PATTERN, nothing mounted.
+expect() {
+  local code=$1 pattern=$2
+  shift 3
+  local out status=0
+  out=$("$@" 2>&1) || status=$?
+  [[ $status == "$code" ]] || fail "'$*' exited $status, expected $code: $out"
+  [[ $out =~ $pattern ]] || fail "'$*' said '$out', expected /$pattern/"
+  mountpoint -q "$mnt" && fail "'$*' left a mount"
+  pass "exit $code: $pattern"
+}
+good=(--mount "$mnt" --bucket data --endpoint "$url")
+expect 2 "--bogus"                      -- "$v" "${good[@]}" --bogus
+expect 2 "mount is required"            -- "$v" --bucket data
+expect 2 "bad --cache-size '12XB'"      -- "$v" "${good[@]}" --cache-size 12XB
+expect 2 "bad --chunk-size"             -- "$v" "${good[@]}" --chunk-size 1
+expect 2 "smaller than two chunks"      -- "$v" "${good[@]}" --cache-size 8MiB
+expect 2 "bad --metadata-ttl"           -- "$v" "${good[@]}" --metadata-ttl soon
+expect 2 "bad --file-mode"              -- "$v" "${good[@]}" --file-mode 999
+expect 2 "unknown --log-level"          -- "$v" "${good[@]}" --log-level loud
+expect 1 "does not exist"               -- "$v" --mount "$tmp/nowhere" --bucket data --endpoint "$url"
+touch "$tmp/file"
+expect 1 "is not a directory"           -- "$v" --mount "$tmp/file" --bucket data --endpoint "$url"
+mkdir -p "$tmp/full"; touch "$tmp/full/x"
+expect 1 "is not empty"                 -- "$v" --mount "$tmp/full" --bucket data --endpoint "$url"
+expect 1 "no such bucket 'nope'"        -- "$v" --mount "$mnt" --bucket nope --endpoint "$url"
+expect 1 "secret key is wrong"          -- env AWS_SECRET_ACCESS_KEY=wrong "$v" "${good[@]}"
+expect 1 "access denied"                -- env AWS_ACCESS_KEY_ID=AKIDOTHER "$v" "${good[@]}"
+expect 1 "not in region eu-west-1"      -- "$v" "${good[@]}" --region eu-west-1
+expect 1 "endpoint unreachable"         -- "$v" --mount "$mnt" --bucket data --endpoint http://127.0.0.1:1
+expect 2 "bad --endpoint"               -- "$v" --mount "$mnt" --bucket data --endpoint ftp://example
+expect 1 "no AWS credentials"           -- env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY HOME="$tmp" "$v" "${good[@]}"
+expect 1 "cannot read --manifest"       -- "$v" "${good[@]}" --manifest "$tmp/missing.txt"
+
+# A second mount on the same directory is refused; the first keeps working.
+start_valkyrie data "$url"
+expect_second=$("$v" "${good[@]}" 2>&1) && fail "a second mount succeeded"
+[[ $expect_second == *"is not empty (already mounted?)"* ]] || fail "second mount said: $expect_second"
+[[ $(stat -c %s "$mnt/shard_000001.tar") == 1048576 ]] || fail "the first mount broke"
+pass "a second mount on the same directory is refused; the first still works"
+
+# Keys that are not UTF-8 are served as the bytes they are.
+printf 'latin-1 name' >"$tmp/body"
+"$BUILD_ROOT/tools/valkyrie-s3" --endpoint "$url" --bucket data put "$(printf 'caf\xe9.txt')" "$tmp/body" >/dev/null
+umount "$mnt"; expect_daemon_gone
+start_valkyrie data "$url"
+[[ $(cat "$mnt/$(printf 'caf\xe9.txt')") == "latin-1 name" ]] || fail "non-UTF-8 key not readable"
+ls "$mnt" | grep -q "shard_000000.tar" || fail "listing broken by a non-UTF-8 key"
+pass "a non-UTF-8 key is listed and read as its bytes"
+umount "$mnt"; expect_daemon_gone
+echo "all bad-input checks passed"
