@@ -16,6 +16,7 @@
 #include <iostream>
 
 #include <CLI/CLI.hpp>
+#include <systemd/sd-daemon.h>
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/use_future.hpp>
 
@@ -57,6 +58,10 @@ std::string bucket_problem(std::error_code ec, const std::string& bucket, const 
 int main(int argc, char** argv) {
   CLI::App app{"valkyrie: mount an S3 bucket read-only, with prefetch for training jobs"};
   app.set_version_flag("--version", "valkyrie 0.1.0");
+  // /etc/valkyrie/NAME.conf: "key = value" lines named like the long flags; flags given on the
+  // command line win. Unknown keys are errors, so a typo is not silently ignored.
+  app.set_config("--config", "", "read flags from this file (key = value, e.g. cache-size = 16G)");
+  app.allow_config_extras(CLI::config_extras_mode::error);
   std::string mountpoint, bucket, prefix, cache_size = "16G", chunk_size = "8MiB", log_level = "info",
                                           metadata_ttl = "60s", manifest, file_mode = "0444", dir_mode = "0555";
   s3::client_setup setup;
@@ -90,7 +95,10 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);
-    std::cerr << "valkyrie: " << e.what() << " (see --help)\n";
+    std::string what = e.what();
+    if (what.rfind("INI was not able to parse ", 0) == 0)
+      what = "unknown setting '" + what.substr(26) + "' in the --config file";
+    std::cerr << "valkyrie: " << what << " (see --help)\n";
     return 2;
   }
 
@@ -221,14 +229,19 @@ int main(int argc, char** argv) {
   session.set_on_finished([&pool] { pool.request_stop(); });
   boost::asio::signal_set signals(pool.context(0), SIGINT, SIGTERM);
   signals.async_wait([&session](const boost::system::error_code& ec, int) {
-    if (!ec) session.unmount();
+    if (ec) return;
+    sd_notify(0, "STOPPING=1");
+    session.unmount();
   });
   session.start();
   pool.start();
   log::get("cli")->info("mounted s3://{}/{} on {} ({} reactors, cache {}, chunk {})", bucket, prefix, mountpoint,
                         pool.size(), format_size(cache->capacity()), format_size(*chunk_bytes));
   report("ok");
+  // Under systemd (Type=notify) the unit becomes active only now, with the mount answering.
+  sd_notifyf(0, "READY=1\nSTATUS=mounted s3://%s/%s on %s", bucket.c_str(), prefix.c_str(), mountpoint.c_str());
   pool.join();
+  sd_notify(0, "STOPPING=1");
   log::get("cli")->info("unmounted {}", mountpoint);
   return 0;
 }
