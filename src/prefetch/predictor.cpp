@@ -1,0 +1,102 @@
+#include "prefetch/predictor.hpp"
+
+#include <algorithm>
+#include <functional>
+
+#include "core/errors.hpp"
+
+namespace valkyrie::prefetch {
+
+result<manifest> parse_manifest(std::string_view text, const std::function<bool(const std::string&)>& exists) {
+  manifest m;
+  unsigned line_no = 0;
+  while (!text.empty()) {
+    auto nl = text.find('\n');
+    std::string_view line = text.substr(0, nl);
+    text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+    ++line_no;
+    while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.remove_suffix(1);
+    while (!line.empty() && (line.front() == ' ' || line.front() == '\t')) line.remove_prefix(1);
+    if (line.empty() || line.front() == '#') continue;
+    std::string key(line);
+    while (!key.empty() && key.front() == '/') key.erase(0, 1);
+    if (key.empty() || key.back() == '/') {
+      m.problems.push_back({line_no, std::string(line), "not a file key"});
+    } else if (!exists(key)) {
+      m.problems.push_back({line_no, key, "no such key"});
+    } else {
+      m.order.push_back(std::move(key));
+    }
+  }
+  if (m.order.empty()) return make_error_code(errc::invalid_argument);
+  return m;
+}
+
+std::optional<std::string> numbered_successor(std::string_view name) {
+  auto last_digit = name.find_last_of("0123456789");
+  if (last_digit == std::string_view::npos) return std::nullopt;
+  std::size_t first_digit = last_digit;
+  while (first_digit > 0 && name[first_digit - 1] >= '0' && name[first_digit - 1] <= '9') --first_digit;
+  std::string digits(name.substr(first_digit, last_digit - first_digit + 1));
+  // Add one, right to left, keeping the width (and growing it past all nines).
+  int i = static_cast<int>(digits.size()) - 1;
+  for (; i >= 0; --i) {
+    if (digits[static_cast<std::size_t>(i)] == '9') {
+      digits[static_cast<std::size_t>(i)] = '0';
+    } else {
+      ++digits[static_cast<std::size_t>(i)];
+      break;
+    }
+  }
+  if (i < 0) digits.insert(digits.begin(), '1');
+  return std::string(name.substr(0, first_digit)) + digits + std::string(name.substr(last_digit + 1));
+}
+
+std::vector<std::string> next_in_directory(const std::vector<std::string>& sorted_files, const std::string& name,
+                                           unsigned count) {
+  std::vector<std::string> out;
+  auto has = [&](const std::string& n) { return std::binary_search(sorted_files.begin(), sorted_files.end(), n); };
+  // Numbered successors, while they exist (numbers sort badly: shard_10 < shard_9).
+  std::string current = name;
+  while (out.size() < count) {
+    auto next = numbered_successor(current);
+    if (!next || !has(*next)) break;
+    out.push_back(*next);
+    current = *next;
+  }
+  if (!out.empty()) return out;
+  // Listing order.
+  auto it = std::upper_bound(sorted_files.begin(), sorted_files.end(), name);
+  for (; it != sorted_files.end() && out.size() < count; ++it) out.push_back(*it);
+  return out;
+}
+
+predictor::predictor(std::vector<std::string> order) : order_(std::move(order)) {}
+
+std::vector<std::string> predictor::next_in_order(const std::string& key, unsigned count) {
+  std::lock_guard lock(mu_);
+  std::size_t at = order_.size();
+  // The next occurrence from the cursor on; failing that (a new pass began), the first one.
+  for (std::size_t i = cursor_; i < order_.size(); ++i)
+    if (order_[i] == key) {
+      at = i;
+      break;
+    }
+  if (at == order_.size())
+    for (std::size_t i = 0; i < cursor_ && i < order_.size(); ++i)
+      if (order_[i] == key) {
+        at = i;
+        break;
+      }
+  if (at == order_.size()) return {};
+  cursor_ = at;
+  std::vector<std::string> out;
+  for (std::size_t i = at + 1; i < order_.size() && out.size() < count; ++i) out.push_back(order_[i]);
+  return out;
+}
+
+std::vector<std::string> predictor::first(unsigned count) const {
+  return {order_.begin(), order_.begin() + std::min<std::size_t>(count, order_.size())};
+}
+
+}  // namespace valkyrie::prefetch

@@ -1,0 +1,64 @@
+#pragma once
+// prefetch: which files a training job reads next.
+//
+// Owns: the training order (from --manifest) and the rules that name the next files:
+//   1. the manifest order, when there is one (keys may repeat: one pass per epoch);
+//   2. otherwise the numbered successor (shard_0009.tar -> shard_0010.tar, padding kept,
+//      999 -> 1000), only if the listing has it, so missing names are never requested;
+//   3. otherwise the next names of the same directory in listing order.
+// Threading: predictor is thread-safe (a mutex around the manifest cursor); the free functions
+// are pure. Nothing here does I/O: the fs layer supplies listings and issues the fetches.
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/result.hpp"
+
+namespace valkyrie::prefetch {
+
+struct manifest_problem {
+  unsigned line = 0;
+  std::string key;
+  std::string reason;
+};
+
+struct manifest {
+  std::vector<std::string> order;          // usable keys, in order, repeats kept
+  std::vector<manifest_problem> problems;  // skipped lines, with their line numbers
+};
+
+// One key per line, relative to the mount's prefix; blank lines and '#' comments ignored;
+// surrounding spaces trimmed. `exists` says whether a key is a file of the bucket. A manifest
+// with no usable key is errc::invalid_argument.
+result<manifest> parse_manifest(std::string_view text, const std::function<bool(const std::string&)>& exists);
+
+// "shard_0009.tar" -> "shard_0010.tar"; the last run of digits in the name is incremented,
+// keeping its zero padding (it widens past all nines). nullopt when the name has no digits.
+std::optional<std::string> numbered_successor(std::string_view name);
+
+// The next `count` file names after `name` in a sorted directory listing (names of files only):
+// numbered successors first, as long as they exist, otherwise listing order.
+std::vector<std::string> next_in_directory(const std::vector<std::string>& sorted_files,
+                                           const std::string& name, unsigned count);
+
+class predictor {
+ public:
+  explicit predictor(std::vector<std::string> order = {});
+  bool has_order() const { return !order_.empty(); }
+  // The `count` keys that follow `key` in the training order: the next occurrence of `key` at
+  // or after the cursor (the last key read), so repeated epochs advance. Empty when `key` is not
+  // in the order.
+  std::vector<std::string> next_in_order(const std::string& key, unsigned count);
+  // The first `count` keys of the order (what to warm up at mount time).
+  std::vector<std::string> first(unsigned count) const;
+
+ private:
+  std::vector<std::string> order_;
+  std::mutex mu_;
+  std::size_t cursor_ = 0;
+};
+
+}  // namespace valkyrie::prefetch

@@ -1,0 +1,63 @@
+#include <doctest/doctest.h>
+
+#include <set>
+
+#include "core/errors.hpp"
+#include "prefetch/predictor.hpp"
+#include "result_printer.hpp"
+
+using namespace valkyrie;
+using namespace valkyrie::prefetch;
+
+TEST_CASE("numbered successors keep padding and widen past nines") {
+  CHECK(numbered_successor("shard_0009.tar") == "shard_0010.tar");
+  CHECK(numbered_successor("shard_0010.tar") == "shard_0011.tar");
+  CHECK(numbered_successor("shard_999.tar") == "shard_1000.tar");
+  CHECK(numbered_successor("part-00099") == "part-00100");
+  CHECK(numbered_successor("v2/data7") == "v2/data8");  // the last run of digits
+  CHECK(numbered_successor("epoch1_shard9.tar") == "epoch1_shard10.tar");
+  CHECK_FALSE(numbered_successor("readme.txt"));
+}
+
+TEST_CASE("next files in a directory: successors that exist, else listing order") {
+  std::vector<std::string> files = {"shard_0008.tar", "shard_0009.tar", "shard_0010.tar", "shard_0011.tar",
+                                    "shard_0013.tar", "zeta.bin"};
+  CHECK(next_in_directory(files, "shard_0009.tar", 2) == std::vector<std::string>{"shard_0010.tar", "shard_0011.tar"});
+  // A gap: 0012 is missing, so it is never requested; the successor chain stops there.
+  CHECK(next_in_directory(files, "shard_0010.tar", 3) == std::vector<std::string>{"shard_0011.tar"});
+  // No successor at all (0014 missing): listing order.
+  CHECK(next_in_directory(files, "shard_0013.tar", 2) == std::vector<std::string>{"zeta.bin"});
+  std::vector<std::string> words = {"apple", "banana", "cherry", "date"};
+  CHECK(next_in_directory(words, "banana", 2) == std::vector<std::string>{"cherry", "date"});
+  CHECK(next_in_directory(words, "date", 2).empty());
+}
+
+TEST_CASE("manifests: comments, blanks, repeats, unknown keys reported by line") {
+  std::set<std::string> bucket = {"a.tar", "b.tar", "c.tar", "dir/d.tar"};
+  auto exists = [&](const std::string& k) { return bucket.count(k) > 0; };
+  auto m = parse_manifest("# epoch 1\n a.tar \n\nb.tar\nmissing.tar\n/dir/d.tar\ndir/\n# epoch 2\nb.tar\r\na.tar\n", exists);
+  REQUIRE(m);
+  CHECK(m->order == std::vector<std::string>{"a.tar", "b.tar", "dir/d.tar", "b.tar", "a.tar"});
+  REQUIRE(m->problems.size() == 2);
+  CHECK(m->problems[0].line == 5);
+  CHECK(m->problems[0].key == "missing.tar");
+  CHECK(m->problems[0].reason == "no such key");
+  CHECK(m->problems[1].line == 7);
+  CHECK(m->problems[1].reason == "not a file key");
+  CHECK(parse_manifest("# nothing\n\nmissing\n", exists).error() == errc::invalid_argument);
+  CHECK(parse_manifest("", exists).error() == errc::invalid_argument);
+}
+
+TEST_CASE("the manifest order advances through repeated epochs") {
+  predictor p({"s1", "s2", "s3", "s1", "s3", "s2"});
+  CHECK(p.first(2) == std::vector<std::string>{"s1", "s2"});
+  CHECK(p.next_in_order("s1", 2) == std::vector<std::string>{"s2", "s3"});
+  CHECK(p.next_in_order("s2", 2) == std::vector<std::string>{"s3", "s1"});
+  CHECK(p.next_in_order("s3", 2) == std::vector<std::string>{"s1", "s3"});
+  CHECK(p.next_in_order("s1", 2) == std::vector<std::string>{"s3", "s2"});  // epoch 2
+  CHECK(p.next_in_order("s3", 9) == std::vector<std::string>{"s2"});
+  CHECK(p.next_in_order("s2", 2).empty());                                  // the end
+  CHECK(p.next_in_order("unknown", 2).empty());
+  // A key only behind the cursor: a new pass starts from its first occurrence.
+  CHECK(p.next_in_order("s1", 1) == std::vector<std::string>{"s2"});
+}
