@@ -14,6 +14,8 @@
 #include <fstream>
 #include <future>
 #include <iostream>
+#include <set>
+#include <sstream>
 
 #include <CLI/CLI.hpp>
 #include <systemd/sd-daemon.h>
@@ -27,6 +29,7 @@
 #include "core/units.hpp"
 #include "fs/filesystem.hpp"
 #include "fuse/session.hpp"
+#include "prefetch/predictor.hpp"
 #include "s3/client_setup.hpp"
 
 using namespace valkyrie;
@@ -65,7 +68,7 @@ int main(int argc, char** argv) {
   std::string mountpoint, bucket, prefix, cache_size = "16G", chunk_size = "8MiB", log_level = "info",
                                           metadata_ttl = "60s", manifest, file_mode = "0444", dir_mode = "0555";
   s3::client_setup setup;
-  unsigned workers = 32, threads = 0, lookahead = 0, metrics_port = 0;
+  unsigned workers = 32, threads = 0, lookahead = 2, metrics_port = 0;
   bool foreground = false, allow_other = false, anonymous = false;
   unsigned uid = getuid(), gid = getgid();
   app.add_option("--mount", mountpoint, "empty directory to mount on")->required();
@@ -80,8 +83,8 @@ int main(int argc, char** argv) {
   app.add_option("--chunk-size", chunk_size, "bytes per cached chunk and ranged GET");
   app.add_option("--workers", workers, "most S3 requests in flight at once");
   app.add_option("--threads", threads, "reactor threads (default: cores)");
-  app.add_option("--lookahead", lookahead, "files to prefetch ahead (prefetch engine: not yet implemented)");
-  app.add_option("--manifest", manifest, "training-order manifest (prefetch engine: not yet implemented)");
+  app.add_option("--lookahead", lookahead, "whole files fetched ahead of a sequential reader (0: none)");
+  app.add_option("--manifest", manifest, "training order: one key per line, relative to --prefix");
   app.add_option("--metrics-port", metrics_port, "Prometheus port (metrics: not yet implemented)");
   app.add_option("--metadata-ttl", metadata_ttl, "how long listings and attributes are cached");
   app.add_flag("-f,--foreground", foreground, "stay in the foreground");
@@ -121,9 +124,15 @@ int main(int argc, char** argv) {
   };
   unsigned fmode = mode("--file-mode", file_mode), dmode = mode("--dir-mode", dir_mode);
   if (!prefix.empty() && prefix.back() != '/') prefix += '/';
-  if (!manifest.empty() && !std::ifstream(manifest)) fatal("cannot read --manifest " + manifest);
-  if (lookahead || !manifest.empty() || metrics_port)
-    log::get("cli")->warn("--lookahead, --manifest and --metrics-port are accepted but not implemented yet");
+  std::string manifest_text;
+  if (!manifest.empty()) {
+    std::ifstream in(manifest);
+    if (!in) fatal("cannot read --manifest " + manifest + ": " + std::strerror(errno));
+    std::stringstream ss;
+    ss << in.rdbuf();
+    manifest_text = ss.str();
+  }
+  if (metrics_port) log::get("cli")->warn("--metrics-port is accepted but metrics are not implemented yet");
 
   // The mount point: an existing, empty directory.
   std::error_code fec;
@@ -159,6 +168,35 @@ int main(int argc, char** argv) {
     ctx.run();
     auto r = fut.get();
     if (!r) fatal(bucket_problem(r.error(), bucket, opts->ep));
+  }
+
+  // The manifest's keys are checked against one full listing of the prefix.
+  std::shared_ptr<prefetch::predictor> order;
+  std::vector<std::string> warm_up;
+  if (!manifest.empty()) {
+    std::set<std::string> keys;
+    asio::io_context ctx(1);
+    s3::beast_client lister(ctx.get_executor(), *opts);
+    auto fut = asio::co_spawn(ctx, [](s3::beast_client* c, std::string prefix, std::set<std::string>* out) -> awaitable<std::error_code> {
+      s3::list_request req;
+      req.prefix = prefix;
+      for (;;) {
+        auto page = co_await c->list(req);
+        if (!page) co_return page.error();
+        for (auto& o : page->objects) out->insert(o.key.substr(prefix.size()));
+        if (!page->truncated) co_return std::error_code{};
+        req.continuation_token = page->next_continuation_token;
+      }
+    }(&lister, prefix, &keys), asio::use_future);
+    ctx.run();
+    if (auto ec = fut.get()) fatal("cannot list s3://" + bucket + "/" + prefix + " to check the manifest: " + ec.message());
+    auto m = prefetch::parse_manifest(manifest_text, [&keys](const std::string& k) { return keys.count(k) > 0; });
+    for (auto& p : m.problems)
+      log::get("cli")->warn("manifest {} line {}: '{}': {}; skipped", manifest, p.line, p.key, p.reason);
+    if (m.order.empty()) fatal("manifest " + manifest + " names no key of s3://" + bucket + "/" + prefix);
+    log::get("cli")->info("manifest {}: {} entries, {} lines skipped", manifest, m.order.size(), m.problems.size());
+    order = std::make_shared<prefetch::predictor>(m.order);
+    warm_up = order->first(std::max(1u, lookahead));
   }
 
   // Daemonize now (before any thread exists); the parent waits until the mount is ready.
@@ -210,6 +248,8 @@ int main(int argc, char** argv) {
   fopts.prefix = prefix;
   fopts.metadata_ttl = *ttl;
   fopts.max_readahead_chunks = std::max(2u, std::min(workers, cache->slots() / 2));
+  fopts.lookahead_files = lookahead;
+  fopts.order = order;
   fs::filesystem filesystem(fopts, clients, cache, executors);
 
   fuse::mount_options mopts;
@@ -235,6 +275,8 @@ int main(int argc, char** argv) {
   });
   session.start();
   pool.start();
+  // With a manifest, the first files are fetched now, before anyone asks.
+  if (!warm_up.empty()) asio::co_spawn(pool.executor(0), filesystem.warm_up(warm_up), asio::detached);
   log::get("cli")->info("mounted s3://{}/{} on {} ({} reactors, cache {}, chunk {})", bucket, prefix, mountpoint,
                         pool.size(), format_size(cache->capacity()), format_size(*chunk_bytes));
   report("ok");

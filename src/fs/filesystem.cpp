@@ -344,6 +344,74 @@ cache::chunk_cache::fetch_fn filesystem::fetcher(std::shared_ptr<open_file> file
   };
 }
 
+std::uint64_t filesystem::fetch_whole(const s3::object_info& object, std::uint64_t budget_chunks,
+                                      asio::any_io_executor here) {
+  auto f = std::make_shared<open_file>();
+  f->key = object.key;
+  f->etag = object.etag;
+  f->size = object.size;
+  f->object_id = object.key + '\0' + object.etag;
+  const std::uint64_t cs = cache_->chunk_size();
+  std::uint64_t chunks = (object.size + cs - 1) / cs, started = 0;
+  for (std::uint64_t c = 0; c < chunks && started < budget_chunks; ++c) {
+    cache::chunk_key key{f->object_id, c};
+    if (cache_->contains(key)) continue;
+    auto ex = executors_.empty() ? here : executors_[c % executors_.size()];
+    if (cache_->prefetch(key, fetcher(f, c, false), ex)) ++started;
+  }
+  return started;
+}
+
+awaitable<void> filesystem::fetch_next_files(std::shared_ptr<open_file> file) {
+  std::vector<s3::object_info> next;
+  const std::string relative = file->key.substr(opts_.prefix.size());
+  if (opts_.order && opts_.order->has_order()) {
+    for (auto& k : opts_.order->next_in_order(relative, opts_.lookahead_files)) {
+      auto info = co_await client().head(opts_.prefix + k);
+      if (info) next.push_back(*info);
+    }
+  } else {
+    // The reader's directory: its cached listing, or a fresh one.
+    ino_t parent = 0;
+    {
+      std::lock_guard lock(mu_);
+      auto it = nodes_.find(file->ino);
+      if (it == nodes_.end()) co_return;
+      parent = it->second.parent;
+    }
+    auto listing = co_await readdir(parent);
+    if (!listing) co_return;
+    std::vector<std::string> files;
+    for (auto& e : *listing)
+      if (!e.attr.directory) files.push_back(e.name);
+    std::string dir_key = file->key.substr(0, file->key.rfind('/') + 1);
+    std::string name = file->key.substr(dir_key.size());
+    for (auto& n : prefetch::next_in_directory(files, name, opts_.lookahead_files)) {
+      auto e = std::find_if(listing->begin(), listing->end(), [&](auto& d) { return d.name == n; });
+      s3::object_info info;
+      info.key = dir_key + n;
+      info.size = e->attr.size;
+      info.etag = e->etag;
+      next.push_back(std::move(info));
+    }
+  }
+  // Nearest first, and never more than half the cache, so that they are still there when read.
+  std::uint64_t budget = cache_->slots() / 2;
+  for (auto& info : next) {
+    if (budget == 0) break;
+    budget -= std::min(budget, fetch_whole(info, budget, co_await asio::this_coro::executor));
+  }
+}
+
+awaitable<void> filesystem::warm_up(std::vector<std::string> relative_keys) {
+  std::uint64_t budget = cache_->slots() / 2;
+  for (auto& k : relative_keys) {
+    auto info = co_await client().head(opts_.prefix + k);
+    if (!info || budget == 0) continue;
+    budget -= std::min(budget, fetch_whole(*info, budget, co_await asio::this_coro::executor));
+  }
+}
+
 awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file, std::uint64_t offset,
                                                 std::size_t size) {
   read_result out;
@@ -375,6 +443,9 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
     while (ahead_end > prev && !file->prefetched_to.compare_exchange_weak(prev, ahead_end)) {
     }
   }
+
+  if (window > 0 && opts_.lookahead_files > 0 && !file->next_files_scheduled.exchange(true))
+    asio::co_spawn(co_await asio::this_coro::executor, fetch_next_files(file), asio::detached);
 
   for (std::uint64_t c = first; c <= last; ++c) {
     // Named, not temporaries: GCC 12 destroys temporaries of a co_await expression twice.

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "cache/chunk_cache.hpp"
+#include "prefetch/predictor.hpp"
 #include "s3/object_client.hpp"
 
 namespace valkyrie::fs {
@@ -45,6 +46,8 @@ struct options {
   std::string prefix;  // key prefix the mount shows ("" or ending in '/')
   std::chrono::nanoseconds metadata_ttl = std::chrono::seconds(60);
   unsigned max_readahead_chunks = 32;  // bounded by --workers and the cache size
+  unsigned lookahead_files = 2;        // whole files fetched ahead of a sequential reader
+  std::shared_ptr<prefetch::predictor> order;  // the manifest's training order, if any
 };
 
 struct open_file {
@@ -55,6 +58,7 @@ struct open_file {
   std::atomic<unsigned> window{0};             // read-ahead window in chunks
   std::atomic<std::uint64_t> prefetched_to{0}; // chunks below this were already requested
   bool keep_cache = true;                      // same version as at the previous open
+  std::atomic<bool> next_files_scheduled{false};
 };
 
 // The bytes of one read: pinned chunks and the slices of them to reply with.
@@ -82,6 +86,10 @@ class filesystem {
   // stale).
   awaitable<result<std::shared_ptr<open_file>>> open(ino_t ino);
   awaitable<result<read_result>> read(std::shared_ptr<open_file> file, std::uint64_t offset, std::size_t size);
+
+  // Fetches these files (keys relative to the mount's prefix) whole, in order, within the
+  // prefetch budget; used at mount time to warm up the start of a manifest.
+  awaitable<void> warm_up(std::vector<std::string> relative_keys);
 
   std::size_t inode_count() const;
   const options& opts() const { return opts_; }
@@ -122,6 +130,11 @@ class filesystem {
   static bool valid_name(const std::string& name);
   // Logs a problem with a key the first time it is seen (listings repeat every metadata_ttl).
   void warn_once(const std::string& key, const char* what);
+  // The files after `file` (manifest order, else numbered successor or listing order), fetched
+  // whole, nearest first, within half the cache.
+  awaitable<void> fetch_next_files(std::shared_ptr<open_file> file);
+  // Starts fetching every chunk of the object not yet cached; returns the chunks started.
+  std::uint64_t fetch_whole(const s3::object_info& object, std::uint64_t budget_chunks, asio::any_io_executor here);
   // reader_waiting: fetch in demand_part_size pieces at once rather than one GET.
   cache::chunk_cache::fetch_fn fetcher(std::shared_ptr<open_file> file, std::uint64_t chunk, bool reader_waiting);
   static constexpr std::size_t demand_part_size = 1 << 20;

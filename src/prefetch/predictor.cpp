@@ -7,7 +7,7 @@
 
 namespace valkyrie::prefetch {
 
-result<manifest> parse_manifest(std::string_view text, const std::function<bool(const std::string&)>& exists) {
+manifest parse_manifest(std::string_view text, const std::function<bool(const std::string&)>& exists) {
   manifest m;
   unsigned line_no = 0;
   while (!text.empty()) {
@@ -28,7 +28,6 @@ result<manifest> parse_manifest(std::string_view text, const std::function<bool(
       m.order.push_back(std::move(key));
     }
   }
-  if (m.order.empty()) return make_error_code(errc::invalid_argument);
   return m;
 }
 

@@ -31,9 +31,10 @@ struct manifest {
 };
 
 // One key per line, relative to the mount's prefix; blank lines and '#' comments ignored;
-// surrounding spaces trimmed. `exists` says whether a key is a file of the bucket. A manifest
-// with no usable key is errc::invalid_argument.
-result<manifest> parse_manifest(std::string_view text, const std::function<bool(const std::string&)>& exists);
+// surrounding spaces trimmed. `exists` says whether a key is a file of the bucket. Lines that
+// are not usable are listed in `problems`; a manifest whose `order` ends up empty is for the
+// caller to refuse.
+manifest parse_manifest(std::string_view text, const std::function<bool(const std::string&)>& exists);
 
 // "shard_0009.tar" -> "shard_0010.tar"; the last run of digits in the name is incremented,
 // keeping its zero padding (it widens past all nines). nullopt when the name has no digits.

@@ -1,6 +1,8 @@
 #include <doctest/doctest.h>
 
 #include <algorithm>
+#include <cstdio>
+#include <map>
 
 #include "core/errors.hpp"
 #include "fs/filesystem.hpp"
@@ -173,4 +175,79 @@ TEST_CASE("inodes are stable while referenced and freed on forget") {
   CHECK(f.fs->inode_count() == before - 1);
   CHECK(f.fs->getattr(d1.ino).error() == errc::not_found);
   CHECK(f.fs->getattr(root_ino));
+}
+
+namespace {
+struct shard_set {
+  explicit shard_set(fixture& f, int count, std::uint32_t chunks_each) {
+    for (int i = 1; i <= count; ++i) {
+      char name[32];
+      std::snprintf(name, sizeof name, "shard_%04d.tar", i);
+      etags[name] = f.mem->put(name, pattern(chunks_each * chunk, i));
+    }
+  }
+  bool fully_cached(fixture& f, const std::string& key, std::uint32_t chunks) {
+    for (std::uint32_t c = 0; c < chunks; ++c)
+      if (!f.cache->contains({key + '\0' + etags.at(key), c})) return false;
+    return true;
+  }
+  bool any_cached(fixture& f, const std::string& key, std::uint32_t chunks) {
+    for (std::uint32_t c = 0; c < chunks; ++c)
+      if (f.cache->contains({key + '\0' + etags.at(key), c})) return true;
+    return false;
+  }
+  std::map<std::string, std::string> etags;
+};
+}  // namespace
+
+TEST_CASE("a sequential reader makes the next numbered files arrive whole; gaps are never requested") {
+  fixture f;
+  shard_set shards(f, 5, 4);
+  f.mem->remove("shard_0004.tar");
+  auto file = test::run(f.fs->open(f.lookup_path("shard_0002.tar").ino));
+  CHECK(f.read(*file, 0, 1000).size() == 1000);  // the run drains the detached prefetches too
+  CHECK(shards.fully_cached(f, "shard_0003.tar", 4));
+  CHECK_FALSE(shards.any_cached(f, "shard_0005.tar", 4));  // 0004 is missing: the chain stops
+  CHECK_FALSE(shards.any_cached(f, "shard_0001.tar", 4));  // never backwards
+  CHECK(f.mem->heads == 0);  // sizes and ETags came from the listing
+}
+
+TEST_CASE("with a training order, the next files are the manifest's, across epochs") {
+  fixture f;
+  shard_set shards(f, 5, 3);
+  f.fs.reset();
+  options o;
+  o.lookahead_files = 2;
+  o.order = std::make_shared<prefetch::predictor>(std::vector<std::string>{
+      "shard_0005.tar", "shard_0001.tar", "shard_0003.tar", "shard_0005.tar", "shard_0002.tar"});
+  f.fs = std::make_unique<filesystem>(o, std::vector<std::shared_ptr<s3::object_client>>{f.mem}, f.cache);
+  auto file = test::run(f.fs->open(f.lookup_path("shard_0005.tar").ino));
+  f.read(*file, 0, 10);
+  CHECK(shards.fully_cached(f, "shard_0001.tar", 3));
+  CHECK(shards.fully_cached(f, "shard_0003.tar", 3));
+  CHECK_FALSE(shards.any_cached(f, "shard_0002.tar", 3));
+  CHECK_FALSE(shards.any_cached(f, "shard_0004.tar", 3));
+  // Epoch 2 of shard_0005 (after 0003): its successor in the order is 0002.
+  auto third = test::run(f.fs->open(f.lookup_path("shard_0003.tar").ino));
+  f.read(*third, 0, 10);
+  auto again = test::run(f.fs->open(f.lookup_path("shard_0005.tar").ino));
+  f.read(*again, 0, 10);
+  CHECK(shards.fully_cached(f, "shard_0002.tar", 3));
+}
+
+TEST_CASE("warm-up fetches the first files of the order before any read") {
+  fixture f;
+  shard_set shards(f, 3, 2);
+  test::run(f.fs->warm_up({"shard_0002.tar", "shard_0003.tar"}));
+  CHECK(shards.fully_cached(f, "shard_0002.tar", 2));
+  CHECK(shards.fully_cached(f, "shard_0003.tar", 2));
+  CHECK_FALSE(shards.any_cached(f, "shard_0001.tar", 2));
+}
+
+TEST_CASE("random readers do not trigger whole-file prefetch") {
+  fixture f;
+  shard_set shards(f, 2, 8);
+  auto file = test::run(f.fs->open(f.lookup_path("shard_0001.tar").ino));
+  f.read(*file, 5 * chunk + 3, 10);
+  CHECK_FALSE(shards.any_cached(f, "shard_0002.tar", 8));
 }

@@ -20,7 +20,7 @@ start_valkyrie() {
   local bucket=$1 url=$2
   shift 2
   "$BUILD_ROOT/src/cli/valkyrie" --mount "$mnt" --bucket "$bucket" --endpoint "$url" --foreground \
-    --log-level warn "$@" 2>>"$tmp/daemon.err" &
+    --log-level "${VALKYRIE_LOG_LEVEL:-warn}" "$@" 2>>"$tmp/daemon.err" &
   daemon_pid=$!
   for _ in $(seq 100); do mountpoint -q "$mnt" && return 0; sleep 0.05; done
   cat "$tmp/daemon.err" >&2

@@ -506,6 +506,8 @@ awaitable<void> serve(std::shared_ptr<server::state> st, Stream* stream, beast::
     if (rec) co_return;
     request_t req = parser.release();
     bool keep_alive = req.keep_alive();
+    log::get("s3sim")->debug("request {} {} range={}", std::string(req.method_string()), std::string(req.target()),
+                             std::string(req[http::field::range]));
     auto t = parse_target(req.target(), req[http::field::host], st->objects);
 
     std::optional<reply> answer;
