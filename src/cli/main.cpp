@@ -173,30 +173,33 @@ int main(int argc, char** argv) {
   // The manifest's keys are checked against one full listing of the prefix.
   std::shared_ptr<prefetch::predictor> order;
   std::vector<std::string> warm_up;
+  std::shared_ptr<const std::map<std::string, s3::object_info>> known_objects;
   if (!manifest.empty()) {
-    std::set<std::string> keys;
+    auto objects = std::make_shared<std::map<std::string, s3::object_info>>();
     asio::io_context ctx(1);
     s3::beast_client lister(ctx.get_executor(), *opts);
-    auto fut = asio::co_spawn(ctx, [](s3::beast_client* c, std::string prefix, std::set<std::string>* out) -> awaitable<std::error_code> {
+    auto fut = asio::co_spawn(ctx, [](s3::beast_client* c, std::string prefix,
+                                      std::map<std::string, s3::object_info>* out) -> awaitable<std::error_code> {
       s3::list_request req;
       req.prefix = prefix;
       for (;;) {
         auto page = co_await c->list(req);
         if (!page) co_return page.error();
-        for (auto& o : page->objects) out->insert(o.key.substr(prefix.size()));
+        for (auto& o : page->objects) out->emplace(o.key.substr(prefix.size()), o);
         if (!page->truncated) co_return std::error_code{};
         req.continuation_token = page->next_continuation_token;
       }
-    }(&lister, prefix, &keys), asio::use_future);
+    }(&lister, prefix, objects.get()), asio::use_future);
     ctx.run();
     if (auto ec = fut.get()) fatal("cannot list s3://" + bucket + "/" + prefix + " to check the manifest: " + ec.message());
-    auto m = prefetch::parse_manifest(manifest_text, [&keys](const std::string& k) { return keys.count(k) > 0; });
+    auto m = prefetch::parse_manifest(manifest_text, [&objects](const std::string& k) { return objects->count(k) > 0; });
     for (auto& p : m.problems)
       log::get("cli")->warn("manifest {} line {}: '{}': {}; skipped", manifest, p.line, p.key, p.reason);
     if (m.order.empty()) fatal("manifest " + manifest + " names no key of s3://" + bucket + "/" + prefix);
     log::get("cli")->info("manifest {}: {} entries, {} lines skipped", manifest, m.order.size(), m.problems.size());
     order = std::make_shared<prefetch::predictor>(m.order);
     warm_up = order->first(std::max(1u, lookahead));
+    known_objects = objects;
   }
 
   // Daemonize now (before any thread exists); the parent waits until the mount is ready.
@@ -250,6 +253,7 @@ int main(int argc, char** argv) {
   fopts.max_readahead_chunks = std::max(2u, std::min(workers, cache->slots() / 2));
   fopts.lookahead_files = lookahead;
   fopts.order = order;
+  fopts.known_objects = known_objects;
   fs::filesystem filesystem(fopts, clients, cache, executors);
 
   fuse::mount_options mopts;

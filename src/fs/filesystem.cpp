@@ -367,7 +367,7 @@ awaitable<void> filesystem::fetch_next_files(std::shared_ptr<open_file> file) {
   const std::string relative = file->key.substr(opts_.prefix.size());
   if (opts_.order && opts_.order->has_order()) {
     for (auto& k : opts_.order->next_in_order(relative, opts_.lookahead_files)) {
-      auto info = co_await client().head(opts_.prefix + k);
+      auto info = co_await describe(k);
       if (info) next.push_back(*info);
     }
   } else {
@@ -403,10 +403,18 @@ awaitable<void> filesystem::fetch_next_files(std::shared_ptr<open_file> file) {
   }
 }
 
+awaitable<result<s3::object_info>> filesystem::describe(std::string relative_key) {
+  if (opts_.known_objects) {
+    auto it = opts_.known_objects->find(relative_key);
+    if (it != opts_.known_objects->end()) co_return it->second;
+  }
+  co_return co_await client().head(opts_.prefix + relative_key);
+}
+
 awaitable<void> filesystem::warm_up(std::vector<std::string> relative_keys) {
   std::uint64_t budget = cache_->slots() / 2;
   for (auto& k : relative_keys) {
-    auto info = co_await client().head(opts_.prefix + k);
+    auto info = co_await describe(k);
     if (!info || budget == 0) continue;
     budget -= std::min(budget, fetch_whole(*info, budget, co_await asio::this_coro::executor));
   }

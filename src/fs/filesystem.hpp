@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -48,6 +49,9 @@ struct options {
   unsigned max_readahead_chunks = 32;  // bounded by --workers and the cache size
   unsigned lookahead_files = 2;        // whole files fetched ahead of a sequential reader
   std::shared_ptr<prefetch::predictor> order;  // the manifest's training order, if any
+  // Size and ETag of the manifest's keys (relative), from the listing that checked it at
+  // start-up, so that predictions cost no HEAD; keys missing here are asked for.
+  std::shared_ptr<const std::map<std::string, s3::object_info>> known_objects;
 };
 
 struct open_file {
@@ -90,6 +94,8 @@ class filesystem {
   // Fetches these files (keys relative to the mount's prefix) whole, in order, within the
   // prefetch budget; used at mount time to warm up the start of a manifest.
   awaitable<void> warm_up(std::vector<std::string> relative_keys);
+  // Size and ETag of a key relative to the prefix: from known_objects, else a HEAD.
+  awaitable<result<s3::object_info>> describe(std::string relative_key);
 
   std::size_t inode_count() const;
   const options& opts() const { return opts_; }

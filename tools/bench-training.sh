@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Simulated training loop through the mount (issue: prefetch engine). valkyrie-s3sim serves
+# 64 shards of 64 MiB behind the link model (30 ms first byte, 64 MiB/s per connection, 1 GiB/s
+# total). The loop reads a shard fully, then "computes" for as long as the link needs to deliver
+# one shard at 80% of its total bandwidth (64 MiB / 0.8 GiB/s = 78 ms). Reported: compute-busy
+# fraction = compute time / wall time, with and without a manifest (shuffled order).
+# Usage: tools/bench-training.sh [BUILD_DIR]   (root, /dev/fuse)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+export AWS_ACCESS_KEY_ID=AKIDTRAIN AWS_SECRET_ACCESS_KEY=train-secret AWS_EC2_METADATA_DISABLED=true
+tmp=$(mktemp -d /tmp/valkyrie-training.XXXXXX)
+mnt="$tmp/mnt"; mkdir -p "$mnt"
+sim_pid= daemon_pid=
+cleanup() {
+  set +e
+  mountpoint -q "$mnt" && umount "$mnt"
+  [[ -n $daemon_pid ]] && kill "$daemon_pid" 2>/dev/null
+  [[ -n $sim_pid ]] && kill "$sim_pid" 2>/dev/null
+  wait 2>/dev/null; rm -rf "$tmp"
+}
+trap cleanup EXIT
+"$build/tools/valkyrie-s3sim" --listen 127.0.0.1:0 --credentials "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
+  --synthetic train:64:64MiB --first-byte-latency 30ms --conn-bandwidth 64MiB --total-bandwidth 1GiB \
+  >"$tmp/sim.out" 2>/dev/null &
+sim_pid=$!
+for _ in $(seq 100); do [[ -s $tmp/sim.out ]] && break; sleep 0.05; done
+url=$(head -1 "$tmp/sim.out" | awk '{print $3}')
+# A shuffled order (fixed seed), as a data loader's sampler would produce.
+/usr/bin/python3 -c 'import random; r = random.Random(7); k = [f"shard_{i:06d}.tar" for i in range(64)]; r.shuffle(k); print("\n".join(k))' >"$tmp/order.txt"
+
+run() {  # label read_order(file or "") manifest(yes/no) extra flags...
+  local label=$1 order=$2 manifest=$3
+  shift 3
+  local flags=()
+  [[ $manifest == yes ]] && flags+=(--manifest "$order")
+  "$build/src/cli/valkyrie" --mount "$mnt" --bucket train --endpoint "$url" --cache-size 1GiB --foreground \
+    --log-level warn "${flags[@]}" "$@" 2>>"$tmp/daemon.err" &
+  daemon_pid=$!
+  for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.05; done
+  sleep 1  # settle: with a manifest the first shards arrive now
+  loop "$mnt" "$order" "$label"
+  umount "$mnt"; wait "$daemon_pid" || true; daemon_pid=
+}
+loop() {  # dir order_file label
+  /usr/bin/python3 - "$1" "$2" "$3" <<'PY'
+import os, sys, time
+mnt, order, label = sys.argv[1:4]
+names = open(order).read().split() if order else sorted(os.listdir(mnt))
+compute = 64 * 2**20 / (0.8 * 2**30)
+buf = bytearray(1 << 20)
+busy = stall = 0.0
+start = time.monotonic()
+for n in names:
+    t0 = time.monotonic()
+    with open(os.path.join(mnt, n), "rb", buffering=0) as f:
+        while f.readinto(buf):
+            pass
+    stall += time.monotonic() - t0
+    t1 = time.monotonic()
+    time.sleep(compute)   # the GPU step: the CPU is free meanwhile
+    busy += time.monotonic() - t1
+wall = time.monotonic() - start
+print(f"{label:<34} compute-busy {busy / wall:6.1%}   wall {wall:5.1f} s   waiting on data {stall:5.1f} s")
+PY
+}
+# The bound of a read-then-compute loop: the same loop over a local tmpfs copy of the shards.
+"$build/src/cli/valkyrie" --mount "$mnt" --bucket train --endpoint "$url" --cache-size 1GiB --log-level warn
+shm=/dev/shm/valkyrie-training-baseline; rm -rf "$shm"; mkdir -p "$shm"; cp "$mnt"/shard_* "$shm"/
+umount "$mnt"
+loop "$shm" "$tmp/order.txt" "tmpfs copy, shuffled (baseline)"
+rm -rf "$shm"
+run "sorted order, no manifest" "" no
+run "shuffled order, with --manifest" "$tmp/order.txt" yes
+run "shuffled order, no manifest" "$tmp/order.txt" no
