@@ -159,6 +159,22 @@ awaitable<result<attributes>> filesystem::lookup(ino_t parent, std::string name)
     }
     dir_key = p.key;
   }
+  // The start-up listing (taken to check a manifest) knows every key: answer from it.
+  if (opts_.known_objects && dir_key.size() >= opts_.prefix.size()) {
+    const auto& known = *opts_.known_objects;
+    std::string relative = dir_key.substr(opts_.prefix.size()) + name;
+    auto below = known.lower_bound(relative + "/");
+    bool is_dir = below != known.end() && below->first.compare(0, relative.size() + 1, relative + "/") == 0;
+    auto file = known.find(relative);
+    if (is_dir || file != known.end()) {
+      std::lock_guard lock(mu_);
+      auto dir = directory_node(parent);
+      if (!dir) co_return dir.error();
+      if (is_dir) co_return remember(**dir, listed_entry{name, true, {}});
+      s3::object_info info = file->second;
+      co_return remember(**dir, listed_entry{name, false, info});
+    }
+  }
   // A targeted listing finds the file "dir/name" and the directory "dir/name/" without listing
   // the whole parent (a path can be opened without a readdir first).
   s3::list_request req;

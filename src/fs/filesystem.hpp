@@ -49,8 +49,9 @@ struct options {
   unsigned max_readahead_chunks = 32;  // bounded by --workers and the cache size
   unsigned lookahead_files = 2;        // whole files fetched ahead of a sequential reader
   std::shared_ptr<prefetch::predictor> order;  // the manifest's training order, if any
-  // Size and ETag of the manifest's keys (relative), from the listing that checked it at
-  // start-up, so that predictions cost no HEAD; keys missing here are asked for.
+  // Every key under the prefix (relative) with its size and ETag, from the listing that checked
+  // the manifest at start-up: predictions and lookups then cost no request. Keys missing here
+  // (added later) are still found by asking S3.
   std::shared_ptr<const std::map<std::string, s3::object_info>> known_objects;
 };
 

@@ -251,3 +251,25 @@ TEST_CASE("random readers do not trigger whole-file prefetch") {
   f.read(*file, 5 * chunk + 3, 10);
   CHECK_FALSE(shards.any_cached(f, "shard_0002.tar", 8));
 }
+
+TEST_CASE("with the start-up listing, lookups of known keys send no request") {
+  fixture f;
+  f.mem->put("dir/a.tar", "aaa");
+  f.mem->put("top.tar", "tt");
+  auto known = std::make_shared<std::map<std::string, s3::object_info>>();
+  for (auto& k : {"dir/a.tar", "top.tar"}) (*known)[k] = *test::run(f.mem->head(k));
+  options o;
+  o.known_objects = known;
+  f.fs = std::make_unique<filesystem>(o, std::vector<std::shared_ptr<s3::object_client>>{f.mem}, f.cache);
+  auto lists = f.mem->lists.load();
+  CHECK(f.lookup_path("dir").directory);
+  auto a = f.lookup_path("dir/a.tar");
+  CHECK(a.size == 3);
+  CHECK(f.lookup_path("top.tar").size == 2);
+  CHECK(f.mem->lists.load() == lists);
+  auto file = test::run(f.fs->open(a.ino));
+  CHECK(f.read(*file, 0, 3) == "aaa");
+  // A key added after start-up is still found by asking S3.
+  f.mem->put("late.tar", "l");
+  CHECK(f.lookup_path("late.tar").size == 1);
+}
