@@ -8,11 +8,7 @@ tmp=$(mktemp -d /tmp/valkyrie-ops.XXXXXX)
 mnt="$tmp/mnt"; mkdir -p "$mnt"
 source "$(dirname "$0")/../fuse/lib.sh"
 export AWS_ACCESS_KEY_ID=AKIDOPS AWS_SECRET_ACCESS_KEY=ops/secret AWS_EC2_METADATA_DISABLED=true
-"$BUILD_ROOT/tools/valkyrie-s3sim" --listen 127.0.0.1:0 --credentials "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
-  --synthetic data:2:1MiB --synthetic data:3:4096:sub/ >"$tmp/sim.out" 2>"$tmp/sim.err" &
-server_pid=$!
-for _ in $(seq 100); do [[ -s $tmp/sim.out ]] && break; sleep 0.05; done
-url=$(head -1 "$tmp/sim.out" | awk '{print $3}')
+start_sim --synthetic data:2:1MiB --synthetic data:3:4096:sub/
 v="$BUILD_ROOT/src/cli/valkyrie"
 gone() { for _ in $(seq 100); do pgrep -f "valkyrie --.*$mnt" >/dev/null || return 0; sleep 0.05; done; fail "daemon still running"; }
 

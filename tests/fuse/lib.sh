@@ -14,6 +14,18 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 pass() { echo "ok - $*"; }
 
+# start_sim [SIM FLAGS...]: valkyrie-s3sim on a free port (or the one named by SIM_PORT),
+# checking signatures with $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY; sets $url and $server_pid.
+start_sim() {
+  : >"$tmp/sim.out"
+  "$BUILD_ROOT/tools/valkyrie-s3sim" --listen "127.0.0.1:${SIM_PORT:-0}" \
+    --credentials "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "$@" >"$tmp/sim.out" 2>>"$tmp/sim.err" &
+  server_pid=$!
+  for _ in $(seq 100); do [[ -s $tmp/sim.out ]] && break; sleep 0.05; done
+  [[ -s $tmp/sim.out ]] || fail "valkyrie-s3sim did not start: $(cat "$tmp/sim.err")"
+  url=$(head -1 "$tmp/sim.out" | awk '{print $3}')
+}
+
 # start_valkyrie BUCKET URL [FLAGS...]: runs the daemon in the foreground (background job) and
 # waits for the mount.
 start_valkyrie() {

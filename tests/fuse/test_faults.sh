@@ -11,12 +11,8 @@ for i in 0 1 2 3; do head -c $((12 * 1024 * 1024 + i * 4097)) /dev/urandom >"$tm
 (cd "$tmp/data/bkt" && sha256sum file*) >"$tmp/expected.sha"
 export AWS_ACCESS_KEY_ID=AKIDFAULT AWS_SECRET_ACCESS_KEY=fault/secret AWS_EC2_METADATA_DISABLED=true
 
-start_sim() {  # [port]
-  "$BUILD_ROOT/tools/valkyrie-s3sim" --listen "127.0.0.1:${1:-0}" --data "$tmp/data" \
-    --credentials "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" --stall-time 30s >"$tmp/sim.out" 2>"$tmp/sim.err" &
-  server_pid=$!
-  for _ in $(seq 100); do [[ -s $tmp/sim.out ]] && break; sleep 0.05; done
-  url=$(head -1 "$tmp/sim.out" | awk '{print $3}')
+start_faulty_sim() {  # [port]
+  SIM_PORT=${1:-0} start_sim --data "$tmp/data" --stall-time 30s
 }
 admin() { curl -sf -X POST "$url/_sim/$1" >/dev/null || fail "admin call $1"; }
 counter() { curl -s "$url/_sim/stats" | sed -E "s/.*\"$1\":([0-9]+).*/\1/"; }
@@ -30,7 +26,7 @@ check_all() {  # label
   diff "$tmp/expected.sha" "$tmp/got.sha" >&2 || fail "$1: bytes differ"
 }
 
-start_sim
+start_faulty_sim
 for kind in slowdown error500 reset truncate; do
   remount
   admin "reset-stats"
@@ -92,7 +88,7 @@ reader=$!
 sleep 0.5
 kill "$server_pid"; wait "$server_pid" 2>/dev/null || true
 sleep 10
-start_sim "$port"
+start_faulty_sim "$port"
 wait "$reader" || true
 outcome=$(cat "$tmp/outage.txt")
 [[ $outcome == completed || $outcome =~ ^errno\ (EIO|ETIMEDOUT|EHOSTUNREACH)\ after ]] || fail "outage: $outcome"

@@ -6,7 +6,6 @@
 # Exit 77 (skip) without /dev/fuse or root.
 set -euo pipefail
 build=${BUILD_ROOT:?BUILD_ROOT not set}
-sim_bin="$build/tools/valkyrie-s3sim"
 s3="$build/tools/valkyrie-s3"
 [[ -c /dev/fuse && $(id -u) == 0 ]] || { echo "no /dev/fuse or not root: skipped"; exit 77; }
 
@@ -37,11 +36,7 @@ echo inner >"$tree/clash/inner"
 objects=$(find "$tree" -type f | wc -l)
 
 export AWS_ACCESS_KEY_ID=AKIDMOUNT AWS_SECRET_ACCESS_KEY=mount/secret AWS_EC2_METADATA_DISABLED=true
-"$sim_bin" --listen 127.0.0.1:0 --credentials "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" --data "$data" \
-  >"$tmp/sim.out" 2>"$tmp/sim.err" &
-server_pid=$!
-for _ in $(seq 100); do [[ -s $tmp/sim.out ]] && break; sleep 0.05; done
-url=$(head -1 "$tmp/sim.out" | awk '{print $3}')
+start_sim --data "$data"
 put() { echo -n "$2" >"$tmp/put.body"; "$s3" --endpoint "$url" --bucket tree put "$1" "$tmp/put.body" >/dev/null; }
 # Keys a file tree cannot hold: a directory marker, a file that clashes with a directory, a key
 # with an empty segment, a name over 255 bytes.

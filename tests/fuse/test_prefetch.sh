@@ -8,11 +8,7 @@ tmp=$(mktemp -d /tmp/valkyrie-prefetch.XXXXXX)
 mnt="$tmp/mnt"; mkdir -p "$mnt"
 source "$(dirname "$0")/lib.sh"
 export AWS_ACCESS_KEY_ID=AKIDPF AWS_SECRET_ACCESS_KEY=pf/secret AWS_EC2_METADATA_DISABLED=true
-"$BUILD_ROOT/tools/valkyrie-s3sim" --listen 127.0.0.1:0 --credentials "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
-  --synthetic data:6:24MiB:train/ --first-byte-latency 10ms --log-level debug >"$tmp/sim.out" 2>"$tmp/sim.err" &
-server_pid=$!
-for _ in $(seq 100); do [[ -s $tmp/sim.out ]] && break; sleep 0.05; done
-url=$(head -1 "$tmp/sim.out" | awk '{print $3}')
+start_sim --synthetic data:6:24MiB:train/ --first-byte-latency 10ms --log-level debug
 gets() { curl -s "$url/_sim/stats" | sed -E 's/.*"get":([0-9]+).*/\1/'; }
 settle() {  # until no GET arrives for half a second
   local last=-1 now
