@@ -187,7 +187,11 @@ awaitable<result<credentials>> refreshing_credentials_provider::get() {
       bool stale = current_ && current_->expiration && now >= *current_->expiration - refresh_ahead_;
       if (usable) {
         snapshot = current_;
-        if (stale && !refreshing_) start_background = refreshing_ = true;
+        auto since = std::chrono::steady_clock::now() - last_background_;
+        if (stale && !refreshing_ && since >= min_background_interval) {
+          start_background = refreshing_ = true;
+          last_background_ = std::chrono::steady_clock::now();
+        }
       } else if (!refreshing_) {
         fetch_inline = refreshing_ = true;
       }

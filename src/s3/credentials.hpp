@@ -73,6 +73,10 @@ class refreshing_credentials_provider final
   std::optional<credentials> current_;
   bool refreshing_ = false;
   unsigned fetches_ = 0;
+  // Background refreshes start at most this often: an endpoint that keeps returning the same
+  // credentials inside the refresh window is not asked on every request.
+  static constexpr std::chrono::seconds min_background_interval{5};
+  std::chrono::steady_clock::time_point last_background_{};
 };
 
 struct credential_options {

@@ -2,11 +2,13 @@
 # point); tracks $server_pid and $daemon_pid. Everything started is stopped and the mount
 # removed on exit, also when a check fails.
 server_pid= daemon_pid=
+extra_pids=()  # other background helpers a test starts
 cleanup() {
   set +e
   mountpoint -q "$mnt" && { umount "$mnt" || umount -l "$mnt"; }
   [[ -n $daemon_pid ]] && kill -9 "$daemon_pid" 2>/dev/null
   [[ -n $server_pid ]] && kill "$server_pid" 2>/dev/null
+  for p in "${extra_pids[@]}"; do kill "$p" 2>/dev/null; done
   wait 2>/dev/null
   rm -rf "$tmp"
 }

@@ -89,11 +89,23 @@ struct server::state {
   double probability[6];
   std::chrono::nanoseconds stall_time;
   std::deque<fault_kind> scheduled;
+  // Credentials the server accepts: --credentials, plus any added through the admin API. Like
+  // STS, a rotation leaves the older sets valid until their own expiration.
+  mutable std::mutex credentials_mu;
+  std::vector<s3::credentials> accepted;
 
   state(server_options o, store& s, server_counters& c)
       : opts(std::move(o)), objects(s), counters(c), total(opts.total_bandwidth),
         rng(opts.fault_seed), stall_time(opts.stall_time) {
     std::copy(std::begin(opts.fault_probability), std::end(opts.fault_probability), probability);
+    if (opts.credentials) accepted.push_back(*opts.credentials);
+  }
+
+  std::optional<s3::credentials> credentials_for(const std::string& access_key_id) const {
+    std::lock_guard lock(credentials_mu);
+    for (auto& c : accepted)
+      if (c.access_key_id == access_key_id) return c;
+    return std::nullopt;
   }
 
   // Faults apply to object GETs; throttling and 500s also to HEAD and LIST.
@@ -207,7 +219,6 @@ reply error_reply(unsigned status, const std::string& code, const std::string& m
 // Returns an error reply when the request's SigV4 signature does not verify.
 std::optional<reply> check_signature(const server::state& st, const request_t& req,
                                      const parsed_target& t) {
-  const auto& creds = *st.opts.credentials;
   auto auth = req[http::field::authorization];
   if (auth.empty())
     return error_reply(403, "AccessDenied", "Anonymous access is forbidden", t.raw_path);
@@ -215,9 +226,11 @@ std::optional<reply> check_signature(const server::state& st, const request_t& r
   if (!parsed)
     return error_reply(400, "AuthorizationHeaderMalformed", "The authorization header is malformed",
                        t.raw_path);
-  if (parsed->access_key_id != creds.access_key_id)
+  auto known = st.credentials_for(parsed->access_key_id);
+  if (!known)
     return error_reply(403, "InvalidAccessKeyId",
                        "The AWS Access Key Id you provided does not exist in our records.", t.raw_path);
+  const s3::credentials& creds = *known;
   if (parsed->region != st.opts.region)
     return error_reply(400, "AuthorizationHeaderMalformed",
                        "the region '" + parsed->region + "' is wrong; expecting '" + st.opts.region + "'",
@@ -368,6 +381,25 @@ reply admin(server::state& st, const request_t& req, const parsed_target& t) {
         return error_reply(400, "InvalidArgument", "unknown fault or bad probability: " + k, path);
       st.probability[static_cast<int>(*kind)] = p;
     }
+    return make_reply(200, "{}", "application/json");
+  }
+  if (path == "/_sim/credentials") {
+    // Adds an accepted set: ?akid=A&secret=S[&token=T][&expires_in=30s].
+    s3::credentials c;
+    c.access_key_id = query_value(t, "akid");
+    c.secret_access_key = query_value(t, "secret");
+    c.session_token = query_value(t, "token");
+    std::string ttl = query_value(t, "expires_in");
+    if (c.access_key_id.empty() || c.secret_access_key.empty())
+      return error_reply(400, "InvalidArgument", "akid and secret are required", path);
+    if (!ttl.empty()) {
+      auto d = parse_duration(ttl);
+      if (!d) return error_reply(400, "InvalidArgument", "bad expires_in", path);
+      c.expiration = std::chrono::system_clock::now() +
+                     std::chrono::duration_cast<std::chrono::system_clock::duration>(*d);
+    }
+    std::lock_guard lock(st.credentials_mu);
+    st.accepted.push_back(c);
     return make_reply(200, "{}", "application/json");
   }
   if (path == "/_sim/faults/next") {
