@@ -15,7 +15,7 @@ chunk_ref& chunk_ref::operator=(chunk_ref&& o) noexcept {
     release();
     cache_ = o.cache_;
     shard_ = o.shard_;
-    slot_ = o.slot_;
+    entry_ = o.entry_;
     data_ = o.data_;
     size_ = o.size_;
     o.cache_ = nullptr;
@@ -25,7 +25,7 @@ chunk_ref& chunk_ref::operator=(chunk_ref&& o) noexcept {
 
 void chunk_ref::release() {
   if (!cache_) return;
-  cache_->unpin(shard_, nullptr, slot_);
+  cache_->unpin(shard_, entry_);
   cache_ = nullptr;
 }
 
@@ -44,7 +44,6 @@ chunk_cache::chunk_cache(std::uint64_t capacity, std::uint32_t chunk_size, unsig
   shards = std::min(shards, slots_);
   for (unsigned i = 0; i < shards; ++i) shards_.push_back(std::make_unique<shard>());
   for (std::uint32_t s = 0; s < slots_; ++s) shards_[s % shards]->free_slots.push_back(s);
-  slot_keys_.resize(slots_, nullptr);
 }
 
 chunk_cache::~chunk_cache() {
@@ -61,23 +60,18 @@ bool chunk_cache::take_slot(shard& s, std::uint32_t& slot) {
     auto e = s.entries.find(*it);
     if (e->second.pins > 0) continue;
     slot = e->second.slot;
-    slot_keys_[slot] = nullptr;
     s.lru.erase(it);
     s.entries.erase(e);
     ++s.stats.evictions;
-    // Give the memory back to the kernel lazily? No: the slot is reused at once.
     return true;
   }
   return false;
 }
 
-void chunk_cache::unpin(unsigned shard_index, const chunk_key*, std::uint32_t slot) {
+void chunk_cache::unpin(unsigned shard_index, chunk_entry* entry) {
   shard& s = *shards_[shard_index];
   std::lock_guard lock(s.mu);
-  const chunk_key* key = slot_keys_[slot];
-  if (!key) return;
-  auto it = s.entries.find(*key);
-  if (it != s.entries.end() && it->second.pins > 0) --it->second.pins;
+  --entry->pins;  // a pinned entry is never erased, so the pointer is still good
 }
 
 void chunk_cache::finish_fetch(const chunk_key& key, unsigned shard_index, result<std::size_t> r) {
@@ -93,7 +87,6 @@ void chunk_cache::finish_fetch(const chunk_key& key, unsigned shard_index, resul
       e.st = entry::state::ready;
       e.size = *r;
       e.lru = s.lru.insert(s.lru.end(), it->first);
-      slot_keys_[e.slot] = &it->first;
     } else {
       ++s.stats.fetch_failures;
       s.free_slots.push_back(e.slot);
@@ -154,7 +147,7 @@ awaitable<result<chunk_ref>> chunk_cache::get(chunk_key key, fetch_fn fetch) {
         chunk_ref ref;
         ref.cache_ = this;
         ref.shard_ = si;
-        ref.slot_ = e.slot;
+        ref.entry_ = &e;
         ref.data_ = slot_memory(e.slot);
         ref.size_ = e.size;
         co_return ref;

@@ -40,6 +40,20 @@ struct chunk_key_hash {
 
 class chunk_cache;
 
+// A cached chunk's bookkeeping (guarded by its shard's mutex).
+struct chunk_entry {
+  struct waiter {
+    asio::any_io_executor ex;
+    std::shared_ptr<asio::steady_timer> timer;
+  };
+  std::uint32_t slot = 0;
+  enum class state { fetching, ready } st = state::fetching;
+  std::size_t size = 0;
+  unsigned pins = 0;
+  std::vector<waiter> waiters;
+  std::list<chunk_key>::iterator lru;  // valid when ready
+};
+
 // A pinned, ready chunk: its bytes stay valid and in place until the ref is released.
 class chunk_ref {
  public:
@@ -54,7 +68,7 @@ class chunk_ref {
   friend class chunk_cache;
   chunk_cache* cache_ = nullptr;
   unsigned shard_ = 0;
-  std::uint32_t slot_ = 0;
+  chunk_entry* entry_ = nullptr;  // stays in its shard's map while pinned
   const char* data_ = nullptr;
   std::size_t size_ = 0;
 };
@@ -88,18 +102,8 @@ class chunk_cache {
 
  private:
   friend class chunk_ref;
-  struct waiter {
-    asio::any_io_executor ex;
-    std::shared_ptr<asio::steady_timer> timer;
-  };
-  struct entry {
-    std::uint32_t slot = 0;
-    enum class state { fetching, ready } st = state::fetching;
-    std::size_t size = 0;
-    unsigned pins = 0;
-    std::vector<waiter> waiters;
-    std::list<chunk_key>::iterator lru;  // valid when ready
-  };
+  using waiter = chunk_entry::waiter;
+  using entry = chunk_entry;
   struct shard {
     mutable std::mutex mu;
     std::unordered_map<chunk_key, entry, chunk_key_hash> entries;
@@ -113,8 +117,7 @@ class chunk_cache {
   // With the shard locked: a free slot, evicting the least recently used unpinned chunk if
   // needed. False when none can be had.
   bool take_slot(shard& s, std::uint32_t& slot);
-  void unpin(unsigned shard, const chunk_key* key_hint, std::uint32_t slot);
-  // slot_keys_[slot]: the key of the ready chunk in that slot (guarded by its shard's mutex).
+  void unpin(unsigned shard, chunk_entry* entry);
   awaitable<void> run_fetch(chunk_key key, fetch_fn fetch, unsigned shard_index, std::uint32_t slot,
                             std::shared_ptr<result<std::size_t>> out);
   void finish_fetch(const chunk_key& key, unsigned shard_index, result<std::size_t> r);
@@ -124,7 +127,6 @@ class chunk_cache {
   std::uint32_t chunk_size_;
   std::uint32_t slots_;
   std::vector<std::unique_ptr<shard>> shards_;
-  std::vector<const chunk_key*> slot_keys_;
 };
 
 }  // namespace valkyrie::cache

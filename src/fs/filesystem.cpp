@@ -360,6 +360,10 @@ cache::chunk_cache::fetch_fn filesystem::fetcher(std::shared_ptr<open_file> file
   };
 }
 
+asio::any_io_executor filesystem::executor_for(std::uint64_t chunk, asio::any_io_executor here) const {
+  return executors_.empty() ? here : executors_[chunk % executors_.size()];
+}
+
 std::uint64_t filesystem::fetch_whole(const s3::object_info& object, std::uint64_t budget_chunks,
                                       asio::any_io_executor here) {
   auto f = std::make_shared<open_file>();
@@ -372,8 +376,7 @@ std::uint64_t filesystem::fetch_whole(const s3::object_info& object, std::uint64
   for (std::uint64_t c = 0; c < chunks && started < budget_chunks; ++c) {
     cache::chunk_key key{f->object_id, c};
     if (cache_->contains(key)) continue;
-    auto ex = executors_.empty() ? here : executors_[c % executors_.size()];
-    if (cache_->prefetch(key, fetcher(f, c, false), ex)) ++started;
+    if (cache_->prefetch(key, fetcher(f, c, false), executor_for(c, here))) ++started;
   }
   return started;
 }
@@ -459,10 +462,8 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
     std::uint64_t ahead_end = std::min<std::uint64_t>(total_chunks, last + 1 + window);
     std::uint64_t from = std::max<std::uint64_t>(last + 1, file->prefetched_to.load());
     // Spread read-ahead over every reactor's connection pool, not just this one's.
-    for (std::uint64_t c = from; c < ahead_end; ++c) {
-      auto ex = executors_.empty() ? here : executors_[c % executors_.size()];
-      cache_->prefetch({file->object_id, c}, fetcher(file, c, false), ex);
-    }
+    for (std::uint64_t c = from; c < ahead_end; ++c)
+      cache_->prefetch({file->object_id, c}, fetcher(file, c, false), executor_for(c, here));
     std::uint64_t prev = file->prefetched_to.load();
     while (ahead_end > prev && !file->prefetched_to.compare_exchange_weak(prev, ahead_end)) {
     }

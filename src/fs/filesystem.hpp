@@ -140,6 +140,9 @@ class filesystem {
   // The files after `file` (manifest order, else numbered successor or listing order), fetched
   // whole, nearest first, within half the cache.
   awaitable<void> fetch_next_files(std::shared_ptr<open_file> file);
+  // The reactor that fetches chunk `chunk` ahead of a reader: read-ahead is spread over every
+  // reactor's connection pool (`here` when there are no reactors, as in unit tests).
+  asio::any_io_executor executor_for(std::uint64_t chunk, asio::any_io_executor here) const;
   // Starts fetching every chunk of the object not yet cached; returns the chunks started.
   std::uint64_t fetch_whole(const s3::object_info& object, std::uint64_t budget_chunks, asio::any_io_executor here);
   // reader_waiting: fetch in demand_part_size pieces at once rather than one GET.

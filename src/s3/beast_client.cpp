@@ -356,10 +356,7 @@ awaitable<result<beast_client::response>> beast_client::execute(request req, std
       --attempt_no;
       continue;
     }
-    if (!is_retryable(ec) || attempt_no >= opts_.retry.max_attempts) {
-      if (r) co_return ec;
-      co_return ec;
-    }
+    if (!is_retryable(ec) || attempt_no >= opts_.retry.max_attempts) co_return ec;
     stats_->retries.fetch_add(1, std::memory_order_relaxed);
     switch (static_cast<errc>(ec.value())) {
       case errc::slow_down: stats_->retries_slow_down.fetch_add(1, std::memory_order_relaxed); break;
