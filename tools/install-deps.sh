@@ -9,6 +9,7 @@ packages=(
   libboost1.81-dev libboost-url1.81-dev libssl-dev liburing-dev libfuse3-dev fuse3
   libsimdjson-dev libpugixml-dev libspdlog-dev libcli11-dev libsystemd-dev libisal-dev doctest-dev
   python3 python3-botocore
+  prometheus  # the metrics test scrapes a mount with a real Prometheus and checks with promtool
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -17,7 +18,16 @@ done
 command -v npm >/dev/null || missing+=(nodejs npm)
 if ((${#missing[@]})); then
   apt-get update -qq
+  # Packages with services (prometheus) are installed, not started: the tests run their own
+  # instances, and a system Prometheus would hold port 9090, valkyrie's default metrics port.
+  if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+  fi
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  if [[ " ${missing[*]} " == *" prometheus "* ]] && [[ -d /run/systemd/system ]]; then
+    systemctl disable --now prometheus >/dev/null 2>&1 || true
+  fi
 fi
 # The third-party S3 server the integration tests also run against.
 if [[ ! -x node_modules/.bin/s3rver ]]; then

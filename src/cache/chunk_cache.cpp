@@ -7,8 +7,74 @@
 #include <boost/asio/post.hpp>
 
 #include "core/errors.hpp"
+#include "core/metrics.hpp"
+#include "core/trace.hpp"
 
 namespace valkyrie::cache {
+namespace {
+struct cache_metrics {
+  metrics::counter& lookups;
+  metrics::counter& hits;
+  metrics::counter& misses;
+  metrics::counter& reader_waits;
+  metrics::gauge& filling;
+  metrics::gauge& prefetch_zone;
+  metrics::gauge& hot_zone;
+  metrics::gauge& capacity;
+  metrics::counter& evicted_lru;
+  metrics::counter& evicted_unread;
+  metrics::counter& fetch_failures;
+  metrics::histogram& fill_seconds;
+  metrics::counter& prefetch_issued;
+  metrics::counter& prefetch_used;
+  metrics::counter& prefetch_late;
+  metrics::histogram& prefetch_lead;
+
+  static cache_metrics& get() {
+    static cache_metrics m = make();
+    return m;
+  }
+  static cache_metrics make() {
+    auto& r = metrics::registry::global();
+    const char* zone_help = "Bytes held by the chunk cache, by zone (filling: being fetched; prefetch: fetched "
+                            "ahead and not read yet; hot: read at least once)";
+    const char* evict_help = "Chunks evicted from the cache, by reason (lru: least recently used; "
+                             "unread_prefetch: prefetched and never read)";
+    auto& lookups = r.get_counter("valkyrie_cache_lookups_total", "Chunk lookups by readers (hits + misses)");
+    auto& hits = r.get_counter("valkyrie_cache_hits_total", "Chunk lookups answered from the cache at once");
+    r.computed_gauge("valkyrie_cache_hit_ratio", "Cache hits / lookups since start (0 before the first lookup)",
+                     [&lookups, &hits] {
+                       double l = static_cast<double>(lookups.value());
+                       return l == 0 ? 0.0 : static_cast<double>(hits.value()) / l;
+                     });
+    return cache_metrics{
+        lookups,
+        hits,
+        r.get_counter("valkyrie_cache_misses_total", "Chunk lookups that had to wait for S3"),
+        r.get_counter("valkyrie_cache_reader_waits_total",
+                      "Misses that found the chunk already being fetched (a late prefetch or another reader)"),
+        r.get_gauge("valkyrie_cache_bytes", zone_help, {{"zone", "filling"}}),
+        r.get_gauge("valkyrie_cache_bytes", zone_help, {{"zone", "prefetch"}}),
+        r.get_gauge("valkyrie_cache_bytes", zone_help, {{"zone", "hot"}}),
+        r.get_gauge("valkyrie_cache_capacity_bytes", "The cache's memory cap (--cache-size, whole chunks)"),
+        r.get_counter("valkyrie_cache_evictions_total", evict_help, {{"reason", "lru"}}),
+        r.get_counter("valkyrie_cache_evictions_total", evict_help, {{"reason", "unread_prefetch"}}),
+        r.get_counter("valkyrie_cache_fetch_failures_total", "Chunk fetches that failed (nothing was cached)"),
+        r.get_histogram("valkyrie_cache_fill_duration_seconds", "Time to fill one chunk from S3",
+                        metrics::latency_buckets(), 1e-9),
+        r.get_counter("valkyrie_prefetch_chunks_issued_total", "Chunk fetches started ahead of any reader"),
+        r.get_counter("valkyrie_prefetch_chunks_used_total", "Prefetched chunks later read"),
+        r.get_counter("valkyrie_prefetch_chunks_late_total",
+                      "Prefetched chunks whose reader arrived before the data did (and waited)"),
+        r.get_histogram("valkyrie_prefetch_lead_seconds",
+                        "How long a prefetched chunk was ready before its first read", metrics::latency_buckets(),
+                        1e-9),
+    };
+  }
+};
+
+std::string object_key(const std::string& object_id) { return object_id.substr(0, object_id.find('\0')); }
+}  // namespace
 
 chunk_ref& chunk_ref::operator=(chunk_ref&& o) noexcept {
   if (this != &o) {
@@ -18,6 +84,7 @@ chunk_ref& chunk_ref::operator=(chunk_ref&& o) noexcept {
     entry_ = o.entry_;
     data_ = o.data_;
     size_ = o.size_;
+    hit_ = o.hit_;
     o.cache_ = nullptr;
   }
   return *this;
@@ -44,9 +111,17 @@ chunk_cache::chunk_cache(std::uint64_t capacity, std::uint32_t chunk_size, unsig
   shards = std::min(shards, slots_);
   for (unsigned i = 0; i < shards; ++i) shards_.push_back(std::make_unique<shard>());
   for (std::uint32_t s = 0; s < slots_; ++s) shards_[s % shards]->free_slots.push_back(s);
+  cache_metrics::get().capacity.add(static_cast<std::int64_t>(arena_bytes_));
 }
 
 chunk_cache::~chunk_cache() {
+  auto& m = cache_metrics::get();
+  m.capacity.sub(static_cast<std::int64_t>(arena_bytes_));
+  for (auto& s : shards_)
+    for (auto& [_, e] : s->entries) {
+      if (e.st != entry::state::ready) m.filling.sub(chunk_size_);
+      else (e.read || !e.prefetched ? m.hot_zone : m.prefetch_zone).sub(static_cast<std::int64_t>(e.size));
+    }
   if (arena_) ::munmap(arena_, arena_bytes_);
 }
 
@@ -60,6 +135,14 @@ bool chunk_cache::take_slot(shard& s, std::uint32_t& slot) {
     auto e = s.entries.find(*it);
     if (e->second.pins > 0) continue;
     slot = e->second.slot;
+    auto& m = cache_metrics::get();
+    if (e->second.prefetched && !e->second.read) {
+      m.evicted_unread.add();
+      m.prefetch_zone.sub(static_cast<std::int64_t>(e->second.size));
+    } else {
+      m.evicted_lru.add();
+      m.hot_zone.sub(static_cast<std::int64_t>(e->second.size));
+    }
     s.lru.erase(it);
     s.entries.erase(e);
     ++s.stats.evictions;
@@ -83,12 +166,17 @@ void chunk_cache::finish_fetch(const chunk_key& key, unsigned shard_index, resul
     if (it == s.entries.end()) return;
     entry& e = it->second;
     waiters.swap(e.waiters);
+    auto& m = cache_metrics::get();
+    m.filling.sub(chunk_size_);
     if (r) {
       e.st = entry::state::ready;
       e.size = *r;
+      e.ready_at = std::chrono::steady_clock::now();
       e.lru = s.lru.insert(s.lru.end(), it->first);
+      (e.prefetched ? m.prefetch_zone : m.hot_zone).add(static_cast<std::int64_t>(e.size));
     } else {
       ++s.stats.fetch_failures;
+      m.fetch_failures.add();
       s.free_slots.push_back(e.slot);
       s.entries.erase(it);
     }
@@ -98,8 +186,16 @@ void chunk_cache::finish_fetch(const chunk_key& key, unsigned shard_index, resul
 }
 
 awaitable<void> chunk_cache::run_fetch(chunk_key key, fetch_fn fetch, unsigned shard_index,
-                                       std::uint32_t slot, std::shared_ptr<result<std::size_t>> out) {
+                                       std::uint32_t slot, std::shared_ptr<result<std::size_t>> out,
+                                       bool prefetched) {
+  trace::span span("cache.fill", "cache");
+  if (span.active())
+    span.add({"key", object_key(key.object)}).add({"chunk", std::uint64_t{key.index}}).add({"prefetch", prefetched ? 1 : 0});
+  metrics::timer fill_time(cache_metrics::get().fill_seconds);
   auto r = co_await fetch(std::span<char>(slot_memory(slot), chunk_size_));
+  fill_time.stop();
+  if (span.active()) span.add({"bytes", std::uint64_t{r ? *r : 0}}).add({"ok", r ? 1 : 0});
+  span.end();
   if (out) *out = r;
   finish_fetch(key, shard_index, r);
 }
@@ -114,9 +210,12 @@ bool chunk_cache::prefetch(chunk_key key, fetch_fn fetch, asio::any_io_executor 
     if (!take_slot(s, slot)) return false;
     entry e;
     e.slot = slot;
+    e.prefetched = true;
     s.entries.emplace(key, std::move(e));
   }
-  asio::co_spawn(ex, run_fetch(key, std::move(fetch), si, slot, nullptr), asio::detached);
+  cache_metrics::get().filling.add(chunk_size_);
+  cache_metrics::get().prefetch_issued.add();
+  asio::co_spawn(ex, run_fetch(key, std::move(fetch), si, slot, nullptr, true), asio::detached);
   return true;
 }
 
@@ -133,6 +232,9 @@ awaitable<result<chunk_ref>> chunk_cache::get(chunk_key key, fetch_fn fetch) {
   auto ex = co_await asio::this_coro::executor;
   std::shared_ptr<asio::steady_timer> timer;
   auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  auto& m = cache_metrics::get();
+  m.lookups.add();
+  bool first_try = true;  // a lookup is a hit only if the chunk was there on the first try
   for (;;) {
     enum { wait_fetch, fetch_here, wait_slot } next;
     std::uint32_t slot = 0;
@@ -143,8 +245,22 @@ awaitable<result<chunk_ref>> chunk_cache::get(chunk_key key, fetch_fn fetch) {
         entry& e = it->second;
         ++e.pins;
         s.lru.splice(s.lru.end(), s.lru, e.lru);
-        ++s.stats.hits;
+        if (first_try) {
+          ++s.stats.hits;
+          m.hits.add();
+        }
+        if (!e.read) {
+          e.read = true;
+          if (e.prefetched) {
+            m.prefetch_zone.sub(static_cast<std::int64_t>(e.size));
+            m.hot_zone.add(static_cast<std::int64_t>(e.size));
+            m.prefetch_used.add();
+            if (first_try)
+              m.prefetch_lead.observe(static_cast<std::uint64_t>((std::chrono::steady_clock::now() - e.ready_at).count()));
+          }
+        }
         chunk_ref ref;
+        ref.hit_ = first_try;
         ref.cache_ = this;
         ref.shard_ = si;
         ref.entry_ = &e;
@@ -153,8 +269,13 @@ awaitable<result<chunk_ref>> chunk_cache::get(chunk_key key, fetch_fn fetch) {
         co_return ref;
       }
       if (!timer) timer = std::make_shared<asio::steady_timer>(ex);
+      if (first_try) m.misses.add();
       if (it != s.entries.end()) {
         ++s.stats.waits;
+        if (first_try) {
+          m.reader_waits.add();
+          if (it->second.prefetched) m.prefetch_late.add();
+        }
         timer->expires_at(asio::steady_timer::time_point::max());
         it->second.waiters.push_back({ex, timer});
         next = wait_fetch;
@@ -162,15 +283,18 @@ awaitable<result<chunk_ref>> chunk_cache::get(chunk_key key, fetch_fn fetch) {
         ++s.stats.misses;
         entry e;
         e.slot = slot;
+        e.read = true;  // a reader's own fetch: hot from the start
         s.entries.emplace(key, std::move(e));
+        m.filling.add(chunk_size_);
         next = fetch_here;
       } else {
         next = wait_slot;
       }
+      first_try = false;
     }
     if (next == fetch_here) {
       auto r = std::make_shared<result<std::size_t>>(std::size_t{0});
-      co_await run_fetch(key, fetch, si, slot, r);
+      co_await run_fetch(key, fetch, si, slot, r, false);
       if (!*r) co_return r->error();
       continue;  // now ready: pin it (or fetch again if it was evicted in between)
     }

@@ -10,7 +10,10 @@
 // Invariants: a slot is in at most one state (free, fetching, ready); a pinned chunk (a live
 // chunk_ref) is never evicted or reused; a failed fetch leaves no entry behind.
 // Eviction: LRU among unpinned ready chunks of the shard (the prefetch issue brings the
-// two-zone policy).
+// two-zone policy). Metrics (docs/metrics.md) count lookups, hits, misses, bytes by zone
+// (filling, prefetch: fetched ahead and unread, hot: read), evictions by reason, and how far
+// ahead of its reader a prefetched chunk was ready.
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <list>
@@ -50,6 +53,9 @@ struct chunk_entry {
   enum class state { fetching, ready } st = state::fetching;
   std::size_t size = 0;
   unsigned pins = 0;
+  bool prefetched = false;  // fetched ahead of any reader (prefetch zone until first read)
+  bool read = false;        // read at least once (hot zone)
+  std::chrono::steady_clock::time_point ready_at{};
   std::vector<waiter> waiters;
   std::list<chunk_key>::iterator lru;  // valid when ready
 };
@@ -62,6 +68,8 @@ class chunk_ref {
   chunk_ref& operator=(chunk_ref&& o) noexcept;
   ~chunk_ref() { release(); }
   std::span<const char> data() const { return {data_, size_}; }
+  // Whether the chunk was ready when asked for (the reader did not wait).
+  bool hit() const { return hit_; }
   void release();
 
  private:
@@ -71,6 +79,7 @@ class chunk_ref {
   chunk_entry* entry_ = nullptr;  // stays in its shard's map while pinned
   const char* data_ = nullptr;
   std::size_t size_ = 0;
+  bool hit_ = false;
 };
 
 struct cache_stats {
@@ -119,7 +128,7 @@ class chunk_cache {
   bool take_slot(shard& s, std::uint32_t& slot);
   void unpin(unsigned shard, chunk_entry* entry);
   awaitable<void> run_fetch(chunk_key key, fetch_fn fetch, unsigned shard_index, std::uint32_t slot,
-                            std::shared_ptr<result<std::size_t>> out);
+                            std::shared_ptr<result<std::size_t>> out, bool prefetched);
   void finish_fetch(const chunk_key& key, unsigned shard_index, result<std::size_t> r);
 
   char* arena_ = nullptr;

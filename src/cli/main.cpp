@@ -25,7 +25,10 @@
 #include "cache/chunk_cache.hpp"
 #include "core/errors.hpp"
 #include "core/log.hpp"
+#include "core/metrics.hpp"
+#include "core/metrics_server.hpp"
 #include "core/reactor_pool.hpp"
+#include "core/trace.hpp"
 #include "core/units.hpp"
 #include "fs/filesystem.hpp"
 #include "fuse/session.hpp"
@@ -67,9 +70,10 @@ int main(int argc, char** argv) {
   app.allow_config_extras(CLI::config_extras_mode::error);
   std::string mountpoint, bucket, prefix, cache_size = "16G", chunk_size = "8MiB", log_level = "info",
                                           metadata_ttl = "60s", manifest, file_mode = "0444", dir_mode = "0555";
+  std::string metrics_addr = "127.0.0.1:9090", log_format = "json", trace_output, trace_max_size = "64MiB";
   s3::client_setup setup;
   unsigned workers = 32, threads = 0, lookahead = 2, metrics_port = 0;
-  bool foreground = false, allow_other = false, anonymous = false;
+  bool foreground = false, allow_other = false, anonymous = false, no_metrics = false, tracing = false;
   unsigned uid = getuid(), gid = getgid();
   app.add_option("--mount", mountpoint, "empty directory to mount on")->required();
   app.add_option("--bucket", bucket, "bucket to mount")->required();
@@ -85,7 +89,14 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "reactor threads (default: cores)");
   app.add_option("--lookahead", lookahead, "whole files fetched ahead of a sequential reader (0: none)");
   app.add_option("--manifest", manifest, "training order: one key per line, relative to --prefix");
-  app.add_option("--metrics-port", metrics_port, "Prometheus port (metrics: not yet implemented)");
+  auto* addr_opt = app.add_option("--metrics-addr", metrics_addr,
+                                  "serve Prometheus /metrics on HOST:PORT (default 127.0.0.1:9090; port 0: any)");
+  auto* port_opt = app.add_option("--metrics-port", metrics_port, "the same on 127.0.0.1 (or --metrics-addr's host)");
+  app.add_flag("--no-metrics", no_metrics, "do not serve /metrics");
+  app.add_flag("--enable-tracing", tracing, "write a Chrome trace (Perfetto) of reads, S3 requests and prefetch");
+  app.add_option("--trace-output", trace_output, "trace file (default /tmp/valkyrie_trace_<pid>.json; implies tracing)");
+  app.add_option("--trace-max-size", trace_max_size, "the trace file is rotated to FILE.1 at this size");
+  app.add_option("--log-format", log_format, "json (one object per line) or text");
   app.add_option("--metadata-ttl", metadata_ttl, "how long listings and attributes are cached");
   app.add_flag("-f,--foreground", foreground, "stay in the foreground");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
@@ -106,6 +117,20 @@ int main(int argc, char** argv) {
   }
 
   if (!log::set_level(log_level)) usage_error("unknown --log-level '" + log_level + "'");
+  if (!log::set_format(log_format)) usage_error("unknown --log-format '" + log_format + "' (json or text)");
+  std::string metrics_host;
+  unsigned short metrics_tcp_port = 0;
+  if (!metrics::parse_listen_address(metrics_addr, metrics_host, metrics_tcp_port))
+    usage_error("bad --metrics-addr '" + metrics_addr + "' (HOST:PORT, e.g. 127.0.0.1:9090)");
+  if (*port_opt) {
+    if (metrics_port > 65535) usage_error("bad --metrics-port " + std::to_string(metrics_port));
+    metrics_tcp_port = static_cast<unsigned short>(metrics_port);
+  }
+  // An address the user chose must work; the default one may be taken by another mount.
+  const bool metrics_addr_required = *addr_opt || *port_opt;
+  auto trace_bytes = parse_size(trace_max_size);
+  if (!trace_bytes || *trace_bytes < 4096) usage_error("bad --trace-max-size '" + trace_max_size + "' (e.g. 64MiB)");
+  if (!trace_output.empty()) tracing = true;
   auto cache_bytes = parse_size(cache_size);
   if (!cache_bytes) usage_error("bad --cache-size '" + cache_size + "' (examples: 16G, 512MiB)");
   auto chunk_bytes = parse_size(chunk_size);
@@ -132,7 +157,6 @@ int main(int argc, char** argv) {
     ss << in.rdbuf();
     manifest_text = ss.str();
   }
-  if (metrics_port) log::get("cli")->warn("--metrics-port is accepted but metrics are not implemented yet");
 
   // The mount point: an existing, empty directory.
   std::error_code fec;
@@ -265,6 +289,32 @@ int main(int argc, char** argv) {
   mopts.file_mode = fmode;
   mopts.dir_mode = dmode;
   mopts.attr_timeout = std::chrono::duration<double>(*ttl).count();
+  std::unique_ptr<metrics::server> metrics_server;
+  if (!no_metrics) {
+    auto& reg = metrics::registry::global();
+    reg.get_gauge("valkyrie_build_info", "Always 1; the labels say which build runs", {{"version", "0.1.0"}}).add();
+    auto srv = metrics::server::bind(pool.executor(0), metrics_host, metrics_tcp_port, [&reg] { return reg.render(); });
+    if (srv) {
+      metrics_server = std::move(*srv);
+    } else {
+      std::string msg = "cannot serve metrics on " + metrics_host + ":" + std::to_string(metrics_tcp_port) + ": " +
+                        srv.error().message();
+      if (metrics_addr_required) {
+        report(msg + " (use another --metrics-addr, or --no-metrics)");
+        fatal(msg + " (use another --metrics-addr, or --no-metrics)");
+      }
+      log::event("cli", spdlog::level::warn, "metrics are off: the default address is taken (another mount?)",
+                 {{"address", metrics_host + ":" + std::to_string(metrics_tcp_port)}, {"error", srv.error().message()}});
+    }
+  }
+  if (tracing) {
+    if (trace_output.empty()) trace_output = "/tmp/valkyrie_trace_" + std::to_string(getpid()) + ".json";
+    if (auto ec = trace::start({trace_output, *trace_bytes})) {
+      report("cannot write the trace file " + trace_output + ": " + ec.message());
+      fatal("cannot write the trace file " + trace_output + ": " + ec.message());
+    }
+  }
+
   fuse::session session(filesystem, pool, mopts);
   if (auto err = session.mount(); !err.empty()) {
     report(err);
@@ -277,17 +327,32 @@ int main(int argc, char** argv) {
     sd_notify(0, "STOPPING=1");
     session.unmount();
   });
+  // SIGUSR2 cycles the log level (trace, debug, info, warn, error) without a restart.
+  boost::asio::signal_set usr2(pool.context(0), SIGUSR2);
+  std::function<void()> wait_usr2 = [&usr2, &wait_usr2] {
+    usr2.async_wait([&wait_usr2](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      log::cycle_level();
+      wait_usr2();
+    });
+  };
+  wait_usr2();
   session.start();
+  if (metrics_server) metrics_server->start();
   pool.start();
   // With a manifest, the first files are fetched now, before anyone asks.
   if (!warm_up.empty()) asio::co_spawn(pool.executor(0), filesystem.warm_up(warm_up), asio::detached);
-  log::get("cli")->info("mounted s3://{}/{} on {} ({} reactors, cache {}, chunk {})", bucket, prefix, mountpoint,
-                        pool.size(), format_size(cache->capacity()), format_size(*chunk_bytes));
+  log::event("cli", spdlog::level::info, "mounted",
+             {{"source", "s3://" + bucket + "/" + prefix}, {"mountpoint", mountpoint}, {"reactors", pool.size()},
+              {"cache_bytes", cache->capacity()}, {"chunk_bytes", *chunk_bytes},
+              {"metrics", metrics_server ? metrics_host + ":" + std::to_string(metrics_server->port()) : "off"},
+              {"trace", tracing ? trace_output : "off"}});
   report("ok");
   // Under systemd (Type=notify) the unit becomes active only now, with the mount answering.
   sd_notifyf(0, "READY=1\nSTATUS=mounted s3://%s/%s on %s", bucket.c_str(), prefix.c_str(), mountpoint.c_str());
   pool.join();
   sd_notify(0, "STOPPING=1");
-  log::get("cli")->info("unmounted {}", mountpoint);
+  if (tracing) trace::stop();
+  log::event("cli", spdlog::level::info, "unmounted", {{"mountpoint", mountpoint}});
   return 0;
 }

@@ -5,9 +5,37 @@
 
 #include "core/errors.hpp"
 #include "core/log.hpp"
+#include "core/metrics.hpp"
 #include "core/reactor_pool.hpp"
+#include "core/trace.hpp"
 
 namespace valkyrie::fs {
+namespace {
+struct fs_metrics {
+  metrics::counter& reads;
+  metrics::counter& read_bytes;
+  metrics::counter& stalled_reads;
+  metrics::counter& stall_ns;
+  metrics::histogram& stall;
+  metrics::counter& files_prefetched;
+  metrics::counter& stale_objects;
+
+  static fs_metrics& get() {
+    auto& r = metrics::registry::global();
+    static fs_metrics m{
+        r.get_counter("valkyrie_reads_total", "Reads served by the filesystem"),
+        r.get_counter("valkyrie_read_bytes_total", "Bytes returned to readers"),
+        r.get_counter("valkyrie_read_stalls_total", "Reads that waited for S3 (some chunk was not cached)"),
+        r.get_counter("valkyrie_read_stall_seconds_total", "Time readers spent waiting for S3", {}, 1e-9),
+        r.get_histogram("valkyrie_read_stall_seconds", "Time one stalled read waited for S3",
+                        metrics::latency_buckets(), 1e-9),
+        r.get_counter("valkyrie_prefetch_files_total", "Whole files scheduled for prefetch (next files, warm-up)"),
+        r.get_counter("valkyrie_stale_objects_total", "Reads that found the object changed since open (ESTALE)"),
+    };
+    return m;
+  }
+};
+}  // namespace
 
 filesystem::filesystem(options opts, std::vector<std::shared_ptr<s3::object_client>> clients,
                        std::shared_ptr<cache::chunk_cache> cache, std::vector<asio::any_io_executor> executors)
@@ -28,7 +56,7 @@ void filesystem::warn_once(const std::string& key, const char* what) {
     std::lock_guard lock(warned_mu_);
     if (warned_.size() > 100000 || !warned_.insert(key).second) return;
   }
-  log::get("fs")->warn("key '{}' {}", key, what);
+  log::event("fs", spdlog::level::warn, what, {{"key", key}});
 }
 
 s3::object_client& filesystem::client() {
@@ -310,6 +338,8 @@ awaitable<result<std::shared_ptr<open_file>>> filesystem::open(ino_t ino) {
   f->etag = n.etag;
   f->size = n.size;
   f->object_id = n.key + '\0' + n.etag;
+  log::event("fs", spdlog::level::debug, "opened",
+             {{"key", f->key}, {"etag", f->etag}, {"size", f->size}, {"keep_cache", f->keep_cache}});
   co_return f;
 }
 
@@ -378,6 +408,9 @@ std::uint64_t filesystem::fetch_whole(const s3::object_info& object, std::uint64
     if (cache_->contains(key)) continue;
     if (cache_->prefetch(key, fetcher(f, c, false), executor_for(c, here))) ++started;
   }
+  fs_metrics::get().files_prefetched.add();
+  trace::instant("prefetch.file", "prefetch",
+                 {{"key", object.key}, {"chunks", chunks}, {"started", started}, {"budget", budget_chunks}});
   return started;
 }
 
@@ -413,6 +446,13 @@ awaitable<void> filesystem::fetch_next_files(std::shared_ptr<open_file> file) {
       info.etag = e->etag;
       next.push_back(std::move(info));
     }
+  }
+  if (trace::enabled()) {
+    std::string names;
+    for (auto& n : next) names += (names.empty() ? "" : " ") + n.key;
+    trace::instant("prefetch.next_files", "prefetch",
+                   {{"after", file->key}, {"source", opts_.order && opts_.order->has_order() ? "manifest" : "directory"},
+                    {"next", names}});
   }
   // Nearest first, and never more than half the cache, so that they are still there when read.
   std::uint64_t budget = cache_->slots() / 2;
@@ -464,6 +504,9 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
     // Spread read-ahead over every reactor's connection pool, not just this one's.
     for (std::uint64_t c = from; c < ahead_end; ++c)
       cache_->prefetch({file->object_id, c}, fetcher(file, c, false), executor_for(c, here));
+    if (from < ahead_end)
+      trace::instant("prefetch.readahead", "prefetch",
+                     {{"key", file->key}, {"window", window}, {"from_chunk", from}, {"to_chunk", ahead_end}});
     std::uint64_t prev = file->prefetched_to.load();
     while (ahead_end > prev && !file->prefetched_to.compare_exchange_weak(prev, ahead_end)) {
     }
@@ -472,13 +515,23 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
   if (window > 0 && opts_.lookahead_files > 0 && !file->next_files_scheduled.exchange(true))
     asio::co_spawn(co_await asio::this_coro::executor, fetch_next_files(file), asio::detached);
 
+  auto& m = fs_metrics::get();
+  m.reads.add();
+  std::chrono::steady_clock::duration stalled{};
   for (std::uint64_t c = first; c <= last; ++c) {
     // Named, not temporaries: GCC 12 destroys temporaries of a co_await expression twice.
     cache::chunk_key key{file->object_id, c};
     auto fetch = fetcher(file, c, true);
+    auto asked = std::chrono::steady_clock::now();
     auto ref = co_await cache_->get(std::move(key), std::move(fetch));
+    if (!ref || !ref->hit()) stalled += std::chrono::steady_clock::now() - asked;
     if (!ref) {
-      if (ref.error() == errc::precondition_failed) mark_stale(file->ino);
+      if (ref.error() == errc::precondition_failed) {
+        mark_stale(file->ino);
+        m.stale_objects.add();
+        log::limited("fs", spdlog::level::warn, "stale", "object changed while open; read fails with ESTALE",
+                     {{"key", file->key}, {"etag_at_open", file->etag}});
+      }
       co_return ref.error();
     }
     std::uint64_t chunk_start = c * cs;
@@ -489,6 +542,13 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
     out.bytes += to - from;
     out.chunks.push_back(std::move(*ref));
   }
+  if (stalled.count() > 0) {
+    auto ns = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(stalled).count());
+    m.stalled_reads.add();
+    m.stall_ns.add(ns);
+    m.stall.observe(ns);
+  }
+  m.read_bytes.add(out.bytes);
   co_return out;
 }
 

@@ -10,10 +10,76 @@
 
 #include "core/errors.hpp"
 #include "core/log.hpp"
+#include "core/metrics.hpp"
+#include "core/trace.hpp"
 #include "fuse/session.hpp"
 
 namespace valkyrie::fuse {
 namespace {
+
+// ---- metrics: requests by op, errors, latency from arrival to reply ----
+enum class op_id { lookup, forget, getattr, opendir, readdir, readdirplus, releasedir, open, read, release, statfs,
+                   access, getxattr, listxattr, write, count };
+constexpr const char* op_names[] = {"lookup", "forget", "getattr", "opendir", "readdir", "readdirplus",
+                                    "releasedir", "open", "read", "release", "statfs", "access", "getxattr",
+                                    "listxattr", "write"};
+constexpr int op_count = static_cast<int>(op_id::count);
+
+struct fuse_metrics {
+  metrics::counter* requests[op_count];
+  metrics::counter* errors[op_count];
+  metrics::histogram* duration[op_count];
+  metrics::gauge* in_flight;
+  static fuse_metrics& get() {
+    static fuse_metrics m = [] {
+      fuse_metrics f;
+      auto& r = metrics::registry::global();
+      for (int i = 0; i < op_count; ++i) {
+        metrics::labels l{{"op", op_names[i]}};
+        f.requests[i] = &r.get_counter("valkyrie_fuse_requests_total",
+                                       "FUSE requests answered, by op (write: every op refused with EROFS)", l);
+        f.errors[i] = &r.get_counter("valkyrie_fuse_errors_total", "FUSE requests answered with an error, by op", l);
+        f.duration[i] = &r.get_histogram("valkyrie_fuse_request_duration_seconds",
+                                         "Time from a FUSE request's arrival to its reply, by op",
+                                         metrics::latency_buckets(), 1e-9, l);
+      }
+      f.in_flight = &r.get_gauge("valkyrie_fuse_requests_in_flight", "FUSE requests received and not yet answered");
+      return f;
+    }();
+    return m;
+  }
+};
+
+// Started when a request arrives; done() just before its reply.
+class op_timer {
+ public:
+  explicit op_timer(op_id op) : op_(op), start_(std::chrono::steady_clock::now()) {
+    fuse_metrics::get().in_flight->add();
+  }
+  op_timer(op_timer&& o) noexcept : op_(o.op_), start_(o.start_), open_(o.open_) { o.open_ = false; }
+  op_timer(const op_timer&) = delete;
+  ~op_timer() { done(EIO); }  // never happens on a path that replies; keeps the gauge honest
+  void done(int err) {
+    if (!open_) return;
+    open_ = false;
+    auto& m = fuse_metrics::get();
+    int i = static_cast<int>(op_);
+    m.in_flight->sub();
+    m.requests[i]->add();
+    if (err) m.errors[i]->add();
+    m.duration[i]->observe(static_cast<std::uint64_t>((std::chrono::steady_clock::now() - start_).count()));
+  }
+
+ private:
+  op_id op_;
+  std::chrono::steady_clock::time_point start_;
+  bool open_ = true;
+};
+
+void reply_err(op_timer& t, fuse_req_t req, int err) {
+  t.done(err);
+  fuse_reply_err(req, err);
+}
 
 session* self(fuse_req_t req) { return static_cast<session*>(fuse_req_userdata(req)); }
 
@@ -58,55 +124,63 @@ fuse_entry_param entry_of(session* s, const fs::attributes& a) {
 using file_holder = std::shared_ptr<fs::open_file>;
 
 // ---- namespace ----
-awaitable<void> do_lookup(session* s, fuse_req_t req, fuse_ino_t parent, std::string name) {
+awaitable<void> do_lookup(session* s, fuse_req_t req, fuse_ino_t parent, std::string name, op_timer t) {
   auto r = co_await s->filesystem().lookup(parent, std::move(name));
   if (!r) {
-    fuse_reply_err(req, to_errno(r.error()));
+    reply_err(t, req, to_errno(r.error()));
     co_return;
   }
   auto e = entry_of(s, *r);
+  t.done(0);
   fuse_reply_entry(req, &e);
 }
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  spawn(self(req), do_lookup(self(req), req, parent, std::string(name)));
+  op_timer t(op_id::lookup);
+  spawn(self(req), do_lookup(self(req), req, parent, std::string(name), std::move(t)));
 }
 
 void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
+  op_timer t(op_id::forget);
   self(req)->filesystem().forget(ino, nlookup);
+  t.done(0);
   fuse_reply_none(req);
 }
 
 void op_forget_multi(fuse_req_t req, size_t count, fuse_forget_data* forgets) {
+  op_timer t(op_id::forget);
   for (size_t i = 0; i < count; ++i) self(req)->filesystem().forget(forgets[i].ino, forgets[i].nlookup);
+  t.done(0);
   fuse_reply_none(req);
 }
 
 void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
+  op_timer t(op_id::getattr);
   auto* s = self(req);
   auto r = s->filesystem().getattr(ino);
-  if (!r) {
-    fuse_reply_err(req, to_errno(r.error()));
-    return;
-  }
+  if (!r) return reply_err(t, req, to_errno(r.error()));
   auto st = stat_of(s, *r);
+  t.done(0);
   fuse_reply_attr(req, &st, s->options().attr_timeout);
 }
 
 void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  op_timer t(op_id::opendir);
   auto r = self(req)->filesystem().getattr(ino);
-  if (!r) return (void)fuse_reply_err(req, to_errno(r.error()));
-  if (!r->directory) return (void)fuse_reply_err(req, ENOTDIR);
+  if (!r) return reply_err(t, req, to_errno(r.error()));
+  if (!r->directory) return reply_err(t, req, ENOTDIR);
   fi->fh = 0;
   fi->cache_readdir = 0;
+  t.done(0);
   fuse_reply_open(req, fi);
 }
 
 // Offsets: 1 and 2 are "." and "..", entry i of the listing is at offset i + 3.
-awaitable<void> do_readdir(session* s, fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus) {
+awaitable<void> do_readdir(session* s, fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus,
+                           op_timer t) {
   auto listing = co_await s->filesystem().readdir(ino);
   if (!listing) {
-    fuse_reply_err(req, to_errno(listing.error()));
+    reply_err(t, req, to_errno(listing.error()));
     co_return;
   }
   std::vector<char> buf(size);
@@ -144,58 +218,78 @@ awaitable<void> do_readdir(session* s, fuse_req_t req, fuse_ino_t ino, size_t si
     if (!add(e.name.c_str(), a, static_cast<off_t>(i + 3), true)) break;
   }
 reply:
+  t.done(0);
   fuse_reply_buf(req, buf.data(), used);
 }
 
 void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
-  spawn(self(req), do_readdir(self(req), req, ino, size, off, false));
+  op_timer t(op_id::readdir);
+  spawn(self(req), do_readdir(self(req), req, ino, size, off, false, std::move(t)));
 }
 void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
-  spawn(self(req), do_readdir(self(req), req, ino, size, off, true));
+  op_timer t(op_id::readdirplus);
+  spawn(self(req), do_readdir(self(req), req, ino, size, off, true, std::move(t)));
 }
-void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) { fuse_reply_err(req, 0); }
+void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
+  op_timer t(op_id::releasedir);
+  reply_err(t, req, 0);
+}
 
 // ---- files ----
-awaitable<void> do_open(session* s, fuse_req_t req, fuse_ino_t ino, fuse_file_info fi) {
+awaitable<void> do_open(session* s, fuse_req_t req, fuse_ino_t ino, fuse_file_info fi, op_timer t) {
   auto r = co_await s->filesystem().open(ino);
   if (!r) {
-    fuse_reply_err(req, r.error() == errc::invalid_argument ? EISDIR : to_errno(r.error()));
+    reply_err(t, req, r.error() == errc::invalid_argument ? EISDIR : to_errno(r.error()));
     co_return;
   }
   fi.keep_cache = (*r)->keep_cache ? 1 : 0;
   fi.fh = reinterpret_cast<uint64_t>(new file_holder(*r));
+  t.done(0);
   if (fuse_reply_open(req, &fi) != 0) delete reinterpret_cast<file_holder*>(fi.fh);  // interrupted
 }
 
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
-  if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) return (void)fuse_reply_err(req, EROFS);
-  spawn(self(req), do_open(self(req), req, ino, *fi));  // fuse_file_info copied: libfuse reuses it
+  op_timer t(op_id::open);
+  if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) return reply_err(t, req, EROFS);
+  spawn(self(req), do_open(self(req), req, ino, *fi, std::move(t)));  // fuse_file_info copied: libfuse reuses it
 }
 
-awaitable<void> do_read(session* s, fuse_req_t req, file_holder file, size_t size, off_t off) {
+awaitable<void> do_read(session* s, fuse_req_t req, file_holder file, size_t size, off_t off, op_timer t,
+                        trace::span span) {
   auto r = co_await s->filesystem().read(file, static_cast<std::uint64_t>(off), size);
   if (!r) {
-    fuse_reply_err(req, to_errno(r.error()));
+    int err = to_errno(r.error());
+    if (span.active()) span.add({"errno", err});
+    reply_err(t, req, err);
     co_return;
   }
   // Reply straight from the pinned cache chunks; the kernel copies them during this call.
   std::vector<iovec> iov;
   iov.reserve(r->slices.size());
   for (auto& sl : r->slices) iov.push_back({const_cast<char*>(sl.data()), sl.size()});
+  if (span.active()) span.add({"bytes", std::uint64_t{r->bytes}});
+  t.done(0);
   fuse_reply_iov(req, iov.data(), static_cast<int>(iov.size()));
 }
 
-void op_read(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
+void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
+  op_timer t(op_id::read);
+  trace::span span("fuse.read", "fuse");
   auto file = *reinterpret_cast<file_holder*>(fi->fh);
-  spawn(self(req), do_read(self(req), req, std::move(file), size, off));
+  if (span.active())
+    span.add({"ino", std::uint64_t{ino}}).add({"key", file->key}).add({"offset", static_cast<std::int64_t>(off)}).add(
+        {"size", std::uint64_t{size}});
+  spawn(self(req), do_read(self(req), req, std::move(file), size, off, std::move(t), std::move(span)));
 }
 
 void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+  op_timer t(op_id::release);
   delete reinterpret_cast<file_holder*>(fi->fh);
-  fuse_reply_err(req, 0);
+  reply_err(t, req, 0);
 }
 
 void op_statfs(fuse_req_t req, fuse_ino_t) {
+  op_timer t(op_id::statfs);
   struct statvfs st;
   std::memset(&st, 0, sizeof st);
   st.f_bsize = 1 << 20;
@@ -204,35 +298,46 @@ void op_statfs(fuse_req_t req, fuse_ino_t) {
   st.f_files = 1ull << 30;
   st.f_namemax = 255;
   st.f_flag = ST_RDONLY;
+  t.done(0);
   fuse_reply_statfs(req, &st);
 }
 
 void op_access(fuse_req_t req, fuse_ino_t ino, int mask) {
-  if (mask & W_OK) return (void)fuse_reply_err(req, EROFS);
+  op_timer t(op_id::access);
+  if (mask & W_OK) return reply_err(t, req, EROFS);
   auto r = self(req)->filesystem().getattr(ino);
-  fuse_reply_err(req, r ? 0 : to_errno(r.error()));
+  reply_err(t, req, r ? 0 : to_errno(r.error()));
 }
 
-void op_getxattr(fuse_req_t req, fuse_ino_t, const char*, size_t) { fuse_reply_err(req, ENODATA); }
+void op_getxattr(fuse_req_t req, fuse_ino_t, const char*, size_t) {
+  op_timer t(op_id::getxattr);
+  reply_err(t, req, ENODATA);
+}
 void op_listxattr(fuse_req_t req, fuse_ino_t, size_t size) {
+  op_timer t(op_id::listxattr);
+  t.done(0);
   if (size == 0) fuse_reply_xattr(req, 0);
   else fuse_reply_buf(req, nullptr, 0);
 }
+void refuse_write(fuse_req_t req) {
+  op_timer t(op_id::write);
+  reply_err(t, req, EROFS);
+}
 
 // ---- everything that writes: read-only filesystem ----
-void op_setattr(fuse_req_t req, fuse_ino_t, struct stat*, int, fuse_file_info*) { fuse_reply_err(req, EROFS); }
-void op_mknod(fuse_req_t req, fuse_ino_t, const char*, mode_t, dev_t) { fuse_reply_err(req, EROFS); }
-void op_mkdir(fuse_req_t req, fuse_ino_t, const char*, mode_t) { fuse_reply_err(req, EROFS); }
-void op_unlink(fuse_req_t req, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
-void op_rmdir(fuse_req_t req, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
-void op_symlink(fuse_req_t req, const char*, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
-void op_rename(fuse_req_t req, fuse_ino_t, const char*, fuse_ino_t, const char*, unsigned) { fuse_reply_err(req, EROFS); }
-void op_link(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
-void op_write(fuse_req_t req, fuse_ino_t, const char*, size_t, off_t, fuse_file_info*) { fuse_reply_err(req, EROFS); }
-void op_create(fuse_req_t req, fuse_ino_t, const char*, mode_t, fuse_file_info*) { fuse_reply_err(req, EROFS); }
-void op_setxattr(fuse_req_t req, fuse_ino_t, const char*, const char*, size_t, int) { fuse_reply_err(req, EROFS); }
-void op_removexattr(fuse_req_t req, fuse_ino_t, const char*) { fuse_reply_err(req, EROFS); }
-void op_fallocate(fuse_req_t req, fuse_ino_t, int, off_t, off_t, fuse_file_info*) { fuse_reply_err(req, EROFS); }
+void op_setattr(fuse_req_t req, fuse_ino_t, struct stat*, int, fuse_file_info*) { refuse_write(req); }
+void op_mknod(fuse_req_t req, fuse_ino_t, const char*, mode_t, dev_t) { refuse_write(req); }
+void op_mkdir(fuse_req_t req, fuse_ino_t, const char*, mode_t) { refuse_write(req); }
+void op_unlink(fuse_req_t req, fuse_ino_t, const char*) { refuse_write(req); }
+void op_rmdir(fuse_req_t req, fuse_ino_t, const char*) { refuse_write(req); }
+void op_symlink(fuse_req_t req, const char*, fuse_ino_t, const char*) { refuse_write(req); }
+void op_rename(fuse_req_t req, fuse_ino_t, const char*, fuse_ino_t, const char*, unsigned) { refuse_write(req); }
+void op_link(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) { refuse_write(req); }
+void op_write(fuse_req_t req, fuse_ino_t, const char*, size_t, off_t, fuse_file_info*) { refuse_write(req); }
+void op_create(fuse_req_t req, fuse_ino_t, const char*, mode_t, fuse_file_info*) { refuse_write(req); }
+void op_setxattr(fuse_req_t req, fuse_ino_t, const char*, const char*, size_t, int) { refuse_write(req); }
+void op_removexattr(fuse_req_t req, fuse_ino_t, const char*) { refuse_write(req); }
+void op_fallocate(fuse_req_t req, fuse_ino_t, int, off_t, off_t, fuse_file_info*) { refuse_write(req); }
 
 void op_init(void* userdata, fuse_conn_info* conn) {
   auto* s = static_cast<session*>(userdata);

@@ -13,6 +13,8 @@
 
 #include "core/errors.hpp"
 #include "core/log.hpp"
+#include "core/trace.hpp"
+#include "s3/s3_metrics.hpp"
 #include "s3/time_format.hpp"
 #include "s3/uri.hpp"
 #include "s3/xml.hpp"
@@ -39,6 +41,7 @@ struct beast_client::connection {
 };
 
 struct beast_client::request {
+  s3_op op = s3_op::get;
   http::verb verb = http::verb::get;
   std::string path;
   std::vector<std::pair<std::string, std::string>> query;    // unencoded
@@ -101,7 +104,8 @@ awaitable<result<beast_client::response>> exchange(Stream* stream, beast::tcp_st
                                                    http::request<http::string_body>* msg,
                                                    std::span<char> dest, std::size_t body_limit,
                                                    client_timeouts timeouts, std::size_t* got,
-                                                   bool* answered, bool* reusable) {
+                                                   bool* answered, bool* reusable,
+                                                   std::chrono::steady_clock::time_point* header_at) {
   *reusable = false;
   tcp->expires_after(timeouts.first_byte);
   auto [wec, wn] = co_await http::async_write(*stream, *msg, use_tuple);
@@ -117,6 +121,7 @@ awaitable<result<beast_client::response>> exchange(Stream* stream, beast::tcp_st
     co_return map_transport(hec, false);
   }
   *answered = true;
+  *header_at = std::chrono::steady_clock::now();
 
   beast_client::response resp;
   auto& h = head_parser.get();
@@ -190,6 +195,7 @@ beast_client::beast_client(asio::any_io_executor ex, client_options opts)
 
 beast_client::~beast_client() {
   for (auto& w : waiters_) w->cancel();
+  s3_metrics::get().connections->sub(static_cast<std::int64_t>(idle_.size()));
 }
 
 awaitable<std::error_code> beast_client::connect(connection* c) {
@@ -204,6 +210,7 @@ awaitable<std::error_code> beast_client::connect(connection* c) {
   tcp_stream.expires_after(opts_.timeouts.connect);
   auto [cec, ep] = co_await tcp_stream.async_connect(resolved_, use_tuple);
   if (cec) co_return make_error_code(cec == beast::error::timeout ? errc::timeout : errc::connect_failed);
+  s3_metrics::get().connections->add();  // from here on, release() or the destructor takes it back
   // Nagle plus delayed ACKs would add ~40 ms to every small request.
   beast::error_code ignored;
   tcp_stream.socket().set_option(tcp::no_delay(true), ignored);
@@ -216,6 +223,7 @@ awaitable<std::error_code> beast_client::connect(connection* c) {
     if (hec) co_return make_error_code(hec == beast::error::timeout ? errc::timeout : errc::tls_error);
   }
   stats_->connections_opened.fetch_add(1, std::memory_order_relaxed);
+  s3_metrics::get().connections_opened->add();
   co_return std::error_code{};
 }
 
@@ -228,6 +236,7 @@ awaitable<result<std::unique_ptr<beast_client::connection>>> beast_client::acqui
       idle_.pop_back();
       if (now - c->idle_since > opts_.pool_idle_timeout) {
         --open_;
+        s3_metrics::get().connections->sub();
         continue;
       }
       *reused = true;
@@ -256,6 +265,7 @@ void beast_client::release(std::unique_ptr<connection> c, bool reusable) {
     idle_.push_back(std::move(c));
   } else {
     --open_;
+    if (c) s3_metrics::get().connections->sub();  // (null: a connect that failed)
   }
   if (!waiters_.empty()) {
     waiters_.front()->cancel();
@@ -303,14 +313,25 @@ awaitable<result<beast_client::response>> beast_client::attempt(const request* r
   auto c = std::move(*conn);
   c->buffer.clear();
   stats_->requests.fetch_add(1, std::memory_order_relaxed);
+  auto& m = s3_metrics::get();
+  const int op = static_cast<int>(req->op);
+  m.in_flight->add();
+  auto sent_at = std::chrono::steady_clock::now();
+  auto header_at = sent_at;
   bool answered = false, reusable = false;
   result<response> r = make_error_code(errc::protocol_error);
   if (c->secure)
     r = co_await exchange(&*c->secure, &c->tcp(), &c->buffer, &msg, dest, req->body_limit,
-                          opts_.timeouts, got, &answered, &reusable);
+                          opts_.timeouts, got, &answered, &reusable, &header_at);
   else
     r = co_await exchange(&*c->plain, &c->tcp(), &c->buffer, &msg, dest, req->body_limit,
-                          opts_.timeouts, got, &answered, &reusable);
+                          opts_.timeouts, got, &answered, &reusable, &header_at);
+  m.in_flight->sub();
+  auto done_at = std::chrono::steady_clock::now();
+  m.requests(req->op, r ? r->status : 0).add();
+  m.duration[op]->observe(static_cast<std::uint64_t>((done_at - sent_at).count()));
+  if (answered) m.first_byte[op]->observe(static_cast<std::uint64_t>((header_at - sent_at).count()));
+  m.bytes->add(*got);
   if (!r && reused && !answered && r.error() != make_error_code(errc::timeout)) *stale = true;
   stats_->bytes_received.fetch_add(*got, std::memory_order_relaxed);
   release(std::move(c), r && reusable);
@@ -322,6 +343,13 @@ awaitable<result<beast_client::response>> beast_client::execute(request req, std
   *progress = 0;
   bool refreshed_credentials = false;
   unsigned stale_retries = 0;
+  auto& m = s3_metrics::get();
+  static constexpr const char* span_names[] = {"s3.GetObject", "s3.HeadObject", "s3.ListObjectsV2", "s3.PutObject"};
+  trace::span span(span_names[static_cast<int>(req.op)], "s3");
+  if (span.active()) {
+    span.add({"path", req.path});
+    if (req.ranged) span.add({"offset", std::uint64_t{req.offset}}).add({"length", std::uint64_t{dest.size()}});
+  }
   for (unsigned attempt_no = 1;; ++attempt_no) {
     std::span<char> remaining = dest;
     if (req.ranged) {
@@ -339,6 +367,7 @@ awaitable<result<beast_client::response>> beast_client::execute(request req, std
     auto r = co_await attempt(&req, remaining, &got, &stale);
     *progress += got;
     std::error_code ec;
+    if (span.active()) span.add({"attempt", attempt_no}).add({"status", r ? r->status : 0u});
     if (r && r->status / 100 == 2) co_return r;
     if (r) ec = error_from_response(r->status, parse_error_body(r->body));
     else ec = r.error();
@@ -348,27 +377,36 @@ awaitable<result<beast_client::response>> beast_client::execute(request req, std
       ++stale_retries;
       --attempt_no;
       stats_->stale_retries.fetch_add(1, std::memory_order_relaxed);
+      m.retries("stale_connection").add();
       continue;
     }
     if (ec == errc::expired_token && !refreshed_credentials) {
       refreshed_credentials = true;
       opts_.credentials->invalidate();
+      m.retries("expired_token").add();
       --attempt_no;
       continue;
     }
-    if (!is_retryable(ec) || attempt_no >= opts_.retry.max_attempts) co_return ec;
+    if (!is_retryable(ec) || attempt_no >= opts_.retry.max_attempts) {
+      if (attempt_no > 1 || is_retryable(ec))
+        log::limited("s3", spdlog::level::warn, "gave-up", "S3 request failed after retries",
+                     {{"operation", op_name(req.op)}, {"path", req.path}, {"error", ec.message()}, {"attempts", attempt_no}});
+      co_return ec;
+    }
     stats_->retries.fetch_add(1, std::memory_order_relaxed);
+    const char* reason = "other";
     switch (static_cast<errc>(ec.value())) {
-      case errc::slow_down: stats_->retries_slow_down.fetch_add(1, std::memory_order_relaxed); break;
-      case errc::server_error: stats_->retries_server_error.fetch_add(1, std::memory_order_relaxed); break;
-      case errc::connection_reset: stats_->retries_reset.fetch_add(1, std::memory_order_relaxed); break;
-      case errc::truncated_body: stats_->retries_truncated.fetch_add(1, std::memory_order_relaxed); break;
-      case errc::timeout: stats_->retries_timeout.fetch_add(1, std::memory_order_relaxed); break;
-      case errc::connect_failed: stats_->retries_connect.fetch_add(1, std::memory_order_relaxed); break;
+      case errc::slow_down: stats_->retries_slow_down.fetch_add(1, std::memory_order_relaxed); reason = "slow_down"; break;
+      case errc::server_error: stats_->retries_server_error.fetch_add(1, std::memory_order_relaxed); reason = "server_error"; break;
+      case errc::connection_reset: stats_->retries_reset.fetch_add(1, std::memory_order_relaxed); reason = "connection_reset"; break;
+      case errc::truncated_body: stats_->retries_truncated.fetch_add(1, std::memory_order_relaxed); reason = "truncated_body"; break;
+      case errc::timeout: stats_->retries_timeout.fetch_add(1, std::memory_order_relaxed); reason = "timeout"; break;
+      case errc::connect_failed: stats_->retries_connect.fetch_add(1, std::memory_order_relaxed); reason = "connect_failed"; break;
       default: stats_->retries_other.fetch_add(1, std::memory_order_relaxed); break;
     }
-    log::get("s3")->debug("retrying {} {} after {} (attempt {})", http::to_string(req.verb),
-                          req.path, ec.message(), attempt_no);
+    m.retries(reason).add();
+    log::event("s3", spdlog::level::debug, "retrying S3 request",
+               {{"operation", op_name(req.op)}, {"path", req.path}, {"reason", reason}, {"attempt", attempt_no}});
     asio::steady_timer timer(ex_, backoff_delay(opts_.retry, attempt_no, rng_));
     co_await timer.async_wait(use_tuple);
   }
@@ -376,6 +414,7 @@ awaitable<result<beast_client::response>> beast_client::execute(request req, std
 
 awaitable<result<object_info>> beast_client::head(std::string key) {
   request req;
+  req.op = s3_op::head;
   req.verb = http::verb::head;
   req.path = opts_.ep.object_path(key);
   std::size_t progress = 0;
@@ -407,6 +446,7 @@ awaitable<result<std::size_t>> beast_client::get(std::string key, std::uint64_t 
 
 awaitable<result<list_page>> beast_client::list(list_request lr) {
   request req;
+  req.op = s3_op::list;
   req.verb = http::verb::get;
   req.path = opts_.ep.base_path.empty() ? "/" : opts_.ep.base_path;
   req.query = {{"list-type", "2"}, {"encoding-type", "url"}};
@@ -424,6 +464,7 @@ awaitable<result<list_page>> beast_client::list(list_request lr) {
 
 awaitable<result<std::string>> beast_client::put(std::string key, std::string body) {
   request req;
+  req.op = s3_op::put;
   req.verb = http::verb::put;
   req.path = opts_.ep.object_path(key);
   req.body = std::move(body);

@@ -10,6 +10,7 @@
 
 #include "core/errors.hpp"
 #include "core/log.hpp"
+#include "s3/s3_metrics.hpp"
 #include "s3/http_fetch.hpp"
 #include "s3/time_format.hpp"
 
@@ -161,6 +162,7 @@ void refreshing_credentials_provider::invalidate() {
 
 awaitable<result<credentials>> refreshing_credentials_provider::refresh() {
   auto r = co_await fetch_();
+  (r ? s3_metrics::get().credential_refreshes_ok : s3_metrics::get().credential_refreshes_failed)->add();
   std::lock_guard lock(mu_);
   ++fetches_;
   if (r) current_ = *r;
@@ -170,7 +172,9 @@ awaitable<result<credentials>> refreshing_credentials_provider::refresh() {
 awaitable<void> refreshing_credentials_provider::background_refresh(
     std::shared_ptr<refreshing_credentials_provider> self) {
   auto r = co_await self->refresh();
-  if (!r) log::get("s3")->warn("credential refresh from {} failed: {}", self->source_, r.error().message());
+  if (!r)
+    log::limited("s3", spdlog::level::warn, "credential-refresh", "credential refresh failed",
+                 {{"source", self->source_}, {"error", r.error().message()}});
   std::lock_guard lock(self->mu_);
   self->refreshing_ = false;
 }
