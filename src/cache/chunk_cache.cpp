@@ -28,6 +28,7 @@ struct cache_metrics {
   metrics::counter& prefetch_issued;
   metrics::counter& prefetch_used;
   metrics::counter& prefetch_late;
+  metrics::counter& prefetch_wasted;
   metrics::histogram& prefetch_lead;
 
   static cache_metrics& get() {
@@ -66,6 +67,7 @@ struct cache_metrics {
         r.get_counter("valkyrie_prefetch_chunks_used_total", "Prefetched chunks later read"),
         r.get_counter("valkyrie_prefetch_chunks_late_total",
                       "Prefetched chunks whose reader arrived before the data did (and waited)"),
+        r.get_counter("valkyrie_prefetch_chunks_wasted_total", "Prefetched chunks evicted without being read"),
         r.get_histogram("valkyrie_prefetch_lead_seconds",
                         "How long a prefetched chunk was ready before its first read", metrics::latency_buckets(),
                         1e-9),
@@ -138,6 +140,7 @@ bool chunk_cache::take_slot(shard& s, std::uint32_t& slot) {
     auto& m = cache_metrics::get();
     if (e->second.prefetched && !e->second.read) {
       m.evicted_unread.add();
+      m.prefetch_wasted.add();
       m.prefetch_zone.sub(static_cast<std::int64_t>(e->second.size));
     } else {
       m.evicted_lru.add();

@@ -46,7 +46,8 @@ struct writer {
   void append(const std::string& event) {
     std::lock_guard lock(mu);
     if (!file) return;
-    if (written + buffer.size() + event.size() + 4 > opts.max_bytes && !first) {
+    // ",\n" before the event and "\n]\n" at the close must fit too.
+    if (written + buffer.size() + 2 + event.size() + 3 > opts.max_bytes && !first) {
       // Rotate: the full file becomes FILE.1, complete and parseable.
       close_locked();
       std::error_code ec;

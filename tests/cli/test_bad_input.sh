@@ -31,6 +31,16 @@ expect 2 "smaller than two chunks"      -- "$v" "${good[@]}" --cache-size 8MiB
 expect 2 "bad --metadata-ttl"           -- "$v" "${good[@]}" --metadata-ttl soon
 expect 2 "bad --file-mode"              -- "$v" "${good[@]}" --file-mode 999
 expect 2 "unknown --log-level"          -- "$v" "${good[@]}" --log-level loud
+expect 2 "unknown --log-format 'xml'"   -- "$v" "${good[@]}" --log-format xml
+expect 2 "bad --metrics-addr 'nowhere'" -- "$v" "${good[@]}" --metrics-addr nowhere
+expect 2 "bad --trace-max-size"         -- "$v" "${good[@]}" --trace-max-size 1
+# A metrics address the user chose must be free (the default one may be taken: a warning).
+/usr/bin/python3 -c 'import socket,time,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", 0)); s.listen(1); print(s.getsockname()[1], flush=True); time.sleep(60)' >"$tmp/busy.port" &
+extra_pids+=($!)
+for _ in $(seq 50); do [[ -s $tmp/busy.port ]] && break; sleep 0.1; done
+busy=$(cat "$tmp/busy.port")
+expect 1 "cannot serve metrics on 127.0.0.1:$busy" -- "$v" "${good[@]}" --metrics-addr "127.0.0.1:$busy"
+expect 1 "cannot serve metrics on 127.0.0.1:$busy" -- "$v" "${good[@]}" --metrics-port "$busy"
 expect 1 "does not exist"               -- "$v" --mount "$tmp/nowhere" --bucket data --endpoint "$url"
 touch "$tmp/file"
 expect 1 "is not a directory"           -- "$v" --mount "$tmp/file" --bucket data --endpoint "$url"

@@ -93,6 +93,7 @@ required = ["valkyrie_fuse_requests_total", "valkyrie_fuse_request_duration_seco
             "valkyrie_read_stall_seconds_total", "valkyrie_cache_hits_total", "valkyrie_cache_misses_total",
             "valkyrie_cache_hit_ratio", "valkyrie_cache_bytes", "valkyrie_cache_evictions_total",
             "valkyrie_prefetch_chunks_issued_total", "valkyrie_prefetch_chunks_used_total",
+            "valkyrie_prefetch_chunks_wasted_total",
             "valkyrie_cache_evictions_total", "valkyrie_prefetch_lead_seconds", "valkyrie_s3_requests_total",
             "valkyrie_s3_request_duration_seconds", "valkyrie_s3_retries_total", "valkyrie_s3_received_bytes_total",
             "valkyrie_s3_requests_in_flight", "valkyrie_s3_connections", "valkyrie_credential_refreshes_total"]
@@ -124,6 +125,10 @@ if val('valkyrie_cache_bytes{zone="filling"}') != 0: sys.exit("bytes still filli
 held = sum(v for k, v in final.items() if k.startswith("valkyrie_cache_bytes{"))
 if held > val("valkyrie_cache_capacity_bytes"): sys.exit("cache holds more than its capacity")
 print(f"ok - {int(reads)} FUSE reads counted and timed")
+issued, used = val("valkyrie_prefetch_chunks_issued_total"), val("valkyrie_prefetch_chunks_used_total")
+wasted = val("valkyrie_prefetch_chunks_wasted_total")
+if issued == 0 or used + wasted > issued: sys.exit(f"prefetch: issued {issued}, used {used}, wasted {wasted}")
+print(f"ok - prefetch issued {int(issued)}, used {int(used)}, wasted {int(wasted)}")
 PY
 
 # The series arrived in Prometheus.
