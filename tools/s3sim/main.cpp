@@ -48,7 +48,7 @@ int main(int argc, char** argv) {
   app.add_option("--conn-bandwidth", conn_bw, "bytes per second per connection (e.g. 64MiB; 0: unlimited)");
   app.add_option("--total-bandwidth", total_bw, "bytes per second for all connections (e.g. 1GiB)");
   app.add_option("--fault", fault_args,
-                 "KIND=PROBABILITY, KIND one of slowdown, error500, reset, truncate, stall (repeatable)");
+                 "KIND=PROBABILITY, KIND one of slowdown, error500, reset, truncate, stall, corrupt (repeatable)");
   app.add_option("--fault-seed", fault_seed, "seed of the fault dice");
   app.add_option("--stall-time", stall_time, "how long a stall fault pauses a body");
   app.add_option("--keepalive-timeout", keepalive, "close idle keep-alive connections after this");

@@ -26,7 +26,7 @@ using tcp = asio::ip::tcp;
 using clock = std::chrono::steady_clock;
 
 std::optional<fault_kind> parse_fault_kind(std::string_view name) {
-  for (int i = 1; i < 6; ++i)
+  for (int i = 1; i < fault_kinds; ++i)
     if (name == fault_names[i]) return static_cast<fault_kind>(i);
   return std::nullopt;
 }
@@ -44,7 +44,7 @@ std::string server_counters::to_json() const {
        ",\"list\":" + std::to_string(list.load()) + ",\"put\":" + std::to_string(put.load()) +
        ",\"other\":" + std::to_string(other.load()) + ",\"admin\":" + std::to_string(admin.load()) + "}";
   s += ",\"faults\":{";
-  for (int i = 1; i < 6; ++i) {
+  for (int i = 1; i < fault_kinds; ++i) {
     if (i > 1) s += ",";
     s += "\"" + std::string(fault_names[i]) + "\":" + std::to_string(faults[i].load());
   }
@@ -86,7 +86,7 @@ struct server::state {
   link_pacer total;
   std::mutex fault_mu;
   std::mt19937_64 rng;
-  double probability[6];
+  double probability[fault_kinds];
   std::chrono::nanoseconds stall_time;
   std::deque<fault_kind> scheduled;
   // Credentials the server accepts: --credentials, plus any added through the admin API. Like
@@ -118,7 +118,7 @@ struct server::state {
         return k;
       }
     }
-    for (int i = 1; i < 6; ++i) {
+    for (int i = 1; i < fault_kinds; ++i) {
       auto k = static_cast<fault_kind>(i);
       if (!object_get && k != fault_kind::slowdown && k != fault_kind::error500) continue;
       if (probability[i] > 0 && std::uniform_real_distribution<double>(0, 1)(rng) < probability[i])
@@ -366,7 +366,7 @@ reply admin(server::state& st, const request_t& req, const parsed_target& t) {
   }
   if (path == "/_sim/faults") {
     std::lock_guard lock(st.fault_mu);
-    for (int i = 1; i < 6; ++i) st.probability[i] = 0;
+    for (int i = 1; i < fault_kinds; ++i) st.probability[i] = 0;
     for (auto& [k, v] : t.query) {
       if (k == "stall_time") {
         auto d = parse_duration(v);
@@ -451,6 +451,7 @@ awaitable<bool> send_object(server::state* st, Stream* stream, beast::tcp_stream
     }
   } close_fd{fd};
   std::uint64_t sent = 0;
+  bool flip_next = false;  // a corrupt fault: flip the next byte sent
   while (sent < length) {
     std::size_t n = static_cast<std::size_t>(std::min<std::uint64_t>(chunk, length - sent));
     if (sent < fault_at) n = static_cast<std::size_t>(std::min<std::uint64_t>(n, fault_at - sent));
@@ -465,6 +466,12 @@ awaitable<bool> send_object(server::state* st, Stream* stream, beast::tcp_stream
         tcp->socket().shutdown(tcp::socket::shutdown_send, ignored);
         tcp->socket().close(ignored);
         co_return false;
+      }
+      if (fault == fault_kind::corrupt) {
+        flip_next = true;
+        fault = fault_kind::none;
+        fault_at = length;
+        continue;
       }
       if (fault == fault_kind::stall) {
         std::chrono::nanoseconds stall;
@@ -493,6 +500,10 @@ awaitable<bool> send_object(server::state* st, Stream* stream, beast::tcp_stream
         if (r != static_cast<ssize_t>(n)) co_return false;
         break;
       }
+    }
+    if (flip_next && n > 0) {
+      out[0] = static_cast<char>(out[0] ^ 0xff);
+      flip_next = false;
     }
     if (shaped) {
       auto now = clock::now();

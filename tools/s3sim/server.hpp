@@ -25,8 +25,11 @@
 
 namespace valkyrie::sim {
 
-enum class fault_kind { none, slowdown, error500, reset, truncate, stall };
-inline constexpr const char* fault_names[] = {"none", "slowdown", "error500", "reset", "truncate", "stall"};
+// corrupt: one byte of the body flipped, the answer otherwise normal (silent corruption, which a
+// reader can only catch by comparing bytes).
+enum class fault_kind { none, slowdown, error500, reset, truncate, stall, corrupt };
+inline constexpr const char* fault_names[] = {"none", "slowdown", "error500", "reset", "truncate", "stall", "corrupt"};
+inline constexpr int fault_kinds = 7;
 std::optional<fault_kind> parse_fault_kind(std::string_view name);
 
 struct server_options {
@@ -35,7 +38,7 @@ struct server_options {
   std::chrono::nanoseconds first_byte_latency{0};
   double conn_bandwidth = 0;   // bytes per second per connection; 0: unlimited
   double total_bandwidth = 0;  // bytes per second, all connections; 0: unlimited
-  double fault_probability[6] = {0, 0, 0, 0, 0, 0};  // indexed by fault_kind
+  double fault_probability[fault_kinds] = {};  // indexed by fault_kind
   std::uint64_t fault_seed = 42;
   std::chrono::nanoseconds stall_time = std::chrono::seconds(60);
   std::chrono::nanoseconds keepalive_timeout = std::chrono::seconds(60);
@@ -46,7 +49,7 @@ struct server_counters {
   std::atomic<std::uint64_t> get{0}, head{0}, list{0}, put{0}, other{0}, admin{0};
   std::atomic<std::uint64_t> auth_failures{0}, precondition_failures{0}, bytes_sent{0},
       connections{0};
-  std::atomic<std::uint64_t> faults[6] = {};
+  std::atomic<std::uint64_t> faults[fault_kinds] = {};
   void reset();
   std::string to_json() const;
 };
