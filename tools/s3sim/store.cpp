@@ -58,8 +58,11 @@ std::size_t store::load_directory(const std::filesystem::path& dir) {
       std::uint64_t id = synthetic::seed_for(std::to_string(st.st_ino) + ":" + std::to_string(st.st_size),
                                              std::to_string(st.st_mtim.tv_sec) + "." +
                                                  std::to_string(st.st_mtim.tv_nsec));
-      char etag[40];
-      std::snprintf(etag, sizeof etag, "\"%016llx\"", static_cast<unsigned long long>(id));
+      // Multipart-style ("...-1"), as S3 gives uploads in parts: clients (rclone) check an
+      // ETag without "-" as the body's MD5.
+      char etag[48];
+      std::snprintf(etag, sizeof etag, "\"%016llx%016llx-1\"", static_cast<unsigned long long>(id),
+                    static_cast<unsigned long long>(st.st_size));
       o.info.etag = etag;
       o.info.last_modified = std::chrono::system_clock::time_point(
           std::chrono::seconds(st.st_mtim.tv_sec));
@@ -70,6 +73,24 @@ std::size_t store::load_directory(const std::filesystem::path& dir) {
   }
   return added;
 }
+
+namespace {
+// As S3 would give: the body's MD5 for objects small enough to be uploaded in one PUT, a
+// multipart ETag ("<hex>-<parts of 8 MiB>") for bigger ones, so that clients that check
+// single-part ETags as MD5s (rclone) can.
+std::string synthetic_etag(std::uint64_t seed, std::uint64_t size) {
+  constexpr std::uint64_t part = 8 << 20;
+  char etag[64];
+  if (size <= part) {
+    std::string body(size, '\0');
+    synthetic::fill(seed, 0, body);
+    return md5_etag(body);
+  }
+  std::snprintf(etag, sizeof etag, "\"%016llx%016llx-%llu\"", static_cast<unsigned long long>(seed),
+                static_cast<unsigned long long>(size), static_cast<unsigned long long>((size + part - 1) / part));
+  return etag;
+}
+}  // namespace
 
 void store::add_synthetic(const std::string& bucket_name, std::uint64_t count, std::uint64_t size,
                           const std::string& prefix) {
@@ -84,10 +105,7 @@ void store::add_synthetic(const std::string& bucket_name, std::uint64_t count, s
     o.info.key = prefix + name;
     o.info.size = size;
     o.seed = synthetic::seed_for(bucket_name, o.info.key);
-    char etag[48];
-    std::snprintf(etag, sizeof etag, "\"%016llx%016llx\"", static_cast<unsigned long long>(o.seed),
-                  static_cast<unsigned long long>(size));
-    o.info.etag = etag;
+    o.info.etag = synthetic_etag(o.seed, size);
     o.info.last_modified = std::chrono::time_point_cast<std::chrono::seconds>(now);
     bucket.infos[o.info.key] = o.info;
     bucket.objects[o.info.key] = std::move(o);
