@@ -33,7 +33,7 @@ bench() { "$build/tools/valkyrie-bench" --endpoint "$url" --bucket bench "${link
 echo "== valkyrie" >&2
 bench --json "$out/valkyrie.json" --plot "$out/valkyrie.svg" >&2
 
-echo "== s3fs $(s3fs --version 2>&1 | head -1 | awk '{print $NF}')" >&2
+echo "== s3fs $(s3fs --version 2>&1 | grep -o 'V[0-9.]*' | head -1)" >&2
 echo "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" >"$tmp/passwd"; chmod 600 "$tmp/passwd"
 s3fs bench "$mnt" -o url="$url" -o use_path_request_style -o passwd_file="$tmp/passwd" -o ro -o endpoint=us-east-1
 for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.05; done
@@ -41,8 +41,13 @@ bench --dir "$mnt" --json "$out/s3fs.json" --plot "$out/s3fs.svg" >&2 || echo "(
 umount "$mnt"
 
 echo "== rclone $(rclone version | head -1 | awk '{print $2}')" >&2
-rclone mount ":s3,provider=Other,env_auth=true,endpoint='$url',force_path_style=true:bench" "$mnt" \
-  --read-only --daemon --log-file "$tmp/rclone.log"
+# rclone's AWS SDK refuses AWS_CA_BUNDLE with its own transport (the endpoint is plain http).
+# list_version=2: with provider=Other rclone lists with V1, which valkyrie-s3sim does not serve.
+# --use-server-modtime: without it rclone HEADs every object for its mtime (ls -l of 10,000
+# objects then takes ~5 minutes at 30 ms per request).
+env -u AWS_CA_BUNDLE rclone mount \
+  ":s3,provider=Other,env_auth=true,endpoint='$url',force_path_style=true,list_version=2:bench" "$mnt" \
+  --read-only --use-server-modtime --daemon --log-file "$tmp/rclone.log"
 for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.05; done
 bench --dir "$mnt" --json "$out/rclone.json" --plot "$out/rclone.svg" >&2 || echo "(rclone run: exit $?)" >&2
 umount "$mnt"
@@ -54,6 +59,9 @@ runs = [(n, json.load(open(os.path.join(out, n + ".json")))) for n in ("valkyrie
         if os.path.exists(os.path.join(out, n + ".json"))]
 def g(r, path):
     v = r["scenarios"]
+    top = v.get(path.split(".")[0])
+    if isinstance(top, dict) and "error" in top:
+        return "failed: " + top["error"].split(" (")[0]
     for k in path.split("."):
         if isinstance(v, list): v = v[int(k)]
         elif isinstance(v, dict) and k in v: v = v[k]
@@ -83,6 +91,6 @@ for label, path in rows:
             v = len(r["integrity"]["mismatches"])
         else:
             v = g(r, path)
-        cells.append("n/a" if v is None else (f"{v:,.1f}" if isinstance(v, float) else f"{v:,}"))
+        cells.append("n/a" if v is None else v if isinstance(v, str) else (f"{v:,.1f}" if isinstance(v, float) else f"{v:,}"))
     print(f"| {label} | " + " | ".join(cells) + " |")
 PY

@@ -641,6 +641,9 @@ def fmt(v, unit=""):
 def table(results):
     r = results["scenarios"]
     rows = []
+    for k, v in r.items():
+        if isinstance(v, dict) and "error" in v:
+            rows.append((f"{k}: FAILED", v["error"]))
     base = r.get("baseline-parallel", {}).get("mb_per_s")
 
     def ratio(v):
@@ -845,7 +848,13 @@ def main():
                    "epochs": scenario_epochs, "random": scenario_random, "ls": scenario_ls}
         for s in scenarios:
             if s in runners:
-                results["scenarios"].update(runners[s](ctx))
+                try:
+                    results["scenarios"].update(runners[s](ctx))
+                except OSError as e:
+                    # A filesystem that fails a read: recorded, the run goes on, the exit is 1.
+                    results["scenarios"][s] = {"error": f"{e.strerror or e} ({e.filename or ''})".strip()}
+                    status = 1
+                    ctx.progress.next()
         ctx.mount.unmount()
     except KeyboardInterrupt:
         status = 130
