@@ -127,15 +127,31 @@ chunk_cache::~chunk_cache() {
   if (arena_) ::munmap(arena_, arena_bytes_);
 }
 
-bool chunk_cache::take_slot(shard& s, std::uint32_t& slot) {
+bool chunk_cache::take_slot(shard& s, std::uint32_t& slot, std::optional<std::uint64_t> incoming) {
   if (!s.free_slots.empty()) {
     slot = s.free_slots.back();
     s.free_slots.pop_back();
     return true;
   }
-  for (auto it = s.lru.begin(); it != s.lru.end(); ++it) {
+  auto victim = s.lru.end();
+  if (ranker_) {
+    std::uint64_t furthest = 0;
+    for (auto it = s.lru.begin(); it != s.lru.end(); ++it) {
+      if (s.entries.find(*it)->second.pins > 0) continue;
+      std::uint64_t r = ranker_(*it);
+      if (victim == s.lru.end() || r > furthest) {
+        victim = it;
+        furthest = r;
+      }
+    }
+    if (victim != s.lru.end() && incoming && furthest <= *incoming) return false;  // keep what is needed sooner
+  } else {
+    for (auto it = s.lru.begin(); it != s.lru.end() && victim == s.lru.end(); ++it)
+      if (s.entries.find(*it)->second.pins == 0) victim = it;
+  }
+  if (victim != s.lru.end()) {
+    auto it = victim;
     auto e = s.entries.find(*it);
-    if (e->second.pins > 0) continue;
     slot = e->second.slot;
     auto& m = cache_metrics::get();
     if (e->second.prefetched && !e->second.read) {
@@ -146,6 +162,12 @@ bool chunk_cache::take_slot(shard& s, std::uint32_t& slot) {
       m.evicted_lru.add();
       m.hot_zone.sub(static_cast<std::int64_t>(e->second.size));
     }
+    if (trace::enabled())
+      trace::instant("cache.evict", "cache",
+                     {{"key", object_key(it->object)}, {"chunk", std::uint64_t{it->index}},
+                      {"read", e->second.read ? 1 : 0},
+                      {"rank", ranker_ ? std::to_string(ranker_(*it)) : std::string("lru")},
+                      {"for", incoming ? std::to_string(*incoming) : std::string("reader")}});
     s.lru.erase(it);
     s.entries.erase(e);
     ++s.stats.evictions;
@@ -210,7 +232,9 @@ bool chunk_cache::prefetch(chunk_key key, fetch_fn fetch, asio::any_io_executor 
   {
     std::lock_guard lock(s.mu);
     if (s.entries.count(key)) return false;
-    if (!take_slot(s, slot)) return false;
+    std::optional<std::uint64_t> rank;
+    if (ranker_) rank = ranker_(key);
+    if (!take_slot(s, slot, rank)) return false;
     entry e;
     e.slot = slot;
     e.prefetched = true;

@@ -9,8 +9,8 @@
 // chunk is fetched once (by the first caller, on its reactor); later callers wait for it.
 // Invariants: a slot is in at most one state (free, fetching, ready); a pinned chunk (a live
 // chunk_ref) is never evicted or reused; a failed fetch leaves no entry behind.
-// Eviction: LRU among unpinned ready chunks of the shard (the prefetch issue brings the
-// two-zone policy). Metrics (docs/metrics.md) count lookups, hits, misses, bytes by zone
+// Eviction: among unpinned ready chunks of the shard, the least recently used, or, when the
+// future order is known (a manifest), the one read furthest in the future (Belady). Metrics (docs/metrics.md) count lookups, hits, misses, bytes by zone
 // (filling, prefetch: fetched ahead and unread, hot: read), evictions by reason, and how far
 // ahead of its reader a prefetched chunk was ready.
 #include <chrono>
@@ -19,6 +19,7 @@
 #include <list>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -103,6 +104,13 @@ class chunk_cache {
   // Returns false when nothing was started (present, in flight, or no free slot).
   bool prefetch(chunk_key key, fetch_fn fetch, asio::any_io_executor ex);
   bool contains(const chunk_key& key) const;
+  // With a known future order: how far in the future a chunk will be read (larger: later).
+  // Eviction then takes the unpinned chunk read furthest in the future (Belady) instead of the
+  // least recently used one, and a prefetch is refused rather than evict a chunk needed sooner
+  // than its own. Set before the cache is used; called with a shard's lock held, so it must be
+  // cheap and must not call into the cache.
+  using rank_fn = std::function<std::uint64_t(const chunk_key&)>;
+  void set_eviction_ranker(rank_fn ranker) { ranker_ = std::move(ranker); }
 
   std::uint32_t chunk_size() const { return chunk_size_; }
   std::uint64_t capacity() const { return std::uint64_t{slots_} * chunk_size_; }
@@ -123,9 +131,11 @@ class chunk_cache {
 
   unsigned shard_of(const chunk_key& k) const { return static_cast<unsigned>(chunk_key_hash{}(k) % shards_.size()); }
   char* slot_memory(std::uint32_t slot) const { return arena_ + std::uint64_t{slot} * chunk_size_; }
-  // With the shard locked: a free slot, evicting the least recently used unpinned chunk if
-  // needed. False when none can be had.
-  bool take_slot(shard& s, std::uint32_t& slot);
+  // With the shard locked: a free slot, evicting an unpinned chunk if needed (least recently
+  // used, or read furthest in the future with a ranker). `incoming` is the rank of a prefetched
+  // chunk (nullopt for a reader's): it evicts only a chunk needed later than itself. False when
+  // no slot can be had.
+  bool take_slot(shard& s, std::uint32_t& slot, std::optional<std::uint64_t> incoming = std::nullopt);
   void unpin(unsigned shard, chunk_entry* entry);
   awaitable<void> run_fetch(chunk_key key, fetch_fn fetch, unsigned shard_index, std::uint32_t slot,
                             std::shared_ptr<result<std::size_t>> out, bool prefetched);
@@ -136,6 +146,7 @@ class chunk_cache {
   std::uint32_t chunk_size_;
   std::uint32_t slots_;
   std::vector<std::unique_ptr<shard>> shards_;
+  rank_fn ranker_;
 };
 
 }  // namespace valkyrie::cache

@@ -49,6 +49,14 @@ filesystem::filesystem(options opts, std::vector<std::shared_ptr<s3::object_clie
   root.lookups = 1;  // the kernel holds the root forever
   root.mtime = std::chrono::system_clock::now();
   nodes_.emplace(root_ino, std::move(root));
+  // A training order is known: the cache keeps what will be read soonest (Belady) instead of
+  // what was read last, which on an epoch bigger than the cache would keep nothing useful.
+  if (opts_.order && opts_.order->has_order())
+    cache_->set_eviction_ranker([order = opts_.order, skip = opts_.prefix.size()](const cache::chunk_key& k) {
+      std::size_t end = k.object.find('\0');
+      if (end == std::string::npos || end < skip) return prefetch::predictor::never;
+      return order->next_use(k.object.substr(skip, end - skip), k.index);
+    });
 }
 
 void filesystem::warn_once(const std::string& key, const char* what) {
@@ -542,6 +550,9 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
     out.bytes += to - from;
     out.chunks.push_back(std::move(*ref));
   }
+  // The training order learns how far its current file has been read (for eviction).
+  if (opts_.order && opts_.order->has_order() && file->key.size() > opts_.prefix.size())
+    opts_.order->reading(file->key.substr(opts_.prefix.size()), first);
   if (stalled.count() > 0) {
     auto ns = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(stalled).count());
     m.stalled_reads.add();

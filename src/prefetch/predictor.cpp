@@ -70,28 +70,54 @@ std::vector<std::string> next_in_directory(const std::vector<std::string>& sorte
   return out;
 }
 
-predictor::predictor(std::vector<std::string> order) : order_(std::move(order)) {}
+predictor::predictor(std::vector<std::string> order) : order_(std::move(order)) {
+  for (std::size_t i = 0; i < order_.size(); ++i) positions_[order_[i]].push_back(i);
+}
+
+std::uint64_t predictor::next_use(const std::string& key, std::uint64_t chunk) const {
+  auto it = positions_.find(key);
+  if (it == positions_.end()) return never;
+  const auto& pos = it->second;
+  std::size_t cursor = cursor_.load(std::memory_order_relaxed);
+  // The first occurrence at or after the cursor (after it, for the part of the current file
+  // already read); past the end, the next pass starts over.
+  bool passed = chunk < passed_chunks_.load(std::memory_order_relaxed);
+  auto next = passed ? std::upper_bound(pos.begin(), pos.end(), cursor) : std::lower_bound(pos.begin(), pos.end(), cursor);
+  std::uint64_t distance = next != pos.end() ? *next - cursor : pos.front() + order_.size() - cursor;
+  return (distance << 24) + std::min<std::uint64_t>(chunk, (1u << 24) - 1);
+}
 
 std::vector<std::string> predictor::next_in_order(const std::string& key, unsigned count) {
   std::lock_guard lock(mu_);
   std::size_t at = order_.size();
   // The next occurrence from the cursor on; failing that (a new pass began), the first one.
-  for (std::size_t i = cursor_; i < order_.size(); ++i)
+  const std::size_t cursor = cursor_.load(std::memory_order_relaxed);
+  for (std::size_t i = cursor; i < order_.size(); ++i)
     if (order_[i] == key) {
       at = i;
       break;
     }
   if (at == order_.size())
-    for (std::size_t i = 0; i < cursor_ && i < order_.size(); ++i)
+    for (std::size_t i = 0; i < cursor && i < order_.size(); ++i)
       if (order_[i] == key) {
         at = i;
         break;
       }
   if (at == order_.size()) return {};
-  cursor_ = at;
+  if (at != cursor) passed_chunks_.store(0, std::memory_order_relaxed);
+  cursor_.store(at, std::memory_order_relaxed);
   std::vector<std::string> out;
   for (std::size_t i = at + 1; i < order_.size() && out.size() < count; ++i) out.push_back(order_[i]);
   return out;
+}
+
+void predictor::reading(const std::string& key, std::uint64_t chunk) {
+  std::size_t cursor = cursor_.load(std::memory_order_relaxed);
+  if (cursor < order_.size() && order_[cursor] == key) {
+    std::uint64_t prev = passed_chunks_.load(std::memory_order_relaxed);
+    while (chunk > prev && !passed_chunks_.compare_exchange_weak(prev, chunk, std::memory_order_relaxed)) {
+    }
+  }
 }
 
 std::vector<std::string> predictor::first(unsigned count) const {

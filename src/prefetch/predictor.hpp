@@ -8,11 +8,14 @@
 //   3. otherwise the next names of the same directory in listing order.
 // Threading: predictor is thread-safe (a mutex around the manifest cursor); the free functions
 // are pure. Nothing here does I/O: the fs layer supplies listings and issues the fetches.
+#include <atomic>
+#include <cstdint>
 #include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "core/result.hpp"
@@ -55,11 +58,23 @@ class predictor {
   std::vector<std::string> next_in_order(const std::string& key, unsigned count);
   // The first `count` keys of the order (what to warm up at mount time).
   std::vector<std::string> first(unsigned count) const;
+  // How far in the future chunk `chunk` of `key` will be read, for eviction: the number of
+  // order positions from the cursor to the key's next occurrence (the order repeats, as epochs
+  // do), then the chunk index. Smaller: needed sooner. Keys not in the order rank last.
+  // Lock-free (the cursor is atomic, the positions never change).
+  // Chunks of the file at the cursor that its reader has passed count from the key's following
+  // occurrence (the next epoch), not from now.
+  std::uint64_t next_use(const std::string& key, std::uint64_t chunk) const;
+  // A reader of `key` got up to chunk `chunk` (lock-free; ignored unless `key` is at the cursor).
+  void reading(const std::string& key, std::uint64_t chunk);
+  static constexpr std::uint64_t never = ~std::uint64_t{0};
 
  private:
   std::vector<std::string> order_;
+  std::unordered_map<std::string, std::vector<std::size_t>> positions_;  // key -> ascending
   std::mutex mu_;
-  std::size_t cursor_ = 0;
+  std::atomic<std::size_t> cursor_{0};
+  std::atomic<std::uint64_t> passed_chunks_{0};  // of the file at the cursor
 };
 
 }  // namespace valkyrie::prefetch

@@ -1,6 +1,8 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <atomic>
+#include <random>
 #include <cstring>
 #include <future>
 
@@ -136,4 +138,80 @@ TEST_CASE("prefetch starts a fetch without waiting; a later get is a hit") {
 
 TEST_CASE("a cache must hold at least two chunks") {
   CHECK_THROWS_AS(chunk_cache(64 * 1024, 64 * 1024), std::invalid_argument);
+}
+
+namespace {
+// A fetch with no delay (for long deterministic traces).
+chunk_cache::fetch_fn instant_fill() {
+  return [](std::span<char> dest) -> awaitable<result<std::size_t>> {
+    std::memset(dest.data(), 'z', 16);
+    co_return std::size_t{16};
+  };
+}
+
+// Hits of the optimal policy (Belady: on a miss with a full cache, evict the entry whose next
+// use is furthest away), by brute force.
+int belady_hits(const std::vector<int>& trace, std::size_t slots) {
+  std::vector<int> cached;
+  int hits = 0;
+  for (std::size_t i = 0; i < trace.size(); ++i) {
+    if (std::find(cached.begin(), cached.end(), trace[i]) != cached.end()) {
+      ++hits;
+      continue;
+    }
+    if (cached.size() == slots) {
+      std::size_t worst = 0, worst_next = 0;
+      for (std::size_t c = 0; c < cached.size(); ++c) {
+        std::size_t next = i + 1;
+        while (next < trace.size() && trace[next] != cached[c]) ++next;
+        if (next > worst_next) worst_next = next, worst = c;
+      }
+      cached.erase(cached.begin() + static_cast<long>(worst));
+    }
+    cached.push_back(trace[i]);
+  }
+  return hits;
+}
+}  // namespace
+
+TEST_CASE("with a ranker, eviction is Belady's: the same hits as the brute-force optimum on random traces") {
+  std::mt19937 rng(42);
+  for (int round = 0; round < 20; ++round) {
+    const std::size_t slots = 2 + rng() % 6, keys = slots + 1 + rng() % 8;
+    std::vector<int> trace(300);
+    for (auto& t : trace) t = static_cast<int>(rng() % keys);
+    chunk_cache cache(slots * 4096, 4096, 1);
+    std::size_t now = 0;
+    // Rank: how many steps until the chunk is asked for again (never: the end of the trace).
+    cache.set_eviction_ranker([&trace, &now](const chunk_key& k) -> std::uint64_t {
+      std::size_t next = now + 1;
+      while (next < trace.size() && trace[next] != static_cast<int>(k.index)) ++next;
+      return next - now;
+    });
+    auto before = cache.stats().hits;
+    for (now = 0; now < trace.size(); ++now) {
+      chunk_key key{"o", static_cast<std::uint64_t>(trace[now])};
+      auto ref = test::run(cache.get(key, instant_fill()));
+      REQUIRE(ref);
+    }
+    CHECK(static_cast<int>(cache.stats().hits - before) == belady_hits(trace, slots));
+  }
+}
+
+TEST_CASE("with a ranker, a prefetch never evicts a chunk needed sooner than itself") {
+  chunk_cache cache(2 * 4096, 4096, 1);
+  cache.set_eviction_ranker([](const chunk_key& k) -> std::uint64_t { return k.index; });  // index = next use
+  asio::io_context ctx(1);
+  REQUIRE(test::run(cache.get({"o", 1}, instant_fill())));
+  REQUIRE(test::run(cache.get({"o", 5}, instant_fill())));
+  CHECK_FALSE(cache.prefetch({"o", 9}, instant_fill(), ctx.get_executor()));  // later than both
+  CHECK(cache.prefetch({"o", 3}, instant_fill(), ctx.get_executor()));        // evicts 5
+  ctx.run();
+  CHECK(cache.contains({"o", 1}));
+  CHECK(cache.contains({"o", 3}));
+  CHECK_FALSE(cache.contains({"o", 5}));
+  // A reader's chunk always gets a slot, evicting the furthest.
+  REQUIRE(test::run(cache.get({"o", 0}, instant_fill())));
+  CHECK_FALSE(cache.contains({"o", 3}));
+  CHECK(cache.contains({"o", 1}));
 }

@@ -55,6 +55,56 @@ verify shard_000001.tar
 pass "reading shard_000000 brought shard_000001 in whole (its read: 0 GETs)"
 umount "$mnt"; expect_daemon_gone
 
+# --- two epochs through a cache of half the dataset: future-order eviction keeps what epoch 2
+# reads soonest (LRU would keep nothing useful there). Compared with the policy's reference: a
+# model of the same steps (warm-up, read-ahead, the next file fetched whole, the furthest next use
+# evicted, a prefetch never evicting what is needed sooner) on the chunk trace, 3 chunks of
+# 8 MiB per shard, 9 slots.
+printf '%s\n' shard_000003.tar shard_000000.tar shard_000005.tar shard_000001.tar shard_000004.tar \
+  shard_000002.tar >"$tmp/epoch.txt"
+cat "$tmp/epoch.txt" "$tmp/epoch.txt" >"$tmp/epochs.txt"
+start_valkyrie data "$url" --prefix train/ --manifest "$tmp/epochs.txt" --cache-size 72MiB --lookahead 1
+sent() { curl -s "$url/_sim/stats" | sed -E 's/.*"bytes_sent":([0-9]+).*/\1/'; }
+settle
+for epoch in 1 2; do
+  sync; echo 3 >/proc/sys/vm/drop_caches  # the page cache would answer epoch 2 by itself
+  before=$(sent)
+  while read -r f; do cat "$mnt/$f" >/dev/null; done <"$tmp/epoch.txt"
+  settle
+  eval "epoch${epoch}_bytes=$(($(sent) - before))"
+done
+for f in $(cat "$tmp/epoch.txt"); do verify "$f"; done
+/usr/bin/python3 - "$epoch2_bytes" <<'PY' || fail "epoch 2 reuse"
+import sys
+E = [3, 0, 5, 1, 4, 2]; order = E * 2; N = len(order); C = 3; S = 9
+cache = set()
+def dist(f, c, cursor, passed):  # predictor::next_use
+    pos = [i for i, x in enumerate(order) if x == f]
+    after = [i for i in pos if (i > cursor if (f == order[cursor] and c < passed) else i >= cursor)]
+    return ((after[0] - cursor if after else pos[0] + N - cursor) << 24) + c
+def admit(key, cursor, passed, incoming):  # chunk_cache::take_slot; incoming None: a reader's
+    if key in cache: return 0
+    if len(cache) >= S:
+        victim = max(cache, key=lambda k: dist(*k, cursor, passed))
+        if incoming is not None and dist(*victim, cursor, passed) <= incoming: return 0
+        cache.remove(victim)
+    cache.add(key); return 1
+for c in range(C): admit((order[0], c), 0, 0, dist(order[0], c, 0, 0))  # warm-up at mount
+fetched = [0] * N
+for p, f in enumerate(order):
+    for c in (1, 2): fetched[p] += admit((f, c), p, 0, dist(f, c, p, 0))  # read-ahead
+    fetched[p] += admit((f, 0), p, 0, None)                                 # the first read
+    if p + 1 < N:                                                           # the next file, whole
+        for c in range(C): fetched[p] += admit((order[p + 1], c), p, 0, dist(order[p + 1], c, p, 0))
+    for c in (1, 2): fetched[p] += admit((f, c), p, c, None)
+reference = 1 - sum(fetched[len(E):]) / (len(E) * C)
+reuse = 1 - int(sys.argv[1]) / (6 * 24 * 2**20)
+print(f"epoch 2: {reuse:.2f} of the bytes served without S3; the policy's reference {reference:.2f} (LRU: 0)")
+sys.exit(0 if abs(reuse - reference) <= 0.1 and reuse > 0.2 else 1)
+PY
+pass "epoch 2 through a half-size cache: reuse as the policy's reference says"
+umount "$mnt"; expect_daemon_gone
+
 # --- a manifest with no usable key ---
 printf 'nope.tar\n\n# only comments\n' >"$tmp/bad.txt"
 out=$("$BUILD_ROOT/src/cli/valkyrie" --mount "$mnt" --bucket data --prefix train/ --endpoint "$url" \

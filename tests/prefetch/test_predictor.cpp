@@ -63,3 +63,31 @@ TEST_CASE("the manifest order advances through repeated epochs") {
   // A key only behind the cursor: a new pass starts from its first occurrence.
   CHECK(p.next_in_order("s1", 1) == std::vector<std::string>{"s2"});
 }
+
+TEST_CASE("next_use: distance in the training order from the cursor, wrapping into the next pass") {
+  prefetch::predictor p({"a", "b", "c", "a", "b", "c"});
+  auto d = [&p](const char* k) { return p.next_use(k, 0) >> 24; };
+  CHECK(d("a") == 0);
+  CHECK(d("b") == 1);
+  CHECK(d("c") == 2);
+  CHECK(p.next_use("zzz", 0) == prefetch::predictor::never);
+  CHECK(p.next_use("b", 3) > p.next_use("b", 2));  // later chunks of a file are read later
+  p.next_in_order("b", 1);                          // the reader is at position 1
+  CHECK(d("a") == 2);
+  CHECK(d("b") == 0);
+  CHECK(d("c") == 1);
+  p.next_in_order("c", 1);
+  p.next_in_order("a", 1);
+  p.next_in_order("b", 1);
+  p.next_in_order("c", 1);                          // position 5, the last
+  CHECK(d("a") == 1);                               // the next pass starts with it
+  CHECK(d("b") == 2);
+  // The reader of "c" (at the cursor) is in chunk 4: chunks before it are needed next pass.
+  p.reading("c", 4);
+  auto dc = [&p](const char* k, std::uint64_t chunk) { return p.next_use(k, chunk) >> 24; };
+  CHECK(dc("c", 5) == 0);
+  CHECK(dc("c", 4) == 0);
+  CHECK(dc("c", 3) == 3);                           // position 2 of the next pass
+  p.reading("a", 9);                                // not at the cursor: ignored
+  CHECK(dc("a", 0) == 1);
+}

@@ -641,6 +641,10 @@ def fmt(v, unit=""):
     return f"{v:,}{unit}"
 
 
+def ratio_text(v):
+    return "n/a" if v is None else f"{v:.2f}"
+
+
 def table(results):
     r = results["scenarios"]
     rows = []
@@ -674,8 +678,8 @@ def table(results):
     if "epochs" in r:
         for ep in r["epochs"]["per_epoch"]:
             rows.append((f"epoch {ep['epoch']}, cache = 1/2 dataset",
-                         f"{fmt(ep.get('s3_byte_hit_ratio'))} of bytes without S3, reader hit ratio "
-                         f"{fmt(ep.get('hit_ratio'))}, {fmt(ep['mb_per_s'], ' MB/s')}"))
+                         f"{ratio_text(ep.get('s3_byte_hit_ratio'))} of bytes without S3, reader hit ratio "
+                         f"{ratio_text(ep.get('hit_ratio'))}, {fmt(ep['mb_per_s'], ' MB/s')}"))
     if "random" in r:
         t = r["random"]
         rows.append((f"random 256 KiB reads, {t['threads']} threads",
