@@ -91,6 +91,8 @@ for label, path in rows:
             v = len(r["integrity"]["mismatches"])
         else:
             v = g(r, path)
+        if "without S3" in label and isinstance(v, float):
+            v = f"{v:.2f}"
         cells.append("n/a" if v is None else v if isinstance(v, str) else (f"{v:,.1f}" if isinstance(v, float) else f"{v:,}"))
     print(f"| {label} | " + " | ".join(cells) + " |")
 PY
