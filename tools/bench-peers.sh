@@ -42,11 +42,10 @@ umount "$mnt"
 
 echo "== rclone $(rclone version | head -1 | awk '{print $2}')" >&2
 # rclone's AWS SDK refuses AWS_CA_BUNDLE with its own transport (the endpoint is plain http).
-# list_version=2: with provider=Other rclone lists with V1, which valkyrie-s3sim does not serve.
 # --use-server-modtime: without it rclone HEADs every object for its mtime (ls -l of 10,000
 # objects then takes ~5 minutes at 30 ms per request).
 env -u AWS_CA_BUNDLE rclone mount \
-  ":s3,provider=Other,env_auth=true,endpoint='$url',force_path_style=true,list_version=2:bench" "$mnt" \
+  ":s3,provider=Other,env_auth=true,endpoint='$url',force_path_style=true:bench" "$mnt" \
   --read-only --use-server-modtime --daemon --log-file "$tmp/rclone.log"
 for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.05; done
 bench --dir "$mnt" --json "$out/rclone.json" --plot "$out/rclone.svg" >&2 || echo "(rclone run: exit $?)" >&2

@@ -276,8 +276,10 @@ std::optional<reply> check_signature(const server::state& st, const request_t& r
   return std::nullopt;
 }
 
+// ListObjectsV2, or V1 (no list-type=2: Marker/NextMarker instead of continuation tokens; the
+// marker is where the previous page ended, a key or a common prefix).
 std::string list_xml(const std::string& bucket, const s3::list_request& lr, const s3::list_page& page,
-                     bool url_encoding) {
+                     bool url_encoding, bool v1 = false) {
   auto enc = [url_encoding](const std::string& s) {
     return url_encoding ? s3::uri_encode(s, true) : s;
   };
@@ -292,14 +294,24 @@ std::string list_xml(const std::string& bucket, const s3::list_request& lr, cons
   if (!lr.delimiter.empty()) root.append_child("Delimiter").text() = enc(lr.delimiter).c_str();
   root.append_child("MaxKeys").text() = lr.max_keys;
   if (url_encoding) root.append_child("EncodingType").text() = "url";
-  root.append_child("KeyCount").text() =
-      static_cast<unsigned>(page.objects.size() + page.common_prefixes.size());
-  root.append_child("IsTruncated").text() = page.truncated ? "true" : "false";
-  if (!lr.continuation_token.empty())
-    root.append_child("ContinuationToken").text() = lr.continuation_token.c_str();
-  if (page.truncated)
-    root.append_child("NextContinuationToken").text() = page.next_continuation_token.c_str();
-  if (!lr.start_after.empty()) root.append_child("StartAfter").text() = enc(lr.start_after).c_str();
+  if (v1) {
+    root.append_child("Marker").text() = enc(lr.start_after).c_str();
+    root.append_child("IsTruncated").text() = page.truncated ? "true" : "false";
+    if (page.truncated) {
+      std::string last = page.objects.empty() ? "" : page.objects.back().key;
+      if (!page.common_prefixes.empty()) last = std::max(last, page.common_prefixes.back());
+      root.append_child("NextMarker").text() = enc(last).c_str();
+    }
+  } else {
+    root.append_child("KeyCount").text() =
+        static_cast<unsigned>(page.objects.size() + page.common_prefixes.size());
+    root.append_child("IsTruncated").text() = page.truncated ? "true" : "false";
+    if (!lr.continuation_token.empty())
+      root.append_child("ContinuationToken").text() = lr.continuation_token.c_str();
+    if (page.truncated)
+      root.append_child("NextContinuationToken").text() = page.next_continuation_token.c_str();
+    if (!lr.start_after.empty()) root.append_child("StartAfter").text() = enc(lr.start_after).c_str();
+  }
   for (auto& o : page.objects) {
     auto c = root.append_child("Contents");
     c.append_child("Key").text() = enc(o.key).c_str();
@@ -609,13 +621,18 @@ awaitable<void> serve(std::shared_ptr<server::state> st, Stream* stream, beast::
           s3::list_request lr;
           lr.prefix = query_value(t, "prefix");
           lr.delimiter = query_value(t, "delimiter");
-          lr.continuation_token = query_value(t, "continuation-token");
-          lr.start_after = query_value(t, "start-after");
+          const bool v1 = query_value(t, "list-type") != "2";
+          if (v1) {
+            lr.start_after = query_value(t, "marker");
+          } else {
+            lr.continuation_token = query_value(t, "continuation-token");
+            lr.start_after = query_value(t, "start-after");
+          }
           bool has_max = false;
           std::string mk = query_value(t, "max-keys", &has_max);
           lr.max_keys = has_max ? static_cast<unsigned>(std::strtoul(mk.c_str(), nullptr, 10)) : 1000;
           auto page = st->objects.list(t.bucket, lr);
-          answer = make_reply(200, list_xml(t.bucket, lr, *page, query_value(t, "encoding-type") == "url"),
+          answer = make_reply(200, list_xml(t.bucket, lr, *page, query_value(t, "encoding-type") == "url", v1),
                               "application/xml");
         }
       } else {
