@@ -35,6 +35,8 @@ struct cache_metrics {
     static cache_metrics m = make();
     return m;
   }
+  // The zone a ready chunk's bytes count in: prefetched and never read, or hot.
+  metrics::gauge& zone(const chunk_entry& e) { return e.prefetched && !e.read ? prefetch_zone : hot_zone; }
   static cache_metrics make() {
     auto& r = metrics::registry::global();
     const char* zone_help = "Bytes held by the chunk cache, by zone (filling: being fetched; prefetch: fetched "
@@ -122,7 +124,7 @@ chunk_cache::~chunk_cache() {
   for (auto& s : shards_)
     for (auto& [_, e] : s->entries) {
       if (e.st != entry::state::ready) m.filling.sub(chunk_size_);
-      else (e.read || !e.prefetched ? m.hot_zone : m.prefetch_zone).sub(static_cast<std::int64_t>(e.size));
+      else m.zone(e).sub(static_cast<std::int64_t>(e.size));
     }
   if (arena_) ::munmap(arena_, arena_bytes_);
 }
@@ -154,13 +156,12 @@ bool chunk_cache::take_slot(shard& s, std::uint32_t& slot, std::optional<std::ui
     auto e = s.entries.find(*it);
     slot = e->second.slot;
     auto& m = cache_metrics::get();
+    m.zone(e->second).sub(static_cast<std::int64_t>(e->second.size));
     if (e->second.prefetched && !e->second.read) {
       m.evicted_unread.add();
       m.prefetch_wasted.add();
-      m.prefetch_zone.sub(static_cast<std::int64_t>(e->second.size));
     } else {
       m.evicted_lru.add();
-      m.hot_zone.sub(static_cast<std::int64_t>(e->second.size));
     }
     if (trace::enabled())
       trace::instant("cache.evict", "cache",
@@ -198,7 +199,7 @@ void chunk_cache::finish_fetch(const chunk_key& key, unsigned shard_index, resul
       e.size = *r;
       e.ready_at = std::chrono::steady_clock::now();
       e.lru = s.lru.insert(s.lru.end(), it->first);
-      (e.prefetched ? m.prefetch_zone : m.hot_zone).add(static_cast<std::int64_t>(e.size));
+      m.zone(e).add(static_cast<std::int64_t>(e.size));
     } else {
       ++s.stats.fetch_failures;
       m.fetch_failures.add();

@@ -297,11 +297,11 @@ int main(int argc, char** argv) {
     if (srv) {
       metrics_server = std::move(*srv);
     } else {
-      std::string msg = "cannot serve metrics on " + metrics_host + ":" + std::to_string(metrics_tcp_port) + ": " +
-                        srv.error().message();
       if (metrics_addr_required) {
-        report(msg + " (use another --metrics-addr, or --no-metrics)");
-        fatal(msg + " (use another --metrics-addr, or --no-metrics)");
+        std::string msg = "cannot serve metrics on " + metrics_host + ":" + std::to_string(metrics_tcp_port) +
+                          ": " + srv.error().message() + " (use another --metrics-addr, or --no-metrics)";
+        report(msg);
+        fatal(msg);
       }
       log::event("cli", spdlog::level::warn, "metrics are off: the default address is taken (another mount?)",
                  {{"address", metrics_host + ":" + std::to_string(metrics_tcp_port)}, {"error", srv.error().message()}});

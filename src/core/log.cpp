@@ -16,6 +16,12 @@ namespace {
 // call, read by the formatter).
 thread_local const std::vector<field>* current_fields = nullptr;
 
+// Makes `fields` the current line's fields for the lifetime of the guard.
+struct fields_scope {
+  explicit fields_scope(const std::vector<field>& f) { current_fields = &f; }
+  ~fields_scope() { current_fields = nullptr; }
+};
+
 void append_time(std::string& out, spdlog::log_clock::time_point t) {
   auto us = std::chrono::duration_cast<std::chrono::microseconds>(t.time_since_epoch()).count();
   std::time_t secs = static_cast<std::time_t>(us / 1000000);
@@ -152,11 +158,10 @@ std::string cycle_level() {
   set_level(name);
   // Announced straight to the sink: the new level may be above warn.
   std::vector<field> fields{{"level_now", name}};
-  current_fields = &fields;
+  fields_scope scope(fields);
   spdlog::details::log_msg msg("log", spdlog::level::warn, "log level changed (SIGUSR2)");
   reg().sink->log(msg);
   reg().sink->flush();
-  current_fields = nullptr;
   return name;
 }
 
@@ -186,15 +191,15 @@ void event(const std::string& component, spdlog::level::level_enum lvl, std::str
   auto l = get(component);
   if (!l->should_log(lvl)) return;
   std::vector<field> copy(fields);
-  current_fields = &copy;
+  fields_scope scope(copy);
   l->log(lvl, "{}", msg);
-  current_fields = nullptr;
 }
 
 void limited(const std::string& component, spdlog::level::level_enum lvl, std::string_view key,
              std::string_view msg, std::initializer_list<field> fields, unsigned burst,
              std::chrono::seconds period) {
-  if (!get(component)->should_log(lvl)) return;
+  auto l = get(component);
+  if (!l->should_log(lvl)) return;
   std::uint64_t suppressed = 0;
   {
     std::lock_guard lock(limits_mu);
@@ -215,10 +220,8 @@ void limited(const std::string& component, spdlog::level::level_enum lvl, std::s
   }
   std::vector<field> copy(fields);
   if (suppressed) copy.emplace_back("suppressed", suppressed);
-  auto l = get(component);
-  current_fields = &copy;
+  fields_scope scope(copy);
   l->log(lvl, "{}", msg);
-  current_fields = nullptr;
 }
 
 }  // namespace valkyrie::log
