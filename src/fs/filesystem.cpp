@@ -55,7 +55,7 @@ filesystem::filesystem(options opts, std::vector<std::shared_ptr<s3::object_clie
     cache_->set_eviction_ranker([order = opts_.order, skip = opts_.prefix.size()](const cache::chunk_key& k) {
       std::size_t end = k.object.find('\0');
       if (end == std::string::npos || end < skip) return prefetch::predictor::never;
-      return order->next_use(k.object.substr(skip, end - skip), k.index);
+      return order->next_use(std::string_view(k.object).substr(skip, end - skip), k.index);
     });
 }
 
@@ -417,8 +417,9 @@ std::uint64_t filesystem::fetch_whole(const s3::object_info& object, std::uint64
     if (cache_->prefetch(key, fetcher(f, c, false), executor_for(c, here))) ++started;
   }
   fs_metrics::get().files_prefetched.add();
-  trace::instant("prefetch.file", "prefetch",
-                 {{"key", object.key}, {"chunks", chunks}, {"started", started}, {"budget", budget_chunks}});
+  if (trace::enabled())  // (the arguments are built only when someone traces)
+    trace::instant("prefetch.file", "prefetch",
+                   {{"key", object.key}, {"chunks", chunks}, {"started", started}, {"budget", budget_chunks}});
   return started;
 }
 
@@ -512,7 +513,7 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
     // Spread read-ahead over every reactor's connection pool, not just this one's.
     for (std::uint64_t c = from; c < ahead_end; ++c)
       cache_->prefetch({file->object_id, c}, fetcher(file, c, false), executor_for(c, here));
-    if (from < ahead_end)
+    if (from < ahead_end && trace::enabled())
       trace::instant("prefetch.readahead", "prefetch",
                      {{"key", file->key}, {"window", window}, {"from_chunk", from}, {"to_chunk", ahead_end}});
     std::uint64_t prev = file->prefetched_to.load();
@@ -552,7 +553,7 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
   }
   // The training order learns how far its current file has been read (for eviction).
   if (opts_.order && opts_.order->has_order() && file->key.size() > opts_.prefix.size())
-    opts_.order->reading(file->key.substr(opts_.prefix.size()), first);
+    opts_.order->reading(std::string_view(file->key).substr(opts_.prefix.size()), first);
   if (stalled.count() > 0) {
     auto ns = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(stalled).count());
     m.stalled_reads.add();

@@ -74,7 +74,7 @@ predictor::predictor(std::vector<std::string> order) : order_(std::move(order)) 
   for (std::size_t i = 0; i < order_.size(); ++i) positions_[order_[i]].push_back(i);
 }
 
-std::uint64_t predictor::next_use(const std::string& key, std::uint64_t chunk) const {
+std::uint64_t predictor::next_use(std::string_view key, std::uint64_t chunk) const {
   auto it = positions_.find(key);
   if (it == positions_.end()) return never;
   const auto& pos = it->second;
@@ -111,7 +111,7 @@ std::vector<std::string> predictor::next_in_order(const std::string& key, unsign
   return out;
 }
 
-void predictor::reading(const std::string& key, std::uint64_t chunk) {
+void predictor::reading(std::string_view key, std::uint64_t chunk) {
   std::size_t cursor = cursor_.load(std::memory_order_relaxed);
   if (cursor < order_.size() && order_[cursor] == key) {
     std::uint64_t prev = passed_chunks_.load(std::memory_order_relaxed);

@@ -6,7 +6,7 @@
 //   2. otherwise the numbered successor (shard_0009.tar -> shard_0010.tar, padding kept,
 //      999 -> 1000), only if the listing has it, so missing names are never requested;
 //   3. otherwise the next names of the same directory in listing order.
-// Threading: predictor is thread-safe (a mutex around the manifest cursor); the free functions
+// Threading: predictor is thread-safe (an atomic cursor; a mutex serialises its moves); the free functions
 // are pure. Nothing here does I/O: the fs layer supplies listings and issues the fetches.
 #include <atomic>
 #include <cstdint>
@@ -64,14 +64,19 @@ class predictor {
   // Lock-free (the cursor is atomic, the positions never change).
   // Chunks of the file at the cursor that its reader has passed count from the key's following
   // occurrence (the next epoch), not from now.
-  std::uint64_t next_use(const std::string& key, std::uint64_t chunk) const;
+  std::uint64_t next_use(std::string_view key, std::uint64_t chunk) const;
   // A reader of `key` got up to chunk `chunk` (lock-free; ignored unless `key` is at the cursor).
-  void reading(const std::string& key, std::uint64_t chunk);
+  void reading(std::string_view key, std::uint64_t chunk);
   static constexpr std::uint64_t never = ~std::uint64_t{0};
 
  private:
   std::vector<std::string> order_;
-  std::unordered_map<std::string, std::vector<std::size_t>> positions_;  // key -> ascending
+  // Looked up by string_view (no allocation on the eviction path).
+  struct key_hash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view k) const noexcept { return std::hash<std::string_view>{}(k); }
+  };
+  std::unordered_map<std::string, std::vector<std::size_t>, key_hash, std::equal_to<>> positions_;  // ascending
   std::mutex mu_;
   std::atomic<std::size_t> cursor_{0};
   std::atomic<std::uint64_t> passed_chunks_{0};  // of the file at the cursor
