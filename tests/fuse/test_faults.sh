@@ -32,6 +32,8 @@ check_all() {  # label
 }
 
 start_faulty_sim
+# The simulator's fault kinds and the retry reasons valkyrie's metrics count them under.
+declare -A reason=([slowdown]=slow_down [error500]=server_error [reset]=connection_reset [truncate]=truncated_body)
 for kind in slowdown error500 reset truncate; do
   remount
   admin "reset-stats"
@@ -40,7 +42,6 @@ for kind in slowdown error500 reset truncate; do
   admin "faults"
   n=$(counter "$kind")
   [[ $n -gt 0 ]] || fail "$kind: no fault was injected"
-  declare -A reason=([slowdown]=slow_down [error500]=server_error [reset]=connection_reset [truncate]=truncated_body)
   r=$(retries "${reason[$kind]}")
   # Every injected fault is retried once; a reset can also hit a connection the pool then
   # replaces (counted as stale_connection instead), so at most n for those.

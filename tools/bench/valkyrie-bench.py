@@ -314,14 +314,16 @@ class Mount:
             time.sleep(0.02)
         if not os.path.ismount(self.dir):
             sys.exit("valkyrie-bench: the mount did not come up")
+        # The kernel shows the mount a moment before valkyrie logs "mounted" (with its metrics
+        # address): wait for the line.
         self.metrics_url = None
-        for line in open(log):
-            try:
-                e = json.loads(line)
-            except ValueError:
-                continue
-            if e.get("msg") == "mounted" and e.get("metrics", "off") != "off":
-                self.metrics_url = f"http://{e['metrics']}/metrics"
+        while time.monotonic() < deadline:
+            mounted = [e for e in map(json_or_none, open(log)) if e and e.get("msg") == "mounted"]
+            if mounted:
+                if mounted[-1].get("metrics", "off") != "off":
+                    self.metrics_url = f"http://{mounted[-1]['metrics']}/metrics"
+                break
+            time.sleep(0.02)
         return self.dir
 
     def unmount(self):
@@ -346,6 +348,13 @@ class Mount:
                     k, v = line.rsplit(" ", 1)
                     out[k] = float(v)
         return out
+
+
+def json_or_none(line):
+    try:
+        return json.loads(line)
+    except ValueError:
+        return None
 
 
 def drop_caches():
@@ -484,13 +493,20 @@ def training_loop(ctx, root, order, label, compute_s):
             "stall_histogram_ms": {"le": STALL_BUCKETS_MS + ["+Inf"], "count": hist}, "series": rec.series()}
 
 
+def shuffled_order(ctx, filename, epochs=1):
+    """The data files in a fixed shuffled order (a sampler's), and a --manifest of `epochs`
+    passes over it (keys relative to the mount)."""
+    shuffled = [n for n, _, _ in ctx.files]
+    random.Random(7).shuffle(shuffled)
+    manifest = os.path.join(ctx.tmp, filename)
+    with open(manifest, "w") as f:
+        f.write("".join(os.path.normpath(os.path.join(ctx.data_subdir, n)) + "\n" for n in shuffled) * epochs)
+    return shuffled, manifest
+
+
 def scenario_training(ctx):
     names = [n for n, _, _ in ctx.files]
-    shuffled = list(names)
-    random.Random(7).shuffle(shuffled)
-    manifest = os.path.join(ctx.tmp, "order.txt")
-    with open(manifest, "w") as f:
-        f.write("".join(os.path.join(ctx.data_subdir, n).lstrip("./") + "\n" for n in shuffled))
+    shuffled, manifest = shuffled_order(ctx, "order.txt")
     # Compute per shard: the time the link needs to deliver one shard at 80% of its total bandwidth.
     compute_s = ctx.shard_size / (0.8 * ctx.link_bytes_per_s)
     out = {}
@@ -514,14 +530,8 @@ def scenario_training(ctx):
 
 
 def scenario_epochs(ctx):
-    names = [n for n, _, _ in ctx.files]
-    shuffled = list(names)
-    random.Random(7).shuffle(shuffled)
+    shuffled, manifest = shuffled_order(ctx, "epochs.txt", ctx.args.epochs)
     dataset = sum(s for _, _, s in ctx.files)
-    manifest = os.path.join(ctx.tmp, "epochs.txt")
-    with open(manifest, "w") as f:
-        for _ in range(ctx.args.epochs):
-            f.write("".join(os.path.join(ctx.data_subdir, n).lstrip("./") + "\n" for n in shuffled))
     extra = []
     if ctx.mount.managed():
         extra = ["--cache-size", str(max(dataset // 2, 2 * 8 * MiB)), "--manifest", manifest]
@@ -807,7 +817,8 @@ def main():
             ctx.s3.start_simulator()
         elif simulated and args.dir:
             ctx.s3.url = None
-        prefix = args.prefix if args.prefix is not None else ("train/" if simulated or ctx.s3.is_simulator() else "")
+        behind_simulator = simulated or ctx.s3.is_simulator()  # (asks the endpoint: once)
+        prefix = args.prefix if args.prefix is not None else ("train/" if behind_simulator else "")
         ctx.data_subdir = prefix.rstrip("/") or "."
         ctx.ls_subdir = args.ls_prefix.rstrip("/") or "."
         if ctx.s3.url or args.bucket:
@@ -820,7 +831,7 @@ def main():
         if not ctx.files:
             sys.exit("valkyrie-bench: no data files to read")
         ctx.shard_size = max(s for _, _, s in ctx.files)
-        ctx.link_bytes_per_s = parse_size(args.total_bandwidth) if simulated or ctx.s3.is_simulator() else 1 << 30
+        ctx.link_bytes_per_s = parse_size(args.total_bandwidth) if behind_simulator else 1 << 30
         results["config"] = {"endpoint": "valkyrie-s3sim " + ctx.s3.url if simulated and ctx.s3.url else ctx.s3.url,
                              "bucket": ctx.s3.bucket, "prefix": prefix, "files": len(ctx.files),
                              "dataset_bytes": sum(s for _, _, s in ctx.files),
