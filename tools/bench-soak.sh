@@ -47,6 +47,7 @@ daemon=$!
 pids+=("$daemon")
 for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.05; done
 mountpoint -q "$mnt" || { cat "$tmp/daemon.log"; exit 1; }
+for _ in $(seq 100); do grep -q '"metrics":"' "$tmp/daemon.log" && break; sleep 0.05; done  # logged just after the mount shows
 port=$(grep -o '"metrics":"[^"]*"' "$tmp/daemon.log" | sed 's/.*:\([0-9]*\)"$/\1/')
 
 end=$(($(date +%s) + duration))

@@ -45,7 +45,9 @@ start_valkyrie() {
 }
 
 # metrics_port: the port the daemon serves /metrics on (needs VALKYRIE_LOG_LEVEL=info or lower).
+# The kernel shows the mount a moment before the daemon logs "mounted": wait for the line.
 metrics_port() {
+  for _ in $(seq 100); do grep -q '"metrics":"' "$tmp/daemon.err" && break; sleep 0.05; done
   grep -o '"metrics":"[^"]*"' "$tmp/daemon.err" | tail -1 | sed 's/.*:\([0-9]*\)"$/\1/'
 }
 
