@@ -129,18 +129,19 @@ chunk_cache::~chunk_cache() {
   if (arena_) ::munmap(arena_, arena_bytes_);
 }
 
-bool chunk_cache::take_slot(shard& s, std::uint32_t& slot, std::optional<std::uint64_t> incoming) {
+bool chunk_cache::take_slot(shard& s, std::uint32_t& slot, const rank_fn* ranker,
+                            std::optional<std::uint64_t> incoming) {
   if (!s.free_slots.empty()) {
     slot = s.free_slots.back();
     s.free_slots.pop_back();
     return true;
   }
   auto victim = s.lru.end();
-  if (ranker_) {
+  if (ranker) {
     std::uint64_t furthest = 0;
     for (auto it = s.lru.begin(); it != s.lru.end(); ++it) {
       if (s.entries.find(*it)->second.pins > 0) continue;
-      std::uint64_t r = ranker_(*it);
+      std::uint64_t r = (*ranker)(*it);
       if (victim == s.lru.end() || r > furthest) {
         victim = it;
         furthest = r;
@@ -167,7 +168,7 @@ bool chunk_cache::take_slot(shard& s, std::uint32_t& slot, std::optional<std::ui
       trace::instant("cache.evict", "cache",
                      {{"key", object_key(it->object)}, {"chunk", std::uint64_t{it->index}},
                       {"read", e->second.read ? 1 : 0},
-                      {"rank", ranker_ ? std::to_string(ranker_(*it)) : std::string("lru")},
+                      {"rank", ranker ? std::to_string((*ranker)(*it)) : std::string("lru")},
                       {"for", incoming ? std::to_string(*incoming) : std::string("reader")}});
     s.lru.erase(it);
     s.entries.erase(e);
@@ -233,9 +234,10 @@ bool chunk_cache::prefetch(chunk_key key, fetch_fn fetch, asio::any_io_executor 
   {
     std::lock_guard lock(s.mu);
     if (s.entries.count(key)) return false;
+    auto ranker = ranker_.load();
     std::optional<std::uint64_t> rank;
-    if (ranker_) rank = ranker_(key);
-    if (!take_slot(s, slot, rank)) return false;
+    if (ranker) rank = (*ranker)(key);
+    if (!take_slot(s, slot, ranker.get(), rank)) return false;
     entry e;
     e.slot = slot;
     e.prefetched = true;
@@ -307,7 +309,7 @@ awaitable<result<chunk_ref>> chunk_cache::get(chunk_key key, fetch_fn fetch) {
         timer->expires_at(asio::steady_timer::time_point::max());
         it->second.waiters.push_back({ex, timer});
         next = wait_fetch;
-      } else if (take_slot(s, slot)) {
+      } else if (take_slot(s, slot, ranker_.load().get())) {
         ++s.stats.misses;
         entry e;
         e.slot = slot;

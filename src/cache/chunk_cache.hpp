@@ -13,6 +13,7 @@
 // future order is known (a manifest), the one read furthest in the future (Belady). Metrics (docs/metrics.md) count lookups, hits, misses, bytes by zone
 // (filling, prefetch: fetched ahead and unread, hot: read), evictions by reason, and how far
 // ahead of its reader a prefetched chunk was ready.
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -107,10 +108,13 @@ class chunk_cache {
   // With a known future order: how far in the future a chunk will be read (larger: later).
   // Eviction then takes the unpinned chunk read furthest in the future (Belady) instead of the
   // least recently used one, and a prefetch is refused rather than evict a chunk needed sooner
-  // than its own. Set before the cache is used; called with a shard's lock held, so it must be
-  // cheap and must not call into the cache.
+  // than its own. May be set, replaced (a new training order) or cleared (nullptr: back to LRU)
+  // at any time, from any thread; each eviction uses the ranker current when it starts. Called
+  // with a shard's lock held, so it must be cheap and must not call into the cache.
   using rank_fn = std::function<std::uint64_t(const chunk_key&)>;
-  void set_eviction_ranker(rank_fn ranker) { ranker_ = std::move(ranker); }
+  void set_eviction_ranker(rank_fn ranker) {
+    ranker_.store(ranker ? std::make_shared<const rank_fn>(std::move(ranker)) : nullptr);
+  }
 
   std::uint32_t chunk_size() const { return chunk_size_; }
   std::uint64_t capacity() const { return std::uint64_t{slots_} * chunk_size_; }
@@ -135,7 +139,8 @@ class chunk_cache {
   // used, or read furthest in the future with a ranker). `incoming` is the rank of a prefetched
   // chunk (nullopt for a reader's): it evicts only a chunk needed later than itself. False when
   // no slot can be had.
-  bool take_slot(shard& s, std::uint32_t& slot, std::optional<std::uint64_t> incoming = std::nullopt);
+  bool take_slot(shard& s, std::uint32_t& slot, const rank_fn* ranker,
+                 std::optional<std::uint64_t> incoming = std::nullopt);
   void unpin(unsigned shard, chunk_entry* entry);
   awaitable<void> run_fetch(chunk_key key, fetch_fn fetch, unsigned shard_index, std::uint32_t slot,
                             std::shared_ptr<result<std::size_t>> out, bool prefetched);
@@ -146,7 +151,7 @@ class chunk_cache {
   std::uint32_t chunk_size_;
   std::uint32_t slots_;
   std::vector<std::unique_ptr<shard>> shards_;
-  rank_fn ranker_;
+  std::atomic<std::shared_ptr<const rank_fn>> ranker_;  // null: LRU
 };
 
 }  // namespace valkyrie::cache

@@ -73,7 +73,8 @@ int main(int argc, char** argv) {
   std::string metrics_addr = "127.0.0.1:9090", log_format = "json", trace_output, trace_max_size = "64MiB";
   s3::client_setup setup;
   unsigned workers = 32, threads = 0, lookahead = 2, metrics_port = 0;
-  bool foreground = false, allow_other = false, anonymous = false, no_metrics = false, tracing = false;
+  bool foreground = false, allow_other = false, anonymous = false, no_metrics = false, tracing = false,
+       no_control_files = false;
   unsigned uid = getuid(), gid = getgid();
   app.add_option("--mount", mountpoint, "empty directory to mount on")->required();
   app.add_option("--bucket", bucket, "bucket to mount")->required();
@@ -89,6 +90,8 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "reactor threads (default: cores)");
   app.add_option("--lookahead", lookahead, "whole files fetched ahead of a sequential reader (0: none)");
   app.add_option("--manifest", manifest, "training order: one key per line, relative to --prefix");
+  app.add_flag("--no-control-files", no_control_files,
+               "no /.valkyrie/order (live training order); the kernel then mounts read-only (ro)");
   auto* addr_opt = app.add_option("--metrics-addr", metrics_addr,
                                   "serve Prometheus /metrics on HOST:PORT (default 127.0.0.1:9090; port 0: any)");
   auto* port_opt = app.add_option("--metrics-port", metrics_port, "the same on 127.0.0.1 (or --metrics-addr's host)");
@@ -199,23 +202,14 @@ int main(int argc, char** argv) {
   std::vector<std::string> warm_up;
   std::shared_ptr<const std::map<std::string, s3::object_info>> known_objects;
   if (!manifest.empty()) {
-    auto objects = std::make_shared<std::map<std::string, s3::object_info>>();
     asio::io_context ctx(1);
     s3::beast_client lister(ctx.get_executor(), *opts);
-    auto fut = asio::co_spawn(ctx, [](s3::beast_client* c, std::string prefix,
-                                      std::map<std::string, s3::object_info>* out) -> awaitable<std::error_code> {
-      s3::list_request req;
-      req.prefix = prefix;
-      for (;;) {
-        auto page = co_await c->list(req);
-        if (!page) co_return page.error();
-        for (auto& o : page->objects) out->emplace(o.key.substr(prefix.size()), o);
-        if (!page->truncated) co_return std::error_code{};
-        req.continuation_token = page->next_continuation_token;
-      }
-    }(&lister, prefix, objects.get()), asio::use_future);
+    auto fut = asio::co_spawn(ctx, fs::list_all(lister, prefix), asio::use_future);
     ctx.run();
-    if (auto ec = fut.get()) fatal("cannot list s3://" + bucket + "/" + prefix + " to check the manifest: " + ec.message());
+    auto listed = fut.get();
+    if (!listed)
+      fatal("cannot list s3://" + bucket + "/" + prefix + " to check the manifest: " + listed.error().message());
+    auto objects = std::make_shared<const fs::object_map>(std::move(*listed));
     auto m = prefetch::parse_manifest(manifest_text, [&objects](const std::string& k) { return objects->count(k) > 0; });
     for (auto& p : m.problems)
       log::get("cli")->warn("manifest {} line {}: '{}': {}; skipped", manifest, p.line, p.key, p.reason);
@@ -278,6 +272,7 @@ int main(int argc, char** argv) {
   fopts.lookahead_files = lookahead;
   fopts.order = order;
   fopts.known_objects = known_objects;
+  fopts.control_files = !no_control_files;
   fs::filesystem filesystem(fopts, clients, cache, executors);
 
   fuse::mount_options mopts;
@@ -288,6 +283,7 @@ int main(int argc, char** argv) {
   mopts.gid = gid;
   mopts.file_mode = fmode;
   mopts.dir_mode = dmode;
+  mopts.kernel_read_only = no_control_files;
   mopts.attr_timeout = std::chrono::duration<double>(*ttl).count();
   std::unique_ptr<metrics::server> metrics_server;
   if (!no_metrics) {

@@ -19,6 +19,9 @@ struct fs_metrics {
   metrics::histogram& stall;
   metrics::counter& files_prefetched;
   metrics::counter& stale_objects;
+  metrics::counter& orders_set;
+  metrics::counter& orders_rejected;
+  metrics::counter& orders_cleared;
 
   static fs_metrics& get() {
     auto& r = metrics::registry::global();
@@ -31,6 +34,12 @@ struct fs_metrics {
                         metrics::latency_buckets(), 1e-9),
         r.get_counter("valkyrie_prefetch_files_total", "Whole files scheduled for prefetch (next files, warm-up)"),
         r.get_counter("valkyrie_stale_objects_total", "Reads that found the object changed since open (ESTALE)"),
+        r.get_counter("valkyrie_order_updates_total", "Training orders received (set, refused, cleared)",
+                      {{"result", "set"}}),
+        r.get_counter("valkyrie_order_updates_total", "Training orders received (set, refused, cleared)",
+                      {{"result", "refused"}}),
+        r.get_counter("valkyrie_order_updates_total", "Training orders received (set, refused, cleared)",
+                      {{"result", "cleared"}}),
     };
     return m;
   }
@@ -49,14 +58,109 @@ filesystem::filesystem(options opts, std::vector<std::shared_ptr<s3::object_clie
   root.lookups = 1;  // the kernel holds the root forever
   root.mtime = std::chrono::system_clock::now();
   nodes_.emplace(root_ino, std::move(root));
+  known_.store(opts_.known_objects);
+  if (opts_.order && opts_.order->has_order())
+    install_order(std::make_shared<const order_state>(
+        order_state{opts_.order, "manifest", {}, std::chrono::system_clock::now()}));
+}
+
+void filesystem::install_order(std::shared_ptr<const order_state> state) {
   // A training order is known: the cache keeps what will be read soonest (Belady) instead of
   // what was read last, which on an epoch bigger than the cache would keep nothing useful.
-  if (opts_.order && opts_.order->has_order())
-    cache_->set_eviction_ranker([order = opts_.order, skip = opts_.prefix.size()](const cache::chunk_key& k) {
+  if (state)
+    cache_->set_eviction_ranker([order = state->predictor, skip = opts_.prefix.size()](const cache::chunk_key& k) {
       std::size_t end = k.object.find('\0');
       if (end == std::string::npos || end < skip) return prefetch::predictor::never;
       return order->next_use(std::string_view(k.object).substr(skip, end - skip), k.index);
     });
+  else
+    cache_->set_eviction_ranker(nullptr);
+  order_.store(std::move(state));
+}
+
+awaitable<result<object_map>> list_all(s3::object_client& client, std::string prefix) {
+  object_map out;
+  s3::list_request req;
+  req.prefix = prefix;
+  for (;;) {
+    auto page = co_await client.list(req);
+    if (!page) co_return page.error();
+    for (auto& o : page->objects) out.emplace(o.key.substr(prefix.size()), o);
+    if (!page->truncated) co_return out;
+    req.continuation_token = page->next_continuation_token;
+  }
+}
+
+awaitable<result<order_update>> filesystem::set_order(std::string text, std::string source) {
+  auto& hints = fs_metrics::get();
+  auto known = known_.load();
+  auto parse = [&text](const object_map& objects) {
+    return prefetch::parse_manifest(text, [&objects](const std::string& k) { return objects.count(k) > 0; });
+  };
+  prefetch::manifest m = parse(known ? *known : object_map{});
+  const bool no_key_lines = m.order.empty() && m.problems.empty();
+  if (!no_key_lines && (!known || !m.problems.empty())) {
+    // Keys written since the last listing (or no listing yet): list the prefix once more.
+    auto fresh = co_await list_all(client(), opts_.prefix);
+    if (!fresh) co_return fresh.error();
+    known = std::make_shared<const object_map>(std::move(*fresh));
+    known_.store(known);
+    m = parse(*known);
+  }
+  for (std::size_t i = 0; i < m.problems.size() && i < 20; ++i)
+    log::event("fs", spdlog::level::warn, "training order: line skipped",
+               {{"source", source}, {"line", m.problems[i].line}, {"key", m.problems[i].key},
+                {"reason", m.problems[i].reason}});
+  if (m.order.empty() && !m.problems.empty()) {
+    hints.orders_rejected.add();
+    log::event("fs", spdlog::level::warn, "training order refused: no usable key; the previous order stays",
+               {{"source", source}, {"skipped", m.problems.size()}});
+    co_return make_error_code(errc::invalid_argument);
+  }
+  order_update u{m.order.size(), m.problems.size(), no_key_lines};
+  if (u.cleared) {
+    install_order(nullptr);
+    hints.orders_cleared.add();
+    log::event("fs", spdlog::level::info, "training order cleared", {{"source", source}});
+    co_return u;
+  }
+  auto state = std::make_shared<order_state>();
+  state->predictor = std::make_shared<prefetch::predictor>(std::move(m.order));
+  state->source = std::move(source);
+  state->problems = std::move(m.problems);
+  state->since = std::chrono::system_clock::now();
+  auto first = state->predictor->first(std::max(1u, opts_.lookahead_files));
+  log::event("fs", spdlog::level::info, "training order set",
+             {{"source", state->source}, {"keys", u.keys}, {"skipped", u.skipped}, {"first", first.front()}});
+  install_order(std::move(state));
+  hints.orders_set.add();
+  // The first files are fetched now, before the loader asks for them.
+  asio::co_spawn(co_await asio::this_coro::executor, warm_up(std::move(first)), asio::detached);
+  co_return u;
+}
+
+std::string filesystem::order_text() const {
+  auto state = order_.load();
+  if (!state) return "# valkyrie training order: none (prefetch follows numbered names, then listing order)\n";
+  const auto& keys = state->predictor->keys();
+  std::string out = "# valkyrie training order from " + state->source + ": " + std::to_string(keys.size()) +
+                    " keys, last read at index " + std::to_string(state->predictor->position()) + ", " +
+                    std::to_string(state->problems.size()) + " lines skipped\n";
+  for (std::size_t i = 0; i < state->problems.size() && i < 100; ++i)
+    out += "# skipped line " + std::to_string(state->problems[i].line) + ": " + state->problems[i].key + ": " +
+           state->problems[i].reason + "\n";
+  for (auto& k : keys) out += k + '\n';
+  return out;
+}
+
+attributes filesystem::control_attr(ino_t ino) const {
+  attributes a;
+  a.ino = ino;
+  a.directory = ino == control_dir_ino;
+  a.control = true;
+  auto state = order_.load();
+  a.mtime = ino == order_file_ino && state ? state->since : mounted_at_;
+  return a;
 }
 
 void filesystem::warn_once(const std::string& key, const char* what) {
@@ -181,6 +285,12 @@ attributes filesystem::remember(node& parent, const listed_entry& e) {
 
 awaitable<result<attributes>> filesystem::lookup(ino_t parent, std::string name) {
   if (!valid_name(name)) co_return make_error_code(errc::not_found);
+  if (opts_.control_files) {
+    if (parent == root_ino && name == control_dir_name) co_return control_attr(control_dir_ino);
+    if (parent == control_dir_ino)
+      co_return name == order_file_name ? result<attributes>(control_attr(order_file_ino))
+                                        : result<attributes>(make_error_code(errc::not_found));
+  }
   std::string dir_key;
   {
     std::lock_guard lock(mu_);
@@ -196,8 +306,8 @@ awaitable<result<attributes>> filesystem::lookup(ino_t parent, std::string name)
     dir_key = p.key;
   }
   // The start-up listing (taken to check a manifest) knows every key: answer from it.
-  if (opts_.known_objects && dir_key.size() >= opts_.prefix.size()) {
-    const auto& known = *opts_.known_objects;
+  if (auto known_objects = known_.load(); known_objects && dir_key.size() >= opts_.prefix.size()) {
+    const auto& known = *known_objects;
     std::string relative = dir_key.substr(opts_.prefix.size()) + name;
     auto below = known.lower_bound(relative + "/");
     bool is_dir = below != known.end() && below->first.compare(0, relative.size() + 1, relative + "/") == 0;
@@ -236,6 +346,7 @@ awaitable<result<attributes>> filesystem::lookup(ino_t parent, std::string name)
 }
 
 result<attributes> filesystem::getattr(ino_t ino) {
+  if (is_control(ino)) return control_attr(ino);
   std::lock_guard lock(mu_);
   auto it = nodes_.find(ino);
   if (it == nodes_.end()) return make_error_code(errc::not_found);
@@ -256,6 +367,10 @@ void filesystem::forget(ino_t ino, std::uint64_t count) {
 }
 
 awaitable<result<std::vector<dir_entry>>> filesystem::readdir(ino_t ino) {
+  if (is_control(ino)) {
+    if (ino != control_dir_ino) co_return make_error_code(errc::invalid_argument);
+    co_return std::vector<dir_entry>{{order_file_name, control_attr(order_file_ino), {}}};
+  }
   std::string key;
   {
     std::lock_guard lock(mu_);
@@ -273,6 +388,10 @@ awaitable<result<std::vector<dir_entry>>> filesystem::readdir(ino_t ino) {
   std::vector<dir_entry> listing;
   listing.reserve(entries->size());
   for (auto& e : *entries) {
+    if (opts_.control_files && ino == root_ino && e.name == control_dir_name) {
+      warn_once(n.key + e.name, "is shadowed by the control directory (see --no-control-files)");
+      continue;
+    }
     dir_entry d;
     d.name = e.name;
     d.attr.directory = e.directory;
@@ -299,6 +418,7 @@ awaitable<result<std::vector<dir_entry>>> filesystem::readdir(ino_t ino) {
 }
 
 result<attributes> filesystem::remember_entry(ino_t parent, const dir_entry& e) {
+  if (e.attr.control) return e.attr;  // fixed inodes: nothing to count
   std::lock_guard lock(mu_);
   auto dir = directory_node(parent);
   if (!dir) return dir.error();
@@ -426,13 +546,18 @@ std::uint64_t filesystem::fetch_whole(const s3::object_info& object, std::uint64
 awaitable<void> filesystem::fetch_next_files(std::shared_ptr<open_file> file) {
   std::vector<s3::object_info> next;
   const std::string relative = file->key.substr(opts_.prefix.size());
-  if (opts_.order && opts_.order->has_order()) {
-    for (auto& k : opts_.order->next_in_order(relative, opts_.lookahead_files)) {
+  auto order = order_.load();
+  std::vector<std::string> ordered;
+  if (order) ordered = order->predictor->next_in_order(relative, opts_.lookahead_files);
+  const char* source = ordered.empty() ? "directory" : order->source.c_str();
+  if (!ordered.empty()) {
+    for (auto& k : ordered) {
       auto info = co_await describe(k);
       if (info) next.push_back(*info);
     }
   } else {
-    // The reader's directory: its cached listing, or a fresh one.
+    // Not in the training order (or none): the reader's directory, from its cached listing or
+    // a fresh one.
     ino_t parent = 0;
     {
       std::lock_guard lock(mu_);
@@ -460,7 +585,7 @@ awaitable<void> filesystem::fetch_next_files(std::shared_ptr<open_file> file) {
     std::string names;
     for (auto& n : next) names += (names.empty() ? "" : " ") + n.key;
     trace::instant("prefetch.next_files", "prefetch",
-                   {{"after", file->key}, {"source", opts_.order && opts_.order->has_order() ? "manifest" : "directory"},
+                   {{"after", file->key}, {"source", source},
                     {"next", names}});
   }
   // Nearest first, and never more than half the cache, so that they are still there when read.
@@ -472,9 +597,9 @@ awaitable<void> filesystem::fetch_next_files(std::shared_ptr<open_file> file) {
 }
 
 awaitable<result<s3::object_info>> filesystem::describe(std::string relative_key) {
-  if (opts_.known_objects) {
-    auto it = opts_.known_objects->find(relative_key);
-    if (it != opts_.known_objects->end()) co_return it->second;
+  if (auto known = known_.load()) {
+    auto it = known->find(relative_key);
+    if (it != known->end()) co_return it->second;
   }
   co_return co_await client().head(opts_.prefix + relative_key);
 }
@@ -552,8 +677,8 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
     out.chunks.push_back(std::move(*ref));
   }
   // The training order learns how far its current file has been read (for eviction).
-  if (opts_.order && opts_.order->has_order() && file->key.size() > opts_.prefix.size())
-    opts_.order->reading(std::string_view(file->key).substr(opts_.prefix.size()), first);
+  if (auto order = order_.load(); order && file->key.size() > opts_.prefix.size())
+    order->predictor->reading(std::string_view(file->key).substr(opts_.prefix.size()), first);
   if (stalled.count() > 0) {
     auto ns = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(stalled).count());
     m.stalled_reads.add();

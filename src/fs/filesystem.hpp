@@ -10,6 +10,10 @@
 // a handle pins the ETag seen at open, and every ranged GET carries it (If-Match), so a read never
 // mixes two versions of an object; keys that cannot be names ("", ".", "..", over 255 bytes) are
 // never exposed; when "a" and "a/..." both exist the directory wins.
+// Control files: "/.valkyrie/order" (fixed inodes, never listed, shadowing any such key) holds
+// the training order; writing it replaces the order while the mount runs (set_order). The order
+// in force is one immutable order_state swapped atomically, so readers and the cache's eviction
+// never lock for it.
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -29,12 +33,18 @@ namespace valkyrie::fs {
 
 using ino_t = std::uint64_t;
 inline constexpr ino_t root_ino = 1;
+// The control directory "/.valkyrie" and its file "order" (see set_order).
+inline constexpr ino_t control_dir_ino = 2;
+inline constexpr ino_t order_file_ino = 3;
+inline constexpr const char* control_dir_name = ".valkyrie";
+inline constexpr const char* order_file_name = "order";
 
 struct attributes {
   ino_t ino = 0;
   bool directory = false;
   std::uint64_t size = 0;
   std::chrono::system_clock::time_point mtime{};
+  bool control = false;  // a control directory or file (owner-writable)
 };
 
 struct dir_entry {
@@ -49,6 +59,7 @@ struct options {
   unsigned max_readahead_chunks = 32;  // bounded by --workers and the cache size
   unsigned lookahead_files = 2;        // whole files fetched ahead of a sequential reader
   std::shared_ptr<prefetch::predictor> order;  // the manifest's training order, if any
+  bool control_files = true;  // serve /.valkyrie/order
   // Every key under the prefix (relative) with its size and ETag, from the listing that checked
   // the manifest at start-up: predictions and lookups then cost no request. Keys missing here
   // (added later) are still found by asking S3.
@@ -65,6 +76,23 @@ struct open_file {
   bool keep_cache = true;                      // same version as at the previous open
   std::atomic<bool> next_files_scheduled{false};
 };
+
+// The training order in force (immutable; replaced as a whole).
+struct order_state {
+  std::shared_ptr<prefetch::predictor> predictor;
+  std::string source;  // "manifest" (--manifest) or "hint" (written to /.valkyrie/order)
+  std::vector<prefetch::manifest_problem> problems;  // lines skipped
+  std::chrono::system_clock::time_point since;
+};
+
+struct order_update {
+  std::size_t keys = 0, skipped = 0;
+  bool cleared = false;  // the text named no key at all: no order any more
+};
+
+// Every object under `prefix`, keyed relative to it (one LIST per 1,000 keys).
+using object_map = std::map<std::string, s3::object_info>;
+awaitable<result<object_map>> list_all(s3::object_client& client, std::string prefix);
 
 // The bytes of one read: pinned chunks and the slices of them to reply with.
 struct read_result {
@@ -97,6 +125,19 @@ class filesystem {
   awaitable<void> warm_up(std::vector<std::string> relative_keys);
   // Size and ETag of a key relative to the prefix: from known_objects, else a HEAD.
   awaitable<result<s3::object_info>> describe(std::string relative_key);
+
+  // Replaces the training order with `text` (the manifest format: one key per line relative to
+  // the prefix, '#' comments, repeats are epochs), as a data loader does through
+  // /.valkyrie/order before each epoch. Keys are checked against a listing (taken again when
+  // some key is unknown); unknown ones are skipped and reported. Prediction, eviction and a
+  // warm-up of the first files follow the new order at once, from its first key. A text with
+  // no key line clears the order (back to numbered names and listing order); one whose key
+  // lines are all unusable is refused (invalid_argument) and the order in force stays.
+  awaitable<result<order_update>> set_order(std::string text, std::string source);
+  std::shared_ptr<const order_state> order() const { return order_.load(); }
+  // What reading /.valkyrie/order shows: a '#' header (source, keys, position, skipped lines),
+  // then the keys; the header alone when there is no order.
+  std::string order_text() const;
 
   std::size_t inode_count() const;
   const options& opts() const { return opts_; }
@@ -131,6 +172,11 @@ class filesystem {
   // With mu_ held: the child inode for an entry (created if new), lookup count raised.
   attributes remember(node& parent, const listed_entry& e);
   static attributes attr_of(const node& n);
+  // The fixed control inodes' attributes (control_dir_ino, order_file_ino).
+  attributes control_attr(ino_t ino) const;
+  bool is_control(ino_t ino) const { return opts_.control_files && (ino == control_dir_ino || ino == order_file_ino); }
+  // Makes `state` the order in force: prediction, and the cache's eviction ranker (LRU without one).
+  void install_order(std::shared_ptr<const order_state> state);
   // The object changed under an open file: forget its ETag (the next open asks S3) and the
   // parent's listing.
   void mark_stale(ino_t ino);
@@ -156,7 +202,11 @@ class filesystem {
   mutable std::mutex mu_;
   std::unordered_map<ino_t, node> nodes_;
   std::unordered_map<std::string, ino_t> by_key_;  // (directory ? "d" : "f") + key -> ino
-  ino_t next_ino_ = 2;
+  ino_t next_ino_ = order_file_ino + 1;
+  std::atomic<std::shared_ptr<const order_state>> order_;
+  std::atomic<std::shared_ptr<const object_map>> known_;  // the last full listing, if any
+  const std::chrono::system_clock::time_point mounted_at_ = std::chrono::system_clock::now();
+
   std::mutex warned_mu_;
   std::unordered_set<std::string> warned_;
 };

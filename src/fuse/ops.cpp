@@ -7,6 +7,8 @@
 #include <sys/statvfs.h>
 
 #include <cstring>
+#include <mutex>
+#include <optional>
 
 #include "core/errors.hpp"
 #include "core/log.hpp"
@@ -19,10 +21,10 @@ namespace {
 
 // ---- metrics: requests by op, errors, latency from arrival to reply ----
 enum class op_id { lookup, forget, getattr, opendir, readdir, readdirplus, releasedir, open, read, release, statfs,
-                   access, getxattr, listxattr, write, count };
+                   access, getxattr, listxattr, write, flush, count };
 constexpr const char* op_names[] = {"lookup", "forget", "getattr", "opendir", "readdir", "readdirplus",
                                     "releasedir", "open", "read", "release", "statfs", "access", "getxattr",
-                                    "listxattr", "write"};
+                                    "listxattr", "write", "flush"};
 constexpr int op_count = static_cast<int>(op_id::count);
 
 struct fuse_metrics {
@@ -37,7 +39,7 @@ struct fuse_metrics {
       for (int i = 0; i < op_count; ++i) {
         metrics::labels l{{"op", op_names[i]}};
         f.requests[i] = &r.get_counter("valkyrie_fuse_requests_total",
-                                       "FUSE requests answered, by op (write: every op refused with EROFS)", l);
+                                       "FUSE requests answered, by op (write: every write-type op)", l);
         f.errors[i] = &r.get_counter("valkyrie_fuse_errors_total", "FUSE requests answered with an error, by op", l);
         f.duration[i] = &r.get_histogram("valkyrie_fuse_request_duration_seconds",
                                          "Time from a FUSE request's arrival to its reply, by op",
@@ -98,7 +100,8 @@ struct stat stat_of(session* s, const fs::attributes& a) {
   std::memset(&st, 0, sizeof st);
   const auto& o = s->options();
   st.st_ino = a.ino;
-  st.st_mode = a.directory ? (S_IFDIR | o.dir_mode) : (S_IFREG | o.file_mode);
+  if (a.control) st.st_mode = a.directory ? (S_IFDIR | 0755) : (S_IFREG | 0644);  // the owner writes the order
+  else st.st_mode = a.directory ? (S_IFDIR | o.dir_mode) : (S_IFREG | o.file_mode);
   st.st_nlink = a.directory ? 2 : 1;
   st.st_uid = o.uid;
   st.st_gid = o.gid;
@@ -235,6 +238,75 @@ void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
   reply_err(t, req, 0);
 }
 
+// ---- the order control file, /.valkyrie/order ----
+// A reader sees the order in force when it opened the file. A writer's bytes are collected in
+// its handle and become the training order when it closes the file (flush), whose result the
+// close returns: EINVAL when no line names an object. Only the mount's owner (--uid) or root
+// may write.
+struct order_handle {
+  std::mutex mu;
+  std::string snapshot;  // what reads return
+  std::string written;   // what the writer wrote so far
+  bool writer = false;
+  bool written_since_flush = false;
+  bool truncated = false;  // opened with O_TRUNC (or truncated) and nothing applied since
+};
+constexpr std::size_t max_order_bytes = 64u << 20;
+
+bool is_order_file(session* s, fuse_ino_t ino) {
+  return ino == fs::order_file_ino && s->filesystem().opts().control_files;
+}
+order_handle* order_of(fuse_file_info* fi) { return reinterpret_cast<order_handle*>(fi->fh); }
+
+bool may_write_order(session* s, fuse_req_t req) {
+  const fuse_ctx* ctx = fuse_req_ctx(req);
+  return ctx->uid == 0 || ctx->uid == s->options().uid;
+}
+
+void open_order(session* s, fuse_req_t req, fuse_file_info* fi, op_timer& t) {
+  bool writer = (fi->flags & O_ACCMODE) != O_RDONLY;
+  if (writer && !may_write_order(s, req)) return reply_err(t, req, EACCES);
+  auto* h = new order_handle;
+  h->writer = writer;
+  h->truncated = writer && (fi->flags & O_TRUNC);  // ": > order" clears the order (at release)
+  if ((fi->flags & O_ACCMODE) != O_WRONLY) h->snapshot = s->filesystem().order_text();
+  fi->fh = reinterpret_cast<uint64_t>(h);
+  fi->direct_io = 1;  // stat says 0 bytes; reads return the whole text regardless
+  fi->keep_cache = 0;
+  t.done(0);
+  if (fuse_reply_open(req, fi) != 0) delete h;  // interrupted
+}
+
+awaitable<void> do_set_order(session* s, fuse_req_t req, std::string text, op_timer t) {
+  auto r = co_await s->filesystem().set_order(std::move(text), "hint");
+  if (req) reply_err(t, req, r ? 0 : to_errno(r.error()));
+  else t.done(r ? 0 : to_errno(r.error()));
+}
+
+void write_order(fuse_req_t req, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
+  op_timer t(op_id::write);
+  auto* h = order_of(fi);
+  std::lock_guard lock(h->mu);
+  if (off < 0 || static_cast<std::size_t>(off) + size > max_order_bytes) return reply_err(t, req, EFBIG);
+  auto end = static_cast<std::size_t>(off) + size;
+  if (h->written.size() < end) h->written.resize(end);
+  std::memcpy(h->written.data() + off, buf, size);
+  h->written_since_flush = true;
+  t.done(0);
+  fuse_reply_write(req, size);
+}
+
+// The text to apply: at a flush (every close of a descriptor, dups included) what was written
+// since the previous flush; at release (the last close) also an empty text the writer truncated
+// and never wrote, which clears the order. A shell's "> order" closes a dup before writing: that
+// flush sees nothing written and changes nothing.
+std::optional<std::string> take_pending(order_handle* h, bool last_close) {
+  std::lock_guard lock(h->mu);
+  if (!h->writer || !(h->written_since_flush || (last_close && h->truncated))) return std::nullopt;
+  h->written_since_flush = h->truncated = false;
+  return h->written;
+}
+
 // ---- files ----
 awaitable<void> do_open(session* s, fuse_req_t req, fuse_ino_t ino, fuse_file_info fi, op_timer t) {
   auto r = co_await s->filesystem().open(ino);
@@ -250,6 +322,7 @@ awaitable<void> do_open(session* s, fuse_req_t req, fuse_ino_t ino, fuse_file_in
 
 void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   op_timer t(op_id::open);
+  if (is_order_file(self(req), ino)) return open_order(self(req), req, fi, t);
   if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) return reply_err(t, req, EROFS);
   spawn(self(req), do_open(self(req), req, ino, *fi, std::move(t)));  // fuse_file_info copied: libfuse reuses it
 }
@@ -274,6 +347,14 @@ awaitable<void> do_read(session* s, fuse_req_t req, file_holder file, size_t siz
 
 void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
   op_timer t(op_id::read);
+  if (is_order_file(self(req), ino)) {
+    auto* h = order_of(fi);
+    std::lock_guard lock(h->mu);
+    auto from = std::min(h->snapshot.size(), static_cast<std::size_t>(std::max<off_t>(off, 0)));
+    t.done(0);
+    fuse_reply_buf(req, h->snapshot.data() + from, std::min(size, h->snapshot.size() - from));
+    return;
+  }
   trace::span span("fuse.read", "fuse");
   auto file = *reinterpret_cast<file_holder*>(fi->fh);
   if (span.active())
@@ -282,9 +363,26 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
   spawn(self(req), do_read(self(req), req, std::move(file), size, off, std::move(t), std::move(span)));
 }
 
-void op_release(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
+void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   op_timer t(op_id::release);
+  if (is_order_file(self(req), ino)) {
+    std::unique_ptr<order_handle> h(order_of(fi));
+    // Left unapplied (no flush after the last write, or a bare truncation): applied now, with no
+    // one to tell the result.
+    if (auto text = take_pending(h.get(), true))
+      spawn(self(req), do_set_order(self(req), nullptr, std::move(*text), op_timer(op_id::flush)));
+    return reply_err(t, req, 0);
+  }
   delete reinterpret_cast<file_holder*>(fi->fh);
+  reply_err(t, req, 0);
+}
+
+void op_flush(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
+  op_timer t(op_id::flush);
+  if (is_order_file(self(req), ino)) {
+    if (auto text = take_pending(order_of(fi), false))
+      return spawn(self(req), do_set_order(self(req), req, std::move(*text), std::move(t)));
+  }
   reply_err(t, req, 0);
 }
 
@@ -304,6 +402,8 @@ void op_statfs(fuse_req_t req, fuse_ino_t) {
 
 void op_access(fuse_req_t req, fuse_ino_t ino, int mask) {
   op_timer t(op_id::access);
+  if ((mask & W_OK) && is_order_file(self(req), ino))
+    return reply_err(t, req, may_write_order(self(req), req) ? 0 : EACCES);
   if (mask & W_OK) return reply_err(t, req, EROFS);
   auto r = self(req)->filesystem().getattr(ino);
   reply_err(t, req, r ? 0 : to_errno(r.error()));
@@ -325,7 +425,28 @@ void refuse_write(fuse_req_t req) {
 }
 
 // ---- everything that writes: read-only filesystem ----
-void op_setattr(fuse_req_t req, fuse_ino_t, struct stat*, int, fuse_file_info*) { refuse_write(req); }
+// Truncating an open order file (O_TRUNC without atomic truncation, ftruncate) restarts the text.
+void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat* attr, int to_set, fuse_file_info* fi) {
+  constexpr int times = FUSE_SET_ATTR_ATIME | FUSE_SET_ATTR_MTIME | FUSE_SET_ATTR_ATIME_NOW |
+                        FUSE_SET_ATTR_MTIME_NOW | FUSE_SET_ATTR_CTIME;
+  auto* s = self(req);
+  if (!is_order_file(s, ino) || !(to_set & FUSE_SET_ATTR_SIZE) || (to_set & ~(FUSE_SET_ATTR_SIZE | times)))
+    return refuse_write(req);
+  op_timer t(op_id::write);
+  if (!fi || !fi->fh) return reply_err(t, req, EINVAL);  // a path truncate: no writer to restart
+  auto* h = order_of(fi);
+  {
+    std::lock_guard lock(h->mu);
+    if (!h->writer) return reply_err(t, req, EBADF);
+    if (static_cast<std::size_t>(attr->st_size) > max_order_bytes) return reply_err(t, req, EFBIG);
+    h->written.resize(static_cast<std::size_t>(attr->st_size));
+    h->truncated = h->written.empty();
+    h->written_since_flush = !h->truncated;
+  }
+  auto st = stat_of(s, *s->filesystem().getattr(ino));
+  t.done(0);
+  fuse_reply_attr(req, &st, 0);
+}
 void op_mknod(fuse_req_t req, fuse_ino_t, const char*, mode_t, dev_t) { refuse_write(req); }
 void op_mkdir(fuse_req_t req, fuse_ino_t, const char*, mode_t) { refuse_write(req); }
 void op_unlink(fuse_req_t req, fuse_ino_t, const char*) { refuse_write(req); }
@@ -333,7 +454,10 @@ void op_rmdir(fuse_req_t req, fuse_ino_t, const char*) { refuse_write(req); }
 void op_symlink(fuse_req_t req, const char*, fuse_ino_t, const char*) { refuse_write(req); }
 void op_rename(fuse_req_t req, fuse_ino_t, const char*, fuse_ino_t, const char*, unsigned) { refuse_write(req); }
 void op_link(fuse_req_t req, fuse_ino_t, fuse_ino_t, const char*) { refuse_write(req); }
-void op_write(fuse_req_t req, fuse_ino_t, const char*, size_t, off_t, fuse_file_info*) { refuse_write(req); }
+void op_write(fuse_req_t req, fuse_ino_t ino, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
+  if (is_order_file(self(req), ino)) return write_order(req, buf, size, off, fi);
+  refuse_write(req);
+}
 void op_create(fuse_req_t req, fuse_ino_t, const char*, mode_t, fuse_file_info*) { refuse_write(req); }
 void op_setxattr(fuse_req_t req, fuse_ino_t, const char*, const char*, size_t, int) { refuse_write(req); }
 void op_removexattr(fuse_req_t req, fuse_ino_t, const char*) { refuse_write(req); }
@@ -344,6 +468,8 @@ void op_init(void* userdata, fuse_conn_info* conn) {
   const auto& o = s->options();
   if (conn->capable & FUSE_CAP_ASYNC_READ) conn->want |= FUSE_CAP_ASYNC_READ;
   if (conn->capable & FUSE_CAP_READDIRPLUS) conn->want |= FUSE_CAP_READDIRPLUS;
+  // O_TRUNC arrives with open (refused for data files, restarts the order file's text).
+  if (conn->capable & FUSE_CAP_ATOMIC_O_TRUNC) conn->want |= FUSE_CAP_ATOMIC_O_TRUNC;
   conn->want &= ~(FUSE_CAP_SPLICE_READ | FUSE_CAP_SPLICE_WRITE | FUSE_CAP_SPLICE_MOVE);
   conn->max_read = o.max_read;  // must equal the max_read mount option
   conn->max_readahead = o.max_readahead;  // the kernel caps it to what it supports
@@ -372,6 +498,7 @@ fuse_lowlevel_ops make_ops() {
   ops.read = op_read;
   ops.write = op_write;
   ops.release = op_release;
+  ops.flush = op_flush;
   ops.opendir = op_opendir;
   ops.readdir = op_readdir;
   ops.readdirplus = op_readdirplus;

@@ -49,7 +49,8 @@ session::~session() {
 }
 
 std::string session::mount() {
-  std::vector<std::string> args = {"valkyrie", "-o", "ro,default_permissions,fsname=" + opts_.fsname + ",subtype=valkyrie",
+  std::string ro = opts_.kernel_read_only ? "ro," : "";
+  std::vector<std::string> args = {"valkyrie", "-o", ro + "default_permissions,fsname=" + opts_.fsname + ",subtype=valkyrie",
                                    "-o", "max_read=" + std::to_string(opts_.max_read)};
   if (opts_.allow_other) args.insert(args.end(), {"-o", "allow_other"});
   std::vector<char*> argv;

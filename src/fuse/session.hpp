@@ -9,7 +9,8 @@
 // thread ever blocks on S3. libfuse 3.14 keeps no pointer into what an op is given: names and
 // file info are copied before the op returns.
 // Invariants: every request gets exactly one reply; errors become errnos in one place
-// (to_errno); write-type ops get EROFS.
+// (to_errno); write-type ops get EROFS, except writes of the order control file by the mount's
+// owner (--uid) or root.
 #include <atomic>
 #include <functional>
 #include <string>
@@ -33,6 +34,10 @@ struct mount_options {
   std::uint32_t max_read = 1 << 20;
   std::uint32_t max_readahead = 16 << 20;
   unsigned max_background = 64;
+  // The kernel's "ro" mount flag. Off when the control file /.valkyrie/order is served (the
+  // kernel would refuse to open it for writing); every other write is refused by the ops with
+  // EROFS either way.
+  bool kernel_read_only = false;
 };
 
 int to_errno(std::error_code ec);

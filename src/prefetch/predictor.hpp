@@ -52,6 +52,9 @@ class predictor {
  public:
   explicit predictor(std::vector<std::string> order = {});
   bool has_order() const { return !order_.empty(); }
+  const std::vector<std::string>& keys() const { return order_; }
+  // Index in keys() of the last key read (0 before any read).
+  std::size_t position() const { return cursor_.load(std::memory_order_relaxed); }
   // The `count` keys that follow `key` in the training order: the next occurrence of `key` at
   // or after the cursor (the last key read), so repeated epochs advance. Empty when `key` is not
   // in the order.

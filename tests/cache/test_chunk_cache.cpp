@@ -215,3 +215,24 @@ TEST_CASE("with a ranker, a prefetch never evicts a chunk needed sooner than its
   CHECK_FALSE(cache.contains({"o", 3}));
   CHECK(cache.contains({"o", 1}));
 }
+
+TEST_CASE("the ranker can be replaced and cleared while the cache holds chunks") {
+  chunk_cache cache(2 * 4096, 4096, 1);
+  REQUIRE(test::run(cache.get({"o", 1}, instant_fill())));
+  REQUIRE(test::run(cache.get({"o", 2}, instant_fill())));
+  // Next use = index: chunk 2 is needed last, so it goes.
+  cache.set_eviction_ranker([](const chunk_key& k) -> std::uint64_t { return k.index; });
+  REQUIRE(test::run(cache.get({"o", 3}, instant_fill())));
+  CHECK(cache.contains({"o", 1}));
+  CHECK_FALSE(cache.contains({"o", 2}));
+  // A new order reverses it: chunk 1 is now needed last.
+  cache.set_eviction_ranker([](const chunk_key& k) -> std::uint64_t { return 100 - k.index; });
+  REQUIRE(test::run(cache.get({"o", 4}, instant_fill())));
+  CHECK_FALSE(cache.contains({"o", 1}));
+  CHECK(cache.contains({"o", 3}));
+  // No order: least recently used again (3 was used before 4).
+  cache.set_eviction_ranker(nullptr);
+  REQUIRE(test::run(cache.get({"o", 5}, instant_fill())));
+  CHECK_FALSE(cache.contains({"o", 3}));
+  CHECK(cache.contains({"o", 4}));
+}

@@ -273,3 +273,83 @@ TEST_CASE("with the start-up listing, lookups of known keys send no request") {
   f.mem->put("late.tar", "l");
   CHECK(f.lookup_path("late.tar").size == 1);
 }
+
+TEST_CASE("a live order hint replaces what is prefetched next, warms up its first files, and can be cleared") {
+  fixture f;
+  shard_set shards(f, 6, 2);
+  // No order: the numbered successor comes next.
+  auto one = test::run(f.fs->open(f.lookup_path("shard_0001.tar").ino));
+  f.read(*one, 0, 10);
+  CHECK(shards.fully_cached(f, "shard_0002.tar", 2));
+  CHECK_FALSE(shards.any_cached(f, "shard_0005.tar", 2));
+  CHECK_FALSE(shards.any_cached(f, "shard_0006.tar", 2));
+
+  // A hint (with a comment, a blank line, an unknown key and a directory-like line).
+  auto lists = f.mem->lists.load();
+  auto u = test::run(f.fs->set_order("# epoch 2\nshard_0006.tar\n\nmissing.tar\nshard_0004.tar\nshard_0001.tar\n"
+                                     "shard_0005.tar\ndir/\n",
+                                     "hint"));
+  REQUIRE(u);
+  CHECK(u->keys == 4);
+  CHECK(u->skipped == 2);
+  CHECK_FALSE(u->cleared);
+  CHECK(f.mem->lists.load() > lists);  // unknown keys: checked against a fresh listing
+  // Warm-up: the first files of the new order (lookahead 2) are fetched at once.
+  CHECK(shards.fully_cached(f, "shard_0006.tar", 2));
+  CHECK(shards.fully_cached(f, "shard_0004.tar", 2));
+  REQUIRE(f.fs->order());
+  CHECK(f.fs->order()->source == "hint");
+  auto text = f.fs->order_text();
+  CHECK(text.find("from hint: 4 keys") != std::string::npos);
+  CHECK(text.find("# skipped line 4: missing.tar: no such key") != std::string::npos);
+  CHECK(text.find("\nshard_0006.tar\nshard_0004.tar\nshard_0001.tar\nshard_0005.tar\n") != std::string::npos);
+
+  // Reading shard_0001 now prefetches what follows it in the hint (0005), not its numbered
+  // successors.
+  auto again = test::run(f.fs->open(f.lookup_path("shard_0001.tar").ino));
+  f.read(*again, 0, 10);
+  CHECK(shards.fully_cached(f, "shard_0005.tar", 2));
+
+  // Nothing usable: refused, the order in force stays.
+  auto bad = test::run(f.fs->set_order("nope.tar\nalso-nope.tar\n", "hint"));
+  REQUIRE_FALSE(bad);
+  CHECK(bad.error() == errc::invalid_argument);
+  CHECK(f.fs->order()->predictor->keys().size() == 4);
+
+  // No key line at all: cleared (no listing needed), back to numbered successors.
+  lists = f.mem->lists.load();
+  auto cleared = test::run(f.fs->set_order("# nothing this time\n\n", "hint"));
+  REQUIRE(cleared);
+  CHECK(cleared->cleared);
+  CHECK(f.mem->lists.load() == lists);
+  CHECK_FALSE(f.fs->order());
+  CHECK(f.fs->order_text().find("none") != std::string::npos);
+  auto two = test::run(f.fs->open(f.lookup_path("shard_0002.tar").ino));
+  f.read(*two, 0, 10);
+  CHECK(shards.fully_cached(f, "shard_0003.tar", 2));
+}
+
+TEST_CASE("the control directory: found by name, never listed, one file") {
+  fixture f;
+  f.mem->put("a.tar", "a");
+  f.mem->put(".valkyrie/shadowed.tar", "s");  // a bucket's own key there is shadowed
+  auto dir = f.lookup_path(".valkyrie");
+  CHECK(dir.ino == control_dir_ino);
+  CHECK(dir.directory);
+  CHECK(dir.control);
+  auto order = f.lookup_path(".valkyrie/order");
+  CHECK(order.ino == order_file_ino);
+  CHECK_FALSE(order.directory);
+  CHECK(f.fs->getattr(order_file_ino)->control);
+  CHECK_THROWS(f.lookup_path(".valkyrie/shadowed.tar"));
+  CHECK(f.names(root_ino) == std::vector<std::string>{"a.tar"});
+  CHECK(f.names(control_dir_ino) == std::vector<std::string>{"order"});
+
+  // --no-control-files: an ordinary namespace.
+  options o;
+  o.control_files = false;
+  f.fs = std::make_unique<filesystem>(o, std::vector<std::shared_ptr<s3::object_client>>{f.mem}, f.cache);
+  CHECK_FALSE(f.lookup_path(".valkyrie").control);
+  CHECK(f.lookup_path(".valkyrie/shadowed.tar").size == 1);
+  CHECK(f.names(root_ino) == std::vector<std::string>{".valkyrie/", "a.tar"});
+}
