@@ -9,6 +9,7 @@ packages=(
   libboost1.81-dev libboost-url1.81-dev libssl-dev liburing-dev libfuse3-dev fuse3
   libsimdjson-dev libpugixml-dev libspdlog-dev libcli11-dev libsystemd-dev libisal-dev doctest-dev
   python3 python3-botocore
+  python3-torch  # tools/train_pytorch.py and its test (CPU build; a GPU node brings its own CUDA torch)
   prometheus  # the metrics test scrapes a mount with a real Prometheus and checks with promtool
 )
 missing=()

@@ -10,12 +10,13 @@ much of the wall time the GPU spent computing.
   # 1. shards: real tar files (served by valkyrie-s3sim --data DIR, bucket = subdirectory)
   tools/train_pytorch.py make-shards /srv/sim/train-bucket/shards --shards 64 --shard-size 256MiB
   # 2. the same loop through a mount, and directly over S3
-  tools/train_pytorch.py run --dir /mnt/valkyrie/shards --workers 8 --step-ms 100 --epochs 2
+  tools/train_pytorch.py run --dir /mnt/valkyrie/shards --workers 8 --step-ms 100 --epochs 2 --shuffle --order-hint
   tools/train_pytorch.py run --endpoint http://127.0.0.1:9000 --bucket train-bucket --prefix shards/ ...
 
 Output: one JSON line per run (gpu_busy, wall time, samples/s, bytes/s, per-epoch figures).
-Needs torch with CUDA for `run` (without CUDA the step is a sleep of --step-ms and the figure is
-the compute-busy fraction of that sleep); `make-shards` needs only the standard library.
+`run` needs torch (Debian: python3-torch); without CUDA the step is a sleep of --step-ms (the
+GPU's time, during which the host is free) and the figure is the compute-busy fraction of that
+sleep. `make-shards` needs only the standard library. tools/bench-pytorch.sh runs the comparison.
 """
 import argparse
 import datetime
@@ -146,14 +147,28 @@ def run(args):
         source = f"direct S3 {args.endpoint}/{args.bucket}/{args.prefix}"
     if not shards:
         sys.exit("no .tar shards found")
-    if args.shuffle:
-        random.Random(args.seed).shuffle(shards)
     bytes_read = torch.multiprocessing.Value("Q", 0)
+    order_hint = None
+    if args.order_hint:
+        if not args.dir:
+            sys.exit("--order-hint needs --dir (a valkyrie mount)")
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import valkyrie_order  # tools/valkyrie_order.py, or the installed module
+        order_hint = valkyrie_order
+
+    def epoch_order(epoch):
+        """The shards of one epoch: a new shuffle per epoch, as a sampler's set_epoch does."""
+        order = list(shards)
+        if args.shuffle:
+            random.Random(args.seed * 1000 + epoch).shuffle(order)
+        return order
 
     class Shards(IterableDataset):
+        order = shards  # set before each epoch; workers start afresh every epoch and see it
+
         def __iter__(self):
             info = get_worker_info()
-            mine = shards[info.id:: info.num_workers] if info else shards
+            mine = self.order[info.id:: info.num_workers] if info else self.order
             reader = None if args.dir else S3Reader(args.endpoint, args.bucket, args.region)
             for shard in mine:
                 raw = open(shard, "rb", buffering=0) if args.dir else reader.open(shard)
@@ -164,7 +179,8 @@ def run(args):
                             # A "decoded sample": the first sample_elems bytes as a uint8 tensor.
                             yield torch.frombuffer(bytearray(data[: args.sample_elems]), dtype=torch.uint8)
 
-    loader = DataLoader(Shards(), batch_size=args.batch_size, num_workers=args.workers, pin_memory=True,
+    dataset = Shards()
+    loader = DataLoader(dataset, batch_size=args.batch_size, num_workers=args.workers, pin_memory=True,
                         prefetch_factor=args.prefetch_factor if args.workers else None, persistent_workers=False)
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
@@ -192,7 +208,8 @@ def run(args):
         torch.cuda.synchronize()
         iters = max(1, int(round(50 * args.step_ms / start.elapsed_time(end))))
 
-    result = {"source": source, "shards": len(shards), "workers": args.workers, "batch_size": args.batch_size,
+    result = {"source": source + (" + order hint" if order_hint else ""), "shards": len(shards),
+              "workers": args.workers, "batch_size": args.batch_size,
               "step_ms": args.step_ms, "device": torch.cuda.get_device_name() if cuda else "cpu (sleep step)",
               "epochs": []}
     total_busy = total_wall = 0.0
@@ -201,6 +218,15 @@ def run(args):
         samples = 0
         b0 = bytes_read.value
         t0 = time.monotonic()
+        dataset.order = epoch_order(epoch)
+        if args.drop_page_cache:
+            # A dataset larger than the node's memory: no epoch finds the last one in the page cache.
+            os.sync()
+            with open("/proc/sys/vm/drop_caches", "w") as f:
+                f.write("3\n")
+        if order_hint:
+            # The workers read order[i::workers] side by side: roughly the list's own order.
+            order_hint.write_order(dataset.order)
         for batch in loader:
             samples += batch.shape[0]
             if cuda:
@@ -253,7 +279,11 @@ def main():
     r.add_argument("--matrix", type=int, default=4096, help="side of the step's square matrices")
     r.add_argument("--step-ms", type=float, default=100, help="GPU time per batch")
     r.add_argument("--epochs", type=int, default=2)
-    r.add_argument("--shuffle", action="store_true", help="shuffle the shard order (fixed seed)")
+    r.add_argument("--shuffle", action="store_true", help="a new shuffle of the shards every epoch (fixed seeds)")
+    r.add_argument("--drop-page-cache", action="store_true",
+                   help="drop the kernel page cache before each epoch (root), as if the dataset outgrew memory")
+    r.add_argument("--order-hint", action="store_true",
+                   help="before each epoch, hand its shard order to the valkyrie mount (/.valkyrie/order)")
     r.add_argument("--seed", type=int, default=7)
     args = p.parse_args()
     if args.cmd == "make-shards":

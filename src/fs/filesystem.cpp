@@ -549,8 +549,11 @@ awaitable<void> filesystem::fetch_next_files(std::shared_ptr<open_file> file) {
   auto order = order_.load();
   std::vector<std::string> ordered;
   if (order) ordered = order->predictor->next_in_order(relative, opts_.lookahead_files);
-  const char* source = ordered.empty() ? "directory" : order->source.c_str();
-  if (!ordered.empty()) {
+  // A file of the order is followed by what the order says (nothing after its last key); only
+  // files outside it fall back to the directory rules.
+  const bool in_order = order && order->predictor->contains(relative);
+  const char* source = in_order ? order->source.c_str() : "directory";
+  if (in_order) {
     for (auto& k : ordered) {
       auto info = co_await describe(k);
       if (info) next.push_back(*info);

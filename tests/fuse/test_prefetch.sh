@@ -105,6 +105,76 @@ PY
 pass "epoch 2 through a half-size cache: reuse as the policy's reference says"
 umount "$mnt"; expect_daemon_gone
 
+# --- live order hints: /.valkyrie/order, written through valkyrie-order and its Python module ---
+VALKYRIE_LOG_LEVEL=info start_valkyrie data "$url" --prefix train/ --lookahead 1 --cache-size 256MiB --allow-other
+port=$(metrics_port)
+updates() { curl -s "127.0.0.1:$port/metrics" | grep "^valkyrie_order_updates_total{result=\"$1\"}" | awk '{print $2}'; }
+[[ $(ls -A "$mnt") != *.valkyrie* ]] || fail "the control directory shows in the root listing"
+[[ $(ls "$mnt/.valkyrie") == order ]] || fail "the control directory does not hold 'order'"
+grep -q "training order: none" "$mnt/.valkyrie/order" || fail "no order expected: $(cat "$mnt/.valkyrie/order")"
+pass "/.valkyrie/order is there by name, never listed, and says there is no order"
+settle; reset
+printf 'shard_000005.tar\nshard_000002.tar\nmissing.tar\nshard_000000.tar\n' >"$tmp/hint.txt"
+out=$("$BUILD_ROOT/tools/valkyrie-order" "$mnt" "$tmp/hint.txt") || fail "valkyrie-order: $out"
+[[ $out == *"3 keys"*"1 lines skipped"* ]] || fail "valkyrie-order said: $out"
+grep -q "^# skipped line 3: missing.tar: no such key" "$mnt/.valkyrie/order" || fail "skipped line not shown"
+settle
+[[ $(gets_of shard_000005.tar) -gt 0 && $(gets_of shard_000002.tar) == 0 ]] ||
+  fail "warm-up: $(gets_of shard_000005.tar) GETs of the hint's first shard, $(gets_of shard_000002.tar) of its second"
+reset
+cat "$mnt/shard_000005.tar" >/dev/null
+[[ $(gets_of shard_000005.tar) == 0 ]] || fail "the hint's first shard was not warm"
+settle
+[[ $(gets_of shard_000002.tar) -gt 0 && $(gets_of shard_000006.tar) == 0 ]] ||
+  fail "after the hint's first shard: $(gets_of shard_000002.tar) GETs of its second, $(gets_of shard_000006.tar) of the numbered successor"
+reset
+cat "$mnt/shard_000002.tar" >/dev/null
+[[ $(gets_of shard_000002.tar) == 0 ]] || fail "the hint's second shard was not prefetched"
+verify shard_000005.tar; verify shard_000002.tar
+pass "a hint warms up its first shard (read: 0 GETs) and brings in its next one, not the numbered successor"
+# A hint naming nothing: refused at close (EINVAL), the order in force stays.
+out=$(PYTHONPATH="$SOURCE_ROOT/tools" /usr/bin/python3 -c '
+import sys, valkyrie_order as vo
+try:
+    vo.write_order(["nope.tar"], mount=sys.argv[1])
+except vo.OrderRefused as e:
+    print("refused:", e)
+header, keys = vo.read_order(sys.argv[1])
+print(len(keys), header[0])
+# WebDataset brace notation and sampler helpers
+assert vo.expand_braces("a-{008..010}.tar") == ["a-008.tar", "a-009.tar", "a-010.tar"]
+assert vo.order_from_webdataset("file:/m/x-{1..2}.tar::pipe:cat /m/y.tar") == ["/m/x-1.tar", "/m/x-2.tar", "/m/y.tar"]
+assert vo.order_from_sampler([4, 5, 0, 1, 6], lambda i: f"s{i // 2}") == ["s2", "s0", "s3"]
+' "$mnt") || fail "python helper: $out"
+[[ $out == *"refused:"*"no line of the order names a file"* && $out == *"3 # valkyrie training order from hint: 3 keys"* ]] ||
+  fail "a useless hint: $out"
+pass "a hint naming no file is refused at close (EINVAL) and the previous order stays"
+# Paths inside the mount work as well as keys; only the owner (or root) may write.
+PYTHONPATH="$SOURCE_ROOT/tools" /usr/bin/python3 -c '
+import sys, valkyrie_order as vo
+vo.write_order([sys.argv[1] + "/shard_000003.tar", sys.argv[1] + "/shard_000001.tar"])' "$mnt" || fail "paths"
+[[ $(grep -v '^#' "$mnt/.valkyrie/order" | tr '\n' ' ') == "shard_000003.tar shard_000001.tar " ]] || fail "paths: $(cat "$mnt/.valkyrie/order")"
+chmod 755 "$tmp"  # (mktemp -d made it 0700: others could not reach the mount at all)
+setpriv --reuid=65534 --regid=65534 --clear-groups cat "$mnt/.valkyrie/order" >/dev/null || fail "others cannot read the order"
+setpriv --reuid=65534 --regid=65534 --clear-groups sh -c "echo shard_000004.tar >'$mnt/.valkyrie/order'" 2>/dev/null &&
+  fail "another user could write the order"
+touch "$mnt/shard_000001.tar" 2>/dev/null && fail "touch of a data file succeeded"
+out=$(sh -c "echo x >'$mnt/new.tar'" 2>&1) && fail "created a file"
+[[ $out == *"Read-only file system"* ]] || fail "creating a file: $out"
+pass "paths work as keys; other users may read but not write the order; data files stay read-only (EROFS)"
+"$BUILD_ROOT/tools/valkyrie-order" "$mnt" --clear || fail "clear"
+for _ in $(seq 50); do grep -q "training order: none" "$mnt/.valkyrie/order" && break; sleep 0.1; done  # at the last close
+grep -q "training order: none" "$mnt/.valkyrie/order" || fail "not cleared"
+[[ $(updates set) == 2 && $(updates refused) == 1 && $(updates cleared) == 1 ]] ||
+  fail "valkyrie_order_updates_total: set $(updates set), refused $(updates refused), cleared $(updates cleared)"
+pass "an empty order clears it; valkyrie_order_updates_total counts 2 set, 1 refused, 1 cleared"
+umount "$mnt"; expect_daemon_gone
+start_valkyrie data "$url" --prefix train/ --no-control-files
+[[ $(findmnt -no OPTIONS "$mnt") == ro,* ]] || fail "--no-control-files: mounted $(findmnt -no OPTIONS "$mnt")"
+[[ ! -e $mnt/.valkyrie ]] || fail "--no-control-files: /.valkyrie exists"
+umount "$mnt"; expect_daemon_gone
+pass "--no-control-files: no /.valkyrie, and the kernel mounts read-only"
+
 # --- a manifest with no usable key ---
 printf 'nope.tar\n\n# only comments\n' >"$tmp/bad.txt"
 out=$("$BUILD_ROOT/src/cli/valkyrie" --mount "$mnt" --bucket data --prefix train/ --endpoint "$url" \
