@@ -30,6 +30,8 @@ struct cache_metrics {
   metrics::counter& prefetch_late;
   metrics::counter& prefetch_wasted;
   metrics::histogram& prefetch_lead;
+  metrics::gauge& prefetch_queued;
+  metrics::counter& prefetch_cancelled;
 
   static cache_metrics& get() {
     static cache_metrics m = make();
@@ -73,6 +75,11 @@ struct cache_metrics {
         r.get_histogram("valkyrie_prefetch_lead_seconds",
                         "How long a prefetched chunk was ready before its first read", metrics::latency_buckets(),
                         1e-9),
+        r.get_gauge("valkyrie_prefetch_chunks_queued",
+                    "Prefetches waiting for their turn (at most the prefetch limit run at once)"),
+        r.get_counter("valkyrie_prefetch_chunks_cancelled_total",
+                      "Queued prefetches dropped before their request: no longer wanted (file closed, reader "
+                      "moved on, new training order)"),
     };
   }
 };
@@ -227,7 +234,7 @@ awaitable<void> chunk_cache::run_fetch(chunk_key key, fetch_fn fetch, unsigned s
   finish_fetch(key, shard_index, r);
 }
 
-bool chunk_cache::prefetch(chunk_key key, fetch_fn fetch, asio::any_io_executor ex) {
+bool chunk_cache::prefetch(chunk_key key, fetch_fn fetch, asio::any_io_executor ex, wanted_fn wanted) {
   unsigned si = shard_of(key);
   shard& s = *shards_[si];
   std::uint32_t slot = 0;
@@ -241,12 +248,73 @@ bool chunk_cache::prefetch(chunk_key key, fetch_fn fetch, asio::any_io_executor 
     entry e;
     e.slot = slot;
     e.prefetched = true;
+    e.queued = true;
     s.entries.emplace(key, std::move(e));
   }
-  cache_metrics::get().filling.add(chunk_size_);
-  cache_metrics::get().prefetch_issued.add();
-  asio::co_spawn(ex, run_fetch(key, std::move(fetch), si, slot, nullptr, true), asio::detached);
+  auto& m = cache_metrics::get();
+  m.filling.add(chunk_size_);
+  m.prefetch_issued.add();
+  {
+    std::lock_guard lock(queue_mu_);
+    queue_.push_back({std::move(key), std::move(fetch), std::move(ex), si, slot, std::move(wanted)});
+  }
+  m.prefetch_queued.add();
+  pump_prefetches();
   return true;
+}
+
+void chunk_cache::pump_prefetches() {
+  auto& m = cache_metrics::get();
+  for (;;) {
+    pending_prefetch job;
+    {
+      std::lock_guard lock(queue_mu_);
+      if (queue_.empty() || prefetching_ >= prefetch_limit_) return;
+      job = std::move(queue_.front());
+      queue_.pop_front();
+      ++prefetching_;
+    }
+    m.prefetch_queued.sub();
+    enum { start, skip, cancel } what = skip;
+    {
+      shard& s = *shards_[job.shard];
+      std::lock_guard lock(s.mu);
+      auto it = s.entries.find(job.key);
+      // Gone, or started by a reader meanwhile (no longer queued): nothing to do.
+      if (it != s.entries.end() && it->second.queued && it->second.slot == job.slot) {
+        if (job.wanted && it->second.waiters.empty() && !job.wanted()) {
+          s.free_slots.push_back(it->second.slot);
+          s.entries.erase(it);
+          what = cancel;
+        } else {
+          it->second.queued = false;
+          what = start;
+        }
+      }
+    }
+    if (what != start) {
+      {
+        std::lock_guard lock(queue_mu_);
+        --prefetching_;
+      }
+      if (what == cancel) {
+        m.filling.sub(chunk_size_);
+        m.prefetch_cancelled.add();
+      }
+      continue;
+    }
+    auto ex = job.ex;
+    asio::co_spawn(ex, run_prefetch(std::move(job)), asio::detached);
+  }
+}
+
+awaitable<void> chunk_cache::run_prefetch(pending_prefetch job) {
+  co_await run_fetch(job.key, std::move(job.fetch), job.shard, job.slot, nullptr, true);
+  {
+    std::lock_guard lock(queue_mu_);
+    --prefetching_;
+  }
+  pump_prefetches();
 }
 
 bool chunk_cache::contains(const chunk_key& key) const {
@@ -300,7 +368,16 @@ awaitable<result<chunk_ref>> chunk_cache::get(chunk_key key, fetch_fn fetch) {
       }
       if (!timer) timer = std::make_shared<asio::steady_timer>(ex);
       if (first_try) m.misses.add();
-      if (it != s.entries.end()) {
+      if (it != s.entries.end() && it->second.queued) {
+        // A prefetch still waiting for its turn: the reader sends it now, ahead of the queue.
+        if (first_try) {
+          m.reader_waits.add();
+          m.prefetch_late.add();
+        }
+        it->second.queued = false;
+        slot = it->second.slot;
+        next = fetch_here;
+      } else if (it != s.entries.end()) {
         ++s.stats.waits;
         if (first_try) {
           m.reader_waits.add();

@@ -14,7 +14,9 @@
 // (filling, prefetch: fetched ahead and unread, hot: read), evictions by reason, and how far
 // ahead of its reader a prefetched chunk was ready.
 #include <atomic>
+#include <algorithm>
 #include <chrono>
+#include <deque>
 #include <cstdint>
 #include <functional>
 #include <list>
@@ -57,6 +59,7 @@ struct chunk_entry {
   unsigned pins = 0;
   bool prefetched = false;  // fetched ahead of any reader (prefetch zone until first read)
   bool read = false;        // read at least once (hot zone)
+  bool queued = false;      // a prefetch waiting for its turn: no request sent yet
   std::chrono::steady_clock::time_point ready_at{};
   std::vector<waiter> waiters;
   std::list<chunk_key>::iterator lru;  // valid when ready
@@ -101,9 +104,17 @@ class chunk_cache {
   // The chunk, pinned; fetched with `fetch` on a miss (once, however many callers wait). Errors
   // are those of the fetch, or errc::cache_full when no slot of the shard came free for a minute.
   awaitable<result<chunk_ref>> get(chunk_key key, fetch_fn fetch);
-  // Starts fetching the chunk if it is neither cached nor being fetched; does not wait.
-  // Returns false when nothing was started (present, in flight, or no free slot).
-  bool prefetch(chunk_key key, fetch_fn fetch, asio::any_io_executor ex);
+  // Fetches the chunk ahead of any reader if it is neither cached nor being fetched; does not
+  // wait. Its slot is taken now and its fetch queued behind other prefetches: at most
+  // prefetch_limit run at once (nearest first: in the order asked), so a reader's own fetch
+  // (get) never queues behind them, and a reader that asks for a queued chunk starts it at once.
+  // `wanted`, if given, is asked when the prefetch's turn comes (with the shard locked: cheap,
+  // no calls into the cache): false, with no reader waiting, drops it and frees the slot.
+  // Returns false when nothing was queued (present, in flight, or no slot to be had).
+  using wanted_fn = std::function<bool()>;
+  bool prefetch(chunk_key key, fetch_fn fetch, asio::any_io_executor ex, wanted_fn wanted = {});
+  // Most prefetch fetches in flight at once (default: no limit). Set before use.
+  void set_prefetch_limit(unsigned n) { prefetch_limit_ = std::max(1u, n); }
   bool contains(const chunk_key& key) const;
   // With a known future order: how far in the future a chunk will be read (larger: later).
   // Eviction then takes the unpinned chunk read furthest in the future (Belady) instead of the
@@ -145,6 +156,17 @@ class chunk_cache {
   awaitable<void> run_fetch(chunk_key key, fetch_fn fetch, unsigned shard_index, std::uint32_t slot,
                             std::shared_ptr<result<std::size_t>> out, bool prefetched);
   void finish_fetch(const chunk_key& key, unsigned shard_index, result<std::size_t> r);
+  struct pending_prefetch {
+    chunk_key key;
+    fetch_fn fetch;
+    asio::any_io_executor ex;
+    unsigned shard = 0;
+    std::uint32_t slot = 0;
+    wanted_fn wanted;
+  };
+  // Starts queued prefetches while fewer than prefetch_limit_ run (any thread).
+  void pump_prefetches();
+  awaitable<void> run_prefetch(pending_prefetch job);
 
   char* arena_ = nullptr;
   std::uint64_t arena_bytes_ = 0;
@@ -152,6 +174,12 @@ class chunk_cache {
   std::uint32_t slots_;
   std::vector<std::unique_ptr<shard>> shards_;
   std::atomic<std::shared_ptr<const rank_fn>> ranker_;  // null: LRU
+  // Prefetches waiting for their turn, oldest (nearest) first. Only prefetch() and the end of a
+  // prefetch take this lock; readers never do.
+  std::mutex queue_mu_;
+  std::deque<pending_prefetch> queue_;
+  unsigned prefetching_ = 0;  // started and not finished (guarded by queue_mu_)
+  unsigned prefetch_limit_ = ~0u;
 };
 
 }  // namespace valkyrie::cache

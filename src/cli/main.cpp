@@ -258,6 +258,9 @@ int main(int argc, char** argv) {
     report(std::string("cannot create the cache: ") + e.what());
     fatal(std::string("cannot create the cache: ") + e.what());
   }
+  // Prefetches may hold at most three quarters of --workers: a reader's own fetch always finds
+  // a connection instead of queueing behind read-ahead.
+  cache->set_prefetch_limit(workers - std::max(1u, workers / 4));
   reactor_pool pool({threads, false});
   std::vector<std::shared_ptr<s3::object_client>> clients;
   std::vector<asio::any_io_executor> executors;

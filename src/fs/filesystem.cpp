@@ -135,7 +135,8 @@ awaitable<result<order_update>> filesystem::set_order(std::string text, std::str
   install_order(std::move(state));
   hints.orders_set.add();
   // The first files are fetched now, before the loader asks for them.
-  asio::co_spawn(co_await asio::this_coro::executor, warm_up(std::move(first)), asio::detached);
+  auto ex = co_await asio::this_coro::executor;  // (named: see fetch_next_files)
+  asio::co_spawn(ex, warm_up(std::move(first)), asio::detached);
   co_return u;
 }
 
@@ -522,8 +523,15 @@ asio::any_io_executor filesystem::executor_for(std::uint64_t chunk, asio::any_io
   return executors_.empty() ? here : executors_[chunk % executors_.size()];
 }
 
+cache::chunk_cache::wanted_fn filesystem::readahead_wanted(std::shared_ptr<open_file> file, std::uint64_t chunk,
+                                                           std::uint32_t chunk_size) {
+  return [file = std::move(file), chunk, chunk_size] {
+    return !file->closed.load() && file->window.load() > 0 && file->next_offset.load() / chunk_size <= chunk;
+  };
+}
+
 std::uint64_t filesystem::fetch_whole(const s3::object_info& object, std::uint64_t budget_chunks,
-                                      asio::any_io_executor here) {
+                                      asio::any_io_executor here, std::shared_ptr<const order_state> basis) {
   auto f = std::make_shared<open_file>();
   f->key = object.key;
   f->etag = object.etag;
@@ -534,7 +542,9 @@ std::uint64_t filesystem::fetch_whole(const s3::object_info& object, std::uint64
   for (std::uint64_t c = 0; c < chunks && started < budget_chunks; ++c) {
     cache::chunk_key key{f->object_id, c};
     if (cache_->contains(key)) continue;
-    if (cache_->prefetch(key, fetcher(f, c, false), executor_for(c, here))) ++started;
+    cache::chunk_cache::wanted_fn wanted;
+    if (basis) wanted = [this, basis] { return order_.load() == basis; };
+    if (cache_->prefetch(key, fetcher(f, c, false), executor_for(c, here), std::move(wanted))) ++started;
   }
   fs_metrics::get().files_prefetched.add();
   if (trace::enabled())  // (the arguments are built only when someone traces)
@@ -592,10 +602,13 @@ awaitable<void> filesystem::fetch_next_files(std::shared_ptr<open_file> file) {
                     {"next", names}});
   }
   // Nearest first, and never more than half the cache, so that they are still there when read.
+  // Named, not temporaries: GCC 12 destroys temporaries of a co_await expression twice.
   std::uint64_t budget = cache_->slots() / 2;
+  auto here = co_await asio::this_coro::executor;
+  std::shared_ptr<const order_state> basis = in_order ? order : nullptr;
   for (auto& info : next) {
     if (budget == 0) break;
-    budget -= std::min(budget, fetch_whole(info, budget, co_await asio::this_coro::executor));
+    budget -= std::min(budget, fetch_whole(info, budget, here, basis));
   }
 }
 
@@ -608,11 +621,13 @@ awaitable<result<s3::object_info>> filesystem::describe(std::string relative_key
 }
 
 awaitable<void> filesystem::warm_up(std::vector<std::string> relative_keys) {
+  auto basis = order_.load();  // the order these keys come from (if any)
   std::uint64_t budget = cache_->slots() / 2;
+  auto here = co_await asio::this_coro::executor;
   for (auto& k : relative_keys) {
     auto info = co_await describe(k);
     if (!info || budget == 0) continue;
-    budget -= std::min(budget, fetch_whole(*info, budget, co_await asio::this_coro::executor));
+    budget -= std::min(budget, fetch_whole(*info, budget, here, basis));
   }
 }
 
@@ -640,7 +655,8 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
     std::uint64_t from = std::max<std::uint64_t>(last + 1, file->prefetched_to.load());
     // Spread read-ahead over every reactor's connection pool, not just this one's.
     for (std::uint64_t c = from; c < ahead_end; ++c)
-      cache_->prefetch({file->object_id, c}, fetcher(file, c, false), executor_for(c, here));
+      cache_->prefetch({file->object_id, c}, fetcher(file, c, false), executor_for(c, here),
+                       readahead_wanted(file, c, static_cast<std::uint32_t>(cs)));
     if (from < ahead_end && trace::enabled())
       trace::instant("prefetch.readahead", "prefetch",
                      {{"key", file->key}, {"window", window}, {"from_chunk", from}, {"to_chunk", ahead_end}});
@@ -649,8 +665,10 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
     }
   }
 
-  if (window > 0 && opts_.lookahead_files > 0 && !file->next_files_scheduled.exchange(true))
-    asio::co_spawn(co_await asio::this_coro::executor, fetch_next_files(file), asio::detached);
+  if (window > 0 && opts_.lookahead_files > 0 && !file->next_files_scheduled.exchange(true)) {
+    auto ex = co_await asio::this_coro::executor;  // (named: see fetch_next_files)
+    asio::co_spawn(ex, fetch_next_files(file), asio::detached);
+  }
 
   auto& m = fs_metrics::get();
   m.reads.add();
@@ -680,8 +698,9 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
     out.chunks.push_back(std::move(*ref));
   }
   // The training order learns how far its current file has been read (for eviction).
-  if (auto order = order_.load(); order && file->key.size() > opts_.prefix.size())
-    order->predictor->reading(std::string_view(file->key).substr(opts_.prefix.size()), first);
+  std::shared_ptr<const order_state> reading_order = order_.load();
+  if (reading_order && file->key.size() > opts_.prefix.size())
+    reading_order->predictor->reading(std::string_view(file->key).substr(opts_.prefix.size()), first);
   if (stalled.count() > 0) {
     auto ns = static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(stalled).count());
     m.stalled_reads.add();

@@ -75,6 +75,7 @@ struct open_file {
   std::atomic<std::uint64_t> prefetched_to{0}; // chunks below this were already requested
   bool keep_cache = true;                      // same version as at the previous open
   std::atomic<bool> next_files_scheduled{false};
+  std::atomic<bool> closed{false};  // released by the kernel: its queued read-ahead is dropped
 };
 
 // The training order in force (immutable; replaced as a whole).
@@ -119,6 +120,8 @@ class filesystem {
   // stale).
   awaitable<result<std::shared_ptr<open_file>>> open(ino_t ino);
   awaitable<result<read_result>> read(std::shared_ptr<open_file> file, std::uint64_t offset, std::size_t size);
+  // The kernel released the handle: read-ahead still queued for it is no longer wanted.
+  void release(const std::shared_ptr<open_file>& file) { file->closed.store(true); }
 
   // Fetches these files (keys relative to the mount's prefix) whole, in order, within the
   // prefetch budget; used at mount time to warm up the start of a manifest.
@@ -190,7 +193,14 @@ class filesystem {
   // reactor's connection pool (`here` when there are no reactors, as in unit tests).
   asio::any_io_executor executor_for(std::uint64_t chunk, asio::any_io_executor here) const;
   // Starts fetching every chunk of the object not yet cached; returns the chunks started.
-  std::uint64_t fetch_whole(const s3::object_info& object, std::uint64_t budget_chunks, asio::any_io_executor here);
+  // `basis`: the training order that predicted the file (null: the directory rules); queued
+  // chunks are dropped if another order replaces it before their turn.
+  std::uint64_t fetch_whole(const s3::object_info& object, std::uint64_t budget_chunks, asio::any_io_executor here,
+                            std::shared_ptr<const order_state> basis);
+  // Whether a queued read-ahead chunk is still worth its request: the file is open, its reader
+  // still sequential and not yet past the chunk.
+  static cache::chunk_cache::wanted_fn readahead_wanted(std::shared_ptr<open_file> file, std::uint64_t chunk,
+                                                        std::uint32_t chunk_size);
   // reader_waiting: fetch in demand_part_size pieces at once rather than one GET.
   cache::chunk_cache::fetch_fn fetcher(std::shared_ptr<open_file> file, std::uint64_t chunk, bool reader_waiting);
   static constexpr std::size_t demand_part_size = 1 << 20;

@@ -373,7 +373,9 @@ void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
       spawn(self(req), do_set_order(self(req), nullptr, std::move(*text), op_timer(op_id::flush)));
     return reply_err(t, req, 0);
   }
-  delete reinterpret_cast<file_holder*>(fi->fh);
+  auto* holder = reinterpret_cast<file_holder*>(fi->fh);
+  self(req)->filesystem().release(*holder);
+  delete holder;
   reply_err(t, req, 0);
 }
 

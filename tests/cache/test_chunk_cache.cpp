@@ -236,3 +236,106 @@ TEST_CASE("the ranker can be replaced and cleared while the cache holds chunks")
   CHECK_FALSE(cache.contains({"o", 3}));
   CHECK(cache.contains({"o", 4}));
 }
+
+namespace {
+// Fetches that wait until the test opens the gate, recording the order they started in.
+struct gate {
+  explicit gate(asio::io_context& ctx) : timer(std::make_shared<asio::steady_timer>(ctx, asio::steady_timer::time_point::max())) {}
+  chunk_cache::fetch_fn fetch(std::string name) {
+    return [this, name](std::span<char> dest) -> awaitable<result<std::size_t>> {
+      started.push_back(name);
+      auto t = timer;
+      while (!open) co_await t->async_wait(use_tuple);
+      dest[0] = 'p';
+      co_return std::size_t{1};
+    };
+  }
+  void release() {
+    open = true;
+    timer->cancel();
+  }
+  std::shared_ptr<asio::steady_timer> timer;
+  bool open = false;
+  std::vector<std::string> started;
+};
+// Runs the context for a while (restarted: it stops whenever it runs out of work).
+void spin(asio::io_context& ctx, std::chrono::milliseconds d) {
+  ctx.restart();
+  ctx.run_for(d);
+}
+chunk_cache::fetch_fn instant(char byte, std::vector<std::string>* log = nullptr, std::string name = {}) {
+  return [byte, log, name](std::span<char> dest) -> awaitable<result<std::size_t>> {
+    if (log) log->push_back(name);
+    dest[0] = byte;
+    co_return std::size_t{1};
+  };
+}
+}  // namespace
+
+TEST_CASE("prefetches run at most the limit at once, nearest first; a reader's fetch never queues behind them") {
+  chunk_cache cache(16 * 4096, 4096, 1);
+  cache.set_prefetch_limit(2);
+  asio::io_context ctx(1);
+  gate g(ctx);
+  for (int c = 0; c < 6; ++c)
+    CHECK(cache.prefetch({"p", static_cast<std::uint64_t>(c)}, g.fetch("p" + std::to_string(c)), ctx.get_executor()));
+  spin(ctx, std::chrono::milliseconds(20));
+  CHECK(g.started == std::vector<std::string>{"p0", "p1"});
+  // A reader of another chunk is served while every prefetch slot is busy.
+  std::optional<char> got;
+  asio::co_spawn(ctx, [](chunk_cache* c, std::optional<char>* out) -> awaitable<void> {
+    chunk_key key{"d", 0};
+    auto ref = co_await c->get(key, instant('d'));
+    if (ref) *out = ref->data()[0];
+  }(&cache, &got), asio::detached);
+  spin(ctx, std::chrono::milliseconds(20));
+  CHECK(got == 'd');
+  CHECK(g.started.size() == 2);
+  g.release();
+  spin(ctx, std::chrono::milliseconds(50));
+  CHECK(g.started == std::vector<std::string>{"p0", "p1", "p2", "p3", "p4", "p5"});
+  for (int c = 0; c < 6; ++c) CHECK(cache.contains({"p", static_cast<std::uint64_t>(c)}));
+}
+
+TEST_CASE("a reader of a queued prefetch sends it at once instead of waiting for its turn") {
+  chunk_cache cache(16 * 4096, 4096, 1);
+  cache.set_prefetch_limit(1);
+  asio::io_context ctx(1);
+  gate g(ctx);
+  CHECK(cache.prefetch({"p", 0}, g.fetch("prefetch 0"), ctx.get_executor()));
+  CHECK(cache.prefetch({"p", 1}, g.fetch("prefetch 1"), ctx.get_executor()));
+  std::vector<std::string> reader_log;
+  std::optional<char> got;
+  asio::co_spawn(ctx, [](chunk_cache* c, std::optional<char>* out, std::vector<std::string>* log) -> awaitable<void> {
+    chunk_key key{"p", 1};
+    auto ref = co_await c->get(key, instant('r', log, "reader 1"));
+    if (ref) *out = ref->data()[0];
+  }(&cache, &got, &reader_log), asio::detached);
+  spin(ctx, std::chrono::milliseconds(20));
+  CHECK(got == 'r');  // served while "prefetch 0" still holds the only prefetch turn
+  CHECK(reader_log == std::vector<std::string>{"reader 1"});
+  g.release();
+  spin(ctx, std::chrono::milliseconds(50));
+  CHECK(g.started == std::vector<std::string>{"prefetch 0"});  // chunk 1's queued prefetch never ran
+  CHECK(cache.contains({"p", 0}));
+}
+
+TEST_CASE("a queued prefetch no longer wanted when its turn comes is dropped, and its slot freed") {
+  chunk_cache cache(3 * 4096, 4096, 1);
+  cache.set_prefetch_limit(1);
+  asio::io_context ctx(1);
+  gate g(ctx);
+  bool still_wanted = true;
+  CHECK(cache.prefetch({"p", 0}, g.fetch("p0"), ctx.get_executor()));
+  CHECK(cache.prefetch({"p", 1}, g.fetch("p1"), ctx.get_executor(), [&still_wanted] { return still_wanted; }));
+  CHECK(cache.prefetch({"p", 2}, g.fetch("p2"), ctx.get_executor(), [] { return true; }));
+  CHECK_FALSE(cache.prefetch({"p", 3}, g.fetch("p3"), ctx.get_executor()));  // every slot taken
+  still_wanted = false;  // e.g. the reader closed the file or moved away
+  g.release();
+  spin(ctx, std::chrono::milliseconds(50));
+  CHECK(g.started == std::vector<std::string>{"p0", "p2"});
+  CHECK_FALSE(cache.contains({"p", 1}));
+  CHECK(cache.prefetch({"p", 3}, g.fetch("p3"), ctx.get_executor()));  // the dropped one's slot
+  spin(ctx, std::chrono::milliseconds(20));
+  CHECK(cache.contains({"p", 3}));
+}

@@ -7,6 +7,7 @@
 #include "core/errors.hpp"
 #include "fs/filesystem.hpp"
 #include "helpers.hpp"
+#include "s3/fault_client.hpp"
 #include "s3/memory_client.hpp"
 
 using namespace valkyrie;
@@ -352,4 +353,34 @@ TEST_CASE("the control directory: found by name, never listed, one file") {
   CHECK_FALSE(f.lookup_path(".valkyrie").control);
   CHECK(f.lookup_path(".valkyrie/shadowed.tar").size == 1);
   CHECK(f.names(root_ino) == std::vector<std::string>{".valkyrie/", "a.tar"});
+}
+
+TEST_CASE("read-ahead still queued when the file is closed, or when its reader turns random, is dropped") {
+  for (bool close_it : {true, false}) {
+    CAPTURE(close_it);
+    fixture f;
+    shard_set shards(f, 1, 12);
+    auto slow = std::make_shared<s3::fault_client>(f.mem);
+    slow->set_delay(std::chrono::milliseconds(30));
+    options o;
+    o.max_readahead_chunks = 8;
+    o.lookahead_files = 0;
+    f.cache->set_prefetch_limit(1);  // one read-ahead GET at a time: the rest wait their turn
+    f.fs = std::make_unique<filesystem>(o, std::vector<std::shared_ptr<s3::object_client>>{slow}, f.cache);
+    auto file = *test::run(f.fs->open(f.lookup_path("shard_0001.tar").ino));
+    auto gets_before = f.mem->gets.load();
+    test::run([](filesystem* fs, std::shared_ptr<open_file> file, bool close_it) -> awaitable<void> {
+      auto first = co_await fs->read(file, 0, 100);  // sequential from 0: chunks 1-4 queued
+      if (close_it) {
+        fs->release(file);
+      } else {
+        auto jump = co_await fs->read(file, 10 * chunk, 100);  // random: the window collapses
+      }
+    }(f.fs.get(), file, close_it));
+    // Chunk 0 (the reader's) and at most the read-ahead chunks that had started; never all four.
+    auto gets = f.mem->gets.load() - gets_before;
+    CHECK(gets <= 1 + 2 + (close_it ? 0 : 1));
+    CHECK_FALSE(shards.fully_cached(f, "shard_0001.tar", 5));
+    CHECK_FALSE(f.cache->contains({file->object_id, 4}));
+  }
 }
