@@ -112,6 +112,7 @@ chunk_cache::chunk_cache(std::uint64_t capacity, std::uint32_t chunk_size, unsig
   if (chunk_size == 0 || capacity / chunk_size < 2)
     throw std::invalid_argument("the cache must hold at least two chunks");
   slots_ = static_cast<std::uint32_t>(capacity / chunk_size);
+  prefetch_bound_ = std::max<std::uint32_t>(1, slots_ / 2);
   arena_bytes_ = std::uint64_t{slots_} * chunk_size_;
   // Reserved, not committed: pages are backed only when a chunk is first written.
   void* p = ::mmap(nullptr, arena_bytes_, PROT_READ | PROT_WRITE,
@@ -136,53 +137,75 @@ chunk_cache::~chunk_cache() {
   if (arena_) ::munmap(arena_, arena_bytes_);
 }
 
-bool chunk_cache::take_slot(shard& s, std::uint32_t& slot, const rank_fn* ranker,
+bool chunk_cache::take_slot(shard& s, std::uint32_t& slot, const rank_fn* ranker, bool for_prefetch,
                             std::optional<std::uint64_t> incoming) {
-  if (!s.free_slots.empty()) {
+  auto take_free = [&] {
     slot = s.free_slots.back();
     s.free_slots.pop_back();
     return true;
-  }
-  auto victim = s.lru.end();
+  };
+  auto unpinned = [&s](const chunk_key& k) { return s.entries.find(k)->second.pins == 0; };
+  // An unread prefetch a new one may replace: nobody says it is still wanted (read-ahead its
+  // reader is about to reach, the next files of the order in force).
+  auto replaceable = [&s](const chunk_key& k) {
+    const entry& e = s.entries.find(k)->second;
+    return e.pins == 0 && !(e.wanted && e.wanted());
+  };
+  std::list<chunk_key>* from = nullptr;
+  std::list<chunk_key>::iterator victim;
+  auto first_of = [&](std::list<chunk_key>& l, auto&& eligible) {
+    for (auto it = l.begin(); it != l.end() && !from; ++it)
+      if (eligible(*it)) from = &l, victim = it;
+  };
   if (ranker) {
+    // A known order decides across both zones: the chunk read furthest in the future goes.
+    if (!s.free_slots.empty()) return take_free();
     std::uint64_t furthest = 0;
-    for (auto it = s.lru.begin(); it != s.lru.end(); ++it) {
-      if (s.entries.find(*it)->second.pins > 0) continue;
-      std::uint64_t r = (*ranker)(*it);
-      if (victim == s.lru.end() || r > furthest) {
-        victim = it;
-        furthest = r;
+    for (auto* l : {&s.lru, &s.prefetched})
+      for (auto it = l->begin(); it != l->end(); ++it) {
+        if (!unpinned(*it)) continue;
+        std::uint64_t r = (*ranker)(*it);
+        if (!from || r > furthest) from = l, victim = it, furthest = r;
       }
-    }
-    if (victim != s.lru.end() && incoming && furthest <= *incoming) return false;  // keep what is needed sooner
+    if (from && incoming && furthest <= *incoming) return false;  // keep what is needed sooner
+  } else if (for_prefetch && prefetch_held_.load() >= prefetch_bound_) {
+    // The prefetch zone is full: replace its oldest unread chunk that is no longer wanted.
+    first_of(s.prefetched, replaceable);
   } else {
-    for (auto it = s.lru.begin(); it != s.lru.end() && victim == s.lru.end(); ++it)
-      if (s.entries.find(*it)->second.pins == 0) victim = it;
+    if (!s.free_slots.empty()) return take_free();
+    first_of(s.lru, unpinned);
+    first_of(s.prefetched, [&](const chunk_key& k) { return for_prefetch ? replaceable(k) : unpinned(k); });
   }
-  if (victim != s.lru.end()) {
-    auto it = victim;
-    auto e = s.entries.find(*it);
-    slot = e->second.slot;
-    auto& m = cache_metrics::get();
-    m.zone(e->second).sub(static_cast<std::int64_t>(e->second.size));
-    if (e->second.prefetched && !e->second.read) {
-      m.evicted_unread.add();
-      m.prefetch_wasted.add();
-    } else {
-      m.evicted_lru.add();
-    }
-    if (trace::enabled())
-      trace::instant("cache.evict", "cache",
-                     {{"key", object_key(it->object)}, {"chunk", std::uint64_t{it->index}},
-                      {"read", e->second.read ? 1 : 0},
-                      {"rank", ranker ? std::to_string((*ranker)(*it)) : std::string("lru")},
-                      {"for", incoming ? std::to_string(*incoming) : std::string("reader")}});
-    s.lru.erase(it);
-    s.entries.erase(e);
-    ++s.stats.evictions;
-    return true;
+  if (!from) return false;
+  auto e = s.entries.find(*victim);
+  slot = e->second.slot;
+  auto& m = cache_metrics::get();
+  m.zone(e->second).sub(static_cast<std::int64_t>(e->second.size));
+  if (e->second.prefetched && !e->second.read) {
+    m.evicted_unread.add();
+    m.prefetch_wasted.add();
+  } else {
+    m.evicted_lru.add();
   }
-  return false;
+  if (trace::enabled())
+    trace::instant("cache.evict", "cache",
+                   {{"key", object_key(victim->object)}, {"chunk", std::uint64_t{victim->index}},
+                    {"read", e->second.read ? 1 : 0},
+                    {"rank", ranker ? std::to_string((*ranker)(*victim)) : std::string("lru")},
+                    {"for", incoming ? std::to_string(*incoming) : std::string(for_prefetch ? "prefetch" : "reader")}});
+  leave_prefetch_zone(e->second);
+  from->erase(victim);
+  s.entries.erase(e);
+  ++s.stats.evictions;
+  return true;
+}
+
+void chunk_cache::leave_prefetch_zone(chunk_entry& e) {
+  if (e.prefetched && !e.read) prefetch_held_.fetch_sub(1);
+}
+
+void chunk_cache::set_prefetch_share(double share) {
+  prefetch_bound_ = std::max<std::uint32_t>(1, static_cast<std::uint32_t>(slots_ * std::clamp(share, 0.0, 1.0)));
 }
 
 void chunk_cache::unpin(unsigned shard_index, chunk_entry* entry) {
@@ -206,11 +229,14 @@ void chunk_cache::finish_fetch(const chunk_key& key, unsigned shard_index, resul
       e.st = entry::state::ready;
       e.size = *r;
       e.ready_at = std::chrono::steady_clock::now();
-      e.lru = s.lru.insert(s.lru.end(), it->first);
+      e.in_prefetch_list = e.prefetched && !e.read;
+      auto& list = e.in_prefetch_list ? s.prefetched : s.lru;
+      e.lru = list.insert(list.end(), it->first);
       m.zone(e).add(static_cast<std::int64_t>(e.size));
     } else {
       ++s.stats.fetch_failures;
       m.fetch_failures.add();
+      leave_prefetch_zone(e);
       s.free_slots.push_back(e.slot);
       s.entries.erase(it);
     }
@@ -244,19 +270,21 @@ bool chunk_cache::prefetch(chunk_key key, fetch_fn fetch, asio::any_io_executor 
     auto ranker = ranker_.load();
     std::optional<std::uint64_t> rank;
     if (ranker) rank = (*ranker)(key);
-    if (!take_slot(s, slot, ranker.get(), rank)) return false;
+    if (!take_slot(s, slot, ranker.get(), true, rank)) return false;
     entry e;
     e.slot = slot;
     e.prefetched = true;
     e.queued = true;
+    e.wanted = std::move(wanted);
     s.entries.emplace(key, std::move(e));
+    prefetch_held_.fetch_add(1);
   }
   auto& m = cache_metrics::get();
   m.filling.add(chunk_size_);
   m.prefetch_issued.add();
   {
     std::lock_guard lock(queue_mu_);
-    queue_.push_back({std::move(key), std::move(fetch), std::move(ex), si, slot, std::move(wanted)});
+    queue_.push_back({std::move(key), std::move(fetch), std::move(ex), si, slot});
   }
   m.prefetch_queued.add();
   pump_prefetches();
@@ -282,7 +310,8 @@ void chunk_cache::pump_prefetches() {
       auto it = s.entries.find(job.key);
       // Gone, or started by a reader meanwhile (no longer queued): nothing to do.
       if (it != s.entries.end() && it->second.queued && it->second.slot == job.slot) {
-        if (job.wanted && it->second.waiters.empty() && !job.wanted()) {
+        if (it->second.wanted && it->second.waiters.empty() && !it->second.wanted()) {
+          leave_prefetch_zone(it->second);
           s.free_slots.push_back(it->second.slot);
           s.entries.erase(it);
           what = cancel;
@@ -342,12 +371,14 @@ awaitable<result<chunk_ref>> chunk_cache::get(chunk_key key, fetch_fn fetch) {
       if (it != s.entries.end() && it->second.st == entry::state::ready) {
         entry& e = it->second;
         ++e.pins;
-        s.lru.splice(s.lru.end(), s.lru, e.lru);
+        s.lru.splice(s.lru.end(), e.in_prefetch_list ? s.prefetched : s.lru, e.lru);  // (to the hot zone)
+        e.in_prefetch_list = false;
         if (first_try) {
           ++s.stats.hits;
           m.hits.add();
         }
         if (!e.read) {
+          leave_prefetch_zone(e);
           e.read = true;
           if (e.prefetched) {
             m.prefetch_zone.sub(static_cast<std::int64_t>(e.size));
@@ -386,7 +417,7 @@ awaitable<result<chunk_ref>> chunk_cache::get(chunk_key key, fetch_fn fetch) {
         timer->expires_at(asio::steady_timer::time_point::max());
         it->second.waiters.push_back({ex, timer});
         next = wait_fetch;
-      } else if (take_slot(s, slot, ranker_.load().get())) {
+      } else if (take_slot(s, slot, ranker_.load().get(), false)) {
         ++s.stats.misses;
         entry e;
         e.slot = slot;
@@ -423,6 +454,8 @@ cache_stats chunk_cache::stats() const {
     total.waits += s->stats.waits;
     total.evictions += s->stats.evictions;
     total.fetch_failures += s->stats.fetch_failures;
+    total.prefetch_zone += s->prefetched.size();
+    total.hot_zone += s->lru.size();
   }
   return total;
 }

@@ -9,8 +9,14 @@
 // chunk is fetched once (by the first caller, on its reactor); later callers wait for it.
 // Invariants: a slot is in at most one state (free, fetching, ready); a pinned chunk (a live
 // chunk_ref) is never evicted or reused; a failed fetch leaves no entry behind.
-// Eviction: among unpinned ready chunks of the shard, the least recently used, or, when the
-// future order is known (a manifest), the one read furthest in the future (Belady). Metrics (docs/metrics.md) count lookups, hits, misses, bytes by zone
+// Zones: a prefetched chunk nobody has read yet is in the prefetch zone (FIFO, with the
+// prefetches in flight, at most prefetch_share of the slots); its first read moves it to the
+// hot zone (LRU). A prefetch that finds the zone full replaces the oldest unread prefetch that
+// is no longer wanted, or is refused: it never evicts a chunk a reader's read-ahead still
+// wants, and streaming prefetch never flushes the hot zone. Below the bound, and for a reader's
+// own fetch, the hot zone's least recently used chunk goes first.
+// Eviction with a known future order (a manifest or a live hint): the unpinned chunk of either
+// zone read furthest in the future (Belady); the order then decides what to keep. Metrics (docs/metrics.md) count lookups, hits, misses, bytes by zone
 // (filling, prefetch: fetched ahead and unread, hot: read), evictions by reason, and how far
 // ahead of its reader a prefetched chunk was ready.
 #include <atomic>
@@ -62,7 +68,9 @@ struct chunk_entry {
   bool queued = false;      // a prefetch waiting for its turn: no request sent yet
   std::chrono::steady_clock::time_point ready_at{};
   std::vector<waiter> waiters;
-  std::list<chunk_key>::iterator lru;  // valid when ready
+  std::list<chunk_key>::iterator lru;  // in the hot list, or the prefetched one if in_prefetch_list; valid when ready
+  bool in_prefetch_list = false;
+  std::function<bool()> wanted;  // a prefetch's "still worth keeping?" (empty: a guess, replaceable)
 };
 
 // A pinned, ready chunk: its bytes stay valid and in place until the ref is released.
@@ -89,6 +97,7 @@ class chunk_ref {
 
 struct cache_stats {
   std::uint64_t hits = 0, misses = 0, waits = 0, evictions = 0, fetch_failures = 0;
+  std::uint64_t prefetch_zone = 0, hot_zone = 0;  // ready chunks in each zone now
 };
 
 class chunk_cache {
@@ -115,6 +124,10 @@ class chunk_cache {
   bool prefetch(chunk_key key, fetch_fn fetch, asio::any_io_executor ex, wanted_fn wanted = {});
   // Most prefetch fetches in flight at once (default: no limit). Set before use.
   void set_prefetch_limit(unsigned n) { prefetch_limit_ = std::max(1u, n); }
+  // The prefetch zone's bound, a fraction of the slots (default 0.5; at least one slot). Set
+  // before use.
+  void set_prefetch_share(double share);
+  std::uint32_t prefetch_zone_bound() const { return prefetch_bound_; }
   bool contains(const chunk_key& key) const;
   // With a known future order: how far in the future a chunk will be read (larger: later).
   // Eviction then takes the unpinned chunk read furthest in the future (Belady) instead of the
@@ -139,7 +152,8 @@ class chunk_cache {
   struct shard {
     mutable std::mutex mu;
     std::unordered_map<chunk_key, entry, chunk_key_hash> entries;
-    std::list<chunk_key> lru;  // front: least recently used ready chunk
+    std::list<chunk_key> lru;       // hot zone, front: least recently used
+    std::list<chunk_key> prefetched;  // prefetch zone (ready, unread), front: oldest
     std::vector<std::uint32_t> free_slots;
     cache_stats stats;
   };
@@ -150,8 +164,11 @@ class chunk_cache {
   // used, or read furthest in the future with a ranker). `incoming` is the rank of a prefetched
   // chunk (nullopt for a reader's): it evicts only a chunk needed later than itself. False when
   // no slot can be had.
-  bool take_slot(shard& s, std::uint32_t& slot, const rank_fn* ranker,
+  // `for_prefetch`: the prefetch zone's bound applies.
+  bool take_slot(shard& s, std::uint32_t& slot, const rank_fn* ranker, bool for_prefetch,
                  std::optional<std::uint64_t> incoming = std::nullopt);
+  // With the shard locked: the entry leaves the prefetch zone (first read, eviction, failure).
+  void leave_prefetch_zone(chunk_entry& e);
   void unpin(unsigned shard, chunk_entry* entry);
   awaitable<void> run_fetch(chunk_key key, fetch_fn fetch, unsigned shard_index, std::uint32_t slot,
                             std::shared_ptr<result<std::size_t>> out, bool prefetched);
@@ -162,7 +179,6 @@ class chunk_cache {
     asio::any_io_executor ex;
     unsigned shard = 0;
     std::uint32_t slot = 0;
-    wanted_fn wanted;
   };
   // Starts queued prefetches while fewer than prefetch_limit_ run (any thread).
   void pump_prefetches();
@@ -180,6 +196,8 @@ class chunk_cache {
   std::deque<pending_prefetch> queue_;
   unsigned prefetching_ = 0;  // started and not finished (guarded by queue_mu_)
   unsigned prefetch_limit_ = ~0u;
+  std::atomic<std::uint32_t> prefetch_held_{0};  // prefetched chunks not read yet, in flight or ready
+  std::uint32_t prefetch_bound_ = 1;
 };
 
 }  // namespace valkyrie::cache

@@ -69,7 +69,8 @@ int main(int argc, char** argv) {
   app.set_config("--config", "", "read flags from this file (key = value, e.g. cache-size = 16G)");
   app.allow_config_extras(CLI::config_extras_mode::error);
   std::string mountpoint, bucket, prefix, cache_size = "16G", chunk_size = "8MiB", log_level = "info",
-                                          metadata_ttl = "60s", manifest, file_mode = "0444", dir_mode = "0555";
+                                          metadata_ttl = "60s", manifest, file_mode = "0444", dir_mode = "0555",
+                                          prefetch_share = "50%";
   std::string metrics_addr = "127.0.0.1:9090", log_format = "json", trace_output, trace_max_size = "64MiB";
   s3::client_setup setup;
   unsigned workers = 32, threads = 0, lookahead = 2, metrics_port = 0;
@@ -89,6 +90,8 @@ int main(int argc, char** argv) {
   app.add_option("--workers", workers, "most S3 requests in flight at once");
   app.add_option("--threads", threads, "reactor threads (default: cores)");
   app.add_option("--lookahead", lookahead, "whole files fetched ahead of a sequential reader (0: none)");
+  app.add_option("--prefetch-share", prefetch_share,
+                 "most of --cache-size that prefetched, not yet read data may hold (e.g. 50%)");
   app.add_option("--manifest", manifest, "training order: one key per line, relative to --prefix");
   app.add_flag("--no-control-files", no_control_files,
                "no /.valkyrie/order (live training order); the kernel then mounts read-only (ro)");
@@ -144,6 +147,15 @@ int main(int argc, char** argv) {
   auto ttl = parse_duration(metadata_ttl);
   if (!ttl) usage_error("bad --metadata-ttl '" + metadata_ttl + "' (examples: 60s, 5m)");
   if (workers == 0) usage_error("--workers must be at least 1");
+  double share = 0;
+  {
+    char* end = nullptr;
+    share = std::strtod(prefetch_share.c_str(), &end);
+    if (prefetch_share.empty() || end == prefetch_share.c_str() || (*end != '\0' && std::string(end) != "%") ||
+        share <= 0 || share > 100)
+      usage_error("bad --prefetch-share '" + prefetch_share + "' (a percentage of --cache-size above 0, at most 100%, e.g. 50%)");
+    share /= 100;
+  }
   auto mode = [](const std::string& what, const std::string& text) {
     char* end = nullptr;
     unsigned long v = std::strtoul(text.c_str(), &end, 8);
@@ -261,6 +273,7 @@ int main(int argc, char** argv) {
   // Prefetches may hold at most three quarters of --workers: a reader's own fetch always finds
   // a connection instead of queueing behind read-ahead.
   cache->set_prefetch_limit(workers - std::max(1u, workers / 4));
+  cache->set_prefetch_share(share);
   reactor_pool pool({threads, false});
   std::vector<std::shared_ptr<s3::object_client>> clients;
   std::vector<asio::any_io_executor> executors;

@@ -601,9 +601,10 @@ awaitable<void> filesystem::fetch_next_files(std::shared_ptr<open_file> file) {
                    {{"after", file->key}, {"source", source},
                     {"next", names}});
   }
-  // Nearest first, and never more than half the cache, so that they are still there when read.
+  // Nearest first, and never more than the prefetch zone holds, so that they are still there
+  // when read.
   // Named, not temporaries: GCC 12 destroys temporaries of a co_await expression twice.
-  std::uint64_t budget = cache_->slots() / 2;
+  std::uint64_t budget = cache_->prefetch_zone_bound();
   auto here = co_await asio::this_coro::executor;
   std::shared_ptr<const order_state> basis = in_order ? order : nullptr;
   for (auto& info : next) {
@@ -622,7 +623,7 @@ awaitable<result<s3::object_info>> filesystem::describe(std::string relative_key
 
 awaitable<void> filesystem::warm_up(std::vector<std::string> relative_keys) {
   auto basis = order_.load();  // the order these keys come from (if any)
-  std::uint64_t budget = cache_->slots() / 2;
+  std::uint64_t budget = cache_->prefetch_zone_bound();
   auto here = co_await asio::this_coro::executor;
   for (auto& k : relative_keys) {
     auto info = co_await describe(k);

@@ -187,7 +187,7 @@ class filesystem {
   // Logs a problem with a key the first time it is seen (listings repeat every metadata_ttl).
   void warn_once(const std::string& key, const char* what);
   // The files after `file` (manifest order, else numbered successor or listing order), fetched
-  // whole, nearest first, within half the cache.
+  // whole, nearest first, within the cache's prefetch zone.
   awaitable<void> fetch_next_files(std::shared_ptr<open_file> file);
   // The reactor that fetches chunk `chunk` ahead of a reader: read-ahead is spread over every
   // reactor's connection pool (`here` when there are no reactors, as in unit tests).

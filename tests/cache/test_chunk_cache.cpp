@@ -323,6 +323,7 @@ TEST_CASE("a reader of a queued prefetch sends it at once instead of waiting for
 TEST_CASE("a queued prefetch no longer wanted when its turn comes is dropped, and its slot freed") {
   chunk_cache cache(3 * 4096, 4096, 1);
   cache.set_prefetch_limit(1);
+  cache.set_prefetch_share(1.0);  // this test is about the queue, not the zone's bound
   asio::io_context ctx(1);
   gate g(ctx);
   bool still_wanted = true;
@@ -338,4 +339,61 @@ TEST_CASE("a queued prefetch no longer wanted when its turn comes is dropped, an
   CHECK(cache.prefetch({"p", 3}, g.fetch("p3"), ctx.get_executor()));  // the dropped one's slot
   spin(ctx, std::chrono::milliseconds(20));
   CHECK(cache.contains({"p", 3}));
+}
+
+TEST_CASE("two zones: unread prefetches are bounded and FIFO, a first read makes a chunk hot, and streaming "
+          "prefetch never flushes the hot zone") {
+  chunk_cache cache(8 * 4096, 4096, 1);
+  cache.set_prefetch_share(0.5);
+  REQUIRE(cache.prefetch_zone_bound() == 4);
+  asio::io_context ctx(1);
+  auto ex = ctx.get_executor();
+  for (std::uint64_t c = 0; c < 4; ++c) REQUIRE(test::run(cache.get({"hot", c}, instant('h'))));
+  CHECK(cache.stats().hot_zone == 4);
+  // Four guesses fill the prefetch zone; a fifth replaces the oldest; the hot zone is untouched.
+  for (std::uint64_t c = 0; c < 4; ++c) CHECK(cache.prefetch({"guess", c}, instant('g'), ex));
+  spin(ctx, std::chrono::milliseconds(5));
+  CHECK(cache.stats().prefetch_zone == 4);
+  for (std::uint64_t c = 4; c < 20; ++c) {
+    CHECK(cache.prefetch({"guess", c}, instant('g'), ex));
+    spin(ctx, std::chrono::milliseconds(1));
+  }
+  CHECK_FALSE(cache.contains({"guess", 15}));
+  for (std::uint64_t c = 16; c < 20; ++c) CHECK(cache.contains({"guess", c}));
+  for (std::uint64_t c = 0; c < 4; ++c) CHECK(cache.contains({"hot", c}));
+  auto st = cache.stats();
+  CHECK(st.prefetch_zone == 4);
+  CHECK(st.hot_zone == 4);
+  // A first read moves a chunk to the hot zone, which frees room in the prefetch zone.
+  REQUIRE(test::run(cache.get({"guess", 16}, instant('x'))));
+  st = cache.stats();
+  CHECK(st.prefetch_zone == 3);
+  CHECK(st.hot_zone == 5);  // a hit: the chunk moved, nothing was evicted
+}
+
+TEST_CASE("a prefetch never replaces one that is still wanted; a reader's fetch takes the hot zone's LRU first") {
+  chunk_cache cache(4 * 4096, 4096, 1);
+  cache.set_prefetch_share(0.5);
+  asio::io_context ctx(1);
+  auto ex = ctx.get_executor();
+  bool wanted = true;
+  REQUIRE(test::run(cache.get({"hot", 0}, instant('h'))));
+  REQUIRE(test::run(cache.get({"hot", 1}, instant('h'))));
+  CHECK(cache.prefetch({"ahead", 0}, instant('a'), ex, [&wanted] { return wanted; }));
+  CHECK(cache.prefetch({"ahead", 1}, instant('a'), ex, [&wanted] { return wanted; }));
+  spin(ctx, std::chrono::milliseconds(5));
+  CHECK_FALSE(cache.prefetch({"ahead", 2}, instant('a'), ex));  // zone full, both still wanted: refused
+  // A reader's own fetch evicts the least recently used hot chunk, not a wanted read-ahead.
+  REQUIRE(test::run(cache.get({"hot", 0}, instant('h'))));  // hot 1 is now the LRU one
+  REQUIRE(test::run(cache.get({"demand", 0}, instant('d'))));
+  CHECK_FALSE(cache.contains({"hot", 1}));
+  CHECK(cache.contains({"hot", 0}));
+  CHECK(cache.contains({"ahead", 0}));
+  CHECK(cache.contains({"ahead", 1}));
+  // Once the reader has moved on (not wanted), the next prefetch replaces the oldest.
+  wanted = false;
+  CHECK(cache.prefetch({"ahead", 2}, instant('a'), ex));
+  spin(ctx, std::chrono::milliseconds(5));
+  CHECK_FALSE(cache.contains({"ahead", 0}));
+  CHECK(cache.contains({"ahead", 2}));
 }
