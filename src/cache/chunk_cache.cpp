@@ -174,7 +174,9 @@ bool chunk_cache::take_slot(shard& s, std::uint32_t& slot, const rank_fn* ranker
   } else {
     if (!s.free_slots.empty()) return take_free();
     first_of(s.lru, unpinned);
-    first_of(s.prefetched, [&](const chunk_key& k) { return for_prefetch ? replaceable(k) : unpinned(k); });
+    first_of(s.prefetched, replaceable);
+    // A reader's fetch must get a slot: read-ahead still wanted goes only when nothing else can.
+    if (!for_prefetch) first_of(s.prefetched, unpinned);
   }
   if (!from) return false;
   auto e = s.entries.find(*victim);

@@ -397,3 +397,24 @@ TEST_CASE("a prefetch never replaces one that is still wanted; a reader's fetch 
   CHECK_FALSE(cache.contains({"ahead", 0}));
   CHECK(cache.contains({"ahead", 2}));
 }
+
+TEST_CASE("a reader's fetch evicts an unwanted guess before read-ahead that is still wanted") {
+  chunk_cache cache(4 * 4096, 4096, 1);
+  cache.set_prefetch_share(1.0);
+  asio::io_context ctx(1);
+  auto ex = ctx.get_executor();
+  CHECK(cache.prefetch({"ahead", 0}, instant('a'), ex, [] { return true; }));
+  CHECK(cache.prefetch({"ahead", 1}, instant('a'), ex, [] { return true; }));
+  CHECK(cache.prefetch({"guess", 0}, instant('g'), ex));
+  CHECK(cache.prefetch({"ahead", 2}, instant('a'), ex, [] { return true; }));
+  spin(ctx, std::chrono::milliseconds(5));
+  REQUIRE(test::run(cache.get({"demand", 0}, instant('d'))));  // the guess goes, though not the oldest
+  CHECK_FALSE(cache.contains({"guess", 0}));
+  CHECK(cache.contains({"ahead", 0}));
+  // Nothing but wanted read-ahead left (and a pinned chunk): the reader still gets a slot.
+  auto pinned = test::run(cache.get({"demand", 0}, instant('d')));
+  REQUIRE(pinned);
+  REQUIRE(test::run(cache.get({"demand", 1}, instant('d'))));
+  CHECK_FALSE(cache.contains({"ahead", 0}));  // the oldest read-ahead, as a last resort
+  CHECK(cache.contains({"ahead", 1}));
+}
