@@ -10,26 +10,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 export AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench-secret AWS_EC2_METADATA_DISABLED=true
-tmp=$(mktemp -d /tmp/valkyrie-bench.XXXXXX)
-mnt="$tmp/mnt"; mkdir -p "$mnt"
-sim_pid= daemon_pid=
-cleanup() {
-  set +e
-  mountpoint -q "$mnt" && umount "$mnt"
-  [[ -n $daemon_pid ]] && kill "$daemon_pid" 2>/dev/null
-  [[ -n $sim_pid ]] && kill "$sim_pid" 2>/dev/null
-  wait 2>/dev/null
-  rm -f /dev/shm/valkyrie-bench-tmpfs
-  rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-"$build/tools/valkyrie-s3sim" --listen 127.0.0.1:0 --credentials "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
-  --synthetic bench:1:1GiB --synthetic big:1:4GiB --first-byte-latency 30ms --conn-bandwidth 64MiB \
-  --total-bandwidth 1GiB ${SIM_ARGS:-} >"$tmp/sim.out" 2>"$tmp/sim.err" &
-sim_pid=$!
-for _ in $(seq 100); do [[ -s $tmp/sim.out ]] && break; sleep 0.05; done
-url=$(head -1 "$tmp/sim.out" | awk '{print $3}')
+source tools/bench-lib.sh
+bench_init mount-bench
+bench_remove_on_exit /dev/shm/valkyrie-bench-tmpfs
+bench_start_sim --synthetic bench:1:1GiB --synthetic big:1:4GiB --first-byte-latency 30ms --conn-bandwidth 64MiB \
+  --total-bandwidth 1GiB ${SIM_ARGS:-}
 link_mb=1073.7   # 1 GiB/s in MB/s
 
 dd_mbps() {  # file -> MB/s of dd bs=1M
@@ -37,15 +22,7 @@ dd_mbps() {  # file -> MB/s of dd bs=1M
     awk '{ printf "%.1f", 1073741824 / $1 / 1e6 }'
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
-mount_valkyrie() {  # cache size
-  "$build/src/cli/valkyrie" --mount "$mnt" --bucket "$1" --endpoint "$url" --cache-size "$2" ${VALKYRIE_ARGS:-} \
-    --foreground --log-level warn 2>>"$tmp/daemon.err" &
-  daemon_pid=$!
-  for _ in $(seq 100); do mountpoint -q "$mnt" && return; sleep 0.05; done
-  cat "$tmp/daemon.err" >&2; exit 1
-}
-unmount_valkyrie() { umount "$mnt"; wait "$daemon_pid" || true; daemon_pid=; }
-
+mount_valkyrie() { bench_mount "$1" --cache-size "$2" ${VALKYRIE_ARGS:-}; }  # bucket, cache size
 printf '%-44s %10s  %s\n' "scenario (link: 1 GiB/s total)" "MB/s" "ratio"
 curl_mb=$(curl -s -o /dev/null -w '%{speed_download}' --aws-sigv4 "aws:amz:us-east-1:s3" \
   --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
@@ -61,7 +38,7 @@ tmpfs=$(dd_mbps /dev/shm/valkyrie-bench-tmpfs)
 rm -f /dev/shm/valkyrie-bench-tmpfs
 printf '%-44s %10s  %s x tmpfs\n' "valkyrie warm re-read dd bs=1M" "$warm" "$(ratio "$warm" "$tmpfs")"
 printf '%-44s %10s\n' "tmpfs dd bs=1M (same bytes)" "$tmpfs"
-unmount_valkyrie
+bench_unmount
 
 if command -v s3fs >/dev/null; then
   echo "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" >"$tmp/passwd"; chmod 600 "$tmp/passwd"
@@ -78,4 +55,4 @@ mount_valkyrie big 512MiB
 dd if="$mnt/shard_000000.tar" of=/dev/null bs=1M 2>/dev/null
 hwm_kb=$(awk '/VmHWM/ { print $2 }' "/proc/$daemon_pid/status")
 printf '%-44s %10s  cap 512 MiB + 64 MiB = 576 MiB\n' "peak RSS reading 4 GiB via 512 MiB cache" "$((hwm_kb / 1024)) MiB"
-unmount_valkyrie
+bench_unmount

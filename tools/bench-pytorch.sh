@@ -21,28 +21,16 @@ bytes() { $py -c "import sys; sys.path.insert(0, 'tools'); import train_pytorch 
 shard_bytes=$(bytes "$SHARD_SIZE") sample_bytes=$(bytes "$SAMPLE_SIZE") bw_bytes=$(bytes "$TOTAL_BW")
 STEP_MS=${STEP_MS:-$($py -c "print(round($BATCH * $sample_bytes / (0.8 * $bw_bytes) * 1000, 1))")}
 export AWS_ACCESS_KEY_ID=AKIDTORCH AWS_SECRET_ACCESS_KEY=torch-secret AWS_EC2_METADATA_DISABLED=true
-tmp=$(mktemp -d /tmp/valkyrie-pytorch.XXXXXX)
-mnt="$tmp/mnt"; mkdir -p "$mnt" "$tmp/data/train"
+source tools/bench-lib.sh
+bench_init pytorch
+mkdir -p "$tmp/data/train"
 shm=/dev/shm/valkyrie-pytorch-copy
-sim_pid= daemon_pid=
-cleanup() {
-  set +e
-  mountpoint -q "$mnt" && umount "$mnt"
-  [[ -n $daemon_pid ]] && kill "$daemon_pid" 2>/dev/null
-  [[ -n $sim_pid ]] && kill "$sim_pid" 2>/dev/null
-  wait 2>/dev/null; rm -rf "$tmp" "$shm"
-}
-trap cleanup EXIT
+bench_remove_on_exit "$shm"
 
 $py tools/train_pytorch.py make-shards "$tmp/data/train/shards" --shards "$SHARDS" --shard-size "$SHARD_SIZE" \
   --sample-size "$SAMPLE_SIZE" >/dev/null
 dataset_bytes=$(du -sb "$tmp/data/train/shards" | cut -f1)
-"$build/tools/valkyrie-s3sim" --listen 127.0.0.1:0 --credentials "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
-  --data "$tmp/data" --first-byte-latency 30ms --conn-bandwidth 64MiB --total-bandwidth "$TOTAL_BW" \
-  >"$tmp/sim.out" 2>/dev/null &
-sim_pid=$!
-for _ in $(seq 100); do [[ -s $tmp/sim.out ]] && break; sleep 0.05; done
-url=$(head -1 "$tmp/sim.out" | awk '{print $3}')
+bench_start_sim --data "$tmp/data" --first-byte-latency 30ms --conn-bandwidth 64MiB --total-bandwidth "$TOTAL_BW"
 
 # The page cache is dropped before every epoch: datasets outgrow a node's memory, and otherwise
 # epoch 2 would come from the kernel whatever the mount does.
@@ -53,25 +41,16 @@ train() {  # label, then train_pytorch.py source arguments
   shift
   $py tools/train_pytorch.py run "$@" "${loop[@]}" 2>/dev/null | tail -1 | sed "s/^{/{\"label\": \"$label\", /" >>"$tmp/results.jsonl"
 }
-mount_valkyrie() {  # cache size
-  "$build/src/cli/valkyrie" --mount "$mnt" --bucket train --endpoint "$url" --cache-size "$1" --foreground \
-    --log-level warn --no-metrics 2>>"$tmp/daemon.err" &
-  daemon_pid=$!
-  for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.05; done
-  mountpoint -q "$mnt" || { cat "$tmp/daemon.err" >&2; exit 1; }
-}
-unmount_valkyrie() { umount "$mnt"; wait "$daemon_pid" || true; daemon_pid=; }
-
 echo "training over $SHARDS shards of $SHARD_SIZE ($((dataset_bytes >> 20)) MiB), step $STEP_MS ms per batch of $BATCH..." >&2
 train "direct S3 (baseline)" --endpoint "$url" --bucket train --prefix shards/
 half=$(( (dataset_bytes / 2) >> 20 ))MiB
 whole=$(( (dataset_bytes * 2) >> 20 ))MiB
 for cache in "$whole" "$half"; do
   for hint in no yes; do
-    mount_valkyrie "$cache"
+    bench_mount train --cache-size "$cache"
     flags=(); [[ $hint == yes ]] && flags=(--order-hint)
     train "valkyrie, cache $cache, order hint: $hint" --dir "$mnt/shards" "${flags[@]}"
-    unmount_valkyrie
+    bench_unmount
   done
 done
 mkdir -p "$shm"; cp "$tmp"/data/train/shards/*.tar "$shm"/

@@ -9,23 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 export AWS_ACCESS_KEY_ID=AKIDTRAIN AWS_SECRET_ACCESS_KEY=train-secret AWS_EC2_METADATA_DISABLED=true
-tmp=$(mktemp -d /tmp/valkyrie-training.XXXXXX)
-mnt="$tmp/mnt"; mkdir -p "$mnt"
-sim_pid= daemon_pid=
-cleanup() {
-  set +e
-  mountpoint -q "$mnt" && umount "$mnt"
-  [[ -n $daemon_pid ]] && kill "$daemon_pid" 2>/dev/null
-  [[ -n $sim_pid ]] && kill "$sim_pid" 2>/dev/null
-  wait 2>/dev/null; rm -rf "$tmp"
-}
-trap cleanup EXIT
-"$build/tools/valkyrie-s3sim" --listen 127.0.0.1:0 --credentials "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
-  --synthetic train:64:64MiB --first-byte-latency 30ms --conn-bandwidth 64MiB --total-bandwidth 1GiB \
-  >"$tmp/sim.out" 2>/dev/null &
-sim_pid=$!
-for _ in $(seq 100); do [[ -s $tmp/sim.out ]] && break; sleep 0.05; done
-url=$(head -1 "$tmp/sim.out" | awk '{print $3}')
+source tools/bench-lib.sh
+bench_init training
+bench_start_sim --synthetic train:64:64MiB --first-byte-latency 30ms --conn-bandwidth 64MiB --total-bandwidth 1GiB
 # A shuffled order (fixed seed), as a data loader's sampler would produce.
 /usr/bin/python3 -c 'import random; r = random.Random(7); k = [f"shard_{i:06d}.tar" for i in range(64)]; r.shuffle(k); print("\n".join(k))' >"$tmp/order.txt"
 
@@ -34,13 +20,10 @@ run() {  # label read_order(file or "") manifest(yes/no) extra flags...
   shift 3
   local flags=()
   [[ $manifest == yes ]] && flags+=(--manifest "$order")
-  "$build/src/cli/valkyrie" --mount "$mnt" --bucket train --endpoint "$url" --cache-size 1GiB --foreground \
-    --log-level warn "${flags[@]}" "$@" 2>>"$tmp/daemon.err" &
-  daemon_pid=$!
-  for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.05; done
+  bench_mount train --cache-size 1GiB "${flags[@]}" "$@"
   sleep 1  # settle: with a manifest the first shards arrive now
   loop "$mnt" "$order" "$label"
-  umount "$mnt"; wait "$daemon_pid" || true; daemon_pid=
+  bench_unmount
 }
 loop() {  # dir order_file label
   /usr/bin/python3 - "$1" "$2" "$3" <<'PY'
@@ -65,9 +48,11 @@ print(f"{label:<34} compute-busy {busy / wall:6.1%}   wall {wall:5.1f} s   waiti
 PY
 }
 # The bound of a read-then-compute loop: the same loop over a local tmpfs copy of the shards.
-"$build/src/cli/valkyrie" --mount "$mnt" --bucket train --endpoint "$url" --cache-size 1GiB --log-level warn
-shm=/dev/shm/valkyrie-training-baseline; rm -rf "$shm"; mkdir -p "$shm"; cp "$mnt"/shard_* "$shm"/
-umount "$mnt"
+shm=/dev/shm/valkyrie-training-baseline
+bench_remove_on_exit "$shm"
+bench_mount train --cache-size 1GiB
+rm -rf "$shm"; mkdir -p "$shm"; cp "$mnt"/shard_* "$shm"/
+bench_unmount
 loop "$shm" "$tmp/order.txt" "tmpfs copy, shuffled (baseline)"
 rm -rf "$shm"
 run "sorted order, no manifest" "" no
