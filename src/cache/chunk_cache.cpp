@@ -462,4 +462,31 @@ cache_stats chunk_cache::stats() const {
   return total;
 }
 
+std::string chunk_cache::check_invariants() const {
+  std::vector<int> owners(slots_, 0);
+  std::uint64_t unread_prefetches = 0, queued = 0;
+  for (auto& sp : shards_) {
+    std::lock_guard lock(sp->mu);
+    const shard& s = *sp;
+    for (auto slot : s.free_slots) ++owners[slot];
+    std::size_t hot = 0, prefetched = 0;
+    for (auto& [key, e] : s.entries) {
+      ++owners[e.slot];
+      if (e.prefetched && !e.read) ++unread_prefetches;
+      if (e.queued) ++queued;
+      if (e.st != entry::state::ready) continue;
+      ++(e.in_prefetch_list ? prefetched : hot);
+      if (e.in_prefetch_list != (e.prefetched && !e.read)) return "a ready chunk is in the wrong zone's list";
+      if (!(*e.lru == key)) return "a ready chunk's list position names another chunk";
+    }
+    if (hot != s.lru.size() || prefetched != s.prefetched.size()) return "the zone lists and the ready entries differ";
+  }
+  for (std::uint32_t slot = 0; slot < slots_; ++slot)
+    if (owners[slot] != 1) return "slot " + std::to_string(slot) + " is held " + std::to_string(owners[slot]) + " times";
+  if (unread_prefetches != prefetch_held_.load())
+    return "the prefetch zone counts " + std::to_string(prefetch_held_.load()) + " chunks, the entries say " +
+           std::to_string(unread_prefetches);
+  return {};
+}
+
 }  // namespace valkyrie::cache

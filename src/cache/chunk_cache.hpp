@@ -144,6 +144,10 @@ class chunk_cache {
   std::uint64_t capacity() const { return std::uint64_t{slots_} * chunk_size_; }
   std::uint32_t slots() const { return slots_; }
   cache_stats stats() const;
+  // For tests: "" when the bookkeeping is consistent (every slot free or held by exactly one
+  // entry, ready entries in exactly their zone's list, the prefetch zone's count right), else
+  // what is wrong. Locks every shard in turn: not for the read path.
+  std::string check_invariants() const;
 
  private:
   friend class chunk_ref;

@@ -418,3 +418,55 @@ TEST_CASE("a reader's fetch evicts an unwanted guess before read-ahead that is s
   CHECK_FALSE(cache.contains({"ahead", 0}));  // the oldest read-ahead, as a last resort
   CHECK(cache.contains({"ahead", 1}));
 }
+
+TEST_CASE("random prefetches, reads, failures and cancellations keep the bookkeeping consistent") {
+  std::mt19937 rng(7);
+  for (int round = 0; round < 30; ++round) {
+    const std::uint32_t slots = 3 + rng() % 10;
+    chunk_cache cache(slots * 4096, 4096, 1 + rng() % 3);
+    cache.set_prefetch_limit(1 + rng() % 4);
+    cache.set_prefetch_share((1 + rng() % 10) / 10.0);
+    if (round % 3 == 0) cache.set_eviction_ranker([](const chunk_key& k) -> std::uint64_t { return k.index % 7; });
+    asio::io_context ctx(1);
+    auto ex = ctx.get_executor();
+    auto wanted = std::make_shared<std::vector<bool>>(32, true);
+    // Fetches that take 0-2 ms and fail one time in eight.
+    auto fetch = [&rng](bool fails) -> chunk_cache::fetch_fn {
+      auto delay = std::chrono::microseconds(rng() % 2000);
+      return [delay, fails](std::span<char> dest) -> awaitable<result<std::size_t>> {
+        asio::steady_timer t(co_await asio::this_coro::executor, delay);
+        co_await t.async_wait(use_tuple);
+        if (fails) co_return make_error_code(errc::server_error);
+        dest[0] = 'x';
+        co_return std::size_t{1};
+      };
+    };
+    int reads = 0;
+    for (int step = 0; step < 300; ++step) {
+      std::uint64_t c = rng() % 32;
+      switch (rng() % 4) {
+        case 0:
+        case 1: {
+          auto w = wanted;
+          cache.prefetch({"o", c}, fetch(rng() % 8 == 0), ex, [w, c] { return (*w)[c]; });
+          break;
+        }
+        case 2:
+          asio::co_spawn(ex, [](chunk_cache* cc, std::uint64_t c, chunk_cache::fetch_fn f, int* n) -> awaitable<void> {
+            chunk_key key{"o", c};
+            auto ref = co_await cc->get(key, std::move(f));
+            ++*n;
+          }(&cache, c, fetch(rng() % 8 == 0), &reads), asio::detached);
+          break;
+        default:
+          (*wanted)[c] = !(*wanted)[c];
+      }
+      if (step % 10 == 0) spin(ctx, std::chrono::milliseconds(1));
+      if (step % 50 == 0) REQUIRE(cache.check_invariants() == "");
+    }
+    spin(ctx, std::chrono::milliseconds(200));
+    CAPTURE(round);
+    REQUIRE(cache.check_invariants() == "");
+    CHECK(reads > 0);
+  }
+}
