@@ -10,6 +10,7 @@
 # Sizes (environment): SHARDS=32 SHARD_SIZE=32MiB SAMPLE_SIZE=256KiB BATCH=32 WORKERS=2
 #   TOTAL_BW=256MiB (the link; per connection 64MiB, first byte 30ms) EPOCHS=2.
 #   STEP_MS defaults to the time the link needs for one batch at 80% of TOTAL_BW.
+#   VALKYRIE_ARGS: more valkyrie flags (e.g. "--lookahead 4").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=$(realpath "${1:-build}")
@@ -47,7 +48,7 @@ half=$(( (dataset_bytes / 2) >> 20 ))MiB
 whole=$(( (dataset_bytes * 2) >> 20 ))MiB
 for cache in "$whole" "$half"; do
   for hint in no yes; do
-    bench_mount train --cache-size "$cache"
+    bench_mount train --cache-size "$cache" ${VALKYRIE_ARGS:-}
     flags=(); [[ $hint == yes ]] && flags=(--order-hint)
     train "valkyrie, cache $cache, order hint: $hint" --dir "$mnt/shards" "${flags[@]}"
     bench_unmount
