@@ -57,4 +57,5 @@ loop "$shm" "$tmp/order.txt" "tmpfs copy, shuffled (baseline)"
 rm -rf "$shm"
 run "sorted order, no manifest" "" no
 run "shuffled order, with --manifest" "$tmp/order.txt" yes
+run "shuffled, --manifest --direct-io" "$tmp/order.txt" yes --direct-io
 run "shuffled order, no manifest" "$tmp/order.txt" no

@@ -75,7 +75,7 @@ int main(int argc, char** argv) {
   s3::client_setup setup;
   unsigned workers = 32, threads = 0, lookahead = 2, metrics_port = 0;
   bool foreground = false, allow_other = false, anonymous = false, no_metrics = false, tracing = false,
-       no_control_files = false;
+       no_control_files = false, direct_io = false;
   unsigned uid = getuid(), gid = getgid();
   app.add_option("--mount", mountpoint, "empty directory to mount on")->required();
   app.add_option("--bucket", bucket, "bucket to mount")->required();
@@ -93,6 +93,8 @@ int main(int argc, char** argv) {
   app.add_option("--prefetch-share", prefetch_share,
                  "most of --cache-size that prefetched, not yet read data may hold (e.g. 50%)");
   app.add_option("--manifest", manifest, "training order: one key per line, relative to --prefix");
+  app.add_flag("--direct-io", direct_io,
+               "reads bypass the kernel page cache (faster streaming from the chunk cache; files cannot be mmap'ed)");
   app.add_flag("--no-control-files", no_control_files,
                "no /.valkyrie/order (live training order); the kernel then mounts read-only (ro)");
   auto* addr_opt = app.add_option("--metrics-addr", metrics_addr,
@@ -300,6 +302,7 @@ int main(int argc, char** argv) {
   mopts.file_mode = fmode;
   mopts.dir_mode = dmode;
   mopts.kernel_read_only = no_control_files;
+  mopts.direct_io = direct_io;
   mopts.attr_timeout = std::chrono::duration<double>(*ttl).count();
   std::unique_ptr<metrics::server> metrics_server;
   if (!no_metrics) {

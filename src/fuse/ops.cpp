@@ -315,6 +315,7 @@ awaitable<void> do_open(session* s, fuse_req_t req, fuse_ino_t ino, fuse_file_in
     co_return;
   }
   fi.keep_cache = (*r)->keep_cache ? 1 : 0;
+  fi.direct_io = s->options().direct_io ? 1 : 0;
   fi.fh = reinterpret_cast<uint64_t>(new file_holder(*r));
   t.done(0);
   if (fuse_reply_open(req, &fi) != 0) delete reinterpret_cast<file_holder*>(fi.fh);  // interrupted

@@ -34,6 +34,9 @@ struct mount_options {
   std::uint32_t max_read = 1 << 20;
   std::uint32_t max_readahead = 16 << 20;
   unsigned max_background = 64;
+  // Files opened with FOPEN_DIRECT_IO: reads bypass the kernel page cache and arrive at the
+  // reader's own size (up to max_read), answered from the chunk cache; no mmap.
+  bool direct_io = false;
   // The kernel's "ro" mount flag. Off when the control file /.valkyrie/order is served (the
   // kernel would refuse to open it for writing); every other write is refused by the ops with
   // EROFS either way.

@@ -175,6 +175,21 @@ start_valkyrie data "$url" --prefix train/ --no-control-files
 umount "$mnt"; expect_daemon_gone
 pass "--no-control-files: no /.valkyrie, and the kernel mounts read-only"
 
+# --- --direct-io: reads bypass the page cache, bytes exact, shared mmap refused (ENODEV) ---
+start_valkyrie data "$url" --prefix train/ --direct-io --cache-size 64MiB
+verify shard_000003.tar
+/usr/bin/python3 - "$mnt/shard_000003.tar" <<'PY' || fail "--direct-io mmap"
+import errno, mmap, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+try:
+    mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    sys.exit("a shared mmap of a direct-io file succeeded")
+except OSError as e:
+    sys.exit(0 if e.errno == errno.ENODEV else f"mmap failed with {e}")
+PY
+umount "$mnt"; expect_daemon_gone
+pass "--direct-io: bytes exact; a shared mmap is refused with ENODEV, as documented"
+
 # --- a manifest with no usable key ---
 printf 'nope.tar\n\n# only comments\n' >"$tmp/bad.txt"
 out=$("$BUILD_ROOT/src/cli/valkyrie" --mount "$mnt" --bucket data --prefix train/ --endpoint "$url" \
