@@ -355,6 +355,12 @@ bool chunk_cache::contains(const chunk_key& key) const {
   return it != s.entries.end() && it->second.st == entry::state::ready;
 }
 
+bool chunk_cache::present(const chunk_key& key) const {
+  const shard& s = *shards_[shard_of(key)];
+  std::lock_guard lock(s.mu);
+  return s.entries.count(key) > 0;
+}
+
 awaitable<result<chunk_ref>> chunk_cache::get(chunk_key key, fetch_fn fetch) {
   unsigned si = shard_of(key);
   shard& s = *shards_[si];

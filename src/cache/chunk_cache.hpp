@@ -129,6 +129,8 @@ class chunk_cache {
   void set_prefetch_share(double share);
   std::uint32_t prefetch_zone_bound() const { return prefetch_bound_; }
   bool contains(const chunk_key& key) const;
+  // Cached or being fetched (or queued).
+  bool present(const chunk_key& key) const;
   // With a known future order: how far in the future a chunk will be read (larger: later).
   // Eviction then takes the unpinned chunk read furthest in the future (Belady) instead of the
   // least recently used one, and a prefetch is refused rather than evict a chunk needed sooner

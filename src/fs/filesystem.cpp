@@ -674,7 +674,13 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
   auto& m = fs_metrics::get();
   m.reads.add();
   std::chrono::steady_clock::duration stalled{};
-  for (std::uint64_t c = first; c <= last; ++c) {
+  bool served = false;  // by a cold small read's own GET
+  if (first == last && end - offset <= opts_.cold_read_direct_max && !cache_->present({file->object_id, first})) {
+    auto asked = std::chrono::steady_clock::now();
+    served = co_await read_cold_direct(file, offset, end, &out);
+    stalled += std::chrono::steady_clock::now() - asked;
+  }
+  for (std::uint64_t c = first; !served && c <= last; ++c) {
     // Named, not temporaries: GCC 12 destroys temporaries of a co_await expression twice.
     cache::chunk_key key{file->object_id, c};
     auto fetch = fetcher(file, c, true);
@@ -710,6 +716,30 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
   }
   m.read_bytes.add(out.bytes);
   co_return out;
+}
+
+awaitable<void> filesystem::fill_chunk(std::shared_ptr<open_file> file, std::uint64_t chunk) {
+  cache::chunk_key key{file->object_id, chunk};  // (named: GCC 12 and co_await temporaries)
+  auto fetch = fetcher(file, chunk, true);
+  auto ref = co_await cache_->get(std::move(key), std::move(fetch));
+  (void)ref;  // cached for the reads that follow; released at once
+}
+
+awaitable<bool> filesystem::read_cold_direct(std::shared_ptr<open_file> file, std::uint64_t offset, std::uint64_t end,
+                                             read_result* out) {
+  const std::uint64_t chunk = offset / cache_->chunk_size();
+  auto here = co_await asio::this_coro::executor;
+  asio::co_spawn(here, fill_chunk(file, chunk), asio::detached);
+  out->direct.resize(static_cast<std::size_t>(end - offset));
+  std::span<char> dest(out->direct);
+  auto got = co_await client().get(file->key, offset, dest, file->etag);
+  if (!got || *got != dest.size()) {
+    out->direct.clear();
+    co_return false;
+  }
+  out->slices.push_back(std::span<const char>(out->direct));
+  out->bytes = out->direct.size();
+  co_return true;
 }
 
 }  // namespace valkyrie::fs

@@ -64,6 +64,10 @@ struct options {
   // the manifest at start-up: predictions and lookups then cost no request. Keys missing here
   // (added later) are still found by asking S3.
   std::shared_ptr<const std::map<std::string, s3::object_info>> known_objects;
+  // A read of at most this many bytes whose chunk is neither cached nor being fetched gets its
+  // own ranged GET of just those bytes while the chunk is filled beside it: the first bytes of a
+  // cold file arrive after one small transfer, not a whole chunk's (0: off).
+  std::size_t cold_read_direct_max = 256 * 1024;
 };
 
 struct open_file {
@@ -98,6 +102,7 @@ awaitable<result<object_map>> list_all(s3::object_client& client, std::string pr
 // The bytes of one read: pinned chunks and the slices of them to reply with.
 struct read_result {
   std::vector<cache::chunk_ref> chunks;
+  std::vector<char> direct;  // bytes of a cold small read fetched on their own (see options)
   std::vector<std::span<const char>> slices;
   std::size_t bytes = 0;
 };
@@ -204,6 +209,11 @@ class filesystem {
   // reader_waiting: fetch in demand_part_size pieces at once rather than one GET.
   cache::chunk_cache::fetch_fn fetcher(std::shared_ptr<open_file> file, std::uint64_t chunk, bool reader_waiting);
   static constexpr std::size_t demand_part_size = 1 << 20;
+  // A cold small read: its own GET into out.direct, the chunk filled in the background.
+  // False (out untouched) when the GET failed: the caller goes through the cache instead.
+  awaitable<bool> read_cold_direct(std::shared_ptr<open_file> file, std::uint64_t offset, std::uint64_t end,
+                                   read_result* out);
+  awaitable<void> fill_chunk(std::shared_ptr<open_file> file, std::uint64_t chunk);
 
   options opts_;
   std::vector<std::shared_ptr<s3::object_client>> clients_;

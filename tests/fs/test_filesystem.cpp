@@ -27,6 +27,7 @@ struct fixture {
     options o;
     o.prefix = prefix;
     o.max_readahead_chunks = 8;
+    o.cold_read_direct_max = 0;  // counted requests stay one per chunk (its own test turns it on)
     cache = std::make_shared<cache::chunk_cache>(cache_bytes, chunk);
     fs = std::make_unique<filesystem>(o, std::vector<std::shared_ptr<s3::object_client>>{mem}, cache);
   }
@@ -365,6 +366,7 @@ TEST_CASE("read-ahead still queued when the file is closed, or when its reader t
     options o;
     o.max_readahead_chunks = 8;
     o.lookahead_files = 0;
+    o.cold_read_direct_max = 0;
     f.cache->set_prefetch_limit(1);  // one read-ahead GET at a time: the rest wait their turn
     f.fs = std::make_unique<filesystem>(o, std::vector<std::shared_ptr<s3::object_client>>{slow}, f.cache);
     auto file = *test::run(f.fs->open(f.lookup_path("shard_0001.tar").ino));
@@ -383,4 +385,29 @@ TEST_CASE("read-ahead still queued when the file is closed, or when its reader t
     CHECK_FALSE(shards.fully_cached(f, "shard_0001.tar", 5));
     CHECK_FALSE(f.cache->contains({file->object_id, 4}));
   }
+}
+
+TEST_CASE("a cold small read gets its own GET of just its bytes; the chunk is filled beside it") {
+  fixture f;
+  shard_set shards(f, 1, 4);
+  auto slow = std::make_shared<s3::fault_client>(f.mem);
+  slow->set_delay(std::chrono::milliseconds(20));
+  options o;
+  o.lookahead_files = 0;
+  o.cold_read_direct_max = 4096;
+  f.fs = std::make_unique<filesystem>(o, std::vector<std::shared_ptr<s3::object_client>>{slow}, f.cache);
+  auto file = *test::run(f.fs->open(f.lookup_path("shard_0001.tar").ino));
+  const std::string whole = pattern(4 * chunk, 1);
+  auto gets = f.mem->gets.load(), bytes = f.mem->bytes.load();
+  // A 100-byte read of a random, cold place: the bytes, then the chunk in the cache too.
+  CHECK(f.read(file, 2 * chunk + 10, 100) == whole.substr(2 * chunk + 10, 100));
+  CHECK(f.mem->gets.load() - gets == 2);
+  CHECK(f.mem->bytes.load() - bytes == 100 + chunk);
+  CHECK(f.cache->contains({file->object_id, 2}));
+  // Now cached: no request. Bigger than the limit, or a chunk being fetched: through the cache.
+  gets = f.mem->gets.load();
+  CHECK(f.read(file, 2 * chunk + 5, 100) == whole.substr(2 * chunk + 5, 100));  // (backwards: no read-ahead)
+  CHECK(f.mem->gets.load() == gets);
+  CHECK(f.read(file, 0, 8192) == whole.substr(0, 8192));
+  CHECK(f.mem->gets.load() - gets == 1);  // chunk 0 through the cache: one GET (the test's parts are whole)
 }
