@@ -7,6 +7,8 @@
 // Threading: get() may be called from any reactor. Each shard has its own mutex, held only for
 // map and list updates, never across I/O: there is no global lock on the read path. A missing
 // chunk is fetched once (by the first caller, on its reactor); later callers wait for it.
+// Prefetches wait in one FIFO queue (its own mutex, never taken by readers) and at most
+// prefetch_limit of them run at once, so readers' fetches always find a connection.
 // Invariants: a slot is in at most one state (free, fetching, ready); a pinned chunk (a live
 // chunk_ref) is never evicted or reused; a failed fetch leaves no entry behind.
 // Zones: a prefetched chunk nobody has read yet is in the prefetch zone (FIFO, with the
@@ -16,14 +18,15 @@
 // wants, and streaming prefetch never flushes the hot zone. Below the bound, and for a reader's
 // own fetch, the hot zone's least recently used chunk goes first.
 // Eviction with a known future order (a manifest or a live hint): the unpinned chunk of either
-// zone read furthest in the future (Belady); the order then decides what to keep. Metrics (docs/metrics.md) count lookups, hits, misses, bytes by zone
-// (filling, prefetch: fetched ahead and unread, hot: read), evictions by reason, and how far
-// ahead of its reader a prefetched chunk was ready.
-#include <atomic>
+// zone read furthest in the future (Belady); the order then decides what to keep.
+// Metrics (docs/metrics.md) count lookups, hits, misses, bytes by zone (filling, prefetch:
+// fetched ahead and unread, hot: read), evictions by reason, the prefetch queue and its
+// cancellations, and how far ahead of its reader a prefetched chunk was ready.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
-#include <deque>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <list>
 #include <memory>

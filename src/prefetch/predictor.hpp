@@ -1,7 +1,8 @@
 #pragma once
 // prefetch: which files a training job reads next.
 //
-// Owns: the training order (from --manifest) and the rules that name the next files:
+// Owns: a training order (from --manifest or a live hint; the fs layer swaps whole predictors)
+// and the rules that name the next files:
 //   1. the manifest order, when there is one (keys may repeat: one pass per epoch);
 //   2. otherwise the numbered successor (shard_0009.tar -> shard_0010.tar, padding kept,
 //      999 -> 1000), only if the listing has it, so missing names are never requested;
