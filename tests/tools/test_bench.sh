@@ -31,7 +31,7 @@ for p in ("baseline-single.mb_per_s", "baseline-parallel.mb_per_s", "cold.mb_per
           "ttfb.cold.p50_ms", "ttfb.cold.p99_ms", "ttfb.warm.p50_ms", "ttfb.warm.p99_ms",
           "random.iops", "random.p50_ms", "random.p99_ms", "ls.seconds", "ls.s3_requests"):
     if number(p) <= 0 and not p.startswith("ttfb.warm"): sys.exit(f"{p} is not positive")
-for t in ("training-listing-order", "training-manifest", "training-local-copy"):
+for t in ("training-listing-order", "training-manifest", "training-order-hint", "training-local-copy"):
     busy = number(t + ".compute_busy_pct")
     if not 0 < busy <= 100: sys.exit(f"{t}: compute-busy {busy}")
     number(t + ".stall_s"); number(t + ".stall_p99_ms")

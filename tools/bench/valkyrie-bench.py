@@ -13,7 +13,8 @@ Scenarios (docs/benchmarks.md explains each figure):
   warm              the same again, on the same mount
   ttfb              time to the first 4 KiB of a file, cold and warm (p50, p99)
   training          read a shard, compute; compute-busy %, stall time and histogram;
-                    in listing order without a manifest, in shuffled order with one, and
+                    in listing order without a manifest, in shuffled order with one, in
+                    shuffled order handed over as a live order hint (/.valkyrie/order), and
                     over a local copy (the bound no filesystem can beat)
   epochs            two epochs in shuffled order with a manifest and a cache of half the
                     dataset: hit ratio per epoch
@@ -518,6 +519,13 @@ def scenario_training(ctx):
         root = ctx.mount.mount(["--manifest", manifest])
         out["training-manifest"] = training_loop(ctx, os.path.join(root, ctx.data_subdir), shuffled,
                                                  "training, shuffled, --manifest", compute_s)
+        ctx.progress.next()
+        # The same order handed over while mounted, as a data loader does before an epoch.
+        root = ctx.mount.mount()
+        with open(os.path.join(root, ".valkyrie", "order"), "w") as f:
+            f.write(open(manifest).read())
+        out["training-order-hint"] = training_loop(ctx, os.path.join(root, ctx.data_subdir), shuffled,
+                                                   "training, shuffled, live order hint", compute_s)
     else:
         root = ctx.mount.mount()
         out["training-shuffled"] = training_loop(ctx, os.path.join(root, ctx.data_subdir), shuffled,
@@ -679,6 +687,7 @@ def table(results):
             rows.append((f"time to first byte, {k} (p50 / p99)", f"{t['p50_ms']:.1f} / {t['p99_ms']:.1f} ms"))
     for k, label in (("training-listing-order", "training, listing order"),
                      ("training-manifest", "training, shuffled + manifest"),
+                     ("training-order-hint", "training, shuffled + live order hint"),
                      ("training-shuffled", "training, shuffled"),
                      ("training-local-copy", "training, local copy (bound)")):
         if k in r:
@@ -839,7 +848,8 @@ def main():
                              "link": {"first_byte_latency": args.first_byte_latency, "conn_bandwidth": args.conn_bandwidth,
                                       "total_bandwidth": args.total_bandwidth} if simulated else None,
                              "scenarios": scenarios}
-        steps = {"baseline": 2, "cold": 2, "ttfb": 1, "training": 3, "epochs": 1, "random": 1, "ls": 1}
+        steps = {"baseline": 2, "cold": 2, "ttfb": 1, "training": 4 if not args.dir else 3, "epochs": 1, "random": 1,
+                 "ls": 1}
         has_s3 = bool(ctx.s3.url or args.bucket)
         ctx.progress.plan(sum(steps[s] for s in scenarios) + (0 if "baseline" in scenarios or not has_s3 else 1))
         if has_s3:
