@@ -53,6 +53,17 @@ struct fixture {
     for (auto& s : r->slices) out.append(s.data(), s.size());
     return out;
   }
+  // A new filesystem over the same bucket and cache with these options; with `delay`, every S3
+  // call waits that long first.
+  void reopen(const options& o, std::chrono::milliseconds delay = {}) {
+    std::shared_ptr<s3::object_client> client = mem;
+    if (delay.count() > 0) {
+      auto slow = std::make_shared<s3::fault_client>(mem);
+      slow->set_delay(delay);
+      client = slow;
+    }
+    fs = std::make_unique<filesystem>(o, std::vector<std::shared_ptr<s3::object_client>>{client}, cache);
+  }
   std::vector<std::string> names(ino_t dir) {
     auto r = test::run(fs->readdir(dir));
     std::vector<std::string> out;
@@ -222,7 +233,7 @@ TEST_CASE("with a training order, the next files are the manifest's, across epoc
   o.lookahead_files = 2;
   o.order = std::make_shared<prefetch::predictor>(std::vector<std::string>{
       "shard_0005.tar", "shard_0001.tar", "shard_0003.tar", "shard_0005.tar", "shard_0002.tar"});
-  f.fs = std::make_unique<filesystem>(o, std::vector<std::shared_ptr<s3::object_client>>{f.mem}, f.cache);
+  f.reopen(o);
   auto file = test::run(f.fs->open(f.lookup_path("shard_0005.tar").ino));
   f.read(*file, 0, 10);
   CHECK(shards.fully_cached(f, "shard_0001.tar", 3));
@@ -262,7 +273,7 @@ TEST_CASE("with the start-up listing, lookups of known keys send no request") {
   for (auto& k : {"dir/a.tar", "top.tar"}) (*known)[k] = *test::run(f.mem->head(k));
   options o;
   o.known_objects = known;
-  f.fs = std::make_unique<filesystem>(o, std::vector<std::shared_ptr<s3::object_client>>{f.mem}, f.cache);
+  f.reopen(o);
   auto lists = f.mem->lists.load();
   CHECK(f.lookup_path("dir").directory);
   auto a = f.lookup_path("dir/a.tar");
@@ -350,7 +361,7 @@ TEST_CASE("the control directory: found by name, never listed, one file") {
   // --no-control-files: an ordinary namespace.
   options o;
   o.control_files = false;
-  f.fs = std::make_unique<filesystem>(o, std::vector<std::shared_ptr<s3::object_client>>{f.mem}, f.cache);
+  f.reopen(o);
   CHECK_FALSE(f.lookup_path(".valkyrie").control);
   CHECK(f.lookup_path(".valkyrie/shadowed.tar").size == 1);
   CHECK(f.names(root_ino) == std::vector<std::string>{".valkyrie/", "a.tar"});
@@ -361,14 +372,12 @@ TEST_CASE("read-ahead still queued when the file is closed, or when its reader t
     CAPTURE(close_it);
     fixture f;
     shard_set shards(f, 1, 12);
-    auto slow = std::make_shared<s3::fault_client>(f.mem);
-    slow->set_delay(std::chrono::milliseconds(30));
     options o;
     o.max_readahead_chunks = 8;
     o.lookahead_files = 0;
     o.cold_read_direct_max = 0;
     f.cache->set_prefetch_limit(1);  // one read-ahead GET at a time: the rest wait their turn
-    f.fs = std::make_unique<filesystem>(o, std::vector<std::shared_ptr<s3::object_client>>{slow}, f.cache);
+    f.reopen(o, std::chrono::milliseconds(30));
     auto file = *test::run(f.fs->open(f.lookup_path("shard_0001.tar").ino));
     auto gets_before = f.mem->gets.load();
     test::run([](filesystem* fs, std::shared_ptr<open_file> file, bool close_it) -> awaitable<void> {
@@ -390,12 +399,10 @@ TEST_CASE("read-ahead still queued when the file is closed, or when its reader t
 TEST_CASE("a cold small read gets its own GET of just its bytes; the chunk is filled beside it") {
   fixture f;
   shard_set shards(f, 1, 4);
-  auto slow = std::make_shared<s3::fault_client>(f.mem);
-  slow->set_delay(std::chrono::milliseconds(20));
   options o;
   o.lookahead_files = 0;
   o.cold_read_direct_max = 4096;
-  f.fs = std::make_unique<filesystem>(o, std::vector<std::shared_ptr<s3::object_client>>{slow}, f.cache);
+  f.reopen(o, std::chrono::milliseconds(20));
   auto file = *test::run(f.fs->open(f.lookup_path("shard_0001.tar").ino));
   const std::string whole = pattern(4 * chunk, 1);
   auto gets = f.mem->gets.load(), bytes = f.mem->bytes.load();
