@@ -2,7 +2,7 @@
 # The README's first command (Debian 12, as root): installs what is needed, builds, starts
 # valkyrie-s3sim with a synthetic dataset behind the S3 link model (30 ms first byte, 64 MiB/s
 # per connection, 1 GiB/s total), mounts it with valkyrie, reads it cold and warm with the
-# throughput of each, checks every byte, and unmounts.
+# throughput of each, checks every byte, hands the mount a training order, and unmounts.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh
@@ -48,5 +48,9 @@ echo; echo -n "checking every byte of shard_000002.tar against the simulator's p
 cp "$mnt/train/shard_000002.tar" /dev/null
 build/tools/valkyrie-s3 --endpoint "$url" --bucket demo get train/shard_000002.tar -o "$tmp/ref" >/dev/null
 cmp "$tmp/ref" "$mnt/train/shard_000002.tar" && echo "identical"
+echo; echo "A data loader hands the mount its next epoch's order (live order hint):"
+echo "\$ printf 'train/shard_000003.tar\\ntrain/shard_000000.tar\\n' | valkyrie-order $mnt -"
+printf 'train/shard_000003.tar\ntrain/shard_000000.tar\n' | build/tools/valkyrie-order "$mnt" -
+echo "\$ cat $mnt/.valkyrie/order"; cat "$mnt/.valkyrie/order"
 echo; echo "\$ umount $mnt"; umount "$mnt"
 echo "done"
