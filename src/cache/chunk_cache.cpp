@@ -272,6 +272,7 @@ bool chunk_cache::prefetch(chunk_key key, fetch_fn fetch, asio::any_io_executor 
     auto ranker = ranker_.load();
     std::optional<std::uint64_t> rank;
     if (ranker) rank = (*ranker)(key);
+    if (rank == not_in_order && wanted && wanted()) rank.reset();  // needed now, though the order cannot say
     if (!take_slot(s, slot, ranker.get(), true, rank)) return false;
     entry e;
     e.slot = slot;

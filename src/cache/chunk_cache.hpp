@@ -140,7 +140,11 @@ class chunk_cache {
   // than its own. May be set, replaced (a new training order) or cleared (nullptr: back to LRU)
   // at any time, from any thread; each eviction uses the ranker current when it starts. Called
   // with a shard's lock held, so it must be cheap and must not call into the cache.
+  // not_in_order (the largest rank) means the order does not know the chunk's object: such
+  // chunks go first, except that a prefetch of one that is still wanted (read-ahead of a reader
+  // outside the order) is admitted like a reader's fetch instead of being refused.
   using rank_fn = std::function<std::uint64_t(const chunk_key&)>;
+  static constexpr std::uint64_t not_in_order = ~std::uint64_t{0};
   void set_eviction_ranker(rank_fn ranker) {
     ranker_.store(ranker ? std::make_shared<const rank_fn>(std::move(ranker)) : nullptr);
   }

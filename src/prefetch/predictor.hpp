@@ -72,7 +72,7 @@ class predictor {
   std::uint64_t next_use(std::string_view key, std::uint64_t chunk) const;
   // A reader of `key` got up to chunk `chunk` (lock-free; ignored unless `key` is at the cursor).
   void reading(std::string_view key, std::uint64_t chunk);
-  static constexpr std::uint64_t never = ~std::uint64_t{0};
+  static constexpr std::uint64_t never = ~std::uint64_t{0};  // = chunk_cache::not_in_order
 
  private:
   std::vector<std::string> order_;

@@ -470,3 +470,21 @@ TEST_CASE("random prefetches, reads, failures and cancellations keep the bookkee
     CHECK(reads > 0);
   }
 }
+
+TEST_CASE("with an order, read-ahead of a file outside it is admitted while wanted; other such prefetches are not") {
+  chunk_cache cache(2 * 4096, 4096, 1);
+  cache.set_eviction_ranker([](const chunk_key& k) -> std::uint64_t {
+    return k.object == "outside" ? chunk_cache::not_in_order : k.index;
+  });
+  asio::io_context ctx(1);
+  auto ex = ctx.get_executor();
+  REQUIRE(test::run(cache.get({"ordered", 1}, instant('o'))));
+  REQUIRE(test::run(cache.get({"ordered", 5}, instant('o'))));
+  CHECK_FALSE(cache.prefetch({"outside", 0}, instant('x'), ex));                     // a guess: refused
+  CHECK_FALSE(cache.prefetch({"outside", 1}, instant('x'), ex, [] { return false; }));  // no longer wanted
+  CHECK(cache.prefetch({"outside", 2}, instant('x'), ex, [] { return true; }));          // its reader is coming
+  spin(ctx, std::chrono::milliseconds(5));
+  CHECK(cache.contains({"outside", 2}));
+  CHECK(cache.contains({"ordered", 1}));
+  CHECK_FALSE(cache.contains({"ordered", 5}));  // the furthest in the order made room
+}
