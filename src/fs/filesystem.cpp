@@ -646,8 +646,11 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
   std::uint64_t expected = file->next_offset.load();
   bool sequential = offset == 0 ? expected == 0 : (offset >= expected && offset - expected <= cs);
   unsigned window = file->window.load();
-  // A read from the start of a file is most likely the start of a whole-file read.
-  window = sequential ? std::min(opts_.max_readahead_chunks, std::max(offset == 0 ? 4u : 2u, window * 2)) : 0;
+  // A read from the start of a file is most likely the start of a whole-file read, unless it is
+  // a small peek (a header, a magic number): then one chunk ahead, and the window grows if the
+  // reader goes on.
+  const unsigned first_window = offset != 0 ? 2u : size >= small_first_read ? 4u : 1u;
+  window = sequential ? std::min(opts_.max_readahead_chunks, std::max(first_window, window * 2)) : 0;
   file->window.store(window);
   file->next_offset.store(end);
   if (window > 0) {

@@ -209,6 +209,7 @@ class filesystem {
   // reader_waiting: fetch in demand_part_size pieces at once rather than one GET.
   cache::chunk_cache::fetch_fn fetcher(std::shared_ptr<open_file> file, std::uint64_t chunk, bool reader_waiting);
   static constexpr std::size_t demand_part_size = 1 << 20;
+  static constexpr std::size_t small_first_read = 64 * 1024;  // below: a peek at the file's start
   // A cold small read: its own GET into out.direct, the chunk filled in the background.
   // False (out untouched) when the GET failed: the caller goes through the cache instead.
   awaitable<bool> read_cold_direct(std::shared_ptr<open_file> file, std::uint64_t offset, std::uint64_t end,

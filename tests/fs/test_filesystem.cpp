@@ -418,3 +418,22 @@ TEST_CASE("a cold small read gets its own GET of just its bytes; the chunk is fi
   CHECK(f.read(file, 0, 8192) == whole.substr(0, 8192));
   CHECK(f.mem->gets.load() - gets == 1);  // chunk 0 through the cache: one GET (the test's parts are whole)
 }
+
+TEST_CASE("a small peek at a file's start reads one chunk ahead; a big first read starts a wider window") {
+  fixture f;
+  shard_set shards(f, 2, 8);
+  options o;
+  o.lookahead_files = 0;
+  o.cold_read_direct_max = 0;
+  f.reopen(o);
+  auto peek = *test::run(f.fs->open(f.lookup_path("shard_0001.tar").ino));
+  f.read(peek, 0, 512);  // a header
+  CHECK(f.cache->contains({peek->object_id, 1}));
+  CHECK_FALSE(f.cache->contains({peek->object_id, 2}));
+  f.read(peek, 512, 512);  // it goes on reading: the window grows
+  CHECK(f.cache->contains({peek->object_id, 2}));
+  auto whole = *test::run(f.fs->open(f.lookup_path("shard_0002.tar").ino));
+  f.read(whole, 0, 2 * chunk);  // chunks 0 and 1, then four ahead
+  CHECK(f.cache->contains({whole->object_id, 5}));
+  CHECK_FALSE(f.cache->contains({whole->object_id, 6}));
+}
