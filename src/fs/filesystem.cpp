@@ -25,6 +25,10 @@ struct fs_metrics {
 
   static fs_metrics& get() {
     auto& r = metrics::registry::global();
+    auto order_updates = [&r](const char* result) -> metrics::counter& {
+      return r.get_counter("valkyrie_order_updates_total", "Training orders received (set, refused, cleared)",
+                           {{"result", result}});
+    };
     static fs_metrics m{
         r.get_counter("valkyrie_reads_total", "Reads served by the filesystem"),
         r.get_counter("valkyrie_read_bytes_total", "Bytes returned to readers"),
@@ -34,12 +38,9 @@ struct fs_metrics {
                         metrics::latency_buckets(), 1e-9),
         r.get_counter("valkyrie_prefetch_files_total", "Whole files scheduled for prefetch (next files, warm-up)"),
         r.get_counter("valkyrie_stale_objects_total", "Reads that found the object changed since open (ESTALE)"),
-        r.get_counter("valkyrie_order_updates_total", "Training orders received (set, refused, cleared)",
-                      {{"result", "set"}}),
-        r.get_counter("valkyrie_order_updates_total", "Training orders received (set, refused, cleared)",
-                      {{"result", "refused"}}),
-        r.get_counter("valkyrie_order_updates_total", "Training orders received (set, refused, cleared)",
-                      {{"result", "cleared"}}),
+        order_updates("set"),
+        order_updates("refused"),
+        order_updates("cleared"),
     };
     return m;
   }
@@ -557,13 +558,12 @@ awaitable<void> filesystem::fetch_next_files(std::shared_ptr<open_file> file) {
   std::vector<s3::object_info> next;
   const std::string relative = file->key.substr(opts_.prefix.size());
   auto order = order_.load();
-  std::vector<std::string> ordered;
-  if (order) ordered = order->predictor->next_in_order(relative, opts_.lookahead_files);
   // A file of the order is followed by what the order says (nothing after its last key); only
   // files outside it fall back to the directory rules.
   const bool in_order = order && order->predictor->contains(relative);
   const char* source = in_order ? order->source.c_str() : "directory";
   if (in_order) {
+    auto ordered = order->predictor->next_in_order(relative, opts_.lookahead_files);
     for (auto& k : ordered) {
       auto info = co_await describe(k);
       if (info) next.push_back(*info);
