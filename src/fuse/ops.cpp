@@ -277,10 +277,10 @@ void open_order(session* s, fuse_req_t req, fuse_file_info* fi, op_timer& t) {
   if (fuse_reply_open(req, fi) != 0) delete h;  // interrupted
 }
 
-awaitable<void> do_set_order(session* s, fuse_req_t req, std::string text, op_timer t) {
+// `t` and `req`: the flush to answer; none when applied at release (nobody to tell).
+awaitable<void> do_set_order(session* s, fuse_req_t req, std::string text, std::optional<op_timer> t) {
   auto r = co_await s->filesystem().set_order(std::move(text), "hint");
-  if (req) reply_err(t, req, r ? 0 : to_errno(r.error()));
-  else t.done(r ? 0 : to_errno(r.error()));
+  if (t) reply_err(*t, req, r ? 0 : to_errno(r.error()));
 }
 
 void write_order(fuse_req_t req, const char* buf, size_t size, off_t off, fuse_file_info* fi) {
@@ -371,7 +371,7 @@ void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
     // Left unapplied (no flush after the last write, or a bare truncation): applied now, with no
     // one to tell the result.
     if (auto text = take_pending(h.get(), true))
-      spawn(self(req), do_set_order(self(req), nullptr, std::move(*text), op_timer(op_id::flush)));
+      spawn(self(req), do_set_order(self(req), nullptr, std::move(*text), std::nullopt));
     return reply_err(t, req, 0);
   }
   auto* holder = reinterpret_cast<file_holder*>(fi->fh);
