@@ -112,7 +112,7 @@ chunk_cache::chunk_cache(std::uint64_t capacity, std::uint32_t chunk_size, unsig
   if (chunk_size == 0 || capacity / chunk_size < 2)
     throw std::invalid_argument("the cache must hold at least two chunks");
   slots_ = static_cast<std::uint32_t>(capacity / chunk_size);
-  prefetch_bound_ = std::max<std::uint32_t>(1, slots_ / 2);
+  set_prefetch_share(0.5);
   arena_bytes_ = std::uint64_t{slots_} * chunk_size_;
   // Reserved, not committed: pages are backed only when a chunk is first written.
   void* p = ::mmap(nullptr, arena_bytes_, PROT_READ | PROT_WRITE,
