@@ -641,10 +641,13 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
   std::uint64_t first = offset / cs, last = (end - 1) / cs;
   std::uint64_t total_chunks = (file->size + cs - 1) / cs;
 
-  // Sequential (from where the last read ended, or a small skip forward) grows the window;
-  // anything else collapses it to nothing, so random readers fetch only what they touch.
+  // Sequential (near where the reader has got to) grows the window; anything else collapses it
+  // to nothing, so random readers fetch only what they touch. "Near" is a chunk either way: the
+  // kernel sends several reads of one stream at once and two reactors answer them, so a read
+  // may arrive just behind one that was sent after it. Taken as random, such a read would
+  // collapse the window, and read-ahead queued meanwhile would be cancelled as unwanted.
   std::uint64_t expected = file->next_offset.load();
-  bool sequential = offset == 0 ? expected == 0 : (offset >= expected && offset - expected <= cs);
+  bool sequential = offset <= expected + cs && offset + cs >= expected;
   unsigned window = file->window.load();
   // A read from the start of a file is most likely the start of a whole-file read, unless it is
   // a small peek (a header, a magic number): then one chunk ahead, and the window grows if the
@@ -652,7 +655,12 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
   const unsigned first_window = offset != 0 ? 2u : size >= small_first_read ? 4u : 1u;
   window = sequential ? std::min(opts_.max_readahead_chunks, std::max(first_window, window * 2)) : 0;
   file->window.store(window);
-  file->next_offset.store(end);
+  if (sequential) {  // (a late read of the stream does not move it back)
+    while (end > expected && !file->next_offset.compare_exchange_weak(expected, end)) {
+    }
+  } else {
+    file->next_offset.store(end);
+  }
   if (window > 0) {
     auto here = co_await asio::this_coro::executor;
     std::uint64_t ahead_end = std::min<std::uint64_t>(total_chunks, last + 1 + window);

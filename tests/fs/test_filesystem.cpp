@@ -413,7 +413,8 @@ TEST_CASE("a cold small read gets its own GET of just its bytes; the chunk is fi
   CHECK(f.cache->contains({file->object_id, 2}));
   // Now cached: no request. Bigger than the limit, or a chunk being fetched: through the cache.
   gets = f.mem->gets.load();
-  CHECK(f.read(file, 2 * chunk + 5, 100) == whole.substr(2 * chunk + 5, 100));  // (backwards: no read-ahead)
+  auto again = *test::run(f.fs->open(f.lookup_path("shard_0001.tar").ino));  // (a random read: no read-ahead)
+  CHECK(f.read(again, 2 * chunk + 5, 100) == whole.substr(2 * chunk + 5, 100));
   CHECK(f.mem->gets.load() == gets);
   CHECK(f.read(file, 0, 8192) == whole.substr(0, 8192));
   CHECK(f.mem->gets.load() - gets == 1);  // chunk 0 through the cache: one GET (the test's parts are whole)
@@ -436,4 +437,36 @@ TEST_CASE("a small peek at a file's start reads one chunk ahead; a big first rea
   f.read(whole, 0, 2 * chunk);  // chunks 0 and 1, then four ahead
   CHECK(f.cache->contains({whole->object_id, 5}));
   CHECK_FALSE(f.cache->contains({whole->object_id, 6}));
+}
+
+TEST_CASE("reads of one stream that arrive out of order keep its read-ahead; a jump ends it") {
+  fixture f;
+  shard_set shards(f, 1, 16);
+  options o;
+  o.max_readahead_chunks = 4;
+  o.lookahead_files = 0;
+  o.cold_read_direct_max = 0;
+  f.cache->set_prefetch_limit(1);  // one read-ahead GET at a time: the rest wait their turn
+  f.reopen(o, std::chrono::milliseconds(20));
+  auto file = *test::run(f.fs->open(f.lookup_path("shard_0001.tar").ino));
+  const std::string whole = pattern(16 * chunk, 1);
+  auto gets_before = f.mem->gets.load();
+  test::run([](filesystem* fs, std::shared_ptr<open_file> file) -> awaitable<void> {
+    // The kernel sent [0, c/2) and [c/2, c); a second reactor answers the later one first.
+    auto later = co_await fs->read(file, chunk / 2, chunk / 2);
+    auto earlier = co_await fs->read(file, 0, chunk / 2);
+  }(f.fs.get(), file));
+  CHECK(file->window.load() > 0);
+  CHECK(file->next_offset.load() == chunk);  // the late read did not move the stream back
+  // Every read-ahead chunk queued behind the one-at-a-time limit was still sent, none dropped.
+  for (std::uint64_t c = 1; c <= 4; ++c) CHECK(f.cache->contains({file->object_id, c}));
+  CHECK(f.mem->gets.load() - gets_before == 5);
+  // A jump, forward or back by more than a chunk: a random read. The window closes and only
+  // the chunk read is fetched.
+  auto gets = f.mem->gets.load();
+  CHECK(f.read(file, 12 * chunk + 7, 10) == whole.substr(12 * chunk + 7, 10));
+  CHECK(file->window.load() == 0);
+  CHECK(f.read(file, 3 * chunk + 5, 10) == whole.substr(3 * chunk + 5, 10));  // (cached)
+  CHECK(file->window.load() == 0);
+  CHECK(f.mem->gets.load() - gets == 1);
 }
