@@ -1,8 +1,10 @@
 #include "cache/chunk_cache.hpp"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <stdexcept>
+#include <thread>
 
 #include <boost/asio/post.hpp>
 
@@ -124,6 +126,28 @@ chunk_cache::chunk_cache(std::uint64_t capacity, std::uint32_t chunk_size, unsig
   for (unsigned i = 0; i < shards; ++i) shards_.push_back(std::make_unique<shard>());
   for (std::uint32_t s = 0; s < slots_; ++s) shards_[s % shards]->free_slots.push_back(s);
   cache_metrics::get().capacity.add(static_cast<std::int64_t>(arena_bytes_));
+}
+
+std::error_code chunk_cache::prefault(unsigned threads) {
+  const std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
+  threads = std::clamp(threads, 1u, 64u);
+  const std::uint64_t per = (arena_bytes_ / threads + page - 1) / page * page;
+  std::atomic<int> failure{0};
+  std::vector<std::thread> workers;
+  for (std::uint64_t from = 0; from < arena_bytes_; from += per) {
+    workers.emplace_back([this, from, n = std::min(per, arena_bytes_ - from), page, &failure] {
+      // One call per range: the kernel backs every page without a fault each (Linux 5.14).
+      if (::madvise(arena_ + from, n, MADV_POPULATE_WRITE) == 0) return;
+      if (errno != EINVAL) {
+        failure = errno;
+        return;
+      }
+      // Older kernels: the first write to each page backs it.
+      for (std::uint64_t at = 0; at < n; at += page) static_cast<volatile char*>(arena_ + from)[at] = 0;
+    });
+  }
+  for (auto& w : workers) w.join();
+  return std::error_code(failure.load(), std::generic_category());
 }
 
 chunk_cache::~chunk_cache() {

@@ -15,6 +15,7 @@
 #include <future>
 #include <iostream>
 #include <set>
+#include <thread>
 #include <sstream>
 
 #include <CLI/CLI.hpp>
@@ -25,6 +26,7 @@
 #include "cache/chunk_cache.hpp"
 #include "core/errors.hpp"
 #include "core/log.hpp"
+#include "core/memory_room.hpp"
 #include "core/metrics.hpp"
 #include "core/metrics_server.hpp"
 #include "core/reactor_pool.hpp"
@@ -75,7 +77,7 @@ int main(int argc, char** argv) {
   s3::client_setup setup;
   unsigned workers = 32, threads = 0, lookahead = 2, metrics_port = 0;
   bool foreground = false, allow_other = false, anonymous = false, no_metrics = false, tracing = false,
-       no_control_files = false, direct_io = false;
+       no_control_files = false, direct_io = false, cache_prefault = false;
   unsigned uid = getuid(), gid = getgid();
   app.add_option("--mount", mountpoint, "empty directory to mount on")->required();
   app.add_option("--bucket", bucket, "bucket to mount")->required();
@@ -86,6 +88,9 @@ int main(int argc, char** argv) {
   app.add_flag("--no-sign-request", anonymous, "anonymous access (public buckets)");
   app.add_option("--profile", setup.credentials.profile, "credentials profile (default: AWS_PROFILE)");
   app.add_option("--cache-size", cache_size, "memory for cached data, a hard cap (e.g. 16G, 512MiB)");
+  app.add_flag("--cache-prefault", cache_prefault,
+               "back all of --cache-size with memory at start: no page faults while reading, and a node "
+               "without the memory fails at mount, not mid-run");
   app.add_option("--chunk-size", chunk_size, "bytes per cached chunk and ranged GET");
   app.add_option("--workers", workers, "most S3 requests in flight at once");
   app.add_option("--threads", threads, "reactor threads (default: cores)");
@@ -184,6 +189,15 @@ int main(int argc, char** argv) {
     fatal("mount point " + mountpoint + " is not empty (already mounted?)");
   mountpoint = std::filesystem::absolute(mountpoint).string();
 
+  // A cache backed up front must fit in the memory there is: refused here, with the figure,
+  // rather than left to the OOM killer (which might pick the training job).
+  if (cache_prefault) {
+    auto room = available_memory();
+    if (room && *cache_bytes > room->bytes)
+      fatal("--cache-prefault: --cache-size " + cache_size + " is more than the memory available (" +
+            room->bound_by + ": " + format_size(room->bytes) + ")");
+  }
+
   // Credentials, endpoint, and one request to see that the bucket answers.
   setup.endpoint.bucket = bucket;
   setup.credentials.anonymous = anonymous;
@@ -271,6 +285,17 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     report(std::string("cannot create the cache: ") + e.what());
     fatal(std::string("cannot create the cache: ") + e.what());
+  }
+  if (cache_prefault) {
+    auto started = std::chrono::steady_clock::now();
+    if (auto ec = cache->prefault(std::max(1u, std::thread::hardware_concurrency()))) {
+      std::string msg = "cannot back --cache-size " + cache_size + " with memory (--cache-prefault): " + ec.message();
+      report(msg);
+      fatal(msg);
+    }
+    log::event("cli", spdlog::level::info, "cache prefaulted",
+               {{"bytes", *cache_bytes},
+                {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()}});
   }
   // Prefetches may hold at most three quarters of --workers: a reader's own fetch always finds
   // a connection instead of queueing behind read-ahead.

@@ -56,6 +56,7 @@ expect 1 "endpoint unreachable"         -- "$v" --mount "$mnt" --bucket data --e
 expect 2 "bad --endpoint"               -- "$v" --mount "$mnt" --bucket data --endpoint ftp://example
 expect 1 "no AWS credentials"           -- env -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY HOME="$tmp" "$v" "${good[@]}"
 expect 1 "cannot read --manifest"       -- "$v" "${good[@]}" --manifest "$tmp/missing.txt"
+expect 1 "--cache-size 1T is more than the memory available \(.*: [0-9.]+ [KMGT]i?B\)" -- "$v" "${good[@]}" --cache-size 1T --cache-prefault
 
 # A second mount on the same directory is refused; the first keeps working.
 start_valkyrie data "$url"

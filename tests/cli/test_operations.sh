@@ -19,13 +19,17 @@ mount = $mnt
 bucket = data
 endpoint = $url
 cache-size = 64MiB
+cache-prefault = true
 log-level = warn
 CONF
 "$v" --config "$tmp/data.conf"
 mountpoint -q "$mnt" || fail "config mount did not come up"
 [[ $(ls "$mnt" | tr '\n' ' ') == "shard_000000.tar shard_000001.tar sub " ]] || fail "config mount lists: $(ls "$mnt")"
+# cache-prefault: the 64 MiB of cache memory are resident before anything was read.
+rss_kib=$(awk '/VmRSS/ { print $2 }' "/proc/$(pgrep -f "valkyrie --config $tmp/data.conf")/status")
+(( rss_kib >= 64 * 1024 )) || fail "cache-prefault: RSS $rss_kib KiB, less than the 64 MiB cache"
 umount "$mnt"; gone
-pass "mount from a config file"
+pass "mount from a config file (cache-prefault: RSS $((rss_kib / 1024)) MiB at mount)"
 echo "cahce-size = 1G" >>"$tmp/data.conf"
 out=$("$v" --config "$tmp/data.conf" 2>&1) && fail "a config typo was accepted"
 [[ $out == *"unknown setting 'cahce-size'"* ]] || fail "config typo message: $out"

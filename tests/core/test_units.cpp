@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include "core/errors.hpp"
+#include "core/memory_room.hpp"
 #include "core/units.hpp"
 
 using namespace valkyrie;
@@ -42,4 +43,20 @@ TEST_CASE("error vocabulary") {
   CHECK(ec.message().find("ETag") != std::string::npos);
   CHECK(ec == errc::precondition_failed);
   CHECK(ec != errc::not_found);
+}
+
+TEST_CASE("memory room: MemAvailable, and a memory cgroup's limit less what it holds beyond page cache") {
+  CHECK(valkyrie::meminfo_available("MemTotal:       24683656 kB\nMemFree:  100 kB\nMemAvailable:   22237292 kB\n") ==
+        22237292ull * 1024);
+  CHECK_FALSE(valkyrie::meminfo_available("MemTotal: 1 kB\n"));
+  // v2: a 4 GiB limit, 3 GiB used of which 1 GiB page cache: 2 GiB of room.
+  CHECK(valkyrie::cgroup_room("4294967296\n", "3221225472\n", "anon 2147483648\nfile 1073741824\n") == 2147483648ull);
+  CHECK_FALSE(valkyrie::cgroup_room("max\n", "3221225472\n", "file 0\n"));
+  // v1: no limit is a page-rounded 2^63 - 1; "total_cache" is the page cache.
+  CHECK_FALSE(valkyrie::cgroup_room("9223372036854771712\n", "1426087936\n", "cache 1\n"));
+  CHECK(valkyrie::cgroup_room("1000\n", "900\n", "cache 300\ntotal_cache 400\n") == 500);
+  CHECK(valkyrie::cgroup_room("1000\n", "1500\n", "") == 0);
+  auto here = valkyrie::available_memory();
+  REQUIRE(here);
+  CHECK(here->bytes > 0);
 }
