@@ -72,7 +72,7 @@ int main(int argc, char** argv) {
   app.allow_config_extras(CLI::config_extras_mode::error);
   std::string mountpoint, bucket, prefix, cache_size = "16G", chunk_size = "8MiB", log_level = "info",
                                           metadata_ttl = "60s", manifest, file_mode = "0444", dir_mode = "0555",
-                                          prefetch_share = "50%";
+                                          prefetch_share = "50%", kernel_read_ahead = "4MiB";
   std::string metrics_addr = "127.0.0.1:9090", log_format = "json", trace_output, trace_max_size = "64MiB";
   s3::client_setup setup;
   unsigned workers = 32, threads = 0, lookahead = 2, metrics_port = 0;
@@ -98,6 +98,8 @@ int main(int argc, char** argv) {
   app.add_option("--prefetch-share", prefetch_share,
                  "most of --cache-size that prefetched, not yet read data may hold (e.g. 50%)");
   app.add_option("--manifest", manifest, "training order: one key per line, relative to --prefix");
+  app.add_option("--kernel-read-ahead", kernel_read_ahead,
+                 "how far the kernel reads ahead of buffered readers, in requests of up to 1 MiB (0: the kernel's 128 KiB)");
   app.add_flag("--direct-io", direct_io,
                "reads bypass the kernel page cache (faster streaming from the chunk cache; files cannot be mmap'ed)");
   app.add_flag("--no-control-files", no_control_files,
@@ -151,6 +153,9 @@ int main(int argc, char** argv) {
     usage_error("bad --chunk-size '" + chunk_size + "' (64KiB to 256MiB, e.g. 8MiB)");
   if (*cache_bytes < 2 * *chunk_bytes)
     usage_error("--cache-size " + cache_size + " is smaller than two chunks of " + chunk_size);
+  auto kernel_ra = parse_size(kernel_read_ahead);
+  if (!kernel_ra || *kernel_ra > (256u << 20) || (*kernel_ra != 0 && *kernel_ra < 4096))
+    usage_error("bad --kernel-read-ahead '" + kernel_read_ahead + "' (0, or 4KiB to 256MiB, e.g. 4MiB)");
   auto ttl = parse_duration(metadata_ttl);
   if (!ttl) usage_error("bad --metadata-ttl '" + metadata_ttl + "' (examples: 60s, 5m)");
   if (workers == 0) usage_error("--workers must be at least 1");
@@ -328,6 +333,8 @@ int main(int argc, char** argv) {
   mopts.dir_mode = dmode;
   mopts.kernel_read_only = no_control_files;
   mopts.direct_io = direct_io;
+  mopts.kernel_read_ahead = static_cast<std::uint32_t>(*kernel_ra);
+  mopts.max_readahead = std::max(mopts.max_readahead, mopts.kernel_read_ahead);  // (INIT may only lower it)
   mopts.attr_timeout = std::chrono::duration<double>(*ttl).count();
   std::unique_ptr<metrics::server> metrics_server;
   if (!no_metrics) {

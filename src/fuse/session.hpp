@@ -34,6 +34,10 @@ struct mount_options {
   std::uint32_t max_read = 1 << 20;
   std::uint32_t max_readahead = 16 << 20;
   unsigned max_background = 64;
+  // The kernel's read-ahead for buffered readers of this mount (its backing device's
+  // read_ahead_kb), set after mounting; 0 leaves the kernel's 128 KiB. It is also the size of
+  // the requests a sequential reader sends (up to max_read each).
+  std::uint32_t kernel_read_ahead = 4 << 20;
   // Files opened with FOPEN_DIRECT_IO: reads bypass the kernel page cache and arrive at the
   // reader's own size (up to max_read), answered from the chunk cache; no mmap.
   bool direct_io = false;

@@ -35,6 +35,7 @@ expect 2 "unknown --log-format 'xml'"   -- "$v" "${good[@]}" --log-format xml
 expect 2 "bad --metrics-addr 'nowhere'" -- "$v" "${good[@]}" --metrics-addr nowhere
 expect 2 "bad --trace-max-size"         -- "$v" "${good[@]}" --trace-max-size 1
 expect 2 "bad --prefetch-share '0'"    -- "$v" "${good[@]}" --prefetch-share 0
+expect 2 "bad --kernel-read-ahead '1k'" -- "$v" "${good[@]}" --kernel-read-ahead 1k
 expect 2 "bad --prefetch-share '150%'" -- "$v" "${good[@]}" --prefetch-share 150%
 # A metrics address the user chose must be free (the default one may be taken: a warning).
 /usr/bin/python3 -c 'import socket,time,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", 0)); s.listen(1); print(s.getsockname()[1], flush=True); time.sleep(60)' >"$tmp/busy.port" &
