@@ -6,7 +6,7 @@
 # fault here is retryable), the longest time any reader went without finishing a shard, RSS
 # sampled every 5 s against the cap, and the retries by reason from the metrics next to the
 # faults the simulator injected.
-# Usage: tools/bench-soak.sh [BUILD_DIR] [SECONDS]   (root, /dev/fuse)
+# Usage: tools/bench-soak.sh [BUILD_DIR] [SECONDS]   (root, /dev/fuse; VALKYRIE_ARGS: more flags)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=$(realpath "${1:-build}")
@@ -42,7 +42,7 @@ curl -sf -X POST "$url/_sim/faults?error500=0.0025&slowdown=0.0025&reset=0.0025&
 curl -sf -X POST "$url/_sim/reset-stats" >/dev/null
 
 "$build/src/cli/valkyrie" --mount "$mnt" --bucket soak --endpoint "$url" --cache-size 512MiB --foreground \
-  --metrics-addr 127.0.0.1:0 --log-level info 2>"$tmp/daemon.log" &
+  --metrics-addr 127.0.0.1:0 --log-level info ${VALKYRIE_ARGS:-} 2>"$tmp/daemon.log" &
 daemon=$!
 pids+=("$daemon")
 for _ in $(seq 100); do mountpoint -q "$mnt" && break; sleep 0.05; done
