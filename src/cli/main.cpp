@@ -292,6 +292,10 @@ int main(int argc, char** argv) {
     fatal(std::string("cannot create the cache: ") + e.what());
   }
   if (cache_prefault) {
+    // Under systemd (Type=notify) a big cache may take longer to back than the unit's start
+    // timeout allows: ask for a second per GiB (several times what it takes here) and 30 s.
+    sd_notifyf(0, "STATUS=backing --cache-size %s with memory\nEXTEND_TIMEOUT_USEC=%llu", cache_size.c_str(),
+               static_cast<unsigned long long>((*cache_bytes >> 30) + 30) * 1000000ull);
     auto started = std::chrono::steady_clock::now();
     if (auto ec = cache->prefault(std::max(1u, std::thread::hardware_concurrency()))) {
       std::string msg = "cannot back --cache-size " + cache_size + " with memory (--cache-prefault): " + ec.message();

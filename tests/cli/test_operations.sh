@@ -51,7 +51,10 @@ sock.bind(path)
 sock.settimeout(15)
 env = dict(os.environ, NOTIFY_SOCKET=path)
 p = subprocess.Popen([v, "--mount", mnt, "--bucket", "data", "--endpoint", url, "--foreground",
-                      "--cache-size", "64MiB", "--log-level", "warn"], env=env)
+                      "--cache-size", "64MiB", "--cache-prefault", "--log-level", "warn"], env=env)
+# Backing the cache first asks systemd for more start time, then READY=1.
+msg = sock.recv(4096).decode()
+assert "EXTEND_TIMEOUT_USEC=" in msg and "STATUS=backing" in msg, msg
 msg = sock.recv(4096).decode()
 assert "READY=1" in msg, msg
 assert os.path.ismount(mnt), "READY=1 before the mount answered"
@@ -61,7 +64,7 @@ msg = sock.recv(4096).decode()
 assert "STOPPING=1" in msg, msg
 assert p.wait(timeout=10) == 0
 assert not os.path.ismount(mnt), "still mounted after SIGTERM"
-print("notify: READY=1 once mounted, STOPPING=1 on SIGTERM, exit 0")
+print("notify: EXTEND_TIMEOUT_USEC while the cache is backed, READY=1 once mounted, STOPPING=1 on SIGTERM, exit 0")
 PY
 pass "sd_notify: READY=1 only once the mount answers; STOPPING=1 and a clean exit on SIGTERM"
 
