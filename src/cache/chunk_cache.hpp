@@ -1,7 +1,7 @@
 #pragma once
 // The chunk cache: object data in fixed-size chunks, in one arena reserved up front.
 //
-// Owns: an mmap'd arena of `capacity` bytes (MAP_NORESERVE, touched lazily) cut into chunk
+// Owns: an mmap'd arena of `capacity` bytes (MAP_NORESERVE, touched lazily unless prefault()) cut into chunk
 // slots; no allocation per chunk, so chunk memory can never exceed the cap. Slots are split
 // among shards; a chunk lives in shard hash(key) % shards.
 // Threading: get() may be called from any reactor. Each shard has its own mutex, held only for

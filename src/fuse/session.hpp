@@ -1,7 +1,8 @@
 #pragma once
 // fuse: the FUSE lowlevel session driven by the reactors, and the ops table.
 //
-// Owns: the fuse_session (mount, unmount) and one receive loop per reactor.
+// Owns: the fuse_session (mount, unmount, the mount's kernel read-ahead) and one receive loop
+// per reactor.
 // Threading: every reactor waits for the (O_NONBLOCK) /dev/fuse fd to be readable on its own
 // dup of it, drains fuse_session_receive_buf until EAGAIN into its own buffer and hands each
 // request to fuse_session_process_buf, which calls the ops on that reactor's thread. An op
