@@ -129,7 +129,8 @@ class chunk_cache {
   // Most prefetch fetches in flight at once (default: no limit). Set before use.
   void set_prefetch_limit(unsigned n) { prefetch_limit_ = std::max(1u, n); }
   // Backs the whole arena with memory now, `threads` ranges at once, instead of a page fault on
-  // each page's first write (which costs a fetch about 10% of a core per GB/s on the reactors).
+  // each page's first write (on the reactors, inside the socket copy: about a quarter of the
+  // daemon's CPU in a cold read measured here).
   // Start-up only: the error (ENOMEM) is the memory that is not there.
   std::error_code prefault(unsigned threads);
   // The prefetch zone's bound, a fraction of the slots (default 0.5; at least one slot). Set
