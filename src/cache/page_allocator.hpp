@@ -14,6 +14,10 @@
 // subtree) for the same bound. When no single extent is large enough but enough pages are
 // free, the request is served in pieces: the largest extents first (fewest pieces), the last
 // piece by best fit again.
+// Measured (tests/cache/test_page_allocator.cpp, 2 GiB, LRU churn, sizes log-uniform from
+// 1 KiB to 8 MiB): bytes held at every failed allocation after warm-up >= 97.2% of the arena with
+// max_extents 16, 93.7% with 4, but 69.7% with 1 (contiguous only): let chunks take pieces.
+// With 110 KiB objects: 18,724 fit in 2 GiB (98.2%; the 28th page is 1/2 used).
 // Invariants (check_invariants()): the free extents are inside the range, sorted, neither
 // overlapping nor adjacent (always coalesced), the size index holds exactly the same extents,
 // and their pages add up to free_pages(). An allocation of N pages hands out exactly N pages.
