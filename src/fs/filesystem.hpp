@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "cache/chunk_cache.hpp"
+#include "prefetch/link_estimator.hpp"
 #include "prefetch/predictor.hpp"
 #include "s3/object_client.hpp"
 
@@ -54,10 +55,18 @@ struct dir_entry {
 };
 
 struct options {
+  std::string bucket;  // part of every chunk's identity
   std::string prefix;  // key prefix the mount shows ("" or ending in '/')
   std::chrono::nanoseconds metadata_ttl = std::chrono::seconds(60);
   unsigned max_readahead_chunks = 32;  // bounded by --workers and the cache size
-  unsigned lookahead_files = 2;        // whole files fetched ahead of a sequential reader
+  // Whole files fetched ahead of a reader, at most (the prefetch budget decides below that):
+  // with a training order as deep as the prefetch zone allows; without one, first_lookahead_files
+  // after a file, doubling while the reader follows the listing. 0: none.
+  unsigned lookahead_files = ~0u;
+  unsigned first_lookahead_files = 2;
+  // A random reader's miss fetches the aligned blocks of this size that it touches, not whole
+  // chunks (at or above the chunk size: whole chunks).
+  std::uint32_t random_block_size = 256 * 1024;
   std::shared_ptr<prefetch::predictor> order;  // the manifest's training order, if any
   bool control_files = true;  // serve /.valkyrie/order
   // Every key under the prefix (relative) with its size and ETag, from the listing that checked
@@ -68,12 +77,16 @@ struct options {
   // own ranged GET of just those bytes while the chunk is filled beside it: the first bytes of a
   // cold file arrive after one small transfer, not a whole chunk's (0: off).
   std::size_t cold_read_direct_max = 256 * 1024;
+  // ... but only from a chunk longer than this: a shorter one (a small object) arrives whole
+  // about as soon, in one GET instead of two.
+  std::uint64_t cold_read_direct_min_chunk = 1 << 20;
 };
 
 struct open_file {
   ino_t ino = 0;
-  std::string key, etag, object_id;
+  std::string key, etag;
   std::uint64_t size = 0;
+  cache::version_ref object;  // (bucket, key, ETag, size): what its chunks are keyed by
   std::atomic<std::uint64_t> next_offset{0};   // where a sequential reader reads next
   std::atomic<unsigned> window{0};             // read-ahead window in chunks
   std::atomic<std::uint64_t> prefetched_to{0}; // chunks below this were already requested
@@ -88,6 +101,10 @@ struct order_state {
   std::string source;  // "manifest" (--manifest) or "hint" (written to /.valkyrie/order)
   std::vector<prefetch::manifest_problem> problems;  // lines skipped
   std::chrono::system_clock::time_point since;
+  // Prefetch of the order's next files: how far it has got (an index into the keys) and whether
+  // a pass is running.
+  mutable std::atomic<std::size_t> scheduled_to{0};
+  mutable std::atomic<bool> pumping{false};
 };
 
 struct order_update {
@@ -194,20 +211,40 @@ class filesystem {
   // The files after `file` (manifest order, else numbered successor or listing order), fetched
   // whole, nearest first, within the cache's prefetch zone.
   awaitable<void> fetch_next_files(std::shared_ptr<open_file> file);
+  // The order's files from index `from` on, whole, nearest first, until the prefetch zone is
+  // full (or --lookahead files): as many objects in flight as the budget lets the link carry,
+  // whatever their size.
+  awaitable<void> prefetch_order(std::shared_ptr<const order_state> order, std::size_t from, asio::any_io_executor here);
+  // A directory's listing as the sequence its files are predicted in, kept between files (one
+  // directory at a time: the one being read).
+  struct dir_sequence {
+    ino_t dir = 0;
+    std::shared_ptr<const std::vector<dir_entry>> entries;  // sorted by name
+    std::chrono::steady_clock::time_point listed_at;
+    std::mutex mu;          // guards the two below
+    unsigned streak = 0;    // files opened in a row as predicted
+    std::string predicted;  // the file predicted to be opened next
+  };
+  awaitable<std::shared_ptr<dir_sequence>> directory_sequence(ino_t dir);
   // The reactor that fetches chunk `chunk` ahead of a reader: read-ahead is spread over every
   // reactor's connection pool (`here` when there are no reactors, as in unit tests).
   asio::any_io_executor executor_for(std::uint64_t chunk, asio::any_io_executor here) const;
   // Starts fetching every chunk of the object not yet cached; returns the chunks started.
   // `basis`: the training order that predicted the file (null: the directory rules); queued
   // chunks are dropped if another order replaces it before their turn.
-  std::uint64_t fetch_whole(const s3::object_info& object, std::uint64_t budget_chunks, asio::any_io_executor here,
-                            std::shared_ptr<const order_state> basis);
+  enum class prefetch_outcome { present, started, refused };
+  prefetch_outcome fetch_whole(const cache::version_ref& object, asio::any_io_executor here,
+                               std::shared_ptr<const order_state> basis);
+  static constexpr std::uintptr_t next_files_source = 1;  // the cache's fair share key for next files
+  static constexpr unsigned max_directory_lookahead = 256;
+  static constexpr std::size_t max_order_lookahead = 4096;
+
   // Whether a queued read-ahead chunk is still worth its request: the file is open, its reader
   // still sequential and not yet past the chunk.
   static cache::chunk_cache::wanted_fn readahead_wanted(std::shared_ptr<open_file> file, std::uint64_t chunk,
                                                         std::uint32_t chunk_size);
   // reader_waiting: fetch in demand_part_size pieces at once rather than one GET.
-  cache::chunk_cache::fetch_fn fetcher(std::shared_ptr<open_file> file, std::uint64_t chunk, bool reader_waiting);
+  cache::chunk_cache::fetch_fn fetcher(cache::chunk_id chunk, bool reader_waiting);
   static constexpr std::size_t demand_part_size = 1 << 20;
   static constexpr std::size_t small_first_read = 64 * 1024;  // below: a peek at the file's start
   // A cold small read: its own GET into out.direct, the chunk filled in the background.
@@ -220,6 +257,8 @@ class filesystem {
   std::vector<std::shared_ptr<s3::object_client>> clients_;
   std::shared_ptr<cache::chunk_cache> cache_;
   std::vector<asio::any_io_executor> executors_;
+  std::shared_ptr<prefetch::link_estimator> link_ = std::make_shared<prefetch::link_estimator>();
+  std::atomic<std::shared_ptr<dir_sequence>> last_dir_;
   mutable std::mutex mu_;
   std::unordered_map<ino_t, node> nodes_;
   std::unordered_map<std::string, ino_t> by_key_;  // (directory ? "d" : "f") + key -> ino

@@ -281,7 +281,7 @@ awaitable<result<std::shared_ptr<open_file>>> filesystem::open(ino_t ino) {
   f->key = n.key;
   f->etag = n.etag;
   f->size = n.size;
-  f->object_id = n.key + '\0' + n.etag;
+  f->object = cache::make_version(opts_.bucket, n.key, n.etag, n.size);
   log::event("fs", spdlog::level::debug, "opened",
              {{"key", f->key}, {"etag", f->etag}, {"size", f->size}, {"keep_cache", f->keep_cache}});
   co_return f;
