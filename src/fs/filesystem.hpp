@@ -28,6 +28,7 @@
 #include "cache/chunk_cache.hpp"
 #include "prefetch/link_estimator.hpp"
 #include "prefetch/predictor.hpp"
+#include "prefetch/stream.hpp"
 #include "s3/object_client.hpp"
 
 namespace valkyrie::fs {
@@ -87,12 +88,8 @@ struct open_file {
   std::string key, etag;
   std::uint64_t size = 0;
   cache::version_ref object;  // (bucket, key, ETag, size): what its chunks are keyed by
-  std::atomic<std::uint64_t> next_offset{0};   // where a sequential reader reads next
-  std::atomic<unsigned> window{0};             // read-ahead window in chunks
-  std::atomic<std::uint64_t> prefetched_to{0}; // chunks below this were already requested
-  bool keep_cache = true;                      // same version as at the previous open
-  std::atomic<bool> next_files_scheduled{false};
-  std::atomic<bool> closed{false};  // released by the kernel: its queued read-ahead is dropped
+  bool keep_cache = true;                  // same version as at the previous open
+  std::shared_ptr<prefetch::stream> stream;  // its read pattern and read-ahead window
 };
 
 // The training order in force (immutable; replaced as a whole).
@@ -143,7 +140,7 @@ class filesystem {
   awaitable<result<std::shared_ptr<open_file>>> open(ino_t ino);
   awaitable<result<read_result>> read(std::shared_ptr<open_file> file, std::uint64_t offset, std::size_t size);
   // The kernel released the handle: read-ahead still queued for it is no longer wanted.
-  void release(const std::shared_ptr<open_file>& file) { file->closed.store(true); }
+  void release(const std::shared_ptr<open_file>& file) { file->stream->close(); }
 
   // Fetches these files (keys relative to the mount's prefix) whole, in order, within the
   // prefetch budget; used at mount time to warm up the start of a manifest.
@@ -239,14 +236,9 @@ class filesystem {
   static constexpr unsigned max_directory_lookahead = 256;
   static constexpr std::size_t max_order_lookahead = 4096;
 
-  // Whether a queued read-ahead chunk is still worth its request: the file is open, its reader
-  // still sequential and not yet past the chunk.
-  static cache::chunk_cache::wanted_fn readahead_wanted(std::shared_ptr<open_file> file, std::uint64_t chunk,
-                                                        std::uint32_t chunk_size);
   // reader_waiting: fetch in demand_part_size pieces at once rather than one GET.
   cache::chunk_cache::fetch_fn fetcher(cache::chunk_id chunk, bool reader_waiting);
   static constexpr std::size_t demand_part_size = 1 << 20;
-  static constexpr std::size_t small_first_read = 64 * 1024;  // below: a peek at the file's start
   // A cold small read: its own GET into out.direct, the chunk filled in the background.
   // False (out untouched) when the GET failed: the caller goes through the cache instead.
   awaitable<bool> read_cold_direct(std::shared_ptr<open_file> file, std::uint64_t offset, std::uint64_t end,

@@ -282,6 +282,7 @@ awaitable<result<std::shared_ptr<open_file>>> filesystem::open(ino_t ino) {
   f->etag = n.etag;
   f->size = n.size;
   f->object = cache::make_version(opts_.bucket, n.key, n.etag, n.size);
+  f->stream = std::make_shared<prefetch::stream>(n.size, cache_->chunk_size(), opts_.max_readahead_chunks);
   log::event("fs", spdlog::level::debug, "opened",
              {{"key", f->key}, {"etag", f->etag}, {"size", f->size}, {"keep_cache", f->keep_cache}});
   co_return f;

@@ -73,13 +73,6 @@ asio::any_io_executor filesystem::executor_for(std::uint64_t chunk, asio::any_io
   return executors_.empty() ? here : executors_[chunk % executors_.size()];
 }
 
-cache::chunk_cache::wanted_fn filesystem::readahead_wanted(std::shared_ptr<open_file> file, std::uint64_t chunk,
-                                                           std::uint32_t chunk_size) {
-  return [file = std::move(file), chunk, chunk_size] {
-    return !file->closed.load() && file->window.load() > 0 && file->next_offset.load() / chunk_size <= chunk;
-  };
-}
-
 filesystem::prefetch_outcome filesystem::fetch_whole(const cache::version_ref& object, asio::any_io_executor here,
                                                      std::shared_ptr<const order_state> basis) {
   const std::uint64_t cs = cache_->chunk_size();
@@ -243,48 +236,22 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
   std::uint64_t end = std::min<std::uint64_t>(file->size, offset + size);
   const std::uint64_t cs = cache_->chunk_size();
   std::uint64_t first = offset / cs, last = (end - 1) / cs;
-  std::uint64_t total_chunks = (file->size + cs - 1) / cs;
 
-  // Sequential (near where the reader has got to) grows the window; anything else collapses it
-  // to nothing, so random readers fetch only what they touch. "Near" is a chunk either way: the
-  // kernel sends several reads of one stream at once and two reactors answer them, so a read
-  // may arrive just behind one that was sent after it. Taken as random, such a read would
-  // collapse the window, and read-ahead queued meanwhile would be cancelled as unwanted.
-  std::uint64_t expected = file->next_offset.load();
-  bool sequential = offset <= expected + cs && offset + cs >= expected;
-  unsigned window = file->window.load();
-  // A read from the start of a file is most likely the start of a whole-file read, unless it is
-  // a small peek (a header, a magic number): then one chunk ahead, and the window grows if the
-  // reader goes on.
-  const unsigned first_window = offset != 0 ? 2u : size >= small_first_read ? 4u : 1u;
-  window = sequential ? std::min(opts_.max_readahead_chunks, std::max(first_window, window * 2)) : 0;
-  file->window.store(window);
-  if (sequential) {  // (a late read of the stream does not move it back)
-    while (end > expected && !file->next_offset.compare_exchange_weak(expected, end)) {
-    }
-  } else {
-    file->next_offset.store(end);
-  }
-  if (window > 0) {
+  const prefetch::readahead ahead = file->stream->on_read(offset, size);
+  const bool sequential = ahead.sequential;
+  if (ahead.from < ahead.to) {
     auto here = co_await asio::this_coro::executor;
-    std::uint64_t ahead_end = std::min<std::uint64_t>(total_chunks, last + 1 + window);
-    std::uint64_t from = std::max<std::uint64_t>(last + 1, file->prefetched_to.load());
     // Spread read-ahead over every reactor's connection pool, not just this one's.
-    for (std::uint64_t c = from; c < ahead_end; ++c) {
+    for (std::uint64_t c = ahead.from; c < ahead.to; ++c) {
       auto key = cache_->chunk(file->object, c);
-      cache_->prefetch(key, fetcher(key, false), executor_for(c, here),
-                       readahead_wanted(file, c, static_cast<std::uint32_t>(cs)),
+      cache_->prefetch(key, fetcher(key, false), executor_for(c, here), [stream = file->stream, c] { return stream->wants(c); },
                        reinterpret_cast<std::uintptr_t>(file.get()));
     }
-    if (from < ahead_end && trace::enabled())
+    if (trace::enabled())
       trace::instant("prefetch.readahead", "prefetch",
-                     {{"key", file->key}, {"window", window}, {"from_chunk", from}, {"to_chunk", ahead_end}});
-    std::uint64_t prev = file->prefetched_to.load();
-    while (ahead_end > prev && !file->prefetched_to.compare_exchange_weak(prev, ahead_end)) {
-    }
+                     {{"key", file->key}, {"window", ahead.window}, {"from_chunk", ahead.from}, {"to_chunk", ahead.to}});
   }
-
-  if (window > 0 && opts_.lookahead_files > 0 && !file->next_files_scheduled.exchange(true)) {
+  if (ahead.window > 0 && opts_.lookahead_files > 0 && file->stream->claim_next_files()) {
     auto ex = co_await asio::this_coro::executor;  // (named: see fetch_next_files)
     asio::co_spawn(ex, fetch_next_files(file), asio::detached);
   }

@@ -459,8 +459,8 @@ TEST_CASE("reads of one stream that arrive out of order keep its read-ahead; a j
     auto later = co_await fs->read(file, chunk / 2, chunk / 2);
     auto earlier = co_await fs->read(file, 0, chunk / 2);
   }(f.fs.get(), file));
-  CHECK(file->window.load() > 0);
-  CHECK(file->next_offset.load() == chunk);  // the late read did not move the stream back
+  CHECK(file->stream->window() > 0);
+  CHECK(file->stream->position() == chunk);  // the late read did not move the stream back
   // Every read-ahead chunk queued behind the one-at-a-time limit was still sent, none dropped.
   for (std::uint64_t c = 1; c <= 4; ++c) CHECK(f.cache->contains(f.cache->chunk(file->object, c)));
   CHECK(f.mem->gets.load() - gets_before == 5);
@@ -468,8 +468,8 @@ TEST_CASE("reads of one stream that arrive out of order keep its read-ahead; a j
   // the chunk read is fetched.
   auto gets = f.mem->gets.load();
   CHECK(f.read(file, 12 * chunk + 7, 10) == whole.substr(12 * chunk + 7, 10));
-  CHECK(file->window.load() == 0);
+  CHECK(file->stream->window() == 0);
   CHECK(f.read(file, 3 * chunk + 5, 10) == whole.substr(3 * chunk + 5, 10));  // (cached)
-  CHECK(file->window.load() == 0);
+  CHECK(file->stream->window() == 0);
   CHECK(f.mem->gets.load() - gets == 1);
 }
