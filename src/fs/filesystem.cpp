@@ -15,12 +15,11 @@ namespace valkyrie::fs {
 filesystem::filesystem(options opts, std::vector<std::shared_ptr<s3::object_client>> clients,
                        std::shared_ptr<cache::chunk_cache> cache, std::vector<asio::any_io_executor> executors)
     : opts_(std::move(opts)), clients_(std::move(clients)), cache_(std::move(cache)),
-      executors_(std::move(executors)) {
+      executors_(std::move(executors)), by_key_(0, index_hash{&nodes_}, index_eq{&nodes_}) {
   node root;
-  root.ino = root_ino;
   root.parent = root_ino;
-  root.key = opts_.prefix;
   root.directory = true;
+  root.dir = std::make_unique<dir_state>();
   root.lookups = 1;  // the kernel holds the root forever
   root.mtime = std::chrono::system_clock::now();
   nodes_.emplace(root_ino, std::move(root));
@@ -143,21 +142,13 @@ s3::object_client& filesystem::client() {
   return *clients_[r >= 0 && static_cast<std::size_t>(r) < clients_.size() ? r : 0];
 }
 
-bool filesystem::valid_name(const std::string& name) {
+bool filesystem::valid_name(std::string_view name) {
   return !name.empty() && name != "." && name != ".." && name.size() <= 255 &&
-         name.find('\0') == std::string::npos;
+         name.find('\0') == std::string_view::npos;
 }
 
-attributes filesystem::attr_of(const node& n) {
-  return {n.ino, n.directory, n.directory ? 0 : n.size, n.mtime};
-}
-
-filesystem::listed_entry filesystem::from_listing(const dir_entry& e) {
-  listed_entry le{e.name, e.attr.directory, {}};
-  le.info.size = e.attr.size;
-  le.info.last_modified = e.attr.mtime;
-  le.info.etag = e.etag;
-  return le;
+attributes filesystem::attr_of(ino_t ino, const node& n) {
+  return {ino, n.directory, n.directory ? 0 : n.size, n.mtime};
 }
 
 result<filesystem::node*> filesystem::directory_node(ino_t ino) {
@@ -168,7 +159,7 @@ result<filesystem::node*> filesystem::directory_node(ino_t ino) {
 }
 
 bool filesystem::listing_fresh(const node& n) const {
-  return n.listed && std::chrono::steady_clock::now() - n.listed_at < opts_.metadata_ttl;
+  return n.dir && n.dir->listing && std::chrono::steady_clock::now() - n.dir->listed_at < opts_.metadata_ttl;
 }
 
 std::size_t filesystem::inode_count() const {

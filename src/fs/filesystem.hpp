@@ -26,6 +26,7 @@
 #include <vector>
 
 #include "cache/chunk_cache.hpp"
+#include "fs/dir_listing.hpp"
 #include "prefetch/link_estimator.hpp"
 #include "prefetch/predictor.hpp"
 #include "prefetch/stream.hpp"
@@ -109,7 +110,7 @@ struct order_update {
   bool cleared = false;  // the text named no key at all: no order any more
 };
 
-// Every object under `prefix`, keyed relative to it (one LIST per 1,000 keys).
+// Every object under `prefix`, keyed relative to it (pages of 1,000 keys listed in parallel).
 using object_map = std::map<std::string, s3::object_info>;
 awaitable<result<object_map>> list_all(s3::object_client& client, std::string prefix);
 
@@ -131,10 +132,16 @@ class filesystem {
   awaitable<result<attributes>> lookup(ino_t parent, std::string name);
   result<attributes> getattr(ino_t ino);
   void forget(ino_t ino, std::uint64_t count);
-  // The whole directory (cached for metadata_ttl).
+  // The whole directory (cached for metadata_ttl), copied out entry by entry.
   awaitable<result<std::vector<dir_entry>>> readdir(ino_t ino);
+  // The same listing without a copy: the shared, immutable snapshot (what the fuse layer
+  // pages through).
+  awaitable<result<std::shared_ptr<const dir_listing>>> listing(ino_t ino);
+  // An entry of a snapshot as attributes; ino is 0 unless the entry has been looked up.
+  attributes entry_attr(ino_t parent, const dir_listing& l, std::size_t i) const;
   // Counts a lookup of an entry handed out by readdirplus (only those that fit the reply).
   result<attributes> remember_entry(ino_t parent, const dir_entry& e);
+  result<attributes> remember_entry(ino_t parent, const dir_listing& l, std::size_t i);
   // A handle pinned to the object's current ETag (a HEAD when the ETag is unknown or was found
   // stale).
   awaitable<result<std::shared_ptr<open_file>>> open(ino_t ino);
@@ -165,35 +172,70 @@ class filesystem {
   const options& opts() const { return opts_; }
 
  private:
+  // An inode: ~100 bytes plus its name; the full key is derived from the parents when a request
+  // needs it (key_of). A directory's listing lives in its dir_state, shared with readers.
+  struct dir_state {
+    std::shared_ptr<const dir_listing> listing;  // null: not listed, or found stale
+    std::chrono::steady_clock::time_point listed_at{};
+  };
   struct node {
-    ino_t ino = 0, parent = 0;
-    std::string name, key;  // key: object key, or the directory's prefix ending in '/'
-    bool directory = false;
+    ino_t parent = 0;
     std::uint64_t size = 0;
-    std::string etag;
-    std::string opened_etag;  // ETag at the last open
     std::chrono::system_clock::time_point mtime{};
     std::uint64_t lookups = 0;
-    std::vector<dir_entry> listing;
-    std::chrono::steady_clock::time_point listed_at{};
-    bool listed = false;
+    compact_etag etag;
+    std::uint64_t opened_etag = 0;  // fingerprint of the ETag at the last open (0: never opened)
+    std::unique_ptr<char[]> name_bytes;
+    std::unique_ptr<dir_state> dir;  // directories only
+    std::uint32_t children = 0;       // child inodes alive: they keep this one (their key's parent)
+    std::uint8_t name_len = 0;
+    bool directory = false;
+    std::string_view name() const { return {name_bytes.get(), name_len}; }
   };
-  struct listed_entry {
-    std::string name;
+  using node_map = std::unordered_map<ino_t, node>;
+  // What one entry says about a child (from a listing, the start-up listing or a targeted one).
+  struct entry_info {
+    bool directory = false;
+    std::uint64_t size = 0;
+    std::chrono::system_clock::time_point mtime{};
+    const compact_etag* etag = nullptr;
+  };
+  // The (parent, name, kind) index over the inodes: stores only inode numbers and finds a child
+  // by a key that points into the caller's name, so no name is stored twice.
+  struct child_key {
+    ino_t parent;
+    std::string_view name;
     bool directory;
-    s3::object_info info;
+  };
+  struct index_hash {
+    using is_transparent = void;
+    const node_map* nodes;
+    std::size_t operator()(const child_key& k) const;
+    std::size_t operator()(ino_t ino) const;
+  };
+  struct index_eq {
+    using is_transparent = void;
+    const node_map* nodes;
+    bool operator()(ino_t a, ino_t b) const { return a == b; }
+    bool operator()(const child_key& k, ino_t b) const;
+    bool operator()(ino_t a, const child_key& k) const { return (*this)(k, a); }
   };
 
   s3::object_client& client();
-  awaitable<result<std::vector<listed_entry>>> list_directory(std::string prefix);
+  // The listing of the directory with this key: parallel pages, compacted as they arrive.
+  awaitable<result<std::shared_ptr<const dir_listing>>> list_directory(std::string prefix, bool root,
+                                                                       std::chrono::system_clock::time_point dir_mtime);
+  // With mu_ held: the object key of an inode (a directory's ends in '/').
+  std::string key_of(ino_t ino) const;
   // With mu_ held: the directory inode, or not_found / invalid_argument (not a directory).
   result<node*> directory_node(ino_t ino);
   // With mu_ held: whether the directory's cached listing is still within metadata_ttl.
   bool listing_fresh(const node& n) const;
-  static listed_entry from_listing(const dir_entry& e);
   // With mu_ held: the child inode for an entry (created if new), lookup count raised.
-  attributes remember(node& parent, const listed_entry& e);
-  static attributes attr_of(const node& n);
+  attributes remember(ino_t parent, std::string_view name, const entry_info& e);
+  // With mu_ held: drops the inode if nothing holds it, then its parents likewise.
+  void release_node(ino_t ino);
+  static attributes attr_of(ino_t ino, const node& n);
   // The fixed control inodes' attributes (control_dir_ino, order_file_ino).
   attributes control_attr(ino_t ino) const;
   bool is_control(ino_t ino) const { return opts_.control_files && (ino == control_dir_ino || ino == order_file_ino); }
@@ -202,7 +244,7 @@ class filesystem {
   // The object changed under an open file: forget its ETag (the next open asks S3) and the
   // parent's listing.
   void mark_stale(ino_t ino);
-  static bool valid_name(const std::string& name);
+  static bool valid_name(std::string_view name);
   // Logs a problem with a key the first time it is seen (listings repeat every metadata_ttl).
   void warn_once(const std::string& key, const char* what);
   // The files after `file` (manifest order, else numbered successor or listing order), fetched
@@ -212,17 +254,15 @@ class filesystem {
   // full (or --lookahead files): as many objects in flight as the budget lets the link carry,
   // whatever their size.
   awaitable<void> prefetch_order(std::shared_ptr<const order_state> order, std::size_t from, asio::any_io_executor here);
-  // A directory's listing as the sequence its files are predicted in, kept between files (one
-  // directory at a time: the one being read).
+  // How a reader goes through a directory without a training order (one directory at a time:
+  // the one being read): whether it opens the files the listing predicts.
   struct dir_sequence {
     ino_t dir = 0;
-    std::shared_ptr<const std::vector<dir_entry>> entries;  // sorted by name
-    std::chrono::steady_clock::time_point listed_at;
     std::mutex mu;          // guards the two below
     unsigned streak = 0;    // files opened in a row as predicted
     std::string predicted;  // the file predicted to be opened next
   };
-  awaitable<std::shared_ptr<dir_sequence>> directory_sequence(ino_t dir);
+  std::shared_ptr<dir_sequence> directory_sequence(ino_t dir);
   // The reactor that fetches chunk `chunk` ahead of a reader: read-ahead is spread over every
   // reactor's connection pool (`here` when there are no reactors, as in unit tests).
   asio::any_io_executor executor_for(std::uint64_t chunk, asio::any_io_executor here) const;
@@ -252,8 +292,8 @@ class filesystem {
   std::shared_ptr<prefetch::link_estimator> link_ = std::make_shared<prefetch::link_estimator>();
   std::atomic<std::shared_ptr<dir_sequence>> last_dir_;
   mutable std::mutex mu_;
-  std::unordered_map<ino_t, node> nodes_;
-  std::unordered_map<std::string, ino_t> by_key_;  // (directory ? "d" : "f") + key -> ino
+  node_map nodes_;
+  std::unordered_set<ino_t, index_hash, index_eq> by_key_;  // (parent, name, directory) -> ino
   ino_t next_ino_ = order_file_ino + 1;
   std::atomic<std::shared_ptr<const order_state>> order_;
   std::atomic<std::shared_ptr<const object_map>> known_;  // the last full listing, if any

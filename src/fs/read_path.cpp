@@ -114,74 +114,63 @@ awaitable<void> filesystem::fetch_next_files(std::shared_ptr<open_file> file) {
     if (it == nodes_.end()) co_return;
     parent = it->second.parent;
   }
-  auto dir = co_await directory_sequence(parent);
-  if (!dir) co_return;
+  // The directory's shared listing snapshot (cached for --metadata-ttl; no copy).
+  auto snapshot = co_await listing(parent);
+  if (!snapshot) co_return;
+  const dir_listing& entries = **snapshot;
   const std::string dir_key = file->key.substr(0, file->key.rfind('/') + 1);
   const std::string name = file->key.substr(dir_key.size());
-  const auto& entries = *dir->entries;
-  auto by_name = [&entries](const std::string& n) {
-    auto it = std::lower_bound(entries.begin(), entries.end(), n, [](const dir_entry& e, const std::string& v) { return e.name < v; });
-    return it != entries.end() && it->name == n ? it : entries.end();
-  };
-  auto self = by_name(name);
-  if (self == entries.end()) co_return;
+  const std::size_t self = entries.find(name);
+  if (self == dir_listing::npos) co_return;
   // How far ahead: doubles while the reader keeps opening the file predicted last time (it
   // follows the listing), back to the first depth when it does not.
+  auto seq = directory_sequence(parent);
   unsigned depth;
   {
-    std::lock_guard lock(dir->mu);
-    dir->streak = dir->predicted == name ? std::min(dir->streak + 1, 16u) : 0;
-    depth = std::min<unsigned>(opts_.lookahead_files, std::max(1u, opts_.first_lookahead_files) << std::min(dir->streak, 10u));
+    std::lock_guard lock(seq->mu);
+    seq->streak = seq->predicted == name ? std::min(seq->streak + 1, 16u) : 0;
+    depth = std::min<unsigned>(opts_.lookahead_files, std::max(1u, opts_.first_lookahead_files) << std::min(seq->streak, 10u));
     depth = std::min(depth, max_directory_lookahead);
   }
   // Numbered names first (shard_9 -> shard_10, which the listing sorts elsewhere), else listing
   // order.
-  std::vector<std::vector<dir_entry>::const_iterator> next;
+  std::vector<std::size_t> next;
   for (std::string at = name; next.size() < depth;) {
     auto successor = prefetch::numbered_successor(at);
-    auto it = successor ? by_name(*successor) : entries.end();
-    if (it == entries.end() || it->attr.directory) break;
-    next.push_back(it);
-    at = it->name;
+    std::size_t i = successor ? entries.find(*successor) : dir_listing::npos;
+    if (i == dir_listing::npos || entries.at(i).directory) break;
+    next.push_back(i);
+    at = std::string(entries.name(i));
   }
   if (next.empty())
-    for (auto it = self + 1; it != entries.end() && next.size() < depth; ++it)
-      if (!it->attr.directory) next.push_back(it);
+    for (std::size_t i = self + 1; i < entries.size() && next.size() < depth; ++i)
+      if (!entries.at(i).directory) next.push_back(i);
   {
-    std::lock_guard lock(dir->mu);
-    dir->predicted = next.empty() ? std::string() : next.front()->name;
+    std::lock_guard lock(seq->mu);
+    seq->predicted = next.empty() ? std::string() : std::string(entries.name(next.front()));
   }
   if (trace::enabled()) {
     std::string names;
-    for (auto& n : next) names += (names.empty() ? "" : " ") + n->name;
+    for (auto i : next) names += (names.empty() ? "" : " ") + std::string(entries.name(i));
     trace::instant("prefetch.next_files", "prefetch", {{"after", file->key}, {"source", "directory"}, {"next", names}});
   }
   // Nearest first, and never more than the prefetch zone holds, so that they are still there
   // when read.
-  for (auto& e : next) {
-    if (cache_->prefetch_zone_bytes() + e->attr.size > cache_->prefetch_zone_bound()) break;
-    auto object = cache::make_version(opts_.bucket, dir_key + e->name, e->etag, e->attr.size);
+  for (auto i : next) {
+    const auto& e = entries.at(i);
+    if (cache_->prefetch_zone_bytes() + e.size > cache_->prefetch_zone_bound()) break;
+    auto object = cache::make_version(opts_.bucket, dir_key + std::string(entries.name(i)), e.etag.str(), e.size);
     if (fetch_whole(object, here, nullptr) == prefetch_outcome::refused) break;
   }
 }
 
-awaitable<std::shared_ptr<filesystem::dir_sequence>> filesystem::directory_sequence(ino_t dir) {
+std::shared_ptr<filesystem::dir_sequence> filesystem::directory_sequence(ino_t dir) {
   auto current = last_dir_.load();
-  if (current && current->dir == dir && std::chrono::steady_clock::now() - current->listed_at < opts_.metadata_ttl)
-    co_return current;
-  auto listing = co_await readdir(dir);
-  if (!listing) co_return nullptr;
+  if (current && current->dir == dir) return current;
   auto fresh = std::make_shared<dir_sequence>();
   fresh->dir = dir;
-  fresh->entries = std::make_shared<const std::vector<dir_entry>>(std::move(*listing));
-  fresh->listed_at = std::chrono::steady_clock::now();
-  if (current && current->dir == dir) {  // (a refreshed listing keeps the reader's streak)
-    std::lock_guard lock(current->mu);
-    fresh->streak = current->streak;
-    fresh->predicted = current->predicted;
-  }
-  last_dir_.store(fresh);
-  co_return fresh;
+  last_dir_.store(fresh);  // (a race with another directory's reader: one of them starts over)
+  return fresh;
 }
 
 awaitable<void> filesystem::prefetch_order(std::shared_ptr<const order_state> order, std::size_t from,
