@@ -88,6 +88,8 @@ struct cache_metrics {
 
 // At most this many pieces per chunk: beyond, more is evicted rather than scatter a chunk further.
 constexpr unsigned max_extents = 16;
+// Entries of each zone list a ranked eviction looks at (see evict_one).
+constexpr std::size_t belady_scan = 128;
 }  // namespace
 
 chunk_ref& chunk_ref::operator=(chunk_ref&& o) noexcept {
@@ -206,28 +208,33 @@ bool chunk_cache::take_memory(shard& s, std::uint64_t bytes, std::vector<extent>
 
 bool chunk_cache::evict_one(shard& s, const rank_fn* ranker, bool for_prefetch, bool zone_full,
                             std::optional<std::uint64_t> incoming) {
-  auto unpinned = [&s](const chunk_id& k) { return s.entries.find(k)->second.pins == 0; };
+  using list = std::list<cache_node*>;
+  auto unpinned = [](const cache_node* n) { return n->second.pins == 0; };
   // An unread prefetch a new one may replace: nobody says it is still wanted (read-ahead its
   // reader is about to reach, the next files of the order in force).
-  auto replaceable = [&s](const chunk_id& k) {
-    const entry& e = s.entries.find(k)->second;
-    return e.pins == 0 && !(e.wanted && e.wanted());
+  auto replaceable = [](const cache_node* n) {
+    return n->second.pins == 0 && !(n->second.wanted && n->second.wanted());
   };
-  std::list<chunk_id>* from = nullptr;
-  std::list<chunk_id>::iterator victim;
-  auto first_of = [&](std::list<chunk_id>& l, auto&& eligible) {
+  list* from = nullptr;
+  list::iterator victim;
+  auto first_of = [&](list& l, auto&& eligible) {
     for (auto it = l.begin(); it != l.end() && !from; ++it)
       if (eligible(*it)) from = &l, victim = it;
   };
   if (ranker) {
     // A known order decides across both zones: the chunk read furthest in the future goes.
+    // Where it is likely (the least recently read, the unread prefetches queued last), at most
+    // belady_scan of each: exact on small shards, bounded work on shards of many small objects.
     std::uint64_t furthest = 0;
-    for (auto* l : {&s.lru, &s.prefetched})
-      for (auto it = l->begin(); it != l->end(); ++it) {
-        if (!unpinned(*it)) continue;
-        std::uint64_t r = (*ranker)(*it);
-        if (!from || r > furthest) from = l, victim = it, furthest = r;
-      }
+    auto consider = [&](list& l, list::iterator it) {
+      if (!unpinned(*it)) return;
+      std::uint64_t r = (*ranker)((*it)->first);
+      if (!from || r > furthest) from = &l, victim = it, furthest = r;
+    };
+    std::size_t n = 0;
+    for (auto it = s.lru.begin(); it != s.lru.end() && n < belady_scan; ++it, ++n) consider(s.lru, it);
+    n = 0;
+    for (auto it = s.prefetched.end(); it != s.prefetched.begin() && n < belady_scan; ++n) consider(s.prefetched, --it);
     if (from && incoming && furthest <= *incoming) return false;  // keep what is needed sooner
   } else if (zone_full) {
     // Replace the zone's oldest unread chunk that is no longer wanted.
@@ -239,10 +246,11 @@ bool chunk_cache::evict_one(shard& s, const rank_fn* ranker, bool for_prefetch, 
     if (!for_prefetch) first_of(s.prefetched, unpinned);
   }
   if (!from) return false;
-  auto e = s.entries.find(*victim);
+  cache_node* node = *victim;
+  entry& e = node->second;
   auto& m = cache_metrics::get();
-  m.zone(e->second).sub(static_cast<std::int64_t>(e->second.size));
-  if (e->second.prefetched && !e->second.read) {
+  m.zone(e).sub(static_cast<std::int64_t>(e.size));
+  if (e.prefetched && !e.read) {
     m.evicted_unread.add();
     m.prefetch_wasted.add();
   } else {
@@ -250,14 +258,14 @@ bool chunk_cache::evict_one(shard& s, const rank_fn* ranker, bool for_prefetch, 
   }
   if (trace::enabled())
     trace::instant("cache.evict", "cache",
-                   {{"key", victim->object->key}, {"chunk", std::uint64_t{victim->index}},
-                    {"read", e->second.read ? 1 : 0},
-                    {"rank", ranker ? std::to_string((*ranker)(*victim)) : std::string("lru")},
+                   {{"key", node->first.object->key}, {"chunk", std::uint64_t{node->first.index}},
+                    {"read", e.read ? 1 : 0},
+                    {"rank", ranker ? std::to_string((*ranker)(node->first)) : std::string("lru")},
                     {"for", incoming ? std::to_string(*incoming) : std::string(for_prefetch ? "prefetch" : "reader")}});
-  leave_prefetch_zone(e->second);
-  s.memory.release(e->second.extents);
+  leave_prefetch_zone(e);
+  s.memory.release(e.extents);
   from->erase(victim);
-  s.entries.erase(e);
+  s.entries.erase(node->first);
   ++s.stats.evictions;
   return true;
 }
@@ -294,7 +302,7 @@ void chunk_cache::finish_fetch(const chunk_id& key, unsigned shard_index, result
       e.ready_at = std::chrono::steady_clock::now();
       e.in_prefetch_list = e.prefetched && !e.read;
       auto& list = e.in_prefetch_list ? s.prefetched : s.lru;
-      e.lru = list.insert(list.end(), it->first);
+      e.lru = list.insert(list.end(), &*it);
       m.zone(e).add(static_cast<std::int64_t>(e.size));
     } else {
       ++s.stats.fetch_failures;
@@ -575,7 +583,8 @@ std::string chunk_cache::check_invariants() const {
     if (auto problem = s.memory.check_invariants(); !problem.empty()) return "page allocator: " + problem;
     std::uint64_t entry_pages = 0;
     std::size_t hot = 0, prefetched = 0;
-    for (auto& [key, e] : s.entries) {
+    for (auto& node : s.entries) {
+      const auto& [key, e] = node;
       std::uint64_t pages = 0;
       for (auto& x : e.extents)
         for (std::uint32_t p = x.first; p < x.first + x.count; ++p) {
@@ -589,7 +598,7 @@ std::string chunk_cache::check_invariants() const {
       if (e.st != entry::state::ready) continue;
       ++(e.in_prefetch_list ? prefetched : hot);
       if (e.in_prefetch_list != (e.prefetched && !e.read)) return "a ready chunk is in the wrong zone's list";
-      if (!(*e.lru == key)) return "a ready chunk's list position names another chunk";
+      if (*e.lru != &node) return "a ready chunk's list position names another chunk";
     }
     if (hot != s.lru.size() || prefetched != s.prefetched.size()) return "the zone lists and the ready entries differ";
     if (entry_pages + s.memory.free_pages() != s.memory.page_count())

@@ -55,6 +55,9 @@ namespace valkyrie::cache {
 using chunk_buffers = std::vector<std::span<char>>;
 
 class chunk_cache;
+struct chunk_entry;
+// A cached chunk as its shard's map holds it; the zone lists point at these (stable addresses).
+using cache_node = std::pair<const chunk_id, chunk_entry>;
 
 // A cached chunk's bookkeeping (guarded by its shard's mutex).
 struct chunk_entry {
@@ -72,7 +75,7 @@ struct chunk_entry {
   bool queued = false;      // a prefetch waiting for its turn: no request sent yet
   std::chrono::steady_clock::time_point ready_at{};
   std::vector<waiter> waiters;
-  std::list<chunk_id>::iterator lru;  // in the hot list, or the prefetched one if in_prefetch_list; valid when ready
+  std::list<cache_node*>::iterator lru;  // in the hot list, or the prefetched one if in_prefetch_list; valid when ready
   bool in_prefetch_list = false;
   std::function<bool()> wanted;  // a prefetch's "still worth keeping?" (empty: a guess, replaceable)
 };
@@ -190,8 +193,8 @@ class chunk_cache {
     mutable std::mutex mu;
     explicit shard(std::uint32_t first_page, std::uint32_t pages) : memory(first_page, pages) {}
     std::unordered_map<chunk_id, entry, chunk_id_hash> entries;
-    std::list<chunk_id> lru;       // hot zone, front: least recently used
-    std::list<chunk_id> prefetched;  // prefetch zone (ready, unread), front: oldest
+    std::list<cache_node*> lru;         // hot zone, front: least recently used
+    std::list<cache_node*> prefetched;  // prefetch zone (ready, unread), front: oldest
     page_allocator memory;
     cache_stats stats;
   };

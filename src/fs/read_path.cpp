@@ -181,7 +181,9 @@ awaitable<void> filesystem::prefetch_order(std::shared_ptr<const order_state> or
   const auto& keys = order->predictor->keys();
   const std::size_t limit = std::min(keys.size(), from + std::min<std::size_t>(opts_.lookahead_files, max_order_lookahead));
   std::size_t i = std::max(from, order->scheduled_to.load());
-  if (i > limit) i = from;  // (a new pass over the order: the cursor went back)
+  // Readers a few files behind the others find it all scheduled (i > limit: nothing to do); a
+  // cursor far behind what was scheduled is a new pass over the order (the next epoch).
+  if (i > from + 2 * max_order_lookahead) i = from;
   for (; i < limit; ++i) {
     // Deep enough: the zone holds what the link can deliver before the readers get there.
     if (cache_->prefetch_zone_bytes() >= cache_->prefetch_zone_bound()) break;
