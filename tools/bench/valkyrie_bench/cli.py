@@ -19,6 +19,13 @@ Scenarios (docs/benchmarks.md explains each figure):
                     dataset: hit ratio per epoch
   random            random 256 KiB reads by 4 threads: IOPS and latency
   ls                `ls -l` of a directory of 10,000 objects: time and S3 requests
+Access patterns (issue 13), run only when named in --scenarios (minutes each):
+  small             20,000 objects of 110 KiB read whole: shuffled order given by --manifest
+                    and by a live order hint (8 readers, 1 reader), sorted names in listing
+                    order with no order (1 reader), the same readers over a tmpfs copy; files/s
+  seq4              fio seq_read_4t: 4 jobs each reading its own 4 GiB object, bs=256k, sync
+  rand4             fio rand_read_4t: the same with rw=randread for 20 s; against the latency
+                    bound, and S3 bytes fetched per byte read
 
 Elsewhere: --endpoint/--bucket/--prefix use a real S3 (or any S3-compatible server) instead
 of the simulator; --dir PATH benchmarks a filesystem that is already mounted (s3fs, rclone,
@@ -38,8 +45,10 @@ import time
 from .common import MiB, Progress, Verifier, parse_size
 from .mount import Mount
 from .report import plot, table
-from .s3 import S3
+from .s3 import S3, ReferenceServer
 from .scenarios_core import scenario_baselines, scenario_cold_warm, scenario_ls, scenario_random, scenario_ttfb
+from .scenarios_patterns import PATTERNS, scenario_rand4, scenario_seq4, scenario_small, synthetic_specs
+from .scenarios_patterns import add_arguments as add_pattern_arguments
 from .scenarios_training import scenario_epochs, scenario_training
 
 # ---------------------------------------------------------------------------------------------
@@ -47,7 +56,8 @@ class Context:
     pass
 
 
-ALL = ["baseline", "cold", "ttfb", "training", "epochs", "random", "ls"]
+ALL = ["baseline", "cold", "ttfb", "training", "epochs", "random", "ls"]  # the default set
+CHOICES = ALL + PATTERNS  # the access patterns (minutes each) only when named
 
 
 def main():
@@ -60,7 +70,7 @@ def main():
     p.add_argument("--prefix", default=None, help="key prefix of the data files (default: train/)")
     p.add_argument("--ls-prefix", default="many/", help="prefix of the many-objects directory (default: many/)")
     p.add_argument("--dir", help="benchmark this already-mounted filesystem (the bucket's root) instead of valkyrie")
-    p.add_argument("--scenarios", default=",".join(ALL), help="comma-separated subset of: " + ", ".join(ALL))
+    p.add_argument("--scenarios", default=",".join(ALL), help="comma-separated subset of: " + ", ".join(CHOICES) + " (default: " + ",".join(ALL) + ")")
     p.add_argument("--shards", type=int, default=16, help="simulated data files (default 16)")
     p.add_argument("--shard-size", default="64MiB", help="size of each (default 64MiB)")
     p.add_argument("--objects", type=int, default=10000, help="objects in the ls directory (default 10000)")
@@ -81,11 +91,15 @@ def main():
                    help="(self-test) make the simulator flip a byte in every GET once the reference copies "
                         "are fetched: the run must report mismatches and exit 1")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    add_pattern_arguments(p)
     args = p.parse_args()
     scenarios = [s.strip() for s in args.scenarios.split(",") if s.strip()]
-    bad = [s for s in scenarios if s not in ALL]
+    bad = [s for s in scenarios if s not in CHOICES]
     if bad:
-        p.error(f"unknown scenario(s) {bad}; choose from {ALL}")
+        p.error(f"unknown scenario(s) {bad}; choose from {CHOICES}")
+    patterns = [s for s in scenarios if s in PATTERNS]
+    if patterns and (args.dir or args.endpoint or args.bucket):
+        p.error(f"{','.join(patterns)} need valkyrie-s3sim's synthetic objects (no --dir, --endpoint or --bucket)")
     if args.dir and not os.path.isdir(args.dir):
         p.error(f"--dir {args.dir} is not a directory")
     if not args.dir and os.geteuid() != 0:
@@ -102,6 +116,8 @@ def main():
     ctx.verifier = Verifier()
     ctx.s3 = S3(args, tmp)
     ctx.mount = Mount(args, ctx.s3, tmp)
+    ctx.s3.extra_synthetic = synthetic_specs(args, scenarios)
+    ctx.ref = ReferenceServer(tmp, ctx.s3.extra_synthetic) if ctx.s3.extra_synthetic else None
 
     def on_signal(signum, _):
         raise KeyboardInterrupt
@@ -116,6 +132,8 @@ def main():
         simulated = not args.endpoint and not args.bucket
         if simulated and not args.dir:
             ctx.s3.start_simulator()
+            if ctx.ref:
+                ctx.ref.start()
         elif simulated and args.dir:
             ctx.s3.url = None
         behind_simulator = simulated or ctx.s3.is_simulator()  # (asks the endpoint: once)
@@ -141,10 +159,14 @@ def main():
                                       "total_bandwidth": args.total_bandwidth} if simulated else None,
                              "scenarios": scenarios}
         steps = {"baseline": 2, "cold": 2, "ttfb": 1, "training": 4 if not args.dir else 3, "epochs": 1, "random": 1,
-                 "ls": 1}
+                 "ls": 1, "small": 9, "seq4": 1, "rand4": 1}
         has_s3 = bool(ctx.s3.url or args.bucket)
-        ctx.progress.plan(sum(steps[s] for s in scenarios) + (0 if "baseline" in scenarios or not has_s3 else 1))
-        if has_s3:
+        needs_train = any(s not in PATTERNS for s in scenarios)  # the patterns read small/ and big/
+        ctx.progress.plan(sum(steps[s] for s in scenarios)
+                          + (1 if has_s3 and needs_train and "baseline" not in scenarios else 0))
+        if has_s3 and not needs_train:
+            pass  # no reference copies of the shards to fetch
+        elif has_s3:
             if "baseline" in scenarios:
                 results["scenarios"].update(scenario_baselines(ctx))
             else:  # the reference copies are still needed
@@ -165,7 +187,8 @@ def main():
                 sys.exit("valkyrie-bench: --corrupt-after-reference needs valkyrie-s3sim")
             ctx.s3.set_faults("corrupt=1")
         runners = {"cold": scenario_cold_warm, "ttfb": scenario_ttfb, "training": scenario_training,
-                   "epochs": scenario_epochs, "random": scenario_random, "ls": scenario_ls}
+                   "epochs": scenario_epochs, "random": scenario_random, "ls": scenario_ls,
+                   "small": scenario_small, "seq4": scenario_seq4, "rand4": scenario_rand4}
         for s in scenarios:
             if s in runners:
                 try:
@@ -184,6 +207,8 @@ def main():
         ctx.verifier.close()
         ctx.mount.unmount()
         ctx.s3.stop()
+        if ctx.ref:
+            ctx.ref.stop()
         shutil.rmtree(refdir, ignore_errors=True)
         shutil.rmtree(tmp, ignore_errors=True)
     results["integrity"] = {"checked_bytes": ctx.verifier.checked_bytes, "mismatches": ctx.verifier.mismatches}

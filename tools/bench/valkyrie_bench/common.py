@@ -25,6 +25,15 @@ def parse_size(text):
     return int(float(num) * units[unit])
 
 
+def parse_duration(text):
+    """Seconds from '30ms', '2s', '500us' (the simulator's syntax)."""
+    t = text.strip().lower()
+    for unit, scale in (("ms", 1e-3), ("us", 1e-6), ("s", 1.0)):
+        if t.endswith(unit):
+            return float(t[: -len(unit)]) * scale
+    return float(t)
+
+
 def percentile(values, p):
     if not values:
         return None
@@ -136,7 +145,18 @@ class Verifier:
                 fd = self.fds[path] = os.open(path, os.O_RDONLY)
         # bytes == bytes is one memcmp (memoryview comparison goes element by element).
         data = bytes(data)
-        want = os.pread(fd, len(data), offset)
+        self.compare(name, offset, os.pread(fd, len(data), offset), data)
+
+    def check_file(self, name, data):
+        """A whole file read at once (many small objects: no descriptor kept per reference)."""
+        path = self.refs.get(name)
+        if path is None:
+            return
+        with open(path, "rb") as f:
+            self.compare(name, 0, f.read(), bytes(data))
+
+    def compare(self, name, offset, want, data):
+        """data (bytes) read at offset against the reference bytes `want`."""
         got = len(want)
         ok = want == data
         with self.lock:

@@ -41,7 +41,9 @@ def table(results):
                      ("training-local-copy", "training, local copy (bound)")):
         if k in r:
             t = r[k]
-            rows.append((label, f"compute-busy {t['compute_busy_pct']:.1f} %, stall {t['stall_s']:.2f} s "
+            bound = r.get("training-local-copy", {}).get("compute_busy_pct")
+            vs = f" ({t['compute_busy_pct'] / bound:.2f} x local copy)" if bound and k != "training-local-copy" else ""
+            rows.append((label, f"compute-busy {t['compute_busy_pct']:.1f} %{vs}, stall {t['stall_s']:.2f} s "
                                 f"(p50 {t['stall_p50_ms']:.0f} ms, p99 {t['stall_p99_ms']:.0f} ms)"))
     if "epochs" in r:
         for ep in r["epochs"]["per_epoch"]:
@@ -56,6 +58,30 @@ def table(results):
         t = r["ls"]
         rows.append((f"ls -l of {t['entries']:,} objects",
                      f"{t['seconds']:.2f} s, {fmt(t.get('s3_requests'))} S3 requests"))
+    for k, label in (("small-manifest-8", "small objects, shuffled + manifest, 8 readers"),
+                     ("small-manifest-1", "small objects, shuffled + manifest, 1 reader"),
+                     ("small-order-hint-8", "small objects, shuffled + live order hint, 8 readers"),
+                     ("small-order-hint-1", "small objects, shuffled + live order hint, 1 reader"),
+                     ("small-listing-1", "small objects, listing order, no order, 1 reader"),
+                     ("small-tmpfs-shuffled-8", "small objects, tmpfs copy, shuffled, 8 readers"),
+                     ("small-tmpfs-shuffled-1", "small objects, tmpfs copy, shuffled, 1 reader"),
+                     ("small-tmpfs-listing-1", "small objects, tmpfs copy, listing order, 1 reader")):
+        if k in r and "files_per_s" in r[k]:
+            t = r[k]
+            vs = f" ({t['x_tmpfs']:.3f} x tmpfs)" if t.get("x_tmpfs") is not None else ""
+            gets = f", {t['s3_gets'] / t['files']:.2f} GETs/file" if t.get("s3_gets") is not None and t["files"] else ""
+            rows.append((label, f"{t['files_per_s']:,.1f} files/s{vs}, {t['files']} files, p99 {t['p99_ms']:.1f} ms{gets}"))
+    if "seq4" in r and "mb_per_s" in r["seq4"]:
+        t = r["seq4"]
+        rows.append((f"seq4: 4 sequential readers, 256 KiB sync ({t['tool'].split()[0]})",
+                     f"{t['mb_per_s']:,.1f} MB/s ({t['mib_per_s']:,.1f} MiB/s), {t['x_link']:.2f} x link"))
+    if "rand4" in r and "mib_per_s" in r["rand4"]:
+        t = r["rand4"]
+        per = t.get("s3_bytes_per_byte_read")
+        rows.append((f"rand4: 4 random readers, 256 KiB sync ({t['tool'].split()[0]})",
+                     f"{t['mib_per_s']:,.1f} MiB/s, {t['x_latency_bound']:.2f} x latency bound "
+                     f"({t['latency_bound_mib_per_s']:.1f} MiB/s), p50 {t['p50_ms']:.1f} ms, "
+                     f"S3 bytes / bytes read {'n/a' if per is None else f'{per:.2f}'}"))
     i = results["integrity"]
     rows.append(("integrity", f"{i['checked_bytes']:,} bytes compared, " +
                  ("all identical" if not i["mismatches"] else f"{len(i['mismatches'])} MISMATCHES")))

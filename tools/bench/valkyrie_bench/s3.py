@@ -1,8 +1,10 @@
 """The S3 side: the simulator, direct GETs with valkyrie-s3, the simulator's counters."""
+import http.client
 import json
 import os
 import subprocess
 import sys
+import threading
 import urllib.request
 
 from .common import find_binary
@@ -16,6 +18,7 @@ class S3:
         self.bucket = args.bucket
         self.s3cli = find_binary("valkyrie-s3", "tools")
         self.env = dict(os.environ)
+        self.extra_synthetic = []
 
     def start_simulator(self):
         a = self.args
@@ -29,6 +32,8 @@ class S3:
                "--synthetic", f"bench:{a.objects}:1KiB:many/",
                "--first-byte-latency", a.first_byte_latency, "--conn-bandwidth", a.conn_bandwidth,
                "--total-bandwidth", a.total_bandwidth, "--log-level", "warn"]
+        for spec in self.extra_synthetic:  # the access-pattern scenarios' objects
+            cmd += ["--synthetic", spec]
         if a.fault:
             for f in a.fault:
                 cmd += ["--fault", f]
@@ -91,3 +96,59 @@ class S3:
             sys.exit(f"valkyrie-bench: direct GET of {key} failed: {r.stderr.strip()}")
         return json.loads(r.stdout.strip().splitlines()[-1])["seconds"]
 
+
+
+class ReferenceServer:
+    """A second valkyrie-s3sim serving the same synthetic objects, unshaped and anonymous: the
+    reference bytes for objects too many (20,000 small ones) or too big (4 x 4 GiB) to fetch one
+    `valkyrie-s3 get` process at a time. A synthetic object's bytes are a pure function of
+    bucket, key and offset (tools/common/synthetic.hpp), so both servers serve the same bytes;
+    the scenarios cross-check one object against a direct GET from the benchmarked simulator."""
+
+    def __init__(self, tmp, specs):
+        self.tmp = tmp
+        self.specs = specs
+        self.proc = None
+        self.local = threading.local()
+        self.host = self.port = None
+
+    def start(self):
+        cmd = [find_binary("valkyrie-s3sim", "tools"), "--listen", "127.0.0.1:0", "--log-level", "warn"]
+        for spec in self.specs:
+            cmd += ["--synthetic", spec]
+        err = os.path.join(self.tmp, "refsim.err")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=open(err, "w"), text=True)
+        line = self.proc.stdout.readline()
+        if not line:
+            sys.exit("valkyrie-bench: the reference valkyrie-s3sim did not start: " + open(err).read())
+        hostport = line.split()[2].split("//", 1)[-1].rstrip("/")
+        self.host, self.port = hostport.rsplit(":", 1)
+
+    def get(self, bucket, key, first=None, length=None):
+        """The object's bytes, or `length` bytes from `first`."""
+        headers = {} if first is None else {"Range": f"bytes={first}-{first + length - 1}"}
+        for attempt in range(3):
+            conn = getattr(self.local, "conn", None)
+            if conn is None:
+                conn = self.local.conn = http.client.HTTPConnection(self.host, int(self.port), timeout=30)
+            try:
+                conn.request("GET", f"/{bucket}/{key}", headers=headers)
+                r = conn.getresponse()
+                body = r.read()
+                if r.status not in (200, 206):
+                    sys.exit(f"valkyrie-bench: reference GET of {key}: HTTP {r.status}")
+                return body
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                self.local.conn = None
+                if attempt == 2:
+                    raise
+
+    def stop(self):
+        if self.proc:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+            self.proc = None
