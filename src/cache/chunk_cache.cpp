@@ -86,7 +86,8 @@ struct cache_metrics {
   }
 };
 
-std::string object_key(const std::string& object_id) { return object_id.substr(0, object_id.find('\0')); }
+// At most this many pieces per chunk: beyond, more is evicted rather than scatter a chunk further.
+constexpr unsigned max_extents = 16;
 }  // namespace
 
 chunk_ref& chunk_ref::operator=(chunk_ref&& o) noexcept {
@@ -95,12 +96,25 @@ chunk_ref& chunk_ref::operator=(chunk_ref&& o) noexcept {
     cache_ = o.cache_;
     shard_ = o.shard_;
     entry_ = o.entry_;
-    data_ = o.data_;
+    pieces_ = std::move(o.pieces_);
     size_ = o.size_;
     hit_ = o.hit_;
     o.cache_ = nullptr;
   }
   return *this;
+}
+
+void chunk_ref::slice(std::size_t from, std::size_t to, std::vector<std::span<const char>>& out) const {
+  std::size_t at = 0;  // chunk offset of the current piece
+  for (auto& p : pieces_) {
+    std::size_t end = at + p.size();
+    if (end > from && at < to) {
+      std::size_t lo = std::max(from, at) - at, hi = std::min(to, end) - at;
+      out.push_back(p.subspan(lo, hi - lo));
+    }
+    if (end >= to) break;
+    at = end;
+  }
 }
 
 void chunk_ref::release() {
@@ -113,18 +127,25 @@ chunk_cache::chunk_cache(std::uint64_t capacity, std::uint32_t chunk_size, unsig
     : chunk_size_(chunk_size) {
   if (chunk_size == 0 || capacity / chunk_size < 2)
     throw std::invalid_argument("the cache must hold at least two chunks");
-  slots_ = static_cast<std::uint32_t>(capacity / chunk_size);
+  if (capacity / page_allocator::page_size > std::numeric_limits<std::uint32_t>::max())
+    throw std::invalid_argument("the cache is larger than 16 TiB");
+  const auto pages = static_cast<std::uint32_t>(capacity / page_allocator::page_size);
+  arena_bytes_ = std::uint64_t{pages} * page_allocator::page_size;
   set_prefetch_share(0.5);
-  arena_bytes_ = std::uint64_t{slots_} * chunk_size_;
   // Reserved, not committed: pages are backed only when a chunk is first written.
   void* p = ::mmap(nullptr, arena_bytes_, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED) throw std::runtime_error("cannot reserve the cache arena");
   arena_ = static_cast<char*>(p);
-  if (shards == 0) shards = std::max(1u, std::min(16u, slots_ / 8));
-  shards = std::min(shards, slots_);
-  for (unsigned i = 0; i < shards; ++i) shards_.push_back(std::make_unique<shard>());
-  for (std::uint32_t s = 0; s < slots_; ++s) shards_[s % shards]->free_slots.push_back(s);
+  // Each shard owns an equal run of pages, so a shard the hash gives more than its share evicts
+  // early while others have room: shards are large (512 MiB, at most 16) to keep that skew
+  // small (a 2 GiB cache of 110 KiB objects: 4 shards of ~4,700, each expecting 4,500 +- 67),
+  // and still several, so the reactors rarely meet on a lock.
+  if (shards == 0) shards = static_cast<unsigned>(std::clamp<std::uint64_t>(capacity >> 29, 1, 16));
+  shards = std::min(shards, slots());
+  const std::uint32_t per_shard = pages / shards;
+  for (unsigned i = 0; i < shards; ++i)
+    shards_.push_back(std::make_unique<shard>(i * per_shard, i + 1 == shards ? pages - i * per_shard : per_shard));
   cache_metrics::get().capacity.add(static_cast<std::int64_t>(arena_bytes_));
 }
 
@@ -155,35 +176,51 @@ chunk_cache::~chunk_cache() {
   m.capacity.sub(static_cast<std::int64_t>(arena_bytes_));
   for (auto& s : shards_)
     for (auto& [_, e] : s->entries) {
-      if (e.st != entry::state::ready) m.filling.sub(chunk_size_);
+      if (e.st != entry::state::ready) m.filling.sub(static_cast<std::int64_t>(e.reserved));
       else m.zone(e).sub(static_cast<std::int64_t>(e.size));
     }
   if (arena_) ::munmap(arena_, arena_bytes_);
 }
 
-bool chunk_cache::take_slot(shard& s, std::uint32_t& slot, const rank_fn* ranker, bool for_prefetch,
+chunk_buffers chunk_cache::buffers_of(const chunk_entry& e) const {
+  chunk_buffers out;
+  std::uint64_t left = e.reserved;
+  for (auto& x : e.extents) {
+    std::uint64_t n = std::min<std::uint64_t>(left, std::uint64_t{x.count} * page_allocator::page_size);
+    out.emplace_back(arena_ + std::uint64_t{x.first} * page_allocator::page_size, n);
+    left -= n;
+  }
+  return out;
+}
+
+bool chunk_cache::take_memory(shard& s, std::uint64_t bytes, std::vector<extent>& out, const rank_fn* ranker,
+                              bool for_prefetch, std::optional<std::uint64_t> incoming) {
+  bytes = std::max<std::uint64_t>(bytes, 1);
+  for (;;) {
+    // The prefetch zone is full: prefetches may only replace unread prefetches nobody wants.
+    const bool zone_full = !ranker && for_prefetch && prefetch_held_.load() + bytes > prefetch_bound_;
+    if (!zone_full && s.memory.allocate(bytes, max_extents, out)) return true;
+    if (!evict_one(s, ranker, for_prefetch, zone_full, incoming)) return false;
+  }
+}
+
+bool chunk_cache::evict_one(shard& s, const rank_fn* ranker, bool for_prefetch, bool zone_full,
                             std::optional<std::uint64_t> incoming) {
-  auto take_free = [&] {
-    slot = s.free_slots.back();
-    s.free_slots.pop_back();
-    return true;
-  };
-  auto unpinned = [&s](const chunk_key& k) { return s.entries.find(k)->second.pins == 0; };
+  auto unpinned = [&s](const chunk_id& k) { return s.entries.find(k)->second.pins == 0; };
   // An unread prefetch a new one may replace: nobody says it is still wanted (read-ahead its
   // reader is about to reach, the next files of the order in force).
-  auto replaceable = [&s](const chunk_key& k) {
+  auto replaceable = [&s](const chunk_id& k) {
     const entry& e = s.entries.find(k)->second;
     return e.pins == 0 && !(e.wanted && e.wanted());
   };
-  std::list<chunk_key>* from = nullptr;
-  std::list<chunk_key>::iterator victim;
-  auto first_of = [&](std::list<chunk_key>& l, auto&& eligible) {
+  std::list<chunk_id>* from = nullptr;
+  std::list<chunk_id>::iterator victim;
+  auto first_of = [&](std::list<chunk_id>& l, auto&& eligible) {
     for (auto it = l.begin(); it != l.end() && !from; ++it)
       if (eligible(*it)) from = &l, victim = it;
   };
   if (ranker) {
     // A known order decides across both zones: the chunk read furthest in the future goes.
-    if (!s.free_slots.empty()) return take_free();
     std::uint64_t furthest = 0;
     for (auto* l : {&s.lru, &s.prefetched})
       for (auto it = l->begin(); it != l->end(); ++it) {
@@ -192,19 +229,17 @@ bool chunk_cache::take_slot(shard& s, std::uint32_t& slot, const rank_fn* ranker
         if (!from || r > furthest) from = l, victim = it, furthest = r;
       }
     if (from && incoming && furthest <= *incoming) return false;  // keep what is needed sooner
-  } else if (for_prefetch && prefetch_held_.load() >= prefetch_bound_) {
-    // The prefetch zone is full: replace its oldest unread chunk that is no longer wanted.
+  } else if (zone_full) {
+    // Replace the zone's oldest unread chunk that is no longer wanted.
     first_of(s.prefetched, replaceable);
   } else {
-    if (!s.free_slots.empty()) return take_free();
     first_of(s.lru, unpinned);
     first_of(s.prefetched, replaceable);
-    // A reader's fetch must get a slot: read-ahead still wanted goes only when nothing else can.
+    // A reader's fetch must get memory: read-ahead still wanted goes only when nothing else can.
     if (!for_prefetch) first_of(s.prefetched, unpinned);
   }
   if (!from) return false;
   auto e = s.entries.find(*victim);
-  slot = e->second.slot;
   auto& m = cache_metrics::get();
   m.zone(e->second).sub(static_cast<std::int64_t>(e->second.size));
   if (e->second.prefetched && !e->second.read) {
@@ -215,11 +250,12 @@ bool chunk_cache::take_slot(shard& s, std::uint32_t& slot, const rank_fn* ranker
   }
   if (trace::enabled())
     trace::instant("cache.evict", "cache",
-                   {{"key", object_key(victim->object)}, {"chunk", std::uint64_t{victim->index}},
+                   {{"key", victim->object->key}, {"chunk", std::uint64_t{victim->index}},
                     {"read", e->second.read ? 1 : 0},
                     {"rank", ranker ? std::to_string((*ranker)(*victim)) : std::string("lru")},
                     {"for", incoming ? std::to_string(*incoming) : std::string(for_prefetch ? "prefetch" : "reader")}});
   leave_prefetch_zone(e->second);
+  s.memory.release(e->second.extents);
   from->erase(victim);
   s.entries.erase(e);
   ++s.stats.evictions;
@@ -227,11 +263,12 @@ bool chunk_cache::take_slot(shard& s, std::uint32_t& slot, const rank_fn* ranker
 }
 
 void chunk_cache::leave_prefetch_zone(chunk_entry& e) {
-  if (e.prefetched && !e.read) prefetch_held_.fetch_sub(1);
+  if (e.prefetched && !e.read) prefetch_held_.fetch_sub(e.reserved);
 }
 
 void chunk_cache::set_prefetch_share(double share) {
-  prefetch_bound_ = std::max<std::uint32_t>(1, static_cast<std::uint32_t>(slots_ * std::clamp(share, 0.0, 1.0)));
+  prefetch_bound_ = std::max<std::uint64_t>(chunk_size_, static_cast<std::uint64_t>(static_cast<double>(arena_bytes_) *
+                                                                                  std::clamp(share, 0.0, 1.0)));
 }
 
 void chunk_cache::unpin(unsigned shard_index, chunk_entry* entry) {
@@ -240,7 +277,7 @@ void chunk_cache::unpin(unsigned shard_index, chunk_entry* entry) {
   --entry->pins;  // a pinned entry is never erased, so the pointer is still good
 }
 
-void chunk_cache::finish_fetch(const chunk_key& key, unsigned shard_index, result<std::size_t> r) {
+void chunk_cache::finish_fetch(const chunk_id& key, unsigned shard_index, result<std::size_t> r) {
   shard& s = *shards_[shard_index];
   std::vector<waiter> waiters;
   {
@@ -250,7 +287,7 @@ void chunk_cache::finish_fetch(const chunk_key& key, unsigned shard_index, resul
     entry& e = it->second;
     waiters.swap(e.waiters);
     auto& m = cache_metrics::get();
-    m.filling.sub(chunk_size_);
+    m.filling.sub(static_cast<std::int64_t>(e.reserved));
     if (r) {
       e.st = entry::state::ready;
       e.size = *r;
@@ -263,7 +300,7 @@ void chunk_cache::finish_fetch(const chunk_key& key, unsigned shard_index, resul
       ++s.stats.fetch_failures;
       m.fetch_failures.add();
       leave_prefetch_zone(e);
-      s.free_slots.push_back(e.slot);
+      s.memory.release(e.extents);
       s.entries.erase(it);
     }
   }
@@ -271,14 +308,13 @@ void chunk_cache::finish_fetch(const chunk_key& key, unsigned shard_index, resul
   for (auto& w : waiters) asio::post(w.ex, [t = w.timer] { t->cancel(); });
 }
 
-awaitable<void> chunk_cache::run_fetch(chunk_key key, fetch_fn fetch, unsigned shard_index,
-                                       std::uint32_t slot, std::shared_ptr<result<std::size_t>> out,
-                                       bool prefetched) {
+awaitable<void> chunk_cache::run_fetch(chunk_id key, fetch_fn fetch, unsigned shard_index, chunk_buffers dest,
+                                       std::shared_ptr<result<std::size_t>> out, bool prefetched) {
   trace::span span("cache.fill", "cache");
   if (span.active())
-    span.add({"key", object_key(key.object)}).add({"chunk", std::uint64_t{key.index}}).add({"prefetch", prefetched ? 1 : 0});
+    span.add({"key", key.object->key}).add({"chunk", std::uint64_t{key.index}}).add({"prefetch", prefetched ? 1 : 0});
   metrics::timer fill_time(cache_metrics::get().fill_seconds);
-  auto r = co_await fetch(std::span<char>(slot_memory(slot), chunk_size_));
+  auto r = co_await fetch(std::move(dest));
   fill_time.stop();
   if (span.active()) span.add({"bytes", std::uint64_t{r ? *r : 0}}).add({"ok", r ? 1 : 0});
   span.end();
@@ -286,10 +322,28 @@ awaitable<void> chunk_cache::run_fetch(chunk_key key, fetch_fn fetch, unsigned s
   finish_fetch(key, shard_index, r);
 }
 
-bool chunk_cache::prefetch(chunk_key key, fetch_fn fetch, asio::any_io_executor ex, wanted_fn wanted) {
+void chunk_cache::set_prefetch_limit(unsigned n) {
+  {
+    std::lock_guard lock(queue_mu_);
+    prefetch_limit_ = std::max(1u, n);
+  }
+  pump_prefetches();
+}
+
+void chunk_cache::set_prefetch_bytes_limit(std::uint64_t bytes) {
+  {
+    std::lock_guard lock(queue_mu_);
+    prefetch_bytes_limit_ = std::max<std::uint64_t>(1, bytes);
+  }
+  pump_prefetches();
+}
+
+bool chunk_cache::prefetch(chunk_id key, fetch_fn fetch, asio::any_io_executor ex, wanted_fn wanted,
+                           std::uintptr_t source) {
   unsigned si = shard_of(key);
   shard& s = *shards_[si];
-  std::uint32_t slot = 0;
+  const std::uint64_t bytes = key.length();
+  if (bytes == 0) return false;
   {
     std::lock_guard lock(s.mu);
     if (s.entries.count(key)) return false;
@@ -297,21 +351,21 @@ bool chunk_cache::prefetch(chunk_key key, fetch_fn fetch, asio::any_io_executor 
     std::optional<std::uint64_t> rank;
     if (ranker) rank = (*ranker)(key);
     if (rank == not_in_order && wanted && wanted()) rank.reset();  // needed now, though the order cannot say
-    if (!take_slot(s, slot, ranker.get(), true, rank)) return false;
     entry e;
-    e.slot = slot;
+    if (!take_memory(s, bytes, e.extents, ranker.get(), true, rank)) return false;
+    e.reserved = bytes;
     e.prefetched = true;
     e.queued = true;
     e.wanted = std::move(wanted);
     s.entries.emplace(key, std::move(e));
-    prefetch_held_.fetch_add(1);
+    prefetch_held_.fetch_add(bytes);
   }
   auto& m = cache_metrics::get();
-  m.filling.add(chunk_size_);
+  m.filling.add(static_cast<std::int64_t>(bytes));
   m.prefetch_issued.add();
   {
     std::lock_guard lock(queue_mu_);
-    queue_.push_back({std::move(key), std::move(fetch), std::move(ex), si, slot});
+    queues_[source].push_back({std::move(key), std::move(fetch), std::move(ex), si});
   }
   m.prefetch_queued.add();
   pump_prefetches();
@@ -324,26 +378,38 @@ void chunk_cache::pump_prefetches() {
     pending_prefetch job;
     {
       std::lock_guard lock(queue_mu_);
-      if (queue_.empty() || prefetching_ >= prefetch_limit_) return;
-      job = std::move(queue_.front());
-      queue_.pop_front();
+      if (queues_.empty() || prefetching_ >= prefetch_limit_) return;
+      // The next source after the one served last, in turn.
+      auto q = queues_.upper_bound(last_served_);
+      if (q == queues_.end()) q = queues_.begin();
+      const std::uint64_t bytes = q->second.front().key.length();
+      if (prefetching_ > 0 && prefetching_bytes_ + bytes > prefetch_bytes_limit_) return;
+      job = std::move(q->second.front());
+      q->second.pop_front();
+      last_served_ = q->first;
+      if (q->second.empty()) queues_.erase(q);
       ++prefetching_;
+      prefetching_bytes_ += bytes;
     }
     m.prefetch_queued.sub();
     enum { start, skip, cancel } what = skip;
+    chunk_buffers dest;
+    std::uint64_t cancelled_bytes = 0;
     {
       shard& s = *shards_[job.shard];
       std::lock_guard lock(s.mu);
       auto it = s.entries.find(job.key);
       // Gone, or started by a reader meanwhile (no longer queued): nothing to do.
-      if (it != s.entries.end() && it->second.queued && it->second.slot == job.slot) {
+      if (it != s.entries.end() && it->second.queued) {
         if (it->second.wanted && it->second.waiters.empty() && !it->second.wanted()) {
           leave_prefetch_zone(it->second);
-          s.free_slots.push_back(it->second.slot);
+          s.memory.release(it->second.extents);
+          cancelled_bytes = it->second.reserved;
           s.entries.erase(it);
           what = cancel;
         } else {
           it->second.queued = false;
+          dest = buffers_of(it->second);
           what = start;
         }
       }
@@ -352,41 +418,43 @@ void chunk_cache::pump_prefetches() {
       {
         std::lock_guard lock(queue_mu_);
         --prefetching_;
+        prefetching_bytes_ -= job.key.length();
       }
       if (what == cancel) {
-        m.filling.sub(chunk_size_);
+        m.filling.sub(static_cast<std::int64_t>(cancelled_bytes));
         m.prefetch_cancelled.add();
       }
       continue;
     }
     auto ex = job.ex;
-    asio::co_spawn(ex, run_prefetch(std::move(job)), asio::detached);
+    asio::co_spawn(ex, run_prefetch(std::move(job), std::move(dest)), asio::detached);
   }
 }
 
-awaitable<void> chunk_cache::run_prefetch(pending_prefetch job) {
-  co_await run_fetch(job.key, std::move(job.fetch), job.shard, job.slot, nullptr, true);
+awaitable<void> chunk_cache::run_prefetch(pending_prefetch job, chunk_buffers dest) {
+  co_await run_fetch(job.key, std::move(job.fetch), job.shard, std::move(dest), nullptr, true);
   {
     std::lock_guard lock(queue_mu_);
     --prefetching_;
+    prefetching_bytes_ -= job.key.length();
   }
   pump_prefetches();
 }
 
-bool chunk_cache::contains(const chunk_key& key) const {
+bool chunk_cache::contains(const chunk_id& key) const {
   const shard& s = *shards_[shard_of(key)];
   std::lock_guard lock(s.mu);
   auto it = s.entries.find(key);
   return it != s.entries.end() && it->second.st == entry::state::ready;
 }
 
-bool chunk_cache::present(const chunk_key& key) const {
+bool chunk_cache::present(const chunk_id& key) const {
   const shard& s = *shards_[shard_of(key)];
   std::lock_guard lock(s.mu);
   return s.entries.count(key) > 0;
 }
 
-awaitable<result<chunk_ref>> chunk_cache::get(chunk_key key, fetch_fn fetch) {
+awaitable<result<chunk_ref>> chunk_cache::get(chunk_id key, fetch_fn fetch) {
   unsigned si = shard_of(key);
   shard& s = *shards_[si];
   auto ex = co_await asio::this_coro::executor;
@@ -397,7 +465,7 @@ awaitable<result<chunk_ref>> chunk_cache::get(chunk_key key, fetch_fn fetch) {
   bool first_try = true;  // a lookup is a hit only if the chunk was there on the first try
   for (;;) {
     enum { wait_fetch, fetch_here, wait_slot } next;
-    std::uint32_t slot = 0;
+    chunk_buffers dest;
     {
       std::lock_guard lock(s.mu);
       auto it = s.entries.find(key);
@@ -426,8 +494,13 @@ awaitable<result<chunk_ref>> chunk_cache::get(chunk_key key, fetch_fn fetch) {
         ref.cache_ = this;
         ref.shard_ = si;
         ref.entry_ = &e;
-        ref.data_ = slot_memory(e.slot);
         ref.size_ = e.size;
+        std::size_t left = e.size;  // (the fetch may have returned fewer bytes than reserved)
+        for (auto& piece : buffers_of(e)) {
+          if (left == 0) break;
+          ref.pieces_.emplace_back(piece.data(), std::min(piece.size(), left));
+          left -= ref.pieces_.back().size();
+        }
         co_return ref;
       }
       if (!timer) timer = std::make_shared<asio::steady_timer>(ex);
@@ -439,7 +512,7 @@ awaitable<result<chunk_ref>> chunk_cache::get(chunk_key key, fetch_fn fetch) {
           m.prefetch_late.add();
         }
         it->second.queued = false;
-        slot = it->second.slot;
+        dest = buffers_of(it->second);
         next = fetch_here;
       } else if (it != s.entries.end()) {
         ++s.stats.waits;
@@ -450,13 +523,13 @@ awaitable<result<chunk_ref>> chunk_cache::get(chunk_key key, fetch_fn fetch) {
         timer->expires_at(asio::steady_timer::time_point::max());
         it->second.waiters.push_back({ex, timer});
         next = wait_fetch;
-      } else if (take_slot(s, slot, ranker_.load().get(), false)) {
+      } else if (entry e; key.length() > 0 && take_memory(s, key.length(), e.extents, ranker_.load().get(), false)) {
         ++s.stats.misses;
-        entry e;
-        e.slot = slot;
+        e.reserved = key.length();
         e.read = true;  // a reader's own fetch: hot from the start
+        dest = buffers_of(e);
         s.entries.emplace(key, std::move(e));
-        m.filling.add(chunk_size_);
+        m.filling.add(static_cast<std::int64_t>(key.length()));
         next = fetch_here;
       } else {
         next = wait_slot;
@@ -465,12 +538,12 @@ awaitable<result<chunk_ref>> chunk_cache::get(chunk_key key, fetch_fn fetch) {
     }
     if (next == fetch_here) {
       auto r = std::make_shared<result<std::size_t>>(std::size_t{0});
-      co_await run_fetch(key, fetch, si, slot, r, false);
+      co_await run_fetch(key, fetch, si, std::move(dest), r, false);
       if (!*r) co_return r->error();
       continue;  // now ready: pin it (or fetch again if it was evicted in between)
     }
     if (next == wait_slot) {
-      // Every slot of this shard is pinned or being fetched: wait for one to come back.
+      // The shard's memory is all pinned or being fetched: wait for some to come back.
       if (std::chrono::steady_clock::now() > give_up) co_return make_error_code(errc::cache_full);
       timer->expires_after(std::chrono::milliseconds(1));
     }
@@ -494,16 +567,24 @@ cache_stats chunk_cache::stats() const {
 }
 
 std::string chunk_cache::check_invariants() const {
-  std::vector<int> owners(slots_, 0);
+  std::vector<std::uint8_t> held(arena_bytes_ / page_allocator::page_size, 0);  // pages held by entries
   std::uint64_t unread_prefetches = 0, queued = 0;
   for (auto& sp : shards_) {
     std::lock_guard lock(sp->mu);
     const shard& s = *sp;
-    for (auto slot : s.free_slots) ++owners[slot];
+    if (auto problem = s.memory.check_invariants(); !problem.empty()) return "page allocator: " + problem;
+    std::uint64_t entry_pages = 0;
     std::size_t hot = 0, prefetched = 0;
     for (auto& [key, e] : s.entries) {
-      ++owners[e.slot];
-      if (e.prefetched && !e.read) ++unread_prefetches;
+      std::uint64_t pages = 0;
+      for (auto& x : e.extents)
+        for (std::uint32_t p = x.first; p < x.first + x.count; ++p) {
+          if (held[p]++) return "page " + std::to_string(p) + " is held twice";
+          ++pages;
+        }
+      if (pages * page_allocator::page_size < e.reserved) return "a chunk has fewer pages than its length";
+      entry_pages += pages;
+      if (e.prefetched && !e.read) unread_prefetches += e.reserved;
       if (e.queued) ++queued;
       if (e.st != entry::state::ready) continue;
       ++(e.in_prefetch_list ? prefetched : hot);
@@ -511,11 +592,12 @@ std::string chunk_cache::check_invariants() const {
       if (!(*e.lru == key)) return "a ready chunk's list position names another chunk";
     }
     if (hot != s.lru.size() || prefetched != s.prefetched.size()) return "the zone lists and the ready entries differ";
+    if (entry_pages + s.memory.free_pages() != s.memory.page_count())
+      return "a shard's pages do not add up: " + std::to_string(entry_pages) + " held + " +
+             std::to_string(s.memory.free_pages()) + " free != " + std::to_string(s.memory.page_count());
   }
-  for (std::uint32_t slot = 0; slot < slots_; ++slot)
-    if (owners[slot] != 1) return "slot " + std::to_string(slot) + " is held " + std::to_string(owners[slot]) + " times";
   if (unread_prefetches != prefetch_held_.load())
-    return "the prefetch zone counts " + std::to_string(prefetch_held_.load()) + " chunks, the entries say " +
+    return "the prefetch zone counts " + std::to_string(prefetch_held_.load()) + " bytes, the entries say " +
            std::to_string(unread_prefetches);
   return {};
 }

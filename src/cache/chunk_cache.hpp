@@ -1,18 +1,23 @@
 #pragma once
-// The chunk cache: object data in fixed-size chunks, in one arena reserved up front.
+// The chunk cache: object data in chunks (chunk_id: an object version's byte range), in one
+// arena reserved up front.
 //
-// Owns: an mmap'd arena of `capacity` bytes (MAP_NORESERVE, touched lazily unless prefault()) cut into chunk
-// slots; no allocation per chunk, so chunk memory can never exceed the cap. Slots are split
-// among shards; a chunk lives in shard hash(key) % shards.
+// Owns: an mmap'd arena of `capacity` bytes (MAP_NORESERVE, touched lazily unless prefault())
+// cut into 4 KiB pages; each shard owns an equal range of them (page_allocator) and a chunk takes
+// the pages its bytes need (a 110 KiB object 28 pages, not a whole chunk slot), in as few
+// extents as the free space allows (usually one). No allocation per chunk for data, so chunk
+// memory can never exceed the cap. A chunk lives in shard hash(id) % shards.
 // Threading: get() may be called from any reactor. Each shard has its own mutex, held only for
 // map and list updates, never across I/O: there is no global lock on the read path. A missing
 // chunk is fetched once (by the first caller, on its reactor); later callers wait for it.
-// Prefetches wait in one FIFO queue (its own mutex, never taken by readers) and at most
-// prefetch_limit of them run at once, so readers' fetches always find a connection.
-// Invariants: a slot is in at most one state (free, fetching, ready); a pinned chunk (a live
-// chunk_ref) is never evicted or reused; a failed fetch leaves no entry behind.
+// Prefetches wait in queues by source (a reader's read-ahead, the next files), each FIFO, served
+// in turn so that concurrent streams share the link fairly (their own mutex, never taken by
+// readers). At most prefetch_limit requests and prefetch_bytes bytes run at once, so readers'
+// fetches always find a connection and the link is not flooded with more than it can carry.
+// Invariants: a page is free or held by exactly one entry (fetching or ready); a pinned chunk (a
+// live chunk_ref) is never evicted or reused; a failed fetch leaves no entry behind.
 // Zones: a prefetched chunk nobody has read yet is in the prefetch zone (FIFO, with the
-// prefetches in flight, at most prefetch_share of the slots); its first read moves it to the
+// prefetches in flight, at most prefetch_share of the bytes); its first read moves it to the
 // hot zone (LRU). A prefetch that finds the zone full replaces the oldest unread prefetch that
 // is no longer wanted, or is refused: it never evicts a chunk a reader's read-ahead still
 // wants, and streaming prefetch never flushes the hot zone. Below the bound, and for a reader's
@@ -29,6 +34,7 @@
 #include <deque>
 #include <functional>
 #include <list>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -38,22 +44,15 @@
 #include <unordered_map>
 #include <vector>
 
+#include "cache/chunk_id.hpp"
+#include "cache/page_allocator.hpp"
 #include "core/asio.hpp"
 #include "core/result.hpp"
 
 namespace valkyrie::cache {
 
-struct chunk_key {
-  std::string object;  // identity of one version: key + '\0' + ETag
-  std::uint64_t index = 0;
-  bool operator==(const chunk_key&) const = default;
-};
-
-struct chunk_key_hash {
-  std::size_t operator()(const chunk_key& k) const noexcept {
-    return std::hash<std::string>{}(k.object) ^ (k.index * 0x9E3779B97F4A7C15ull);
-  }
-};
+// A chunk's memory: its extents' bytes in order (one piece unless the shard was fragmented).
+using chunk_buffers = std::vector<std::span<char>>;
 
 class chunk_cache;
 
@@ -63,7 +62,8 @@ struct chunk_entry {
     asio::any_io_executor ex;
     std::shared_ptr<asio::steady_timer> timer;
   };
-  std::uint32_t slot = 0;
+  std::vector<extent> extents;  // the pages holding the chunk, in byte order
+  std::uint64_t reserved = 0;     // bytes of those pages the chunk may fill (its length)
   enum class state { fetching, ready } st = state::fetching;
   std::size_t size = 0;
   unsigned pins = 0;
@@ -72,7 +72,7 @@ struct chunk_entry {
   bool queued = false;      // a prefetch waiting for its turn: no request sent yet
   std::chrono::steady_clock::time_point ready_at{};
   std::vector<waiter> waiters;
-  std::list<chunk_key>::iterator lru;  // in the hot list, or the prefetched one if in_prefetch_list; valid when ready
+  std::list<chunk_id>::iterator lru;  // in the hot list, or the prefetched one if in_prefetch_list; valid when ready
   bool in_prefetch_list = false;
   std::function<bool()> wanted;  // a prefetch's "still worth keeping?" (empty: a guess, replaceable)
 };
@@ -84,7 +84,13 @@ class chunk_ref {
   chunk_ref(chunk_ref&& o) noexcept { *this = std::move(o); }
   chunk_ref& operator=(chunk_ref&& o) noexcept;
   ~chunk_ref() { release(); }
-  std::span<const char> data() const { return {data_, size_}; }
+  // The bytes, when they lie in one piece (a chunk allocated in one extent: always on a fresh
+  // or unfragmented shard); pieces() in general.
+  std::span<const char> data() const { return pieces_.empty() ? std::span<const char>() : pieces_.front(); }
+  const std::vector<std::span<const char>>& pieces() const { return pieces_; }
+  std::size_t size() const { return size_; }
+  // Appends the spans holding bytes [from, to) of the chunk to `out`.
+  void slice(std::size_t from, std::size_t to, std::vector<std::span<const char>>& out) const;
   // Whether the chunk was ready when asked for (the reader did not wait).
   bool hit() const { return hit_; }
   void release();
@@ -94,7 +100,7 @@ class chunk_ref {
   chunk_cache* cache_ = nullptr;
   unsigned shard_ = 0;
   chunk_entry* entry_ = nullptr;  // stays in its shard's map while pinned
-  const char* data_ = nullptr;
+  std::vector<std::span<const char>> pieces_;
   std::size_t size_ = 0;
   bool hit_ = false;
 };
@@ -107,7 +113,8 @@ struct cache_stats {
 class chunk_cache {
  public:
   // Fills `dest` with the chunk's bytes; returns how many (fewer at the end of an object).
-  using fetch_fn = std::function<awaitable<result<std::size_t>>(std::span<char> dest)>;
+  // dest holds exactly the chunk's length (chunk_id::length()), in one or more pieces.
+  using fetch_fn = std::function<awaitable<result<std::size_t>>(chunk_buffers dest)>;
 
   chunk_cache(std::uint64_t capacity, std::uint32_t chunk_size, unsigned shards = 0);
   ~chunk_cache();
@@ -115,8 +122,9 @@ class chunk_cache {
   chunk_cache& operator=(const chunk_cache&) = delete;
 
   // The chunk, pinned; fetched with `fetch` on a miss (once, however many callers wait). Errors
-  // are those of the fetch, or errc::cache_full when no slot of the shard came free for a minute.
-  awaitable<result<chunk_ref>> get(chunk_key key, fetch_fn fetch);
+  // are those of the fetch, or errc::cache_full when the shard's memory did not come free for a
+  // minute.
+  awaitable<result<chunk_ref>> get(chunk_id key, fetch_fn fetch);
   // Fetches the chunk ahead of any reader if it is neither cached nor being fetched; does not
   // wait. Its slot is taken now and its fetch queued behind other prefetches: at most
   // prefetch_limit run at once (nearest first: in the order asked), so a reader's own fetch
@@ -124,22 +132,31 @@ class chunk_cache {
   // `wanted`, if given, is asked when the prefetch's turn comes (with the shard locked: cheap,
   // no calls into the cache): false, with no reader waiting, drops it and frees the slot.
   // Returns false when nothing was queued (present, in flight, or no slot to be had).
+  // `source` names the stream it is for (queues are served in turn, FIFO within each).
   using wanted_fn = std::function<bool()>;
-  bool prefetch(chunk_key key, fetch_fn fetch, asio::any_io_executor ex, wanted_fn wanted = {});
-  // Most prefetch fetches in flight at once (default: no limit). Set before use.
-  void set_prefetch_limit(unsigned n) { prefetch_limit_ = std::max(1u, n); }
+  bool prefetch(chunk_id key, fetch_fn fetch, asio::any_io_executor ex, wanted_fn wanted = {},
+                std::uintptr_t source = 0);
+  // Most prefetch requests in flight at once (default: no limit).
+  void set_prefetch_limit(unsigned n);
+  // Most prefetch bytes in flight at once (default: no limit); one request always may run. May
+  // change at any time (the link estimate).
+  void set_prefetch_bytes_limit(std::uint64_t bytes);
   // Backs the whole arena with memory now, `threads` ranges at once, instead of a page fault on
   // each page's first write (on the reactors, inside the socket copy: about a quarter of the
   // daemon's CPU in a cold read measured here).
   // Start-up only: the error (ENOMEM) is the memory that is not there.
   std::error_code prefault(unsigned threads);
-  // The prefetch zone's bound, a fraction of the slots (default 0.5; at least one slot). Set
-  // before use.
+  // The prefetch zone's bound, a fraction of the capacity (default 0.5; at least one chunk).
+  // Set before use.
   void set_prefetch_share(double share);
-  std::uint32_t prefetch_zone_bound() const { return prefetch_bound_; }
-  bool contains(const chunk_key& key) const;
+  std::uint64_t prefetch_zone_bound() const { return prefetch_bound_; }
+  // Bytes held by prefetched chunks nobody has read yet (in flight or ready).
+  std::uint64_t prefetch_zone_bytes() const { return prefetch_held_.load(std::memory_order_relaxed); }
+  bool contains(const chunk_id& key) const;
   // Cached or being fetched (or queued).
-  bool present(const chunk_key& key) const;
+  bool present(const chunk_id& key) const;
+  // The id of chunk `index` of `object` in this cache's default layout (chunk_size()).
+  chunk_id chunk(version_ref object, std::uint64_t index) const { return {std::move(object), chunk_size_, index}; }
   // With a known future order: how far in the future a chunk will be read (larger: later).
   // Eviction then takes the unpinned chunk read furthest in the future (Belady) instead of the
   // least recently used one, and a prefetch is refused rather than evict a chunk needed sooner
@@ -149,17 +166,18 @@ class chunk_cache {
   // not_in_order (the largest rank) means the order does not know the chunk's object: such
   // chunks go first, except that a prefetch of one that is still wanted (read-ahead of a reader
   // outside the order) is admitted like a reader's fetch instead of being refused.
-  using rank_fn = std::function<std::uint64_t(const chunk_key&)>;
+  using rank_fn = std::function<std::uint64_t(const chunk_id&)>;
   static constexpr std::uint64_t not_in_order = ~std::uint64_t{0};
   void set_eviction_ranker(rank_fn ranker) {
     ranker_.store(ranker ? std::make_shared<const rank_fn>(std::move(ranker)) : nullptr);
   }
 
   std::uint32_t chunk_size() const { return chunk_size_; }
-  std::uint64_t capacity() const { return std::uint64_t{slots_} * chunk_size_; }
-  std::uint32_t slots() const { return slots_; }
+  std::uint64_t capacity() const { return arena_bytes_; }
+  // The capacity in chunks of the default size.
+  std::uint32_t slots() const { return static_cast<std::uint32_t>(arena_bytes_ / chunk_size_); }
   cache_stats stats() const;
-  // For tests: "" when the bookkeeping is consistent (every slot free or held by exactly one
+  // For tests: "" when the bookkeeping is consistent (every page free or held by exactly one
   // entry, ready entries in exactly their zone's list, the prefetch zone's count right), else
   // what is wrong. Locks every shard in turn: not for the read path.
   std::string check_invariants() const;
@@ -170,53 +188,58 @@ class chunk_cache {
   using entry = chunk_entry;
   struct shard {
     mutable std::mutex mu;
-    std::unordered_map<chunk_key, entry, chunk_key_hash> entries;
-    std::list<chunk_key> lru;       // hot zone, front: least recently used
-    std::list<chunk_key> prefetched;  // prefetch zone (ready, unread), front: oldest
-    std::vector<std::uint32_t> free_slots;
+    explicit shard(std::uint32_t first_page, std::uint32_t pages) : memory(first_page, pages) {}
+    std::unordered_map<chunk_id, entry, chunk_id_hash> entries;
+    std::list<chunk_id> lru;       // hot zone, front: least recently used
+    std::list<chunk_id> prefetched;  // prefetch zone (ready, unread), front: oldest
+    page_allocator memory;
     cache_stats stats;
   };
 
-  unsigned shard_of(const chunk_key& k) const { return static_cast<unsigned>(chunk_key_hash{}(k) % shards_.size()); }
-  char* slot_memory(std::uint32_t slot) const { return arena_ + std::uint64_t{slot} * chunk_size_; }
-  // With the shard locked: a free slot, evicting an unpinned chunk if needed (least recently
-  // used, or read furthest in the future with a ranker). `incoming` is the rank of a prefetched
-  // chunk (nullopt for a reader's): it evicts only a chunk needed later than itself. False when
-  // no slot can be had.
+  unsigned shard_of(const chunk_id& k) const { return static_cast<unsigned>(k.hash() % shards_.size()); }
+  chunk_buffers buffers_of(const chunk_entry& e) const;
+  // With the shard locked: pages for `bytes`, evicting unpinned chunks while needed (least
+  // recently used, or read furthest in the future with a ranker). `incoming` is the rank of a
+  // prefetched chunk (nullopt for a reader's): it evicts only chunks needed later than itself.
+  // False (nothing taken) when the memory cannot be had.
   // `for_prefetch`: the prefetch zone's bound applies.
-  bool take_slot(shard& s, std::uint32_t& slot, const rank_fn* ranker, bool for_prefetch,
-                 std::optional<std::uint64_t> incoming = std::nullopt);
+  bool take_memory(shard& s, std::uint64_t bytes, std::vector<extent>& out, const rank_fn* ranker, bool for_prefetch,
+                   std::optional<std::uint64_t> incoming = std::nullopt);
+  // With the shard locked: evicts one unpinned chunk by the policy above; false if none may go.
+  bool evict_one(shard& s, const rank_fn* ranker, bool for_prefetch, bool zone_full,
+                 std::optional<std::uint64_t> incoming);
   // With the shard locked: the entry leaves the prefetch zone (first read, eviction, failure).
   void leave_prefetch_zone(chunk_entry& e);
   void unpin(unsigned shard, chunk_entry* entry);
-  awaitable<void> run_fetch(chunk_key key, fetch_fn fetch, unsigned shard_index, std::uint32_t slot,
+  awaitable<void> run_fetch(chunk_id key, fetch_fn fetch, unsigned shard_index, chunk_buffers dest,
                             std::shared_ptr<result<std::size_t>> out, bool prefetched);
-  void finish_fetch(const chunk_key& key, unsigned shard_index, result<std::size_t> r);
+  void finish_fetch(const chunk_id& key, unsigned shard_index, result<std::size_t> r);
   struct pending_prefetch {
-    chunk_key key;
+    chunk_id key;
     fetch_fn fetch;
     asio::any_io_executor ex;
     unsigned shard = 0;
-    std::uint32_t slot = 0;
   };
   // Starts queued prefetches while fewer than prefetch_limit_ run (any thread).
   void pump_prefetches();
-  awaitable<void> run_prefetch(pending_prefetch job);
+  awaitable<void> run_prefetch(pending_prefetch job, chunk_buffers dest);
 
   char* arena_ = nullptr;
   std::uint64_t arena_bytes_ = 0;
   std::uint32_t chunk_size_;
-  std::uint32_t slots_;
   std::vector<std::unique_ptr<shard>> shards_;
   std::atomic<std::shared_ptr<const rank_fn>> ranker_;  // null: LRU
-  // Prefetches waiting for their turn, oldest (nearest) first. Only prefetch() and the end of a
-  // prefetch take this lock; readers never do.
+  // Prefetches waiting for their turn, by source, oldest (nearest) first in each. Only
+  // prefetch() and the end of a prefetch take this lock; readers never do.
   std::mutex queue_mu_;
-  std::deque<pending_prefetch> queue_;
-  unsigned prefetching_ = 0;  // started and not finished (guarded by queue_mu_)
+  std::map<std::uintptr_t, std::deque<pending_prefetch>> queues_;
+  std::uintptr_t last_served_ = 0;  // the source served last: the next one in turn goes first
+  unsigned prefetching_ = 0;         // started and not finished (guarded by queue_mu_)
+  std::uint64_t prefetching_bytes_ = 0;  // their bytes (guarded by queue_mu_)
   unsigned prefetch_limit_ = ~0u;
-  std::atomic<std::uint32_t> prefetch_held_{0};  // prefetched chunks not read yet, in flight or ready
-  std::uint32_t prefetch_bound_ = 1;
+  std::uint64_t prefetch_bytes_limit_ = ~std::uint64_t{0};
+  std::atomic<std::uint64_t> prefetch_held_{0};  // bytes of prefetched chunks not read yet, in flight or ready
+  std::uint64_t prefetch_bound_ = 1;
 };
 
 }  // namespace valkyrie::cache

@@ -72,10 +72,10 @@ int main(int argc, char** argv) {
   app.allow_config_extras(CLI::config_extras_mode::error);
   std::string mountpoint, bucket, prefix, cache_size = "16G", chunk_size = "8MiB", log_level = "info",
                                           metadata_ttl = "60s", manifest, file_mode = "0444", dir_mode = "0555",
-                                          prefetch_share = "50%", kernel_read_ahead = "4MiB";
+                                          prefetch_share = "50%", kernel_read_ahead = "4MiB", lookahead = "auto";
   std::string metrics_addr = "127.0.0.1:9090", log_format = "json", trace_output, trace_max_size = "64MiB";
   s3::client_setup setup;
-  unsigned workers = 32, threads = 0, lookahead = 2, metrics_port = 0;
+  unsigned workers = 256, threads = 0, metrics_port = 0;
   bool foreground = false, allow_other = false, anonymous = false, no_metrics = false, tracing = false,
        no_control_files = false, direct_io = false, cache_prefault = false;
   unsigned uid = getuid(), gid = getgid();
@@ -92,9 +92,12 @@ int main(int argc, char** argv) {
                "back all of --cache-size with memory at start: no page faults while reading, and a node "
                "without the memory fails at mount, not mid-run");
   app.add_option("--chunk-size", chunk_size, "bytes per cached chunk and ranged GET");
-  app.add_option("--workers", workers, "most S3 requests in flight at once");
+  app.add_option("--workers", workers,
+                 "most S3 requests (and connections) in flight at once; prefetch uses at most 3/4 of them, and "
+                 "no more bytes in flight than the measured link needs");
   app.add_option("--threads", threads, "reactor threads (default: cores)");
-  app.add_option("--lookahead", lookahead, "whole files fetched ahead of a sequential reader (0: none)");
+  app.add_option("--lookahead", lookahead,
+                 "most whole files fetched ahead of a reader (auto: as many as the prefetch budget allows; 0: none)");
   app.add_option("--prefetch-share", prefetch_share,
                  "most of --cache-size that prefetched, not yet read data may hold (e.g. 50%)");
   app.add_option("--manifest", manifest, "training order: one key per line, relative to --prefix");
@@ -159,6 +162,13 @@ int main(int argc, char** argv) {
   auto ttl = parse_duration(metadata_ttl);
   if (!ttl) usage_error("bad --metadata-ttl '" + metadata_ttl + "' (examples: 60s, 5m)");
   if (workers == 0) usage_error("--workers must be at least 1");
+  unsigned lookahead_files = ~0u;
+  if (lookahead != "auto") {
+    char* end = nullptr;
+    unsigned long n = std::strtoul(lookahead.c_str(), &end, 10);
+    if (lookahead.empty() || *end != '\0' || n > 1000000) usage_error("bad --lookahead '" + lookahead + "' (auto, or a number of files)");
+    lookahead_files = static_cast<unsigned>(n);
+  }
   double share = 0;
   {
     char* end = nullptr;
@@ -249,7 +259,7 @@ int main(int argc, char** argv) {
     if (m.order.empty()) fatal("manifest " + manifest + " names no key of s3://" + bucket + "/" + prefix);
     log::get("cli")->info("manifest {}: {} entries, {} lines skipped", manifest, m.order.size(), m.problems.size());
     order = std::make_shared<prefetch::predictor>(m.order);
-    warm_up = order->first(std::max(1u, lookahead));
+    warm_up = order->first(1);  // (the warm-up goes on along the order as far as the budget allows)
     known_objects = objects;
   }
 
@@ -320,8 +330,11 @@ int main(int argc, char** argv) {
   fs::options fopts;
   fopts.prefix = prefix;
   fopts.metadata_ttl = *ttl;
-  fopts.max_readahead_chunks = std::max(2u, std::min(workers, cache->slots() / 2));
-  fopts.lookahead_files = lookahead;
+  // A sequential reader's window: 32 chunks (256 MiB of 8 MiB) once it has grown, the measured
+  // optimum for one stream; what runs at once is bounded by the prefetch budget.
+  fopts.max_readahead_chunks = std::max(2u, std::min(32u, cache->slots() / 2));
+  fopts.lookahead_files = lookahead_files;
+  fopts.bucket = bucket;
   fopts.order = order;
   fopts.known_objects = known_objects;
   fopts.control_files = !no_control_files;

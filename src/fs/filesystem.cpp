@@ -15,29 +15,41 @@ namespace valkyrie::fs {
 filesystem::filesystem(options opts, std::vector<std::shared_ptr<s3::object_client>> clients,
                        std::shared_ptr<cache::chunk_cache> cache, std::vector<asio::any_io_executor> executors)
     : opts_(std::move(opts)), clients_(std::move(clients)), cache_(std::move(cache)),
-      executors_(std::move(executors)) {
+      executors_(std::move(executors)), by_key_(0, index_hash{&nodes_}, index_eq{&nodes_}) {
   node root;
-  root.ino = root_ino;
   root.parent = root_ino;
-  root.key = opts_.prefix;
   root.directory = true;
+  root.dir = std::make_unique<dir_state>();
   root.lookups = 1;  // the kernel holds the root forever
   root.mtime = std::chrono::system_clock::now();
   nodes_.emplace(root_ino, std::move(root));
   known_.store(opts_.known_objects);
+  // The prefetch budget in bytes follows the link as measured: enough in flight to keep it busy
+  // with default-size chunks (requests are capped by --workers, set by the caller).
+  link_->on_update([cache = cache_.get()](const prefetch::link_estimator& link) {
+    cache->set_prefetch_bytes_limit(link.bytes_in_flight(cache->chunk_size()));
+  });
+  cache_->set_prefetch_bytes_limit(link_->bytes_in_flight(cache_->chunk_size()));
   if (opts_.order && opts_.order->has_order())
-    install_order(std::make_shared<const order_state>(
-        order_state{opts_.order, "manifest", {}, std::chrono::system_clock::now()}));
+  {
+    auto state = std::make_shared<order_state>();
+    state->predictor = opts_.order;
+    state->source = "manifest";
+    state->since = std::chrono::system_clock::now();
+    install_order(std::move(state));
+  }
 }
 
 void filesystem::install_order(std::shared_ptr<const order_state> state) {
   // A training order is known: the cache keeps what will be read soonest (Belady) instead of
   // what was read last, which on an epoch bigger than the cache would keep nothing useful.
   if (state)
-    cache_->set_eviction_ranker([order = state->predictor, skip = opts_.prefix.size()](const cache::chunk_key& k) {
-      std::size_t end = k.object.find('\0');
-      if (end == std::string::npos || end < skip) return prefetch::predictor::never;
-      return order->next_use(std::string_view(k.object).substr(skip, end - skip), k.index);
+    cache_->set_eviction_ranker([order = state->predictor, skip = opts_.prefix.size(),
+                                 cs = cache_->chunk_size()](const cache::chunk_id& k) {
+      const std::string& key = k.object->key;
+      if (key.size() < skip) return prefetch::predictor::never;
+      // Ranked by where its bytes lie in default-size chunks, whatever the chunk's own layout.
+      return order->next_use(std::string_view(key).substr(skip), k.offset() / cs);
     });
   else
     cache_->set_eviction_ranker(nullptr);
@@ -82,7 +94,7 @@ awaitable<result<order_update>> filesystem::set_order(std::string text, std::str
   state->source = std::move(source);
   state->problems = std::move(m.problems);
   state->since = std::chrono::system_clock::now();
-  auto first = state->predictor->first(std::max(1u, opts_.lookahead_files));
+  auto first = state->predictor->first(1);
   log::event("fs", spdlog::level::info, "training order set",
              {{"source", state->source}, {"keys", u.keys}, {"skipped", u.skipped}, {"first", first.front()}});
   install_order(std::move(state));
@@ -130,21 +142,13 @@ s3::object_client& filesystem::client() {
   return *clients_[r >= 0 && static_cast<std::size_t>(r) < clients_.size() ? r : 0];
 }
 
-bool filesystem::valid_name(const std::string& name) {
+bool filesystem::valid_name(std::string_view name) {
   return !name.empty() && name != "." && name != ".." && name.size() <= 255 &&
-         name.find('\0') == std::string::npos;
+         name.find('\0') == std::string_view::npos;
 }
 
-attributes filesystem::attr_of(const node& n) {
-  return {n.ino, n.directory, n.directory ? 0 : n.size, n.mtime};
-}
-
-filesystem::listed_entry filesystem::from_listing(const dir_entry& e) {
-  listed_entry le{e.name, e.attr.directory, {}};
-  le.info.size = e.attr.size;
-  le.info.last_modified = e.attr.mtime;
-  le.info.etag = e.etag;
-  return le;
+attributes filesystem::attr_of(ino_t ino, const node& n) {
+  return {ino, n.directory, n.directory ? 0 : n.size, n.mtime};
 }
 
 result<filesystem::node*> filesystem::directory_node(ino_t ino) {
@@ -155,7 +159,7 @@ result<filesystem::node*> filesystem::directory_node(ino_t ino) {
 }
 
 bool filesystem::listing_fresh(const node& n) const {
-  return n.listed && std::chrono::steady_clock::now() - n.listed_at < opts_.metadata_ttl;
+  return n.dir && n.dir->listing && std::chrono::steady_clock::now() - n.dir->listed_at < opts_.metadata_ttl;
 }
 
 std::size_t filesystem::inode_count() const {

@@ -26,7 +26,10 @@
 #include <vector>
 
 #include "cache/chunk_cache.hpp"
+#include "fs/dir_listing.hpp"
+#include "prefetch/link_estimator.hpp"
 #include "prefetch/predictor.hpp"
+#include "prefetch/stream.hpp"
 #include "s3/object_client.hpp"
 
 namespace valkyrie::fs {
@@ -54,10 +57,18 @@ struct dir_entry {
 };
 
 struct options {
+  std::string bucket;  // part of every chunk's identity
   std::string prefix;  // key prefix the mount shows ("" or ending in '/')
   std::chrono::nanoseconds metadata_ttl = std::chrono::seconds(60);
   unsigned max_readahead_chunks = 32;  // bounded by --workers and the cache size
-  unsigned lookahead_files = 2;        // whole files fetched ahead of a sequential reader
+  // Whole files fetched ahead of a reader, at most (the prefetch budget decides below that):
+  // with a training order as deep as the prefetch zone allows; without one, first_lookahead_files
+  // after a file, doubling while the reader follows the listing. 0: none.
+  unsigned lookahead_files = ~0u;
+  unsigned first_lookahead_files = 2;
+  // A random reader's miss fetches the aligned blocks of this size that it touches, not whole
+  // chunks (at or above the chunk size: whole chunks).
+  std::uint32_t random_block_size = 256 * 1024;
   std::shared_ptr<prefetch::predictor> order;  // the manifest's training order, if any
   bool control_files = true;  // serve /.valkyrie/order
   // Every key under the prefix (relative) with its size and ETag, from the listing that checked
@@ -68,18 +79,18 @@ struct options {
   // own ranged GET of just those bytes while the chunk is filled beside it: the first bytes of a
   // cold file arrive after one small transfer, not a whole chunk's (0: off).
   std::size_t cold_read_direct_max = 256 * 1024;
+  // ... but only from a chunk longer than this: a shorter one (a small object) arrives whole
+  // about as soon, in one GET instead of two.
+  std::uint64_t cold_read_direct_min_chunk = 1 << 20;
 };
 
 struct open_file {
   ino_t ino = 0;
-  std::string key, etag, object_id;
+  std::string key, etag;
   std::uint64_t size = 0;
-  std::atomic<std::uint64_t> next_offset{0};   // where a sequential reader reads next
-  std::atomic<unsigned> window{0};             // read-ahead window in chunks
-  std::atomic<std::uint64_t> prefetched_to{0}; // chunks below this were already requested
-  bool keep_cache = true;                      // same version as at the previous open
-  std::atomic<bool> next_files_scheduled{false};
-  std::atomic<bool> closed{false};  // released by the kernel: its queued read-ahead is dropped
+  cache::version_ref object;  // (bucket, key, ETag, size): what its chunks are keyed by
+  bool keep_cache = true;                  // same version as at the previous open
+  std::shared_ptr<prefetch::stream> stream;  // its read pattern and read-ahead window
 };
 
 // The training order in force (immutable; replaced as a whole).
@@ -88,6 +99,10 @@ struct order_state {
   std::string source;  // "manifest" (--manifest) or "hint" (written to /.valkyrie/order)
   std::vector<prefetch::manifest_problem> problems;  // lines skipped
   std::chrono::system_clock::time_point since;
+  // Prefetch of the order's next files: how far it has got (an index into the keys) and whether
+  // a pass is running.
+  mutable std::atomic<std::size_t> scheduled_to{0};
+  mutable std::atomic<bool> pumping{false};
 };
 
 struct order_update {
@@ -95,7 +110,7 @@ struct order_update {
   bool cleared = false;  // the text named no key at all: no order any more
 };
 
-// Every object under `prefix`, keyed relative to it (one LIST per 1,000 keys).
+// Every object under `prefix`, keyed relative to it (pages of 1,000 keys listed in parallel).
 using object_map = std::map<std::string, s3::object_info>;
 awaitable<result<object_map>> list_all(s3::object_client& client, std::string prefix);
 
@@ -117,16 +132,22 @@ class filesystem {
   awaitable<result<attributes>> lookup(ino_t parent, std::string name);
   result<attributes> getattr(ino_t ino);
   void forget(ino_t ino, std::uint64_t count);
-  // The whole directory (cached for metadata_ttl).
+  // The whole directory (cached for metadata_ttl), copied out entry by entry.
   awaitable<result<std::vector<dir_entry>>> readdir(ino_t ino);
+  // The same listing without a copy: the shared, immutable snapshot (what the fuse layer
+  // pages through).
+  awaitable<result<std::shared_ptr<const dir_listing>>> listing(ino_t ino);
+  // An entry of a snapshot as attributes; ino is 0 unless the entry has been looked up.
+  attributes entry_attr(ino_t parent, const dir_listing& l, std::size_t i) const;
   // Counts a lookup of an entry handed out by readdirplus (only those that fit the reply).
   result<attributes> remember_entry(ino_t parent, const dir_entry& e);
+  result<attributes> remember_entry(ino_t parent, const dir_listing& l, std::size_t i);
   // A handle pinned to the object's current ETag (a HEAD when the ETag is unknown or was found
   // stale).
   awaitable<result<std::shared_ptr<open_file>>> open(ino_t ino);
   awaitable<result<read_result>> read(std::shared_ptr<open_file> file, std::uint64_t offset, std::size_t size);
   // The kernel released the handle: read-ahead still queued for it is no longer wanted.
-  void release(const std::shared_ptr<open_file>& file) { file->closed.store(true); }
+  void release(const std::shared_ptr<open_file>& file) { file->stream->close(); }
 
   // Fetches these files (keys relative to the mount's prefix) whole, in order, within the
   // prefetch budget; used at mount time to warm up the start of a manifest.
@@ -151,35 +172,70 @@ class filesystem {
   const options& opts() const { return opts_; }
 
  private:
+  // An inode: ~100 bytes plus its name; the full key is derived from the parents when a request
+  // needs it (key_of). A directory's listing lives in its dir_state, shared with readers.
+  struct dir_state {
+    std::shared_ptr<const dir_listing> listing;  // null: not listed, or found stale
+    std::chrono::steady_clock::time_point listed_at{};
+  };
   struct node {
-    ino_t ino = 0, parent = 0;
-    std::string name, key;  // key: object key, or the directory's prefix ending in '/'
-    bool directory = false;
+    ino_t parent = 0;
     std::uint64_t size = 0;
-    std::string etag;
-    std::string opened_etag;  // ETag at the last open
     std::chrono::system_clock::time_point mtime{};
     std::uint64_t lookups = 0;
-    std::vector<dir_entry> listing;
-    std::chrono::steady_clock::time_point listed_at{};
-    bool listed = false;
+    compact_etag etag;
+    std::uint64_t opened_etag = 0;  // fingerprint of the ETag at the last open (0: never opened)
+    std::unique_ptr<char[]> name_bytes;
+    std::unique_ptr<dir_state> dir;  // directories only
+    std::uint32_t children = 0;       // child inodes alive: they keep this one (their key's parent)
+    std::uint8_t name_len = 0;
+    bool directory = false;
+    std::string_view name() const { return {name_bytes.get(), name_len}; }
   };
-  struct listed_entry {
-    std::string name;
+  using node_map = std::unordered_map<ino_t, node>;
+  // What one entry says about a child (from a listing, the start-up listing or a targeted one).
+  struct entry_info {
+    bool directory = false;
+    std::uint64_t size = 0;
+    std::chrono::system_clock::time_point mtime{};
+    const compact_etag* etag = nullptr;
+  };
+  // The (parent, name, kind) index over the inodes: stores only inode numbers and finds a child
+  // by a key that points into the caller's name, so no name is stored twice.
+  struct child_key {
+    ino_t parent;
+    std::string_view name;
     bool directory;
-    s3::object_info info;
+  };
+  struct index_hash {
+    using is_transparent = void;
+    const node_map* nodes;
+    std::size_t operator()(const child_key& k) const;
+    std::size_t operator()(ino_t ino) const;
+  };
+  struct index_eq {
+    using is_transparent = void;
+    const node_map* nodes;
+    bool operator()(ino_t a, ino_t b) const { return a == b; }
+    bool operator()(const child_key& k, ino_t b) const;
+    bool operator()(ino_t a, const child_key& k) const { return (*this)(k, a); }
   };
 
   s3::object_client& client();
-  awaitable<result<std::vector<listed_entry>>> list_directory(std::string prefix);
+  // The listing of the directory with this key: parallel pages, compacted as they arrive.
+  awaitable<result<std::shared_ptr<const dir_listing>>> list_directory(std::string prefix, bool root,
+                                                                       std::chrono::system_clock::time_point dir_mtime);
+  // With mu_ held: the object key of an inode (a directory's ends in '/').
+  std::string key_of(ino_t ino) const;
   // With mu_ held: the directory inode, or not_found / invalid_argument (not a directory).
   result<node*> directory_node(ino_t ino);
   // With mu_ held: whether the directory's cached listing is still within metadata_ttl.
   bool listing_fresh(const node& n) const;
-  static listed_entry from_listing(const dir_entry& e);
   // With mu_ held: the child inode for an entry (created if new), lookup count raised.
-  attributes remember(node& parent, const listed_entry& e);
-  static attributes attr_of(const node& n);
+  attributes remember(ino_t parent, std::string_view name, const entry_info& e);
+  // With mu_ held: drops the inode if nothing holds it, then its parents likewise.
+  void release_node(ino_t ino);
+  static attributes attr_of(ino_t ino, const node& n);
   // The fixed control inodes' attributes (control_dir_ino, order_file_ino).
   attributes control_attr(ino_t ino) const;
   bool is_control(ino_t ino) const { return opts_.control_files && (ino == control_dir_ino || ino == order_file_ino); }
@@ -188,28 +244,41 @@ class filesystem {
   // The object changed under an open file: forget its ETag (the next open asks S3) and the
   // parent's listing.
   void mark_stale(ino_t ino);
-  static bool valid_name(const std::string& name);
+  static bool valid_name(std::string_view name);
   // Logs a problem with a key the first time it is seen (listings repeat every metadata_ttl).
   void warn_once(const std::string& key, const char* what);
   // The files after `file` (manifest order, else numbered successor or listing order), fetched
   // whole, nearest first, within the cache's prefetch zone.
   awaitable<void> fetch_next_files(std::shared_ptr<open_file> file);
+  // The order's files from index `from` on, whole, nearest first, until the prefetch zone is
+  // full (or --lookahead files): as many objects in flight as the budget lets the link carry,
+  // whatever their size.
+  awaitable<void> prefetch_order(std::shared_ptr<const order_state> order, std::size_t from, asio::any_io_executor here);
+  // How a reader goes through a directory without a training order (one directory at a time:
+  // the one being read): whether it opens the files the listing predicts.
+  struct dir_sequence {
+    ino_t dir = 0;
+    std::mutex mu;          // guards the two below
+    unsigned streak = 0;    // files opened in a row as predicted
+    std::string predicted;  // the file predicted to be opened next
+  };
+  std::shared_ptr<dir_sequence> directory_sequence(ino_t dir);
   // The reactor that fetches chunk `chunk` ahead of a reader: read-ahead is spread over every
   // reactor's connection pool (`here` when there are no reactors, as in unit tests).
   asio::any_io_executor executor_for(std::uint64_t chunk, asio::any_io_executor here) const;
   // Starts fetching every chunk of the object not yet cached; returns the chunks started.
   // `basis`: the training order that predicted the file (null: the directory rules); queued
   // chunks are dropped if another order replaces it before their turn.
-  std::uint64_t fetch_whole(const s3::object_info& object, std::uint64_t budget_chunks, asio::any_io_executor here,
-                            std::shared_ptr<const order_state> basis);
-  // Whether a queued read-ahead chunk is still worth its request: the file is open, its reader
-  // still sequential and not yet past the chunk.
-  static cache::chunk_cache::wanted_fn readahead_wanted(std::shared_ptr<open_file> file, std::uint64_t chunk,
-                                                        std::uint32_t chunk_size);
+  enum class prefetch_outcome { present, started, refused };
+  prefetch_outcome fetch_whole(const cache::version_ref& object, asio::any_io_executor here,
+                               std::shared_ptr<const order_state> basis);
+  static constexpr std::uintptr_t next_files_source = 1;  // the cache's fair share key for next files
+  static constexpr unsigned max_directory_lookahead = 256;
+  static constexpr std::size_t max_order_lookahead = 4096;
+
   // reader_waiting: fetch in demand_part_size pieces at once rather than one GET.
-  cache::chunk_cache::fetch_fn fetcher(std::shared_ptr<open_file> file, std::uint64_t chunk, bool reader_waiting);
+  cache::chunk_cache::fetch_fn fetcher(cache::chunk_id chunk, bool reader_waiting);
   static constexpr std::size_t demand_part_size = 1 << 20;
-  static constexpr std::size_t small_first_read = 64 * 1024;  // below: a peek at the file's start
   // A cold small read: its own GET into out.direct, the chunk filled in the background.
   // False (out untouched) when the GET failed: the caller goes through the cache instead.
   awaitable<bool> read_cold_direct(std::shared_ptr<open_file> file, std::uint64_t offset, std::uint64_t end,
@@ -220,9 +289,11 @@ class filesystem {
   std::vector<std::shared_ptr<s3::object_client>> clients_;
   std::shared_ptr<cache::chunk_cache> cache_;
   std::vector<asio::any_io_executor> executors_;
+  std::shared_ptr<prefetch::link_estimator> link_ = std::make_shared<prefetch::link_estimator>();
+  std::atomic<std::shared_ptr<dir_sequence>> last_dir_;
   mutable std::mutex mu_;
-  std::unordered_map<ino_t, node> nodes_;
-  std::unordered_map<std::string, ino_t> by_key_;  // (directory ? "d" : "f") + key -> ino
+  node_map nodes_;
+  std::unordered_set<ino_t, index_hash, index_eq> by_key_;  // (parent, name, directory) -> ino
   ino_t next_ino_ = order_file_ino + 1;
   std::atomic<std::shared_ptr<const order_state>> order_;
   std::atomic<std::shared_ptr<const object_map>> known_;  // the last full listing, if any

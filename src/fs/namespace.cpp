@@ -1,6 +1,16 @@
+// The namespace: inodes over S3 keys and cached directory listings.
+//
+// Memory per entry (the target is <= 300 bytes of RSS with every entry of a big directory
+// looked up, as `ls -l` does): the parent's listing keeps one 48-byte record and the name's
+// bytes in one arena (dir_listing); an inode keeps its name once, its parent's number (the key
+// is derived, key_of), its ETag in 24 bytes (compact_etag) and the ETag it was opened at as a
+// fingerprint; the (parent, name) index stores inode numbers only and compares through the
+// inodes. Listings are fetched with s3::parallel_list (pages in parallel over start-after
+// ranges) and compacted page by page, so the S3 form of a page never piles up.
 #include "fs/filesystem.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <optional>
 
 #include "core/errors.hpp"
@@ -9,6 +19,7 @@
 #include "core/reactor_pool.hpp"
 #include "core/trace.hpp"
 #include "fs/fs_metrics.hpp"
+#include "s3/parallel_list.hpp"
 
 namespace valkyrie::fs {
 
@@ -16,87 +27,114 @@ awaitable<result<object_map>> list_all(s3::object_client& client, std::string pr
   object_map out;
   s3::list_request req;
   req.prefix = prefix;
-  for (;;) {
-    auto page = co_await client.list(req);
-    if (!page) co_return page.error();
-    for (auto& o : page->objects) out.emplace(o.key.substr(prefix.size()), o);
-    if (!page->truncated) co_return out;
-    req.continuation_token = page->next_continuation_token;
-  }
+  auto ec = co_await s3::parallel_list_into(client, req, [&out, &prefix](s3::list_page& page) {
+    for (auto& o : page.objects) out.emplace(o.key.substr(prefix.size()), std::move(o));
+  });
+  if (ec) co_return ec;
+  co_return out;
 }
 
-awaitable<result<std::vector<filesystem::listed_entry>>> filesystem::list_directory(std::string prefix) {
-  std::vector<listed_entry> out;
-  std::unordered_map<std::string, std::size_t> seen;  // name -> index in out
+std::size_t filesystem::index_hash::operator()(const child_key& k) const {
+  std::size_t h = std::hash<std::string_view>()(k.name);
+  return h ^ (k.parent * 0x9E3779B97F4A7C15ull) ^ (k.directory ? 0x5bd1e995u : 0);
+}
+
+std::size_t filesystem::index_hash::operator()(ino_t ino) const {
+  const node& n = nodes->at(ino);
+  return (*this)(child_key{n.parent, n.name(), n.directory});
+}
+
+bool filesystem::index_eq::operator()(const child_key& k, ino_t b) const {
+  const node& n = nodes->at(b);
+  return n.parent == k.parent && n.directory == k.directory && n.name() == k.name;
+}
+
+std::string filesystem::key_of(ino_t ino) const {
+  std::vector<std::string_view> names;
+  for (ino_t at = ino; at != root_ino;) {
+    auto it = nodes_.find(at);
+    if (it == nodes_.end()) break;  // cannot happen: children keep their parents
+    names.push_back(it->second.name());
+    at = it->second.parent;
+  }
+  std::string key = opts_.prefix;
+  for (auto n = names.rbegin(); n != names.rend(); ++n) {
+    key.append(*n);
+    key += '/';
+  }
+  if (ino != root_ino && !nodes_.at(ino).directory) key.pop_back();
+  return key;
+}
+
+awaitable<result<std::shared_ptr<const dir_listing>>> filesystem::list_directory(
+    std::string prefix, bool root, std::chrono::system_clock::time_point dir_mtime) {
+  dir_listing::builder b;
   s3::list_request req;
   req.prefix = prefix;
   req.delimiter = "/";
-  for (;;) {
-    auto page = co_await client().list(req);
-    if (!page) co_return page.error();
-    for (auto& p : page->common_prefixes) {
-      std::string name = p.substr(prefix.size(), p.size() - prefix.size() - 1);
+  auto ec = co_await s3::parallel_list_into(client(), req, [&](s3::list_page& page) {
+    for (auto& p : page.common_prefixes) {
+      std::string_view name(p);
+      name = name.substr(prefix.size(), name.size() - prefix.size() - 1);
       if (!valid_name(name)) {
         warn_once(p, "cannot be a directory name; skipped");
         continue;
       }
-      if (auto it = seen.find(name); it != seen.end()) {
-        // "a" and "a/..." both exist: the directory wins.
-        warn_once(prefix + name, "is both a file and a directory; showing the directory");
-        out[it->second] = {name, true, {}};
+      if (root && opts_.control_files && name == control_dir_name) {
+        warn_once(p, "is shadowed by the control directory (see --no-control-files)");
         continue;
       }
-      seen.emplace(name, out.size());
-      out.push_back({name, true, {}});
+      b.add(name, true, 0, dir_mtime, {});
     }
-    for (auto& o : page->objects) {
+    for (auto& o : page.objects) {
       if (o.key == prefix) continue;  // the directory's own "dir/" marker
-      std::string name = o.key.substr(prefix.size());
+      std::string_view name = std::string_view(o.key).substr(prefix.size());
       if (!valid_name(name)) {
         warn_once(o.key, "cannot be a file name; skipped");
         continue;
       }
-      if (auto it = seen.find(name); it != seen.end()) {
-        warn_once(o.key, "is both a file and a directory; showing the directory");
+      if (root && opts_.control_files && name == control_dir_name) {
+        warn_once(o.key, "is shadowed by the control directory (see --no-control-files)");
         continue;
       }
-      seen.emplace(name, out.size());
-      out.push_back({name, false, o});
+      b.add(name, false, o.size, o.last_modified, o.etag);
     }
-    if (!page->truncated) break;
-    req.continuation_token = page->next_continuation_token;
-  }
-  std::sort(out.begin(), out.end(), [](auto& a, auto& b) { return a.name < b.name; });
-  co_return out;
+  });
+  if (ec) co_return ec;
+  // "a" and "a/..." both exist: the directory wins.
+  co_return b.finish([&](std::string_view name) {
+    warn_once(prefix + std::string(name), "is both a file and a directory; showing the directory");
+  });
 }
 
-attributes filesystem::remember(node& parent, const listed_entry& e) {
-  std::string key = parent.key + e.name + (e.directory ? "/" : "");
-  std::string index = (e.directory ? "d" : "f") + key;
-  auto it = by_key_.find(index);
+attributes filesystem::remember(ino_t parent, std::string_view name, const entry_info& e) {
   node* n = nullptr;
-  if (it != by_key_.end()) {
-    n = &nodes_.at(it->second);
+  ino_t ino = 0;
+  if (auto it = by_key_.find(child_key{parent, name, e.directory}); it != by_key_.end()) {
+    ino = *it;
+    n = &nodes_.at(ino);
   } else {
-    ino_t ino = next_ino_++;
+    ino = next_ino_++;
     node fresh;
-    fresh.ino = ino;
-    fresh.parent = parent.ino;
-    fresh.name = e.name;
-    fresh.key = key;
+    fresh.parent = parent;
+    fresh.name_bytes = std::make_unique<char[]>(name.size());
+    std::memcpy(fresh.name_bytes.get(), name.data(), name.size());
+    fresh.name_len = static_cast<std::uint8_t>(name.size());
     fresh.directory = e.directory;
+    if (e.directory) fresh.dir = std::make_unique<dir_state>();
     n = &nodes_.emplace(ino, std::move(fresh)).first->second;
-    by_key_.emplace(index, ino);
+    by_key_.insert(ino);
+    ++nodes_.at(parent).children;
   }
   if (!e.directory) {
-    n->size = e.info.size;
-    n->etag = e.info.etag;
-    n->mtime = e.info.last_modified;
+    n->size = e.size;
+    if (e.etag) n->etag = *e.etag;
+    n->mtime = e.mtime;
   } else if (n->mtime == std::chrono::system_clock::time_point{}) {
-    n->mtime = parent.mtime;
+    n->mtime = nodes_.at(parent).mtime;
   }
   ++n->lookups;
-  return attr_of(*n);
+  return attr_of(ino, *n);
 }
 
 awaitable<result<attributes>> filesystem::lookup(ino_t parent, std::string name) {
@@ -115,11 +153,13 @@ awaitable<result<attributes>> filesystem::lookup(ino_t parent, std::string name)
     node& p = **dir;
     if (listing_fresh(p)) {
       // Answer from the cached listing.
-      for (auto& e : p.listing)
-        if (e.name == name) co_return remember(p, from_listing(e));
-      co_return make_error_code(errc::not_found);
+      const dir_listing& l = *p.dir->listing;
+      std::size_t i = l.find(name);
+      if (i == dir_listing::npos) co_return make_error_code(errc::not_found);
+      auto& e = l.at(i);
+      co_return remember(parent, name, {e.directory, e.size, e.mtime, &e.etag});
     }
-    dir_key = p.key;
+    dir_key = key_of(parent);
   }
   // The start-up listing (taken to check a manifest) knows every key: answer from it.
   if (auto known_objects = known_.load(); known_objects && dir_key.size() >= opts_.prefix.size()) {
@@ -132,9 +172,9 @@ awaitable<result<attributes>> filesystem::lookup(ino_t parent, std::string name)
       std::lock_guard lock(mu_);
       auto dir = directory_node(parent);
       if (!dir) co_return dir.error();
-      if (is_dir) co_return remember(**dir, listed_entry{name, true, {}});
-      s3::object_info info = file->second;
-      co_return remember(**dir, listed_entry{name, false, info});
+      if (is_dir) co_return remember(parent, name, {true, 0, {}, nullptr});
+      compact_etag etag(file->second.etag);
+      co_return remember(parent, name, {false, file->second.size, file->second.last_modified, &etag});
     }
   }
   // A targeted listing finds the file "dir/name" and the directory "dir/name/" without listing
@@ -142,22 +182,26 @@ awaitable<result<attributes>> filesystem::lookup(ino_t parent, std::string name)
   s3::list_request req;
   req.prefix = dir_key + name;
   req.delimiter = "/";
-  std::optional<listed_entry> file, dir;
+  std::optional<s3::object_info> file;
+  bool dir = false;
   for (bool more = true; more;) {
     auto page = co_await client().list(req);
     if (!page) co_return page.error();
     for (auto& o : page->objects)
-      if (o.key == req.prefix) file = listed_entry{name, false, o};
+      if (o.key == req.prefix) file = o;
     for (auto& cp : page->common_prefixes)
-      if (cp == req.prefix + "/") dir = listed_entry{name, true, {}};
+      if (cp == req.prefix + "/") dir = true;
     more = page->truncated && !dir;
     if (more) req.continuation_token = page->next_continuation_token;
   }
   std::lock_guard lock(mu_);
-  auto it = nodes_.find(parent);
-  if (it == nodes_.end()) co_return make_error_code(errc::not_found);
-  if (dir) co_return remember(it->second, *dir);
-  if (file) co_return remember(it->second, *file);
+  auto dir_node_now = directory_node(parent);
+  if (!dir_node_now) co_return make_error_code(errc::not_found);
+  if (dir) co_return remember(parent, name, {true, 0, {}, nullptr});
+  if (file) {
+    compact_etag etag(file->etag);
+    co_return remember(parent, name, {false, file->size, file->last_modified, &etag});
+  }
   co_return make_error_code(errc::not_found);
 }
 
@@ -166,7 +210,7 @@ result<attributes> filesystem::getattr(ino_t ino) {
   std::lock_guard lock(mu_);
   auto it = nodes_.find(ino);
   if (it == nodes_.end()) return make_error_code(errc::not_found);
-  return attr_of(it->second);
+  return attr_of(ino, it->second);
 }
 
 void filesystem::forget(ino_t ino, std::uint64_t count) {
@@ -176,61 +220,80 @@ void filesystem::forget(ino_t ino, std::uint64_t count) {
   if (it == nodes_.end()) return;
   node& n = it->second;
   n.lookups = count >= n.lookups ? 0 : n.lookups - count;
-  if (n.lookups == 0) {
-    by_key_.erase((n.directory ? "d" : "f") + n.key);
+  release_node(ino);
+}
+
+void filesystem::release_node(ino_t ino) {
+  while (ino != root_ino) {
+    auto it = nodes_.find(ino);
+    if (it == nodes_.end() || it->second.lookups > 0 || it->second.children > 0) return;
+    ino_t parent = it->second.parent;
+    by_key_.erase(ino);  // (hashes through the node: before it goes)
     nodes_.erase(it);
+    auto p = nodes_.find(parent);
+    if (p == nodes_.end()) return;
+    --p->second.children;
+    ino = parent;
   }
 }
 
-awaitable<result<std::vector<dir_entry>>> filesystem::readdir(ino_t ino) {
+awaitable<result<std::shared_ptr<const dir_listing>>> filesystem::listing(ino_t ino) {
   if (is_control(ino)) {
     if (ino != control_dir_ino) co_return make_error_code(errc::invalid_argument);
-    co_return std::vector<dir_entry>{{order_file_name, control_attr(order_file_ino), {}}};
+    dir_listing::builder b;
+    b.add(order_file_name, false, 0, control_attr(order_file_ino).mtime, {});
+    co_return b.finish({});
   }
   std::string key;
+  std::chrono::system_clock::time_point mtime;
   {
     std::lock_guard lock(mu_);
     auto dir = directory_node(ino);
     if (!dir) co_return dir.error();
-    key = (*dir)->key;
-    if (listing_fresh(**dir)) co_return (*dir)->listing;
+    if (listing_fresh(**dir)) co_return (*dir)->dir->listing;
+    key = key_of(ino);
+    mtime = (*dir)->mtime;
   }
-  auto entries = co_await list_directory(key);
-  if (!entries) co_return entries.error();
+  auto fresh = co_await list_directory(key, ino == root_ino, mtime);
+  if (!fresh) co_return fresh.error();
+  std::shared_ptr<const dir_listing> l = *fresh;
   std::lock_guard lock(mu_);
   auto it = nodes_.find(ino);
   if (it == nodes_.end()) co_return make_error_code(errc::not_found);
-  node& n = it->second;
-  std::vector<dir_entry> listing;
-  listing.reserve(entries->size());
-  for (auto& e : *entries) {
-    if (opts_.control_files && ino == root_ino && e.name == control_dir_name) {
-      warn_once(n.key + e.name, "is shadowed by the control directory (see --no-control-files)");
-      continue;
+  // Files already known take what the listing says, so that open needs no HEAD.
+  for (std::size_t i = 0; i < l->size(); ++i) {
+    auto& e = l->at(i);
+    if (e.directory) continue;
+    if (auto c = by_key_.find(child_key{ino, l->name(i), false}); c != by_key_.end()) {
+      node& n = nodes_.at(*c);
+      n.size = e.size;
+      n.etag = e.etag;
+      n.mtime = e.mtime;
     }
-    dir_entry d;
-    d.name = e.name;
-    d.attr.directory = e.directory;
-    d.attr.size = e.info.size;
-    d.attr.mtime = e.directory ? n.mtime : e.info.last_modified;
-    d.etag = e.info.etag;
-    // Files seen in a listing are remembered with their ETag so that open needs no HEAD.
-    auto index = std::string(e.directory ? "d" : "f") + n.key + e.name + (e.directory ? "/" : "");
-    if (auto known = by_key_.find(index); known != by_key_.end()) {
-      node& c = nodes_.at(known->second);
-      if (!e.directory) {
-        c.size = e.info.size;
-        c.etag = e.info.etag;
-        c.mtime = e.info.last_modified;
-      }
-      d.attr.ino = c.ino;
-    }
-    listing.push_back(std::move(d));
   }
-  n.listing = listing;
-  n.listed = true;
-  n.listed_at = std::chrono::steady_clock::now();
-  co_return listing;
+  it->second.dir->listing = l;
+  it->second.dir->listed_at = std::chrono::steady_clock::now();
+  co_return l;
+}
+
+attributes filesystem::entry_attr(ino_t parent, const dir_listing& l, std::size_t i) const {
+  auto& e = l.at(i);
+  attributes a{0, e.directory, e.size, e.mtime};
+  if (is_control(parent)) return control_attr(order_file_ino);
+  std::lock_guard lock(mu_);
+  if (auto c = by_key_.find(child_key{parent, l.name(i), e.directory}); c != by_key_.end()) a.ino = *c;
+  return a;
+}
+
+awaitable<result<std::vector<dir_entry>>> filesystem::readdir(ino_t ino) {
+  auto snapshot = co_await listing(ino);
+  if (!snapshot) co_return snapshot.error();
+  std::shared_ptr<const dir_listing> l = *snapshot;
+  std::vector<dir_entry> out;
+  out.reserve(l->size());
+  for (std::size_t i = 0; i < l->size(); ++i)
+    out.push_back({std::string(l->name(i)), entry_attr(ino, *l, i), l->at(i).etag.str()});
+  co_return out;
 }
 
 result<attributes> filesystem::remember_entry(ino_t parent, const dir_entry& e) {
@@ -238,7 +301,17 @@ result<attributes> filesystem::remember_entry(ino_t parent, const dir_entry& e) 
   std::lock_guard lock(mu_);
   auto dir = directory_node(parent);
   if (!dir) return dir.error();
-  return remember(**dir, from_listing(e));
+  compact_etag etag(e.etag);
+  return remember(parent, e.name, {e.attr.directory, e.attr.size, e.attr.mtime, &etag});
+}
+
+result<attributes> filesystem::remember_entry(ino_t parent, const dir_listing& l, std::size_t i) {
+  if (is_control(parent)) return control_attr(order_file_ino);
+  std::lock_guard lock(mu_);
+  auto dir = directory_node(parent);
+  if (!dir) return dir.error();
+  auto& e = l.at(i);
+  return remember(parent, l.name(i), {e.directory, e.size, e.mtime, &e.etag});
 }
 
 void filesystem::mark_stale(ino_t ino) {
@@ -246,7 +319,7 @@ void filesystem::mark_stale(ino_t ino) {
   auto it = nodes_.find(ino);
   if (it == nodes_.end()) return;
   it->second.etag.clear();
-  if (auto p = nodes_.find(it->second.parent); p != nodes_.end()) p->second.listed = false;
+  if (auto p = nodes_.find(it->second.parent); p != nodes_.end() && p->second.dir) p->second.dir->listing.reset();
 }
 
 awaitable<result<std::shared_ptr<open_file>>> filesystem::open(ino_t ino) {
@@ -256,7 +329,7 @@ awaitable<result<std::shared_ptr<open_file>>> filesystem::open(ino_t ino) {
     auto it = nodes_.find(ino);
     if (it == nodes_.end()) co_return make_error_code(errc::not_found);
     if (it->second.directory) co_return make_error_code(errc::invalid_argument);
-    if (it->second.etag.empty()) key = it->second.key;
+    if (it->second.etag.empty()) key = key_of(ino);
   }
   std::optional<s3::object_info> fresh;
   if (!key.empty()) {
@@ -269,19 +342,21 @@ awaitable<result<std::shared_ptr<open_file>>> filesystem::open(ino_t ino) {
   if (it == nodes_.end()) co_return make_error_code(errc::not_found);
   node& n = it->second;
   if (fresh) {
-    n.etag = fresh->etag;
+    n.etag.assign(fresh->etag);
     n.size = fresh->size;
     n.mtime = fresh->last_modified;
   }
   auto f = std::make_shared<open_file>();
   // The kernel may keep its page cache across opens only while the object is the same version.
-  f->keep_cache = n.opened_etag.empty() || n.opened_etag == n.etag;
-  n.opened_etag = n.etag;
+  const std::uint64_t version = n.etag.fingerprint();
+  f->keep_cache = n.opened_etag == 0 || n.opened_etag == version;
+  n.opened_etag = version;
   f->ino = ino;
-  f->key = n.key;
-  f->etag = n.etag;
+  f->key = key_of(ino);
+  f->etag = n.etag.str();
   f->size = n.size;
-  f->object_id = n.key + '\0' + n.etag;
+  f->object = cache::make_version(opts_.bucket, f->key, f->etag, n.size);
+  f->stream = std::make_shared<prefetch::stream>(n.size, cache_->chunk_size(), opts_.max_readahead_chunks);
   log::event("fs", spdlog::level::debug, "opened",
              {{"key", f->key}, {"etag", f->etag}, {"size", f->size}, {"keep_cache", f->keep_cache}});
   co_return f;

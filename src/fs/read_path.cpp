@@ -13,11 +13,25 @@
 namespace valkyrie::fs {
 
 namespace {
-// One ranged GET per part, all in flight at once on the calling reactor; the chunk is complete
-// when every part is. Used when a reader is waiting: the first bytes arrive after one part's
-// transfer time instead of a whole chunk's.
-awaitable<result<std::size_t>> get_in_parts(s3::object_client* client, std::string key, std::string etag,
-                                            std::uint64_t offset, std::span<char> dest, std::size_t part) {
+// The GETs that fill one chunk: one per piece of its memory (usually one), each cut into
+// `part`-sized ranges when a reader waits (its first bytes then arrive after one part's
+// transfer, not the whole chunk's); all in flight at once on the calling reactor. Every GET's
+// size and duration feed the link estimator.
+awaitable<result<std::size_t>> get_pieces(s3::object_client* client, cache::version_ref object,
+                                          std::uint64_t offset, cache::chunk_buffers dest, std::size_t part,
+                                          prefetch::link_estimator* link) {
+  std::vector<std::pair<std::uint64_t, std::span<char>>> gets;  // (object offset, memory)
+  for (auto& piece : dest) {
+    for (std::size_t at = 0; at < piece.size(); at += part)
+      gets.emplace_back(offset + at, piece.subspan(at, std::min(part, piece.size() - at)));
+    offset += piece.size();
+  }
+  auto started = std::chrono::steady_clock::now();
+  if (gets.size() == 1) {
+    auto r = co_await client->get(object->key, gets[0].first, gets[0].second, object->etag);
+    if (r && link) link->observe(*r, std::chrono::steady_clock::now() - started);
+    co_return r;
+  }
   struct state {
     std::size_t remaining = 0, bytes = 0;
     std::error_code error;
@@ -26,17 +40,17 @@ awaitable<result<std::size_t>> get_in_parts(s3::object_client* client, std::stri
   auto ex = co_await asio::this_coro::executor;
   auto st = std::make_shared<state>();
   st->done = std::make_shared<asio::steady_timer>(ex, asio::steady_timer::time_point::max());
-  st->remaining = (dest.size() + part - 1) / part;
-  for (std::size_t at = 0; at < dest.size(); at += part) {
-    auto piece = dest.subspan(at, std::min(part, dest.size() - at));
-    asio::co_spawn(ex, client->get(key, offset + at, piece, etag),
-                   [st, want = piece.size()](std::exception_ptr e, result<std::size_t> r) {
+  st->remaining = gets.size();
+  for (auto& [at, piece] : gets) {
+    asio::co_spawn(ex, client->get(object->key, at, piece, object->etag),
+                   [st, want = piece.size(), started, link](std::exception_ptr e, result<std::size_t> r) {
                      if (e || !r) {
                        if (!st->error) st->error = e ? make_error_code(errc::protocol_error) : r.error();
                      } else if (*r != want) {
                        if (!st->error) st->error = make_error_code(errc::truncated_body);
                      } else {
                        st->bytes += *r;
+                       if (link) link->observe(*r, std::chrono::steady_clock::now() - started);
                      }
                      if (--st->remaining == 0) st->done->cancel();
                    });
@@ -47,15 +61,11 @@ awaitable<result<std::size_t>> get_in_parts(s3::object_client* client, std::stri
 }
 }  // namespace
 
-cache::chunk_cache::fetch_fn filesystem::fetcher(std::shared_ptr<open_file> file, std::uint64_t chunk,
-                                                 bool reader_waiting) {
+cache::chunk_cache::fetch_fn filesystem::fetcher(cache::chunk_id chunk, bool reader_waiting) {
   // Runs on the reactor that starts the fetch, with that reactor's client.
-  return [this, file, chunk, reader_waiting](std::span<char> dest) -> awaitable<result<std::size_t>> {
-    std::uint64_t offset = chunk * cache_->chunk_size();
-    std::size_t len = static_cast<std::size_t>(std::min<std::uint64_t>(dest.size(), file->size - offset));
-    if (reader_waiting && len > demand_part_size)
-      return get_in_parts(&client(), file->key, file->etag, offset, dest.first(len), demand_part_size);
-    return client().get(file->key, offset, dest.first(len), file->etag);
+  return [this, chunk, reader_waiting](cache::chunk_buffers dest) -> awaitable<result<std::size_t>> {
+    return get_pieces(&client(), chunk.object, chunk.offset(), std::move(dest),
+                      reader_waiting ? demand_part_size : std::size_t{1} << 40, link_.get());
   };
 }
 
@@ -63,93 +73,125 @@ asio::any_io_executor filesystem::executor_for(std::uint64_t chunk, asio::any_io
   return executors_.empty() ? here : executors_[chunk % executors_.size()];
 }
 
-cache::chunk_cache::wanted_fn filesystem::readahead_wanted(std::shared_ptr<open_file> file, std::uint64_t chunk,
-                                                           std::uint32_t chunk_size) {
-  return [file = std::move(file), chunk, chunk_size] {
-    return !file->closed.load() && file->window.load() > 0 && file->next_offset.load() / chunk_size <= chunk;
-  };
-}
-
-std::uint64_t filesystem::fetch_whole(const s3::object_info& object, std::uint64_t budget_chunks,
-                                      asio::any_io_executor here, std::shared_ptr<const order_state> basis) {
-  auto f = std::make_shared<open_file>();
-  f->key = object.key;
-  f->etag = object.etag;
-  f->size = object.size;
-  f->object_id = object.key + '\0' + object.etag;
+filesystem::prefetch_outcome filesystem::fetch_whole(const cache::version_ref& object, asio::any_io_executor here,
+                                                     std::shared_ptr<const order_state> basis) {
   const std::uint64_t cs = cache_->chunk_size();
-  std::uint64_t chunks = (object.size + cs - 1) / cs, started = 0;
-  for (std::uint64_t c = 0; c < chunks && started < budget_chunks; ++c) {
-    cache::chunk_key key{f->object_id, c};
-    if (cache_->contains(key)) continue;
+  std::uint64_t chunks = (object->size + cs - 1) / cs, started = 0;
+  prefetch_outcome out = prefetch_outcome::present;
+  for (std::uint64_t c = 0; c < chunks; ++c) {
+    auto key = cache_->chunk(object, c);
+    if (cache_->present(key)) continue;
     cache::chunk_cache::wanted_fn wanted;
     if (basis) wanted = [this, basis] { return order_.load() == basis; };
-    if (cache_->prefetch(key, fetcher(f, c, false), executor_for(c, here), std::move(wanted))) ++started;
+    if (!cache_->prefetch(key, fetcher(key, false), executor_for(c, here), std::move(wanted), next_files_source)) {
+      out = prefetch_outcome::refused;  // no room: the rest of the file (and what follows) waits
+      break;
+    }
+    out = prefetch_outcome::started;
+    ++started;
   }
-  fs_metrics::get().files_prefetched.add();
-  if (trace::enabled())  // (the arguments are built only when someone traces)
-    trace::instant("prefetch.file", "prefetch",
-                   {{"key", object.key}, {"chunks", chunks}, {"started", started}, {"budget", budget_chunks}});
-  return started;
+  if (started > 0) fs_metrics::get().files_prefetched.add();
+  if (trace::enabled() && started > 0)  // (the arguments are built only when someone traces)
+    trace::instant("prefetch.file", "prefetch", {{"key", object->key}, {"chunks", chunks}, {"started", started}});
+  return out;
 }
 
 awaitable<void> filesystem::fetch_next_files(std::shared_ptr<open_file> file) {
-  std::vector<s3::object_info> next;
   const std::string relative = file->key.substr(opts_.prefix.size());
   auto order = order_.load();
+  auto here = co_await asio::this_coro::executor;
   // A file of the order is followed by what the order says (nothing after its last key); only
   // files outside it fall back to the directory rules.
-  const bool in_order = order && order->predictor->contains(relative);
-  const char* source = in_order ? order->source.c_str() : "directory";
-  if (in_order) {
-    auto ordered = order->predictor->next_in_order(relative, opts_.lookahead_files);
-    for (auto& k : ordered) {
-      auto info = co_await describe(k);
-      if (info) next.push_back(*info);
-    }
-  } else {
-    // Not in the training order (or none): the reader's directory, from its cached listing or
-    // a fresh one.
-    ino_t parent = 0;
-    {
-      std::lock_guard lock(mu_);
-      auto it = nodes_.find(file->ino);
-      if (it == nodes_.end()) co_return;
-      parent = it->second.parent;
-    }
-    auto listing = co_await readdir(parent);
-    if (!listing) co_return;
-    std::vector<std::string> files;
-    for (auto& e : *listing)
-      if (!e.attr.directory) files.push_back(e.name);
-    std::string dir_key = file->key.substr(0, file->key.rfind('/') + 1);
-    std::string name = file->key.substr(dir_key.size());
-    for (auto& n : prefetch::next_in_directory(files, name, opts_.lookahead_files)) {
-      auto e = std::find_if(listing->begin(), listing->end(), [&](auto& d) { return d.name == n; });
-      s3::object_info info;
-      info.key = dir_key + n;
-      info.size = e->attr.size;
-      info.etag = e->etag;
-      next.push_back(std::move(info));
-    }
+  if (order && order->predictor->contains(relative)) {
+    std::size_t at = order->predictor->advance_to(relative);
+    if (at != prefetch::predictor::npos) co_await prefetch_order(order, at + 1, here);
+    co_return;
+  }
+  ino_t parent = 0;
+  {
+    std::lock_guard lock(mu_);
+    auto it = nodes_.find(file->ino);
+    if (it == nodes_.end()) co_return;
+    parent = it->second.parent;
+  }
+  // The directory's shared listing snapshot (cached for --metadata-ttl; no copy).
+  auto snapshot = co_await listing(parent);
+  if (!snapshot) co_return;
+  const dir_listing& entries = **snapshot;
+  const std::string dir_key = file->key.substr(0, file->key.rfind('/') + 1);
+  const std::string name = file->key.substr(dir_key.size());
+  const std::size_t self = entries.find(name);
+  if (self == dir_listing::npos) co_return;
+  // How far ahead: doubles while the reader keeps opening the file predicted last time (it
+  // follows the listing), back to the first depth when it does not.
+  auto seq = directory_sequence(parent);
+  unsigned depth;
+  {
+    std::lock_guard lock(seq->mu);
+    seq->streak = seq->predicted == name ? std::min(seq->streak + 1, 16u) : 0;
+    depth = std::min<unsigned>(opts_.lookahead_files, std::max(1u, opts_.first_lookahead_files) << std::min(seq->streak, 10u));
+    depth = std::min(depth, max_directory_lookahead);
+  }
+  // Numbered names first (shard_9 -> shard_10, which the listing sorts elsewhere), else listing
+  // order.
+  std::vector<std::size_t> next;
+  for (std::string at = name; next.size() < depth;) {
+    auto successor = prefetch::numbered_successor(at);
+    std::size_t i = successor ? entries.find(*successor) : dir_listing::npos;
+    if (i == dir_listing::npos || entries.at(i).directory) break;
+    next.push_back(i);
+    at = std::string(entries.name(i));
+  }
+  if (next.empty())
+    for (std::size_t i = self + 1; i < entries.size() && next.size() < depth; ++i)
+      if (!entries.at(i).directory) next.push_back(i);
+  {
+    std::lock_guard lock(seq->mu);
+    seq->predicted = next.empty() ? std::string() : std::string(entries.name(next.front()));
   }
   if (trace::enabled()) {
     std::string names;
-    for (auto& n : next) names += (names.empty() ? "" : " ") + n.key;
-    trace::instant("prefetch.next_files", "prefetch",
-                   {{"after", file->key}, {"source", source},
-                    {"next", names}});
+    for (auto i : next) names += (names.empty() ? "" : " ") + std::string(entries.name(i));
+    trace::instant("prefetch.next_files", "prefetch", {{"after", file->key}, {"source", "directory"}, {"next", names}});
   }
   // Nearest first, and never more than the prefetch zone holds, so that they are still there
   // when read.
-  // Named, not temporaries: GCC 12 destroys temporaries of a co_await expression twice.
-  std::uint64_t budget = cache_->prefetch_zone_bound();
-  auto here = co_await asio::this_coro::executor;
-  std::shared_ptr<const order_state> basis = in_order ? order : nullptr;
-  for (auto& info : next) {
-    if (budget == 0) break;
-    budget -= std::min(budget, fetch_whole(info, budget, here, basis));
+  for (auto i : next) {
+    const auto& e = entries.at(i);
+    if (cache_->prefetch_zone_bytes() + e.size > cache_->prefetch_zone_bound()) break;
+    auto object = cache::make_version(opts_.bucket, dir_key + std::string(entries.name(i)), e.etag.str(), e.size);
+    if (fetch_whole(object, here, nullptr) == prefetch_outcome::refused) break;
   }
+}
+
+std::shared_ptr<filesystem::dir_sequence> filesystem::directory_sequence(ino_t dir) {
+  auto current = last_dir_.load();
+  if (current && current->dir == dir) return current;
+  auto fresh = std::make_shared<dir_sequence>();
+  fresh->dir = dir;
+  last_dir_.store(fresh);  // (a race with another directory's reader: one of them starts over)
+  return fresh;
+}
+
+awaitable<void> filesystem::prefetch_order(std::shared_ptr<const order_state> order, std::size_t from,
+                                           asio::any_io_executor here) {
+  // One pass at a time per order: readers open files far more often than a pass takes, so a
+  // trigger that finds a pass running has nothing to add.
+  if (order->pumping.exchange(true)) co_return;
+  const auto& keys = order->predictor->keys();
+  const std::size_t limit = std::min(keys.size(), from + std::min<std::size_t>(opts_.lookahead_files, max_order_lookahead));
+  std::size_t i = std::max(from, order->scheduled_to.load());
+  if (i > limit) i = from;  // (a new pass over the order: the cursor went back)
+  for (; i < limit; ++i) {
+    // Deep enough: the zone holds what the link can deliver before the readers get there.
+    if (cache_->prefetch_zone_bytes() >= cache_->prefetch_zone_bound()) break;
+    auto info = co_await describe(keys[i]);
+    if (!info) continue;
+    auto object = cache::make_version(opts_.bucket, opts_.prefix + keys[i], info->etag, info->size);
+    if (fetch_whole(object, here, order) == prefetch_outcome::refused) break;
+  }
+  order->scheduled_to.store(i);
+  order->pumping.store(false);
 }
 
 awaitable<result<s3::object_info>> filesystem::describe(std::string relative_key) {
@@ -162,12 +204,17 @@ awaitable<result<s3::object_info>> filesystem::describe(std::string relative_key
 
 awaitable<void> filesystem::warm_up(std::vector<std::string> relative_keys) {
   auto basis = order_.load();  // the order these keys come from (if any)
-  std::uint64_t budget = cache_->prefetch_zone_bound();
   auto here = co_await asio::this_coro::executor;
+  if (basis && !relative_keys.empty() && basis->predictor->keys().front() == relative_keys.front()) {
+    co_await prefetch_order(basis, 0, here);  // the start of the order, as deep as the budget goes
+    co_return;
+  }
   for (auto& k : relative_keys) {
     auto info = co_await describe(k);
-    if (!info || budget == 0) continue;
-    budget -= std::min(budget, fetch_whole(*info, budget, here, basis));
+    if (!info) continue;
+    if (cache_->prefetch_zone_bytes() + info->size > cache_->prefetch_zone_bound()) break;
+    auto object = cache::make_version(opts_.bucket, opts_.prefix + k, info->etag, info->size);
+    if (fetch_whole(object, here, basis) == prefetch_outcome::refused) break;
   }
 }
 
@@ -178,45 +225,22 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
   std::uint64_t end = std::min<std::uint64_t>(file->size, offset + size);
   const std::uint64_t cs = cache_->chunk_size();
   std::uint64_t first = offset / cs, last = (end - 1) / cs;
-  std::uint64_t total_chunks = (file->size + cs - 1) / cs;
 
-  // Sequential (near where the reader has got to) grows the window; anything else collapses it
-  // to nothing, so random readers fetch only what they touch. "Near" is a chunk either way: the
-  // kernel sends several reads of one stream at once and two reactors answer them, so a read
-  // may arrive just behind one that was sent after it. Taken as random, such a read would
-  // collapse the window, and read-ahead queued meanwhile would be cancelled as unwanted.
-  std::uint64_t expected = file->next_offset.load();
-  bool sequential = offset <= expected + cs && offset + cs >= expected;
-  unsigned window = file->window.load();
-  // A read from the start of a file is most likely the start of a whole-file read, unless it is
-  // a small peek (a header, a magic number): then one chunk ahead, and the window grows if the
-  // reader goes on.
-  const unsigned first_window = offset != 0 ? 2u : size >= small_first_read ? 4u : 1u;
-  window = sequential ? std::min(opts_.max_readahead_chunks, std::max(first_window, window * 2)) : 0;
-  file->window.store(window);
-  if (sequential) {  // (a late read of the stream does not move it back)
-    while (end > expected && !file->next_offset.compare_exchange_weak(expected, end)) {
-    }
-  } else {
-    file->next_offset.store(end);
-  }
-  if (window > 0) {
+  const prefetch::readahead ahead = file->stream->on_read(offset, size);
+  const bool sequential = ahead.sequential;
+  if (ahead.from < ahead.to) {
     auto here = co_await asio::this_coro::executor;
-    std::uint64_t ahead_end = std::min<std::uint64_t>(total_chunks, last + 1 + window);
-    std::uint64_t from = std::max<std::uint64_t>(last + 1, file->prefetched_to.load());
     // Spread read-ahead over every reactor's connection pool, not just this one's.
-    for (std::uint64_t c = from; c < ahead_end; ++c)
-      cache_->prefetch({file->object_id, c}, fetcher(file, c, false), executor_for(c, here),
-                       readahead_wanted(file, c, static_cast<std::uint32_t>(cs)));
-    if (from < ahead_end && trace::enabled())
-      trace::instant("prefetch.readahead", "prefetch",
-                     {{"key", file->key}, {"window", window}, {"from_chunk", from}, {"to_chunk", ahead_end}});
-    std::uint64_t prev = file->prefetched_to.load();
-    while (ahead_end > prev && !file->prefetched_to.compare_exchange_weak(prev, ahead_end)) {
+    for (std::uint64_t c = ahead.from; c < ahead.to; ++c) {
+      auto key = cache_->chunk(file->object, c);
+      cache_->prefetch(key, fetcher(key, false), executor_for(c, here), [stream = file->stream, c] { return stream->wants(c); },
+                       reinterpret_cast<std::uintptr_t>(file.get()));
     }
+    if (trace::enabled())
+      trace::instant("prefetch.readahead", "prefetch",
+                     {{"key", file->key}, {"window", ahead.window}, {"from_chunk", ahead.from}, {"to_chunk", ahead.to}});
   }
-
-  if (window > 0 && opts_.lookahead_files > 0 && !file->next_files_scheduled.exchange(true)) {
+  if (ahead.window > 0 && opts_.lookahead_files > 0 && file->stream->claim_next_files()) {
     auto ex = co_await asio::this_coro::executor;  // (named: see fetch_next_files)
     asio::co_spawn(ex, fetch_next_files(file), asio::detached);
   }
@@ -225,34 +249,47 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
   m.reads.add();
   std::chrono::steady_clock::duration stalled{};
   bool served = false;  // by a cold small read's own GET
-  if (first == last && end - offset <= opts_.cold_read_direct_max && !cache_->present({file->object_id, first})) {
-    auto asked = std::chrono::steady_clock::now();
-    served = co_await read_cold_direct(file, offset, end, &out);
-    stalled += std::chrono::steady_clock::now() - asked;
+  // A cold small read of a large chunk gets its own GET of just its bytes, the chunk filled
+  // beside it; a small object (its whole chunk about as quick to fetch) is one GET of it all.
+  if (first == last && end - offset <= opts_.cold_read_direct_max) {
+    auto key = cache_->chunk(file->object, first);
+    if (key.length() > opts_.cold_read_direct_min_chunk && !cache_->present(key)) {
+      auto asked = std::chrono::steady_clock::now();
+      served = co_await read_cold_direct(file, offset, end, &out);
+      stalled += std::chrono::steady_clock::now() - asked;
+    }
   }
   for (std::uint64_t c = first; !served && c <= last; ++c) {
-    // Named, not temporaries: GCC 12 destroys temporaries of a co_await expression twice.
-    cache::chunk_key key{file->object_id, c};
-    auto fetch = fetcher(file, c, true);
-    auto asked = std::chrono::steady_clock::now();
-    auto ref = co_await cache_->get(std::move(key), std::move(fetch));
-    if (!ref || !ref->hit()) stalled += std::chrono::steady_clock::now() - asked;
-    if (!ref) {
-      if (ref.error() == errc::precondition_failed) {
-        mark_stale(file->ino);
-        m.stale_objects.add();
-        log::limited("fs", spdlog::level::warn, "stale", "object changed while open; read fails with ESTALE",
-                     {{"key", file->key}, {"etag_at_open", file->etag}});
-      }
-      co_return ref.error();
-    }
     std::uint64_t chunk_start = c * cs;
-    std::uint64_t from = std::max(offset, chunk_start) - chunk_start;
-    std::uint64_t to = std::min<std::uint64_t>(end - chunk_start, ref->data().size());
-    if (to <= from) co_return make_error_code(errc::truncated_body);  // object shorter than listed
-    out.slices.push_back(ref->data().subspan(from, to - from));
-    out.bytes += to - from;
-    out.chunks.push_back(std::move(*ref));
+    std::uint64_t from = std::max(offset, chunk_start), to = std::min(end, chunk_start + cs);
+    // Named, not temporaries: GCC 12 destroys temporaries of a co_await expression twice.
+    cache::chunk_id key = cache_->chunk(file->object, c);
+    // A random reader's miss fetches the blocks it touches, not the whole chunk.
+    const bool blocks = !sequential && opts_.random_block_size < cs && key.length() > opts_.random_block_size &&
+                        !cache_->present(key);
+    const std::uint64_t unit = blocks ? opts_.random_block_size : cs;
+    for (std::uint64_t b = from / unit; b * unit < to; ++b) {
+      if (blocks) key = cache::chunk_id{file->object, static_cast<std::uint32_t>(unit), b};
+      auto fetch = fetcher(key, true);
+      auto asked = std::chrono::steady_clock::now();
+      auto ref = co_await cache_->get(key, std::move(fetch));
+      if (!ref || !ref->hit()) stalled += std::chrono::steady_clock::now() - asked;
+      if (!ref) {
+        if (ref.error() == errc::precondition_failed) {
+          mark_stale(file->ino);
+          m.stale_objects.add();
+          log::limited("fs", spdlog::level::warn, "stale", "object changed while open; read fails with ESTALE",
+                       {{"key", file->key}, {"etag_at_open", file->etag}});
+        }
+        co_return ref.error();
+      }
+      std::uint64_t lo = std::max(from, key.offset()) - key.offset();
+      std::uint64_t hi = std::min<std::uint64_t>(to - key.offset(), ref->size());
+      if (hi <= lo) co_return make_error_code(errc::truncated_body);  // object shorter than listed
+      ref->slice(lo, hi, out.slices);
+      out.bytes += hi - lo;
+      out.chunks.push_back(std::move(*ref));
+    }
   }
   // The training order learns how far its current file has been read (for eviction).
   std::shared_ptr<const order_state> reading_order = order_.load();
@@ -269,8 +306,8 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
 }
 
 awaitable<void> filesystem::fill_chunk(std::shared_ptr<open_file> file, std::uint64_t chunk) {
-  cache::chunk_key key{file->object_id, chunk};  // (named: GCC 12 and co_await temporaries)
-  auto fetch = fetcher(file, chunk, true);
+  cache::chunk_id key = cache_->chunk(file->object, chunk);  // (named: GCC 12 and co_await temporaries)
+  auto fetch = fetcher(key, true);
   auto ref = co_await cache_->get(std::move(key), std::move(fetch));
   (void)ref;  // cached for the reads that follow; released at once
 }
@@ -282,7 +319,9 @@ awaitable<bool> filesystem::read_cold_direct(std::shared_ptr<open_file> file, st
   asio::co_spawn(here, fill_chunk(file, chunk), asio::detached);
   out->direct.resize(static_cast<std::size_t>(end - offset));
   std::span<char> dest(out->direct);
+  auto asked = std::chrono::steady_clock::now();
   auto got = co_await client().get(file->key, offset, dest, file->etag);
+  if (got && link_) link_->observe(*got, std::chrono::steady_clock::now() - asked);
   if (!got || *got != dest.size()) {
     out->direct.clear();
     co_return false;

@@ -181,13 +181,16 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
 // Offsets: 1 and 2 are "." and "..", entry i of the listing is at offset i + 3.
 awaitable<void> do_readdir(session* s, fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus,
                            op_timer t) {
-  auto listing = co_await s->filesystem().readdir(ino);
-  if (!listing) {
-    reply_err(t, req, to_errno(listing.error()));
+  // The directory's shared snapshot: paging through it copies nothing.
+  auto snapshot = co_await s->filesystem().listing(ino);
+  if (!snapshot) {
+    reply_err(t, req, to_errno(snapshot.error()));
     co_return;
   }
+  std::shared_ptr<const fs::dir_listing> listing = *snapshot;
   std::vector<char> buf(size);
   size_t used = 0;
+  std::string name;
   auto add = [&](const char* name, const fs::attributes& a, off_t next, bool counted) -> bool {
     size_t n;
     if (plus) {
@@ -206,19 +209,21 @@ awaitable<void> do_readdir(session* s, fuse_req_t req, fuse_ino_t ino, size_t si
   if (off < 1 && !add(".", dir, 1, false)) goto reply;
   if (off < 2 && !add("..", dir, 2, false)) goto reply;
   for (size_t i = off > 2 ? static_cast<size_t>(off - 2) : 0; i < listing->size(); ++i) {
-    auto& e = (*listing)[i];
-    fs::attributes a = e.attr;
+    name.assign(listing->name(i));
+    fs::attributes a;
     if (plus) {
       // Measure first: only entries that fit are handed out, and only those count a lookup.
-      auto probe = entry_of(s, a);
-      if (fuse_add_direntry_plus(req, nullptr, 0, e.name.c_str(), &probe, 0) > size - used) break;
-      auto counted = s->filesystem().remember_entry(ino, e);
+      auto& le = listing->at(i);
+      auto probe = entry_of(s, fs::attributes{0, le.directory, le.size, le.mtime});
+      if (fuse_add_direntry_plus(req, nullptr, 0, name.c_str(), &probe, 0) > size - used) break;
+      auto counted = s->filesystem().remember_entry(ino, *listing, i);
       if (!counted) continue;  // directory vanished meanwhile
       a = *counted;
-    } else if (a.ino == 0) {
-      a.ino = 0xffffffff;  // unknown until looked up; readdir's ino is informational
+    } else {
+      a = s->filesystem().entry_attr(ino, *listing, i);
+      if (a.ino == 0) a.ino = 0xffffffff;  // unknown until looked up; readdir's ino is informational
     }
-    if (!add(e.name.c_str(), a, static_cast<off_t>(i + 3), true)) break;
+    if (!add(name.c_str(), a, static_cast<off_t>(i + 3), true)) break;
   }
 reply:
   t.done(0);

@@ -88,27 +88,26 @@ std::uint64_t predictor::next_use(std::string_view key, std::uint64_t chunk) con
 }
 
 std::vector<std::string> predictor::next_in_order(const std::string& key, unsigned count) {
-  std::lock_guard lock(mu_);
-  std::size_t at = order_.size();
-  // The next occurrence from the cursor on; failing that (a new pass began), the first one.
-  const std::size_t cursor = cursor_.load(std::memory_order_relaxed);
-  for (std::size_t i = cursor; i < order_.size(); ++i)
-    if (order_[i] == key) {
-      at = i;
-      break;
-    }
-  if (at == order_.size())
-    for (std::size_t i = 0; i < cursor && i < order_.size(); ++i)
-      if (order_[i] == key) {
-        at = i;
-        break;
-      }
-  if (at == order_.size()) return {};
-  if (at != cursor) passed_chunks_.store(0, std::memory_order_relaxed);
-  cursor_.store(at, std::memory_order_relaxed);
+  std::size_t at = advance_to(key);
+  if (at == npos) return {};
   std::vector<std::string> out;
   for (std::size_t i = at + 1; i < order_.size() && out.size() < count; ++i) out.push_back(order_[i]);
   return out;
+}
+
+std::size_t predictor::advance_to(const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto found = positions_.find(key);
+  if (found == positions_.end()) return npos;
+  // The next occurrence from the cursor on; failing that (a new pass began), the first one.
+  // (positions are ascending: a binary search, not a scan of the order.)
+  const auto& pos = found->second;
+  const std::size_t cursor = cursor_.load(std::memory_order_relaxed);
+  auto next = std::lower_bound(pos.begin(), pos.end(), cursor);
+  std::size_t at = next != pos.end() ? *next : pos.front();
+  if (at != cursor) passed_chunks_.store(0, std::memory_order_relaxed);
+  cursor_.store(at, std::memory_order_relaxed);
+  return at;
 }
 
 void predictor::reading(std::string_view key, std::uint64_t chunk) {

@@ -61,6 +61,10 @@ class predictor {
   // or after the cursor (the last key read), so repeated epochs advance. Empty when `key` is not
   // in the order.
   std::vector<std::string> next_in_order(const std::string& key, unsigned count);
+  // Moves the cursor to `key` as next_in_order does and returns its index in keys() (npos when
+  // `key` is not in the order).
+  std::size_t advance_to(const std::string& key);
+  static constexpr std::size_t npos = ~std::size_t{0};
   // The first `count` keys of the order (what to warm up at mount time).
   std::vector<std::string> first(unsigned count) const;
   // How far in the future chunk `chunk` of `key` will be read, for eviction: the number of

@@ -150,7 +150,7 @@ TEST_CASE("sequential reads fetch ahead; random reads fetch only what they touch
   // Reading 4 chunks sequentially made the cache fetch beyond them.
   auto gets_after_seq = f.mem->gets.load();
   CHECK(gets_after_seq > 4);
-  CHECK(f.cache->contains({(*seq)->object_id, 6}));
+  CHECK(f.cache->contains(f.cache->chunk((*seq)->object, 6)));
 
   auto rnd = test::run(f.fs->open(f.lookup_path("rnd").ino));
   std::vector<std::uint64_t> offsets = {20 * chunk + 5, 3 * chunk + 1, 27 * chunk, 11 * chunk + 99};
@@ -197,19 +197,21 @@ struct shard_set {
       char name[32];
       std::snprintf(name, sizeof name, "shard_%04d.tar", i);
       etags[name] = f.mem->put(name, pattern(chunks_each * chunk, i));
+      sizes[name] = std::uint64_t{chunks_each} * chunk;
     }
   }
   bool fully_cached(fixture& f, const std::string& key, std::uint32_t chunks) {
     for (std::uint32_t c = 0; c < chunks; ++c)
-      if (!f.cache->contains({key + '\0' + etags.at(key), c})) return false;
+      if (!f.cache->contains(f.cache->chunk(cache::make_version("", key, etags.at(key), sizes.at(key)), c))) return false;
     return true;
   }
   bool any_cached(fixture& f, const std::string& key, std::uint32_t chunks) {
     for (std::uint32_t c = 0; c < chunks; ++c)
-      if (f.cache->contains({key + '\0' + etags.at(key), c})) return true;
+      if (f.cache->contains(f.cache->chunk(cache::make_version("", key, etags.at(key), sizes.at(key)), c))) return true;
     return false;
   }
   std::map<std::string, std::string> etags;
+  std::map<std::string, std::uint64_t> sizes;
 };
 }  // namespace
 
@@ -392,7 +394,7 @@ TEST_CASE("read-ahead still queued when the file is closed, or when its reader t
     auto gets = f.mem->gets.load() - gets_before;
     CHECK(gets <= 1 + 2 + (close_it ? 0 : 1));
     CHECK_FALSE(shards.fully_cached(f, "shard_0001.tar", 5));
-    CHECK_FALSE(f.cache->contains({file->object_id, 4}));
+    CHECK_FALSE(f.cache->contains(f.cache->chunk(file->object, 4)));
   }
 }
 
@@ -402,6 +404,7 @@ TEST_CASE("a cold small read gets its own GET of just its bytes; the chunk is fi
   options o;
   o.lookahead_files = 0;
   o.cold_read_direct_max = 4096;
+  o.cold_read_direct_min_chunk = 0;
   f.reopen(o, std::chrono::milliseconds(20));
   auto file = *test::run(f.fs->open(f.lookup_path("shard_0001.tar").ino));
   const std::string whole = pattern(4 * chunk, 1);
@@ -410,7 +413,7 @@ TEST_CASE("a cold small read gets its own GET of just its bytes; the chunk is fi
   CHECK(f.read(file, 2 * chunk + 10, 100) == whole.substr(2 * chunk + 10, 100));
   CHECK(f.mem->gets.load() - gets == 2);
   CHECK(f.mem->bytes.load() - bytes == 100 + chunk);
-  CHECK(f.cache->contains({file->object_id, 2}));
+  CHECK(f.cache->contains(f.cache->chunk(file->object, 2)));
   // Now cached: no request. Bigger than the limit, or a chunk being fetched: through the cache.
   gets = f.mem->gets.load();
   auto again = *test::run(f.fs->open(f.lookup_path("shard_0001.tar").ino));  // (a random read: no read-ahead)
@@ -429,14 +432,14 @@ TEST_CASE("a small peek at a file's start reads one chunk ahead; a big first rea
   f.reopen(o);
   auto peek = *test::run(f.fs->open(f.lookup_path("shard_0001.tar").ino));
   f.read(peek, 0, 512);  // a header
-  CHECK(f.cache->contains({peek->object_id, 1}));
-  CHECK_FALSE(f.cache->contains({peek->object_id, 2}));
+  CHECK(f.cache->contains(f.cache->chunk(peek->object, 1)));
+  CHECK_FALSE(f.cache->contains(f.cache->chunk(peek->object, 2)));
   f.read(peek, 512, 512);  // it goes on reading: the window grows
-  CHECK(f.cache->contains({peek->object_id, 2}));
+  CHECK(f.cache->contains(f.cache->chunk(peek->object, 2)));
   auto whole = *test::run(f.fs->open(f.lookup_path("shard_0002.tar").ino));
   f.read(whole, 0, 2 * chunk);  // chunks 0 and 1, then four ahead
-  CHECK(f.cache->contains({whole->object_id, 5}));
-  CHECK_FALSE(f.cache->contains({whole->object_id, 6}));
+  CHECK(f.cache->contains(f.cache->chunk(whole->object, 5)));
+  CHECK_FALSE(f.cache->contains(f.cache->chunk(whole->object, 6)));
 }
 
 TEST_CASE("reads of one stream that arrive out of order keep its read-ahead; a jump ends it") {
@@ -456,17 +459,17 @@ TEST_CASE("reads of one stream that arrive out of order keep its read-ahead; a j
     auto later = co_await fs->read(file, chunk / 2, chunk / 2);
     auto earlier = co_await fs->read(file, 0, chunk / 2);
   }(f.fs.get(), file));
-  CHECK(file->window.load() > 0);
-  CHECK(file->next_offset.load() == chunk);  // the late read did not move the stream back
+  CHECK(file->stream->window() > 0);
+  CHECK(file->stream->position() == chunk);  // the late read did not move the stream back
   // Every read-ahead chunk queued behind the one-at-a-time limit was still sent, none dropped.
-  for (std::uint64_t c = 1; c <= 4; ++c) CHECK(f.cache->contains({file->object_id, c}));
+  for (std::uint64_t c = 1; c <= 4; ++c) CHECK(f.cache->contains(f.cache->chunk(file->object, c)));
   CHECK(f.mem->gets.load() - gets_before == 5);
   // A jump, forward or back by more than a chunk: a random read. The window closes and only
   // the chunk read is fetched.
   auto gets = f.mem->gets.load();
   CHECK(f.read(file, 12 * chunk + 7, 10) == whole.substr(12 * chunk + 7, 10));
-  CHECK(file->window.load() == 0);
+  CHECK(file->stream->window() == 0);
   CHECK(f.read(file, 3 * chunk + 5, 10) == whole.substr(3 * chunk + 5, 10));  // (cached)
-  CHECK(file->window.load() == 0);
+  CHECK(file->stream->window() == 0);
   CHECK(f.mem->gets.load() - gets == 1);
 }

@@ -18,7 +18,8 @@ Scenarios (docs/benchmarks.md explains each figure):
   epochs            two epochs in shuffled order with a manifest and a cache of half the
                     dataset: hit ratio per epoch
   random            random 256 KiB reads by 4 threads: IOPS and latency
-  ls                `ls -l` of a directory of 10,000 objects: time and S3 requests
+  ls                `ls -l` of a directory of 10,000 objects: time and S3 requests, the
+                    daemon's RSS change per entry, and a second `ls -l` within the TTL
 Access patterns (issue 13), run only when named in --scenarios (minutes each):
   small             20,000 objects of 110 KiB read whole: shuffled order given by --manifest
                     and by a live order hint (8 readers, 1 reader), sorted names in listing

@@ -56,8 +56,11 @@ def table(results):
                      f"{t['iops']:,.0f} IOPS, p50 {t['p50_ms']:.1f} ms, p99 {t['p99_ms']:.1f} ms"))
     if "ls" in r:
         t = r["ls"]
+        ttl = f", within TTL {t['seconds_within_ttl']:.2f} s" if t.get("seconds_within_ttl") is not None else ""
+        rss = t.get("rss_bytes_per_entry")
         rows.append((f"ls -l of {t['entries']:,} objects",
-                     f"{t['seconds']:.2f} s, {fmt(t.get('s3_requests'))} S3 requests"))
+                     f"{t['seconds']:.2f} s, {fmt(t.get('s3_requests'))} S3 requests{ttl}, "
+                     f"daemon RSS {fmt(rss, ' B')} per entry"))
     for k, label in (("small-manifest-8", "small objects, shuffled + manifest, 8 readers"),
                      ("small-manifest-1", "small objects, shuffled + manifest, 1 reader"),
                      ("small-order-hint-8", "small objects, shuffled + live order hint, 8 readers"),

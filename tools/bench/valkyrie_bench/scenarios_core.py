@@ -138,12 +138,27 @@ def scenario_random(ctx):
                        "series": rec.series()}}
 
 
+def daemon_rss(ctx):
+    """VmRSS of the mounted valkyrie daemon in bytes (None with --dir)."""
+    proc = getattr(ctx.mount, "proc", None)
+    if proc is None:
+        return None
+    try:
+        for line in open(f"/proc/{proc.pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
 def scenario_ls(ctx):
     root = ctx.mount.mount()
     path = os.path.join(root, ctx.ls_subdir)
     ctx.progress.step("ls -l of the many-objects directory")
     s0 = ctx.s3.stats()
     m0 = ctx.mount.metrics()
+    rss0 = daemon_rss(ctx)
     t0 = time.monotonic()
     n = 0
     with os.scandir(path) as it:
@@ -151,8 +166,18 @@ def scenario_ls(ctx):
             os.lstat(e.path)  # what ls -l does per entry
             n += 1
     t = time.monotonic() - t0
+    rss1 = daemon_rss(ctx)
     s1, m1 = ctx.s3.stats(), ctx.mount.metrics()
     out = {"entries": n, "seconds": round(t, 4)}
+    if rss0 is not None and rss1 is not None and n:
+        # VmRSS of the daemon before and after: what the metadata of the entries costs.
+        out["rss_bytes_per_entry"] = round((rss1 - rss0) / n, 1)
+    # Again within --metadata-ttl: answered from the cached listing and inodes.
+    t1 = time.monotonic()
+    with os.scandir(path) as it:
+        for e in it:
+            os.lstat(e.path)
+    out["seconds_within_ttl"] = round(time.monotonic() - t1, 4)
     if s0 and s1:
         out["s3_requests"] = sum(s1["requests"][k] - s0["requests"][k] for k in ("get", "head", "list"))
     elif m0 and m1:

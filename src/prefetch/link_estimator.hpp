@@ -1,0 +1,61 @@
+#pragma once
+// link_estimator: what the link to S3 is like, measured from the GETs that went over it, and the
+// prefetch budget that follows from it.
+//
+// A GET of b bytes takes about L + b / c: L the first-byte latency, c one connection's transfer
+// rate. Small GETs (<= small_request) measure L, large ones (>= large_request) c; both are
+// moving averages. The link's total rate R is the most bytes delivered per window (200 ms) seen
+// lately (the peak decays slowly, so a slower link is learnt too), never below the initial guess.
+// To keep the link busy with requests of s bytes, R x (L + s / c) bytes must be in flight
+// (Little's law); the budget adds a quarter for the jitter. For 8 MiB chunks at 30 ms, 64 MiB/s
+// and 1 GiB/s that is ~24 chunks; for 110 KiB objects ~370 requests, so the request cap
+// (--workers) binds instead.
+// Threading: observe() from any reactor (a mutex, taken once per completed GET); the getters
+// read atomics.
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <mutex>
+
+namespace valkyrie::prefetch {
+
+class link_estimator {
+ public:
+  using clock = std::chrono::steady_clock;
+  static constexpr std::uint64_t small_request = 256 * 1024;
+  static constexpr std::uint64_t large_request = 1 << 20;
+  static constexpr std::chrono::milliseconds window{200};
+
+  struct guess {
+    double first_byte_s = 0.030;
+    double connection_rate = 64.0 * (1 << 20);
+    double link_rate = 1024.0 * (1 << 20);
+  };
+  link_estimator() : link_estimator(guess{}) {}
+  explicit link_estimator(guess initial);
+
+  // One GET of `bytes` that took `duration`, finished at `now`.
+  void observe(std::uint64_t bytes, clock::duration duration, clock::time_point now = clock::now());
+  // Called (outside the lock) after a window closed with new figures: at most every `window`.
+  void on_update(std::function<void(const link_estimator&)> f) { on_update_ = std::move(f); }
+
+  double first_byte_seconds() const { return first_byte_.load(std::memory_order_relaxed); }
+  double connection_rate() const { return connection_rate_.load(std::memory_order_relaxed); }
+  double link_rate() const { return link_rate_.load(std::memory_order_relaxed); }
+  // Bytes that must be in flight to keep the link busy with requests of `request_bytes`.
+  std::uint64_t bytes_in_flight(std::uint64_t request_bytes) const;
+  // The same in requests (at least 1).
+  unsigned requests_in_flight(std::uint64_t request_bytes) const;
+
+ private:
+  const guess initial_;
+  std::atomic<double> first_byte_, connection_rate_, link_rate_;
+  std::mutex mu_;
+  clock::time_point window_start_{};
+  std::uint64_t window_bytes_ = 0;
+  double peak_ = 0;
+  std::function<void(const link_estimator&)> on_update_;
+};
+
+}  // namespace valkyrie::prefetch

@@ -1,0 +1,63 @@
+#include <doctest/doctest.h>
+
+#include "prefetch/stream.hpp"
+
+using namespace valkyrie::prefetch;
+
+namespace {
+constexpr std::uint32_t cs = 1 << 20;
+}
+
+TEST_CASE("stream: a sequential reader's window doubles up to its bound; each chunk is asked for once") {
+  stream s(64ull * cs, cs, 8);
+  auto a = s.on_read(0, cs);  // a whole-file read starts with 4 ahead
+  CHECK(a.sequential);
+  CHECK(a.window == 4);
+  CHECK(a.from == 1);
+  CHECK(a.to == 5);
+  auto b = s.on_read(cs, cs);
+  CHECK(b.window == 8);
+  CHECK(b.from == 5);  // 1-4 were asked for already
+  CHECK(b.to == 10);
+  auto c = s.on_read(2ull * cs, cs);
+  CHECK(c.window == 8);  // the bound
+  CHECK(c.from == 10);
+  CHECK(c.to == 11);
+  CHECK(s.wants(10));
+  CHECK_FALSE(s.wants(1));  // the reader is past it
+  s.close();
+  CHECK_FALSE(s.wants(10));
+}
+
+TEST_CASE("stream: a small first read is a peek (one chunk); a random read collapses the window") {
+  stream s(64ull * cs, cs, 8);
+  auto peek = s.on_read(0, 4096);
+  CHECK(peek.window == 1);
+  CHECK(peek.to == 2);
+  auto jump = s.on_read(40ull * cs, 256 * 1024);
+  CHECK_FALSE(jump.sequential);
+  CHECK(jump.window == 0);
+  CHECK(jump.from >= jump.to);
+  CHECK_FALSE(s.wants(1));
+}
+
+TEST_CASE("stream: a late read of the stream (answered out of order) neither collapses it nor moves it back") {
+  stream s(64ull * cs, cs, 8);
+  const std::uint64_t half = cs / 2;
+  s.on_read(0, half);
+  s.on_read(2 * half, half);  // sent after the read of [half, cs), answered first
+  auto late = s.on_read(half, half);
+  CHECK(late.sequential);
+  CHECK(late.window > 0);
+  CHECK(s.position() == 3 * half);
+  CHECK_FALSE(s.on_read(40ull * cs, half).sequential);  // far away: random
+}
+
+TEST_CASE("stream: the next files are claimed once; the window stops at the end of the file") {
+  stream s(3ull * cs, cs, 8);
+  CHECK(s.claim_next_files());
+  CHECK_FALSE(s.claim_next_files());
+  auto a = s.on_read(0, cs);
+  CHECK(a.to == 3);
+  CHECK(s.on_read(5ull * cs, cs).window == 0);  // past the end: nothing
+}
