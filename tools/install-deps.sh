@@ -10,6 +10,7 @@ packages=(
   libsimdjson-dev libpugixml-dev libspdlog-dev libcli11-dev libsystemd-dev libisal-dev doctest-dev
   python3 python3-botocore
   python3-torch  # tools/train_pytorch.py and its test (CPU build; a GPU node brings its own CUDA torch)
+  fio  # valkyrie-bench's seq4 and rand4 scenarios (mountpoint-s3's seq_read_4t / rand_read_4t jobs)
   prometheus  # the metrics test scrapes a mount with a real Prometheus and checks with promtool
 )
 missing=()
