@@ -1,10 +1,12 @@
 #pragma once
 // stream: one open file's read pattern, and the read-ahead it earns.
 //
-// Sequential reads (near where the reader has got to) grow a window of chunks fetched ahead,
-// doubling up to max_window; anything else collapses it to nothing, so a random reader fetches
-// only what it touches (and, below the chunk size, only the blocks it touches: the fs layer asks
-// sequential()). "Near" is a chunk either way: the kernel sends several reads of one stream at
+// Sequential reads (near where the reader has got to, once the run is min_run long) grow a
+// window of chunks fetched ahead, doubling up to max_window; anything else collapses it to
+// nothing, so a random reader fetches only what it touches (and, below the chunk size, only the
+// blocks it touches: the fs layer asks readahead::sequential). The run matters because the
+// kernel splits one read into several requests (128 KiB each without read-ahead): the second
+// half of one random 256 KiB read is "near" the first, and must not start read-ahead. "Near" is a chunk either way: the kernel sends several reads of one stream at
 // once and two reactors answer them, so a read may arrive just behind one sent after it; taken
 // as random, it would collapse the window and drop the read-ahead queued meanwhile. A read from
 // the start of a file most likely starts a whole-file read (a window of 4), unless it is a small
@@ -26,6 +28,7 @@ struct readahead {
 class stream {
  public:
   static constexpr std::uint64_t small_first_read = 64 * 1024;  // below: a peek at the file's start
+  static constexpr std::uint64_t min_run = 512 * 1024;  // bytes read in sequence before a read counts
 
   stream(std::uint64_t size, std::uint32_t chunk_size, unsigned max_window)
       : size_(size), chunk_size_(chunk_size), max_window_(max_window) {}
@@ -49,6 +52,8 @@ class stream {
   const std::uint32_t chunk_size_;
   const unsigned max_window_;
   std::atomic<std::uint64_t> next_offset_{0};    // where a sequential reader reads next
+  std::atomic<std::uint64_t> run_{0};            // bytes read in sequence up to next_offset_
+  std::atomic<bool> started_{false};             // a first read happened
   std::atomic<unsigned> window_{0};              // read-ahead window in chunks
   std::atomic<std::uint64_t> prefetched_to_{0};  // chunks below this were already asked for
   std::atomic<bool> next_files_claimed_{false};

@@ -473,3 +473,30 @@ TEST_CASE("reads of one stream that arrive out of order keep its read-ahead; a j
   CHECK(file->stream->window() == 0);
   CHECK(f.mem->gets.load() - gets == 1);
 }
+
+TEST_CASE("a random reader's miss fetches the aligned blocks it touches, not the whole chunk; a sequential one whole chunks") {
+  fixture f;
+  shard_set shards(f, 1, 16);
+  options o;
+  o.max_readahead_chunks = 4;
+  o.lookahead_files = 0;
+  o.cold_read_direct_max = 0;
+  o.random_block_size = 16 * 1024;
+  f.reopen(o);
+  auto file = *test::run(f.fs->open(f.lookup_path("shard_0001.tar").ino));
+  const std::string whole = pattern(16 * chunk, 1);
+  auto bytes = f.mem->bytes.load();
+  auto gets = f.mem->gets.load();
+  // Far from the start: random. 10 bytes inside one block, then a read across two blocks.
+  CHECK(f.read(file, 9 * chunk + 20000, 10) == whole.substr(9 * chunk + 20000, 10));
+  CHECK(f.mem->bytes.load() - bytes == 16 * 1024);
+  CHECK(f.read(file, 5 * chunk + 16 * 1024 - 100, 200) == whole.substr(5 * chunk + 16 * 1024 - 100, 200));
+  CHECK(f.mem->bytes.load() - bytes == 3 * 16 * 1024);
+  CHECK(f.mem->gets.load() - gets == 3);
+  // The same block again: cached, no request.
+  CHECK(f.read(file, 9 * chunk + 20005, 5) == whole.substr(9 * chunk + 20005, 5));
+  CHECK(f.mem->gets.load() - gets == 3);
+  // From the start of the file: a sequential reader, whole chunks and read-ahead.
+  CHECK(f.read(file, 0, chunk) == whole.substr(0, chunk));
+  CHECK(f.cache->contains(f.cache->chunk(file->object, 0)));
+}

@@ -61,3 +61,24 @@ TEST_CASE("stream: the next files are claimed once; the window stops at the end 
   CHECK(a.to == 3);
   CHECK(s.on_read(5ull * cs, cs).window == 0);  // past the end: nothing
 }
+
+TEST_CASE("stream: a random read split into two requests does not start read-ahead; a run mid-file does, after min_run") {
+  stream s(4096ull * cs, cs, 8);
+  for (std::uint64_t at : {1000ull, 37ull, 2900ull, 512ull}) {
+    const std::uint64_t off = at * cs + 3 * 256 * 1024;
+    auto a = s.on_read(off, 128 * 1024);
+    auto b = s.on_read(off + 128 * 1024, 128 * 1024);  // the same 256 KiB read's second half
+    CHECK_FALSE(a.sequential);
+    CHECK_FALSE(b.sequential);
+    CHECK(b.from >= b.to);
+  }
+  // A reader that goes on from somewhere in the middle is sequential once it has read min_run.
+  const std::uint64_t start = 100ull * cs;
+  readahead r;
+  std::uint64_t at = start;
+  for (; at < start + stream::min_run; at += 128 * 1024) CHECK_FALSE(s.on_read(at, 128 * 1024).sequential);
+  r = s.on_read(at, 128 * 1024);
+  CHECK(r.sequential);
+  CHECK(r.window == 2);
+  CHECK(r.to > r.from);
+}
