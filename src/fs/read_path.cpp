@@ -251,9 +251,11 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
   m.reads.add();
   std::chrono::steady_clock::duration stalled{};
   bool served = false;  // by a cold small read's own GET
-  // A cold small read of a large chunk gets its own GET of just its bytes, the chunk filled
-  // beside it; a small object (its whole chunk about as quick to fetch) is one GET of it all.
-  if (first == last && end - offset <= opts_.cold_read_direct_max) {
+  // A cold small read at the start of a stream, in a large chunk, gets its own GET of just its
+  // bytes, the chunk filled beside it (the reader is likely to go on); a small object (its
+  // whole chunk about as quick to fetch) is one GET of it all, and a random reader fetches
+  // blocks (below), never whole chunks it did not ask for.
+  if (sequential && first == last && end - offset <= opts_.cold_read_direct_max) {
     auto key = cache_->chunk(file->object, first);
     if (key.length() > opts_.cold_read_direct_min_chunk && !cache_->present(key)) {
       auto asked = std::chrono::steady_clock::now();
