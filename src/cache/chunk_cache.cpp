@@ -34,6 +34,8 @@ struct cache_metrics {
   metrics::histogram& prefetch_lead;
   metrics::gauge& prefetch_queued;
   metrics::counter& prefetch_cancelled;
+  metrics::gauge& prefetch_in_flight;
+  metrics::gauge& prefetch_limit_bytes;
 
   static cache_metrics& get() {
     static cache_metrics m = make();
@@ -82,6 +84,9 @@ struct cache_metrics {
         r.get_counter("valkyrie_prefetch_chunks_cancelled_total",
                       "Queued prefetches dropped before their request: no longer wanted (file closed, reader "
                       "moved on, new training order)"),
+        r.get_gauge("valkyrie_prefetch_bytes_in_flight", "Bytes of prefetch requests sent and not finished"),
+        r.get_gauge("valkyrie_prefetch_bytes_limit",
+                    "Most prefetch bytes in flight at once (the measured link's bandwidth-delay product)"),
     };
   }
 };
@@ -176,6 +181,7 @@ std::error_code chunk_cache::prefault(unsigned threads) {
 chunk_cache::~chunk_cache() {
   auto& m = cache_metrics::get();
   m.capacity.sub(static_cast<std::int64_t>(arena_bytes_));
+  m.prefetch_limit_bytes.sub(static_cast<std::int64_t>(bytes_limit_published_));
   for (auto& s : shards_)
     for (auto& [_, e] : s->entries) {
       if (e.st != entry::state::ready) m.filling.sub(static_cast<std::int64_t>(e.reserved));
@@ -341,7 +347,11 @@ void chunk_cache::set_prefetch_limit(unsigned n) {
 void chunk_cache::set_prefetch_bytes_limit(std::uint64_t bytes) {
   {
     std::lock_guard lock(queue_mu_);
-    prefetch_bytes_limit_ = std::max<std::uint64_t>(1, bytes);
+    bytes = std::max<std::uint64_t>(1, bytes);
+    cache_metrics::get().prefetch_limit_bytes.add(static_cast<std::int64_t>(bytes) -
+                                                  static_cast<std::int64_t>(bytes_limit_published_));
+    bytes_limit_published_ = bytes;
+    prefetch_bytes_limit_ = bytes;
   }
   pump_prefetches();
 }
@@ -399,6 +409,7 @@ void chunk_cache::pump_prefetches() {
       ++prefetching_;
       prefetching_bytes_ += bytes;
     }
+    m.prefetch_in_flight.add(static_cast<std::int64_t>(job.key.length()));
     m.prefetch_queued.sub();
     enum { start, skip, cancel } what = skip;
     chunk_buffers dest;
@@ -428,6 +439,7 @@ void chunk_cache::pump_prefetches() {
         --prefetching_;
         prefetching_bytes_ -= job.key.length();
       }
+      m.prefetch_in_flight.sub(static_cast<std::int64_t>(job.key.length()));
       if (what == cancel) {
         m.filling.sub(static_cast<std::int64_t>(cancelled_bytes));
         m.prefetch_cancelled.add();
@@ -446,6 +458,7 @@ awaitable<void> chunk_cache::run_prefetch(pending_prefetch job, chunk_buffers de
     --prefetching_;
     prefetching_bytes_ -= job.key.length();
   }
+  cache_metrics::get().prefetch_in_flight.sub(static_cast<std::int64_t>(job.key.length()));
   pump_prefetches();
 }
 

@@ -241,6 +241,7 @@ class chunk_cache {
   std::uint64_t prefetching_bytes_ = 0;  // their bytes (guarded by queue_mu_)
   unsigned prefetch_limit_ = ~0u;
   std::uint64_t prefetch_bytes_limit_ = ~std::uint64_t{0};
+  std::uint64_t bytes_limit_published_ = 0;  // what the limit gauge holds from this cache
   std::atomic<std::uint64_t> prefetch_held_{0};  // bytes of prefetched chunks not read yet, in flight or ready
   std::uint64_t prefetch_bound_ = 1;
 };

@@ -235,8 +235,13 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
     // Spread read-ahead over every reactor's connection pool, not just this one's.
     for (std::uint64_t c = ahead.from; c < ahead.to; ++c) {
       auto key = cache_->chunk(file->object, c);
-      cache_->prefetch(key, fetcher(key, false), executor_for(c, here), [stream = file->stream, c] { return stream->wants(c); },
-                       reinterpret_cast<std::uintptr_t>(file.get()));
+      if (cache_->present(key)) continue;
+      if (!cache_->prefetch(key, fetcher(key, false), executor_for(c, here),
+                            [stream = file->stream, c] { return stream->wants(c); },
+                            reinterpret_cast<std::uintptr_t>(file.get()))) {
+        file->stream->refused(c);  // no room now: the next read asks again
+        break;
+      }
     }
     if (trace::enabled())
       trace::instant("prefetch.readahead", "prefetch",

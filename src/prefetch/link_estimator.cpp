@@ -3,10 +3,34 @@
 #include <algorithm>
 #include <cmath>
 
+#include "core/metrics.hpp"
+
 namespace valkyrie::prefetch {
 namespace {
 constexpr double smoothing = 0.1;      // weight of a new sample in the moving averages
-constexpr double peak_decay = 0.98;    // per window: a peak from 10 s ago counts ~1/3
+constexpr double peak_decay = 0.98;    // per window: a peak from a minute ago counts ~1/3
+
+// The figures of the last estimate that closed a window, for /metrics (the process's mount).
+std::atomic<double> published_first_byte{0}, published_connection_rate{0}, published_link_rate{0};
+
+void publish(const link_estimator& link) {
+  static const bool registered = [] {
+    auto& r = metrics::registry::global();
+    r.computed_gauge("valkyrie_link_first_byte_seconds", "Measured S3 first-byte latency (moving average)",
+                     [] { return published_first_byte.load(); });
+    r.computed_gauge("valkyrie_link_connection_bytes_per_second",
+                     "Measured transfer rate of one connection once data flows (moving average)",
+                     [] { return published_connection_rate.load(); });
+    r.computed_gauge("valkyrie_link_bytes_per_second",
+                     "The link's rate that sizes the prefetch budget (recent peak, at least the first guess)",
+                     [] { return published_link_rate.load(); });
+    return true;
+  }();
+  (void)registered;
+  published_first_byte.store(link.first_byte_seconds());
+  published_connection_rate.store(link.connection_rate());
+  published_link_rate.store(link.link_rate());
+}
 }  // namespace
 
 link_estimator::link_estimator(guess initial)
@@ -26,7 +50,8 @@ void link_estimator::observe(std::uint64_t bytes, clock::duration duration, cloc
       first_byte_.store(l + smoothing * (sample - l), std::memory_order_relaxed);
     } else if (bytes >= large_request && seconds > l) {
       double sample = static_cast<double>(bytes) / (seconds - l);
-      connection_rate_.store(c + smoothing * (sample - c), std::memory_order_relaxed);
+      window_connection_peak_ = std::max(window_connection_peak_, sample);
+      if (sample > c) connection_rate_.store(sample, std::memory_order_relaxed);
     }
     if (window_start_ == clock::time_point{}) window_start_ = now;
     window_bytes_ += bytes;
@@ -34,12 +59,19 @@ void link_estimator::observe(std::uint64_t bytes, clock::duration duration, cloc
       double rate = static_cast<double>(window_bytes_) / std::chrono::duration<double>(now - window_start_).count();
       peak_ = std::max(peak_ * peak_decay, rate);
       link_rate_.store(std::max(initial_.link_rate, peak_), std::memory_order_relaxed);
+      if (window_connection_peak_ > 0)
+        connection_rate_.store(std::max(connection_rate_.load(std::memory_order_relaxed) * peak_decay,
+                                        window_connection_peak_),
+                               std::memory_order_relaxed);
+      window_connection_peak_ = 0;
       window_start_ = now;
       window_bytes_ = 0;
       updated = true;
     }
   }
-  if (updated && on_update_) on_update_(*this);
+  if (!updated) return;
+  publish(*this);
+  if (on_update_) on_update_(*this);
 }
 
 std::uint64_t link_estimator::bytes_in_flight(std::uint64_t request_bytes) const {

@@ -41,6 +41,12 @@ class stream {
   bool wants(std::uint64_t chunk) const {
     return !closed_.load() && window_.load() > 0 && next_offset_.load() / chunk_size_ <= chunk;
   }
+  // The cache refused read-ahead of `chunk` (no room yet): a later read asks for it again.
+  void refused(std::uint64_t chunk) {
+    std::uint64_t prev = prefetched_to_.load();
+    while (chunk < prev && !prefetched_to_.compare_exchange_weak(prev, chunk)) {
+    }
+  }
   // True once: the first time the stream is found sequential (its next files are due).
   bool claim_next_files() { return !next_files_claimed_.exchange(true); }
   void close() { closed_.store(true); }

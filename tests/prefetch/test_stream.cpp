@@ -82,3 +82,12 @@ TEST_CASE("stream: a random read split into two requests does not start read-ahe
   CHECK(r.window == 2);
   CHECK(r.to > r.from);
 }
+
+TEST_CASE("stream: read-ahead the cache refused is asked for again by the next read") {
+  stream s(64ull * cs, cs, 8);
+  auto a = s.on_read(0, cs);
+  REQUIRE(a.to == 5);
+  s.refused(3);  // chunks 3 and 4 found no room
+  auto b = s.on_read(cs, cs);
+  CHECK(b.from == 3);
+}
