@@ -269,6 +269,9 @@ class filesystem {
   // Starts fetching every chunk of the object not yet cached; returns the chunks started.
   // `basis`: the training order that predicted the file (null: the directory rules); queued
   // chunks are dropped if another order replaces it before their turn.
+  // Whether next files may be fetched ahead beyond what is already (a file of this size): the
+  // unread prefetches stay within the link's bandwidth-delay product and the prefetch zone.
+  bool room_ahead(std::uint64_t object_size) const;
   enum class prefetch_outcome { present, started, refused };
   prefetch_outcome fetch_whole(const cache::version_ref& object, asio::any_io_executor here,
                                std::shared_ptr<const order_state> basis);

@@ -158,10 +158,21 @@ awaitable<void> filesystem::fetch_next_files(std::shared_ptr<open_file> file) {
   // when read.
   for (auto i : next) {
     const auto& e = entries.at(i);
-    if (cache_->prefetch_zone_bytes() + e.size > cache_->prefetch_zone_bound()) break;
+    if (!room_ahead(e.size)) break;
     auto object = cache::make_version(opts_.bucket, dir_key + std::string(entries.name(i)), e.etag.str(), e.size);
     if (fetch_whole(object, here, nullptr) == prefetch_outcome::refused) break;
   }
+}
+
+bool filesystem::room_ahead(std::uint64_t object_size) const {
+  const std::uint64_t ahead = cache_->prefetch_zone_bytes();
+  if (ahead == 0) return true;  // (one file, however big, may always go)
+  // The link's bandwidth-delay product for requests of this file's size (without the budget's
+  // margin for jitter): enough to keep the link busy, and deeper only takes cache room from
+  // data that will be read again (a training order's next epoch).
+  const std::uint64_t request = std::min<std::uint64_t>(std::max<std::uint64_t>(object_size, 1), cache_->chunk_size());
+  const std::uint64_t depth = std::min(cache_->prefetch_zone_bound(), link_->bandwidth_delay(request));
+  return ahead + object_size <= depth;
 }
 
 std::shared_ptr<filesystem::dir_sequence> filesystem::directory_sequence(ino_t dir) {
@@ -185,10 +196,15 @@ awaitable<void> filesystem::prefetch_order(std::shared_ptr<const order_state> or
   // cursor far behind what was scheduled is a new pass over the order (the next epoch).
   if (i > from + 2 * max_order_lookahead) i = from;
   for (; i < limit; ++i) {
-    // Deep enough: the zone holds what the link can deliver before the readers get there.
-    if (cache_->prefetch_zone_bytes() >= cache_->prefetch_zone_bound()) break;
     auto info = co_await describe(keys[i]);
     if (!info) continue;
+    // Files as big as a chunk or more fill the link with their own chunks: the first files
+    // ahead cover the switch from one to the next, and more only take cache room from data
+    // read again later (measured: a 512 MiB cache over 1 GiB of 64 MiB files keeps 0.50 of
+    // epoch 2 with 2 files ahead, 0.44 with 3). Small files: as many as the bytes allow.
+    const std::uint64_t files_ahead = std::max<std::uint64_t>(
+        opts_.first_lookahead_files, link_->bandwidth_delay(cache_->chunk_size()) / std::max<std::uint64_t>(info->size, 1));
+    if (i - from >= files_ahead || !room_ahead(info->size)) break;
     auto object = cache::make_version(opts_.bucket, opts_.prefix + keys[i], info->etag, info->size);
     if (fetch_whole(object, here, order) == prefetch_outcome::refused) break;
   }
@@ -214,7 +230,7 @@ awaitable<void> filesystem::warm_up(std::vector<std::string> relative_keys) {
   for (auto& k : relative_keys) {
     auto info = co_await describe(k);
     if (!info) continue;
-    if (cache_->prefetch_zone_bytes() + info->size > cache_->prefetch_zone_bound()) break;
+    if (!room_ahead(info->size)) break;
     auto object = cache::make_version(opts_.bucket, opts_.prefix + k, info->etag, info->size);
     if (fetch_whole(object, here, basis) == prefetch_outcome::refused) break;
   }

@@ -74,9 +74,13 @@ void link_estimator::observe(std::uint64_t bytes, clock::duration duration, cloc
   if (on_update_) on_update_(*this);
 }
 
-std::uint64_t link_estimator::bytes_in_flight(std::uint64_t request_bytes) const {
+std::uint64_t link_estimator::bandwidth_delay(std::uint64_t request_bytes) const {
   double per_request = first_byte_seconds() + static_cast<double>(request_bytes) / connection_rate();
-  return static_cast<std::uint64_t>(std::ceil(1.25 * link_rate() * per_request));
+  return static_cast<std::uint64_t>(std::ceil(link_rate() * per_request));
+}
+
+std::uint64_t link_estimator::bytes_in_flight(std::uint64_t request_bytes) const {
+  return static_cast<std::uint64_t>(std::ceil(1.25 * static_cast<double>(bandwidth_delay(request_bytes))));
 }
 
 unsigned link_estimator::requests_in_flight(std::uint64_t request_bytes) const {

@@ -46,7 +46,10 @@ class link_estimator {
   double first_byte_seconds() const { return first_byte_.load(std::memory_order_relaxed); }
   double connection_rate() const { return connection_rate_.load(std::memory_order_relaxed); }
   double link_rate() const { return link_rate_.load(std::memory_order_relaxed); }
-  // Bytes that must be in flight to keep the link busy with requests of `request_bytes`.
+  // The link's bandwidth-delay product for requests of `request_bytes`: R x (L + s / c).
+  std::uint64_t bandwidth_delay(std::uint64_t request_bytes) const;
+  // Bytes that must be in flight to keep the link busy with requests of `request_bytes`: the
+  // bandwidth-delay product and a quarter more for jitter.
   std::uint64_t bytes_in_flight(std::uint64_t request_bytes) const;
   // The same in requests (at least 1).
   unsigned requests_in_flight(std::uint64_t request_bytes) const;
