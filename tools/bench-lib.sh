@@ -37,7 +37,7 @@ bench_mount() {
   local bucket=$1
   shift
   "$build/src/cli/valkyrie" --mount "$mnt" --bucket "$bucket" --endpoint "$url" --foreground --log-level warn \
-    --no-metrics "$@" 2>>"$tmp/daemon.err" &
+    --no-metrics ${VALKYRIE_ARGS:-} "$@" 2>>"$tmp/daemon.err" &
   daemon_pid=$!
   for _ in $(seq 100); do mountpoint -q "$mnt" && return 0; sleep 0.05; done
   cat "$tmp/daemon.err" >&2

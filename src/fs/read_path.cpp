@@ -131,6 +131,8 @@ awaitable<void> filesystem::fetch_next_files(std::shared_ptr<open_file> file) {
     seq->streak = seq->predicted == name ? std::min(seq->streak + 1, 16u) : 0;
     depth = std::min<unsigned>(opts_.lookahead_files, std::max(1u, opts_.first_lookahead_files) << std::min(seq->streak, 10u));
     depth = std::min(depth, max_directory_lookahead);
+    // Files of a chunk or more: the first files ahead cover the switch (see prefetch_order).
+    if (entries.at(self).size >= cache_->chunk_size()) depth = std::min(depth, std::max(1u, opts_.first_lookahead_files));
   }
   // Numbered names first (shard_9 -> shard_10, which the listing sorts elsewhere), else listing
   // order.
@@ -167,6 +169,9 @@ awaitable<void> filesystem::fetch_next_files(std::shared_ptr<open_file> file) {
 bool filesystem::room_ahead(std::uint64_t object_size) const {
   const std::uint64_t ahead = cache_->prefetch_zone_bytes();
   if (ahead == 0) return true;  // (one file, however big, may always go)
+  // A file of a chunk or more: its chunks keep the link busy by themselves (the caller bounds
+  // how many files), the zone bounds the bytes.
+  if (object_size >= cache_->chunk_size()) return ahead + object_size <= cache_->prefetch_zone_bound();
   // The link's bandwidth-delay product for requests of this file's size (without the budget's
   // margin for jitter): enough to keep the link busy, and deeper only takes cache room from
   // data that will be read again (a training order's next epoch).
@@ -199,11 +204,15 @@ awaitable<void> filesystem::prefetch_order(std::shared_ptr<const order_state> or
     auto info = co_await describe(keys[i]);
     if (!info) continue;
     // Files as big as a chunk or more fill the link with their own chunks: the first files
-    // ahead cover the switch from one to the next, and more only take cache room from data
-    // read again later (measured: a 512 MiB cache over 1 GiB of 64 MiB files keeps 0.50 of
-    // epoch 2 with 2 files ahead, 0.44 with 3). Small files: as many as the bytes allow.
-    const std::uint64_t files_ahead = std::max<std::uint64_t>(
-        opts_.first_lookahead_files, link_->bandwidth_delay(cache_->chunk_size()) / std::max<std::uint64_t>(info->size, 1));
+    // ahead cover the switch from one to the next, within the prefetch zone, and more only
+    // take cache room from data read again later (measured: a 512 MiB cache over 1 GiB of
+    // 64 MiB files keeps 0.50 of epoch 2 with 2 files ahead, 0.44 with 3). Small files: as
+    // many as the link's bandwidth-delay product holds.
+    const std::uint64_t files_ahead =
+        info->size >= cache_->chunk_size()
+            ? opts_.first_lookahead_files
+            : std::max<std::uint64_t>(opts_.first_lookahead_files,
+                                      link_->bandwidth_delay(cache_->chunk_size()) / std::max<std::uint64_t>(info->size, 1));
     if (i - from >= files_ahead || !room_ahead(info->size)) break;
     auto object = cache::make_version(opts_.bucket, opts_.prefix + keys[i], info->etag, info->size);
     if (fetch_whole(object, here, order) == prefetch_outcome::refused) break;
