@@ -281,6 +281,44 @@ chunk_cache::fetch_fn instant(char byte, std::vector<std::string>* log = nullptr
 }
 }  // namespace
 
+TEST_CASE("prefetch queues are served in turn by source: a stream that queued first does not starve the others") {
+  chunk_cache cache(64 * 4096, 4096, 1);
+  cache.set_prefetch_limit(1);  // one at a time: the order they start in is the policy
+  asio::io_context ctx(1);
+  gate g(ctx);
+  // Stream A queues 4 chunks, then B and C 2 each.
+  for (int c = 0; c < 4; ++c)
+    CHECK(cache.prefetch(K("a", static_cast<std::uint64_t>(c), 4096), g.fetch("a" + std::to_string(c)), ctx.get_executor(), {}, 10));
+  for (int c = 0; c < 2; ++c) {
+    CHECK(cache.prefetch(K("b", static_cast<std::uint64_t>(c), 4096), g.fetch("b" + std::to_string(c)), ctx.get_executor(), {}, 20));
+    CHECK(cache.prefetch(K("c", static_cast<std::uint64_t>(c), 4096), g.fetch("c" + std::to_string(c)), ctx.get_executor(), {}, 30));
+  }
+  spin(ctx, std::chrono::milliseconds(10));
+  g.release();
+  spin(ctx, std::chrono::milliseconds(50));
+  // a0 was started at once; then each source in turn, each FIFO within.
+  CHECK(g.started == std::vector<std::string>{"a0", "b0", "c0", "a1", "b1", "c1", "a2", "a3"});
+  CHECK(cache.check_invariants() == "");
+}
+
+TEST_CASE("prefetch bytes in flight stay within the bytes limit (one request always may run)") {
+  chunk_cache cache(64 * 4096, 4096, 1);
+  cache.set_prefetch_bytes_limit(3 * 4096);
+  asio::io_context ctx(1);
+  gate g(ctx);
+  for (int c = 0; c < 6; ++c)
+    CHECK(cache.prefetch(K("p", static_cast<std::uint64_t>(c), 4096), g.fetch("p" + std::to_string(c)), ctx.get_executor()));
+  spin(ctx, std::chrono::milliseconds(20));
+  CHECK(g.started.size() == 3);
+  // A lower limit (a slower link measured) lets none start until enough finished; a single
+  // request larger than the limit still runs when nothing else does.
+  cache.set_prefetch_bytes_limit(1);
+  g.release();
+  spin(ctx, std::chrono::milliseconds(50));
+  CHECK(g.started.size() == 6);
+  CHECK(cache.check_invariants() == "");
+}
+
 TEST_CASE("prefetches run at most the limit at once, nearest first; a reader's fetch never queues behind them") {
   chunk_cache cache(16 * 4096, 4096, 1);
   cache.set_prefetch_limit(2);
