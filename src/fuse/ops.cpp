@@ -321,6 +321,7 @@ awaitable<void> do_open(session* s, fuse_req_t req, fuse_ino_t ino, fuse_file_in
   }
   fi.keep_cache = (*r)->keep_cache ? 1 : 0;
   fi.direct_io = s->options().direct_io ? 1 : 0;
+  fi.noflush = 1;  // read-only data: nothing to flush, so close() sends no FLUSH request
   fi.fh = reinterpret_cast<uint64_t>(new file_holder(*r));
   t.done(0);
   if (fuse_reply_open(req, &fi) != 0) delete reinterpret_cast<file_holder*>(fi.fh);  // interrupted
