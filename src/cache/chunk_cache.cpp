@@ -402,6 +402,7 @@ bool chunk_cache::present(const chunk_id& key) const {
 }
 
 awaitable<result<chunk_ref>> chunk_cache::get(chunk_id key, fetch_fn fetch) {
+  if (key.length() == 0) co_return make_error_code(errc::invalid_range);  // past the object's end
   unsigned si = shard_of(key);
   shard& s = *shards_[si];
   auto ex = co_await asio::this_coro::executor;
