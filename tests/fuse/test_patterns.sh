@@ -1,0 +1,163 @@
+#!/usr/bin/env bash
+# The access patterns of issue 13 through a real mount, behind valkyrie-s3sim's link model
+# (10 ms to the first byte, 64 MiB/s per connection, 1 GiB/s in all). Bytes are compared with
+# the same objects downloaded from a second simulator without the link model (synthetic content
+# is a function of bucket and key only), so the references neither wait on the link nor show in
+# the counters of the simulator valkyrie reads from.
+# 1. Many small objects in a known order: 1,000 x 110 KiB, a shuffled --manifest, a 256 MiB
+#    cache, 8 readers reading every file whole in that order: bytes exact, GETs <= 1.1 x the
+#    objects (one whole-object GET each: no ranged GET per read, no refetch), and >= 80% of the
+#    readers' cache lookups were hits (prefetched before they were read).
+# 2. Memory by size: the 1,000 objects (110 MB) fit in the 256 MiB cache, so reading them all
+#    again (page cache dropped) sends no GET.
+# 3. Random reads fetch ranges, not chunks: 200 random 256 KiB reads of a 512 MiB object beyond
+#    its first 8 MiB (--direct-io: the kernel does not widen them) cost the simulator
+#    <= 1.5 x the bytes read; every read compared with the reference.
+# 4. Sequential readers share the link: 4 readers of 4 objects of 128 MiB all finish, with the
+#    reference's checksums, and the slowest takes <= 2 x the fastest's time.
+# Exit 77 without /dev/fuse or root.
+set -euo pipefail
+[[ -c /dev/fuse && $(id -u) == 0 ]] || { echo "no /dev/fuse or not root: skipped"; exit 77; }
+tmp=$(mktemp -d /tmp/valkyrie-patterns.XXXXXX)
+mnt="$tmp/mnt"; mkdir -p "$mnt"
+source "$(dirname "$0")/lib.sh"
+py=/usr/bin/python3
+export AWS_ACCESS_KEY_ID=AKIDPATTERNS AWS_SECRET_ACCESS_KEY=patterns/secret AWS_EC2_METADATA_DISABLED=true
+objects=(--synthetic data:1000:110KiB:small/ --synthetic data:1:512MiB:random/ --synthetic data:4:128MiB:seq/)
+
+start_sim "${objects[@]}"
+ref_url=$url; extra_pids+=("$server_pid"); server_pid=
+start_sim "${objects[@]}" --first-byte-latency 10ms --conn-bandwidth 64MiB --total-bandwidth 1GiB
+s3ref() { "$BUILD_ROOT/tools/valkyrie-s3" --endpoint "$ref_url" --bucket data --threads 1 "$@" >/dev/null; }
+sim_stat() { curl -sf "$url/_sim/stats" | sed -E "s/.*\"$1\":([0-9]+).*/\1/"; }  # get, bytes_sent
+settle() {  # until the simulator sends nothing (no GET, no byte) for half a second; 30 s at most
+  local last= now
+  for _ in $(seq 60); do
+    now="$(sim_stat get) $(sim_stat bytes_sent)"
+    [[ $now == "$last" ]] && return 0
+    last=$now; sleep 0.5
+  done
+  fail "S3 traffic did not stop within 30 s (GETs, bytes: $now)"
+}
+metric() { curl -sf "127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m {printf "%d\n", $2}'; }
+ms() { echo $(($(date +%s%N) / 1000000)); }
+# wait_readers WHAT SECONDS PID...: every reader exits 0 before the deadline.
+wait_readers() {
+  local what=$1 limit=$2 p; shift 2
+  local deadline=$((SECONDS + limit))
+  for p in "$@"; do
+    while kill -0 "$p" 2>/dev/null; do
+      ((SECONDS < deadline)) || fail "$what: a reader (pid $p) was still reading after $limit s"
+      sleep 0.05
+    done
+    wait "$p" || fail "$what: a reader (pid $p) failed with status $?"
+  done
+}
+
+# --- 1. many small objects, read in the order of a manifest ---
+$py -c 'import random; k = [f"shard_{i:06d}.tar" for i in range(1000)]; random.Random(13).shuffle(k); print("\n".join(k))' \
+  >"$tmp/order.txt"
+mkdir "$tmp/ref"
+xargs -P 2 -I{} "$BUILD_ROOT/tools/valkyrie-s3" --endpoint "$ref_url" --bucket data --threads 1 get "small/{}" \
+  -o "$tmp/ref/{}" <"$tmp/order.txt" >/dev/null || fail "downloading the small references"
+(cd "$tmp/ref" && xargs sha256sum <"$tmp/order.txt") | sort -k2 >"$tmp/small.sha"
+rm -rf "$tmp/ref"
+VALKYRIE_LOG_LEVEL=info start_valkyrie data "$url" --prefix small/ --manifest "$tmp/order.txt" --cache-size 256MiB
+port=$(metrics_port)
+[[ -n $port ]] || fail "no metrics address in the log: $(head -3 "$tmp/daemon.err")"
+lookups0=$(metric valkyrie_cache_lookups_total) hits0=$(metric valkyrie_cache_hits_total)
+start=$(ms) pids=()
+for r in 0 1 2 3 4 5 6 7; do  # reader r reads entries r, r + 8, ... of the order, like a DataLoader's workers
+  (cd "$mnt" && awk -v r=$r 'NR % 8 == r' "$tmp/order.txt" | xargs sha256sum >"$tmp/small.$r") &
+  pids+=($!); extra_pids+=($!)
+done
+wait_readers "small objects" 60 "${pids[@]}"
+small_ms=$(($(ms) - start))
+sort -k2 "$tmp"/small.? >"$tmp/small.got"
+differ=$(join -1 2 -2 2 "$tmp/small.sha" "$tmp/small.got" | awk '$2 != $3' | wc -l)
+[[ $(wc -l <"$tmp/small.got") == 1000 && $differ == 0 ]] ||
+  fail "small objects: $(wc -l <"$tmp/small.got") of 1000 read, $differ differ from the reference (first: $(
+    diff "$tmp/small.sha" "$tmp/small.got" | grep -m1 '^>' || true))"
+settle
+gets=$(sim_stat get)
+((gets <= 1100)) ||
+  fail "1000 small objects cost $gets GETs (limit 1100): not one whole-object GET each (ranged GETs per read, or refetches)"
+lookups=$(($(metric valkyrie_cache_lookups_total) - lookups0)) hits=$(($(metric valkyrie_cache_hits_total) - hits0))
+((lookups > 0 && hits * 100 >= lookups * 80)) ||
+  fail "small objects in manifest order: $hits of $lookups cache lookups were hits (need >= 80%): the readers waited for S3 instead of finding prefetched objects"
+pass "1000 x 110 KiB, 8 readers in manifest order: bytes exact, ${small_ms} ms ($((1000 * 1000 / small_ms)) files/s), $gets GETs, $hits of $lookups lookups hits"
+
+# --- 2. the cache holds them all (memory by size): a second pass sends no GET ---
+sync; echo 3 >/proc/sys/vm/drop_caches  # otherwise the page cache answers the second pass by itself
+gets0=$(sim_stat get) reads0=$(metric valkyrie_reads_total) start=$(ms)
+(cd "$mnt" && xargs sha256sum <"$tmp/order.txt") | sort -k2 >"$tmp/small.again" || fail "re-reading the small objects"
+again_ms=$(($(ms) - start))
+cmp -s "$tmp/small.sha" "$tmp/small.again" || fail "the second pass over the small objects read other bytes"
+settle
+reads=$(($(metric valkyrie_reads_total) - reads0)) new_gets=$(($(sim_stat get) - gets0))
+((reads >= 1000)) || fail "the second pass reached the daemon with only $reads reads: the page cache answered it, nothing was checked"
+((new_gets == 0)) ||
+  fail "re-reading 1000 x 110 KiB through a 256 MiB cache sent $new_gets new GETs: the cache did not keep them (fixed 8 MiB slots hold 32)"
+pass "a 256 MiB cache keeps all 1000 small objects: the second pass ($reads reads, ${again_ms} ms) sent no GET"
+umount "$mnt"; expect_daemon_gone
+
+# --- 3. random reads fetch their ranges, not whole chunks ---
+s3ref get random/shard_000000.tar -o "$tmp/random.ref" || fail "downloading the reference of random/shard_000000.tar"
+start_valkyrie data "$url" --prefix random/ --direct-io --cache-size 256MiB
+settle
+sent0=$(sim_stat bytes_sent)
+out=$($py - "$mnt/shard_000000.tar" "$tmp/random.ref" <<'PY'
+# 200 reads of 256 KiB at distinct aligned offsets past the first 8 MiB, 4 threads (fio's
+# rand_read_4t shape), each compared with the reference.
+import os, random, sys, threading, time
+path, ref = sys.argv[1], sys.argv[2]
+K = 256 * 1024
+size = os.path.getsize(ref)
+offsets = [i * K for i in random.Random(13).sample(range(8 * 2**20 // K, size // K), 200)]
+bad = []
+def reader(part):
+    fd, rfd = os.open(path, os.O_RDONLY), os.open(ref, os.O_RDONLY)
+    for off in part:
+        if os.pread(fd, K, off) != os.pread(rfd, K, off):
+            bad.append(off)
+    os.close(fd); os.close(rfd)
+start = time.monotonic()
+threads = [threading.Thread(target=reader, args=(offsets[t::4],)) for t in range(4)]
+for t in threads: t.start()
+for t in threads: t.join()
+if bad:
+    sys.exit(f"{len(bad)} of 200 random reads differ from the reference (first at offset {min(bad)})")
+print(f"{(time.monotonic() - start) * 1000:.0f}")
+PY
+) || fail "random reads: $out"
+settle
+sent=$(($(sim_stat bytes_sent) - sent0)) wanted=$((200 * 256 * 1024))
+((sent * 2 <= wanted * 3)) ||
+  fail "200 random 256 KiB reads ($((wanted >> 20)) MiB) made S3 send $((sent >> 20)) MiB ($(awk -v s=$sent -v w=$wanted 'BEGIN{printf "%.1f", s/w}') x, limit 1.5): misses fetch whole chunks, not their ranges"
+rm -f "$tmp/random.ref"
+pass "200 random 256 KiB reads: bytes exact, $out ms, S3 sent $(awk -v s=$sent -v w=$wanted 'BEGIN{printf "%.2f", s/w}') x the bytes read"
+umount "$mnt"; expect_daemon_gone
+
+# --- 4. four sequential readers share the link ---
+for i in 0 1 2 3; do
+  s3ref get "seq/shard_00000$i.tar" -o "$tmp/seq.ref" || fail "downloading the reference of seq/shard_00000$i.tar"
+  sha256sum <"$tmp/seq.ref" >"$tmp/seq.$i.sha"
+done
+rm -f "$tmp/seq.ref"
+start_valkyrie data "$url" --prefix seq/ --cache-size 256MiB
+settle
+pids=()
+for i in 0 1 2 3; do
+  (s=$(ms); sha256sum <"$mnt/shard_00000$i.tar" >"$tmp/seq.$i.got"; echo $(($(ms) - s)) >"$tmp/seq.$i.ms") &
+  pids+=($!); extra_pids+=($!)
+done
+wait_readers "4 sequential readers" 60 "${pids[@]}"
+for i in 0 1 2 3; do
+  cmp -s "$tmp/seq.$i.sha" "$tmp/seq.$i.got" || fail "seq/shard_00000$i.tar read through the mount differs from the reference"
+done
+times=($(cat "$tmp"/seq.?.ms)) fastest=$(printf '%s\n' "${times[@]}" | sort -n | head -1) slowest=$(printf '%s\n' "${times[@]}" | sort -n | tail -1)
+((slowest <= 2 * fastest)) ||
+  fail "4 sequential readers took ${times[*]} ms: the slowest $(awk -v a=$slowest -v b=$fastest 'BEGIN{printf "%.1f", a/b}') x the fastest (limit 2): the streams do not share the link fairly"
+pass "4 x 128 MiB read at once: bytes exact, ${times[*]} ms ($((512 * 1000 / slowest)) MiB/s together), slowest/fastest $(awk -v a=$slowest -v b=$fastest 'BEGIN{printf "%.2f", a/b}')"
+umount "$mnt"; expect_daemon_gone
+echo "all access-pattern checks passed"
