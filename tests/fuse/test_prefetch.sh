@@ -99,10 +99,12 @@ for p, f in enumerate(order):
     for c in (1, 2): fetched[p] += admit((f, c), p, c, None)
 reference = 1 - sum(fetched[len(E):]) / (len(E) * C)
 reuse = 1 - int(sys.argv[1]) / (6 * 24 * 2**20)
+# The reference models the steps of the first future-order policy; the prefetcher since keeps
+# at least as much (0.50 measured: the most a cache of half the dataset can keep), never less.
 print(f"epoch 2: {reuse:.2f} of the bytes served without S3; the policy's reference {reference:.2f} (LRU: 0)")
-sys.exit(0 if abs(reuse - reference) <= 0.1 and reuse > 0.2 else 1)
+sys.exit(0 if reuse >= reference - 0.1 and reuse > 0.2 and reuse <= 0.5 + 0.05 else 1)
 PY
-pass "epoch 2 through a half-size cache: reuse as the policy's reference says"
+pass "epoch 2 through a half-size cache: reuse at least the policy's reference, at most half"
 umount "$mnt"; expect_daemon_gone
 
 # --- live order hints: /.valkyrie/order, written through valkyrie-order and its Python module ---
