@@ -266,7 +266,8 @@ class filesystem {
   // The reactor that fetches chunk `chunk` ahead of a reader: read-ahead is spread over every
   // reactor's connection pool (`here` when there are no reactors, as in unit tests).
   asio::any_io_executor executor_for(std::uint64_t chunk, asio::any_io_executor here) const;
-  // Starts fetching every chunk of the object not yet cached; returns the chunks started.
+  // Starts fetching the chunks of the object not yet cached (of a file larger than the link's
+  // bandwidth-delay product, that much of its start).
   // `basis`: the training order that predicted the file (null: the directory rules); queued
   // chunks are dropped if another order replaces it before their turn.
   // Whether next files may be fetched ahead beyond what is already (a file of this size): the

@@ -76,7 +76,10 @@ asio::any_io_executor filesystem::executor_for(std::uint64_t chunk, asio::any_io
 filesystem::prefetch_outcome filesystem::fetch_whole(const cache::version_ref& object, asio::any_io_executor here,
                                                      std::shared_ptr<const order_state> basis) {
   const std::uint64_t cs = cache_->chunk_size();
-  std::uint64_t chunks = (object->size + cs - 1) / cs, started = 0;
+  // A file larger than the link's bandwidth-delay product: its start covers the switch to it,
+  // and its own read-ahead takes over once it is read (a 4 GiB next file is not fetched whole).
+  const std::uint64_t head = std::max<std::uint64_t>(cs, link_->bandwidth_delay(cs));
+  std::uint64_t chunks = (std::min(object->size, head) + cs - 1) / cs, started = 0;
   prefetch_outcome out = prefetch_outcome::present;
   for (std::uint64_t c = 0; c < chunks; ++c) {
     auto key = cache_->chunk(object, c);
@@ -272,7 +275,7 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
       trace::instant("prefetch.readahead", "prefetch",
                      {{"key", file->key}, {"window", ahead.window}, {"from_chunk", ahead.from}, {"to_chunk", ahead.to}});
   }
-  if (ahead.window > 0 && opts_.lookahead_files > 0 && file->stream->claim_next_files()) {
+  if (ahead.window > 0 && opts_.lookahead_files > 0 && file->stream->claim_next_files(offset)) {
     auto ex = co_await asio::this_coro::executor;  // (named: see fetch_next_files)
     asio::co_spawn(ex, fetch_next_files(file), asio::detached);
   }

@@ -47,8 +47,14 @@ class stream {
     while (chunk < prev && !prefetched_to_.compare_exchange_weak(prev, chunk)) {
     }
   }
-  // True once: the first time the stream is found sequential (its next files are due).
-  bool claim_next_files() { return !next_files_claimed_.exchange(true); }
+  // True once: the first time the reader is streaming through the file (its next files are
+  // due): a read from the file's start (`offset` is the read's), or a run of min_run (the whole
+  // file when it is smaller). A random read that happens to fall elsewhere in the first chunk is
+  // sequential for read-ahead but does not start the next files.
+  bool claim_next_files(std::uint64_t offset) {
+    if (offset != 0 && run_.load() < std::min(size_, min_run)) return false;
+    return !next_files_claimed_.exchange(true);
+  }
   void close() { closed_.store(true); }
   unsigned window() const { return window_.load(); }
   std::uint64_t position() const { return next_offset_.load(); }

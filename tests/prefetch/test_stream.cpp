@@ -55,8 +55,8 @@ TEST_CASE("stream: a late read of the stream (answered out of order) neither col
 
 TEST_CASE("stream: the next files are claimed once; the window stops at the end of the file") {
   stream s(3ull * cs, cs, 8);
-  CHECK(s.claim_next_files());
-  CHECK_FALSE(s.claim_next_files());
+  CHECK(s.claim_next_files(0));
+  CHECK_FALSE(s.claim_next_files(0));
   auto a = s.on_read(0, cs);
   CHECK(a.to == 3);
   CHECK(s.on_read(5ull * cs, cs).window == 0);  // past the end: nothing
@@ -90,4 +90,14 @@ TEST_CASE("stream: read-ahead the cache refused is asked for again by the next r
   s.refused(3);  // chunks 3 and 4 found no room
   auto b = s.on_read(cs, cs);
   CHECK(b.from == 3);
+}
+
+TEST_CASE("stream: a random read in the first chunk reads ahead but does not start the next files") {
+  stream s(4096ull * cs, cs, 8);
+  auto r = s.on_read(3 * 256 * 1024, 256 * 1024);  // inside chunk 0, not at its start
+  CHECK(r.sequential);
+  CHECK_FALSE(s.claim_next_files(3 * 256 * 1024));
+  // A reader that goes on for min_run does.
+  for (std::uint64_t at = 4 * 256 * 1024; at < 8 * 256 * 1024; at += 256 * 1024) s.on_read(at, 256 * 1024);
+  CHECK(s.claim_next_files(7 * 256 * 1024));
 }
