@@ -15,14 +15,7 @@ namespace valkyrie::fs {
 filesystem::filesystem(options opts, std::vector<std::shared_ptr<s3::object_client>> clients,
                        std::shared_ptr<cache::chunk_cache> cache, std::vector<asio::any_io_executor> executors)
     : opts_(std::move(opts)), clients_(std::move(clients)), cache_(std::move(cache)),
-      executors_(std::move(executors)), by_key_(0, index_hash{&nodes_}, index_eq{&nodes_}) {
-  node root;
-  root.parent = root_ino;
-  root.directory = true;
-  root.dir = std::make_unique<dir_state>();
-  root.lookups = 1;  // the kernel holds the root forever
-  root.mtime = std::chrono::system_clock::now();
-  nodes_.emplace(root_ino, std::move(root));
+      executors_(std::move(executors)) {
   known_.store(opts_.known_objects);
   // The prefetch budget in bytes follows the link as measured: enough in flight to keep it busy
   // with default-size chunks (requests are capped by --workers, set by the caller).
@@ -152,19 +145,20 @@ attributes filesystem::attr_of(ino_t ino, const node& n) {
 }
 
 result<filesystem::node*> filesystem::directory_node(ino_t ino) {
-  auto it = nodes_.find(ino);
-  if (it == nodes_.end()) return make_error_code(errc::not_found);
-  if (!it->second.directory) return make_error_code(errc::invalid_argument);
-  return &it->second;
+  node* n = inodes_.find(ino);
+  if (!n) return make_error_code(errc::not_found);
+  if (!n->directory) return make_error_code(errc::invalid_argument);
+  return n;
 }
 
 bool filesystem::listing_fresh(const node& n) const {
-  return n.dir && n.dir->listing && std::chrono::steady_clock::now() - n.dir->listed_at < opts_.metadata_ttl;
+  const auto* d = n.dir();
+  return d && d->listing && std::chrono::steady_clock::now() - d->listed_at < opts_.metadata_ttl;
 }
 
 std::size_t filesystem::inode_count() const {
   std::lock_guard lock(mu_);
-  return nodes_.size();
+  return inodes_.size();
 }
 
 }  // namespace valkyrie::fs

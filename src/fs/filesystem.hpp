@@ -21,12 +21,12 @@
 #include <memory>
 #include <mutex>
 #include <string>
-#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
 #include "cache/chunk_cache.hpp"
 #include "fs/dir_listing.hpp"
+#include "fs/inode_table.hpp"
 #include "prefetch/link_estimator.hpp"
 #include "prefetch/predictor.hpp"
 #include "prefetch/stream.hpp"
@@ -34,11 +34,7 @@
 
 namespace valkyrie::fs {
 
-using ino_t = std::uint64_t;
-inline constexpr ino_t root_ino = 1;
-// The control directory "/.valkyrie" and its file "order" (see set_order).
-inline constexpr ino_t control_dir_ino = 2;
-inline constexpr ino_t order_file_ino = 3;
+// ino_t, root_ino, control_dir_ino and order_file_ino: see inode_table.hpp.
 inline constexpr const char* control_dir_name = ".valkyrie";
 inline constexpr const char* order_file_name = "order";
 
@@ -172,27 +168,10 @@ class filesystem {
   const options& opts() const { return opts_; }
 
  private:
-  // An inode: ~100 bytes plus its name; the full key is derived from the parents when a request
-  // needs it (key_of). A directory's listing lives in its dir_state, shared with readers.
-  struct dir_state {
-    std::shared_ptr<const dir_listing> listing;  // null: not listed, or found stale
-    std::chrono::steady_clock::time_point listed_at{};
-  };
-  struct node {
-    ino_t parent = 0;
-    std::uint64_t size = 0;
-    std::chrono::system_clock::time_point mtime{};
-    std::uint64_t lookups = 0;
-    compact_etag etag;
-    std::uint64_t opened_etag = 0;  // fingerprint of the ETag at the last open (0: never opened)
-    std::unique_ptr<char[]> name_bytes;
-    std::unique_ptr<dir_state> dir;  // directories only
-    std::uint32_t children = 0;       // child inodes alive: they keep this one (their key's parent)
-    std::uint8_t name_len = 0;
-    bool directory = false;
-    std::string_view name() const { return {name_bytes.get(), name_len}; }
-  };
-  using node_map = std::unordered_map<ino_t, node>;
+  // An inode: a 64-byte header and its name in one allocation (inode_table); the full key is
+  // derived from the parents when a request needs it (key_of). A directory's listing lives in
+  // its dir_state, shared with readers.
+  using node = inode_table::node;
   // What one entry says about a child (from a listing, the start-up listing or a targeted one).
   struct entry_info {
     bool directory = false;
@@ -200,27 +179,6 @@ class filesystem {
     std::chrono::system_clock::time_point mtime{};
     const compact_etag* etag = nullptr;
   };
-  // The (parent, name, kind) index over the inodes: stores only inode numbers and finds a child
-  // by a key that points into the caller's name, so no name is stored twice.
-  struct child_key {
-    ino_t parent;
-    std::string_view name;
-    bool directory;
-  };
-  struct index_hash {
-    using is_transparent = void;
-    const node_map* nodes;
-    std::size_t operator()(const child_key& k) const;
-    std::size_t operator()(ino_t ino) const;
-  };
-  struct index_eq {
-    using is_transparent = void;
-    const node_map* nodes;
-    bool operator()(ino_t a, ino_t b) const { return a == b; }
-    bool operator()(const child_key& k, ino_t b) const;
-    bool operator()(ino_t a, const child_key& k) const { return (*this)(k, a); }
-  };
-
   s3::object_client& client();
   // The listing of the directory with this key: parallel pages, compacted as they arrive.
   awaitable<result<std::shared_ptr<const dir_listing>>> list_directory(std::string prefix, bool root,
@@ -233,8 +191,6 @@ class filesystem {
   bool listing_fresh(const node& n) const;
   // With mu_ held: the child inode for an entry (created if new), lookup count raised.
   attributes remember(ino_t parent, std::string_view name, const entry_info& e);
-  // With mu_ held: drops the inode if nothing holds it, then its parents likewise.
-  void release_node(ino_t ino);
   static attributes attr_of(ino_t ino, const node& n);
   // The fixed control inodes' attributes (control_dir_ino, order_file_ino).
   attributes control_attr(ino_t ino) const;
@@ -296,9 +252,7 @@ class filesystem {
   std::shared_ptr<prefetch::link_estimator> link_ = std::make_shared<prefetch::link_estimator>();
   std::atomic<std::shared_ptr<dir_sequence>> last_dir_;
   mutable std::mutex mu_;
-  node_map nodes_;
-  std::unordered_set<ino_t, index_hash, index_eq> by_key_;  // (parent, name, directory) -> ino
-  ino_t next_ino_ = order_file_ino + 1;
+  inode_table inodes_;  // with the (parent, name, kind) index
   std::atomic<std::shared_ptr<const order_state>> order_;
   std::atomic<std::shared_ptr<const object_map>> known_;  // the last full listing, if any
   const std::chrono::system_clock::time_point mounted_at_ = std::chrono::system_clock::now();

@@ -2,15 +2,15 @@
 //
 // Memory per entry (the target is <= 300 bytes of RSS with every entry of a big directory
 // looked up, as `ls -l` does): the parent's listing keeps one 48-byte record and the name's
-// bytes in one arena (dir_listing); an inode keeps its name once, its parent's number (the key
-// is derived, key_of), its ETag in 24 bytes (compact_etag) and the ETag it was opened at as a
-// fingerprint; the (parent, name) index stores inode numbers only and compares through the
-// inodes. Listings are fetched with s3::parallel_list (pages in parallel over start-after
-// ranges) and compacted page by page, so the S3 form of a page never piles up.
+// bytes in one arena (dir_listing); an inode is one allocation with its name (inode_table),
+// keeps its parent's slot (the key is derived, key_of), its ETag in 24 bytes (compact_etag) and
+// the ETag it was opened at as a fingerprint; the (parent, name) index is a flat table of
+// 8-byte cells that compares through the inodes. Listings are fetched with s3::parallel_list
+// (pages in parallel over start-after ranges) and compacted page by page, so the S3 form of a
+// page never piles up.
 #include "fs/filesystem.hpp"
 
 #include <algorithm>
-#include <cstring>
 #include <optional>
 
 #include "core/errors.hpp"
@@ -34,35 +34,20 @@ awaitable<result<object_map>> list_all(s3::object_client& client, std::string pr
   co_return out;
 }
 
-std::size_t filesystem::index_hash::operator()(const child_key& k) const {
-  std::size_t h = std::hash<std::string_view>()(k.name);
-  return h ^ (k.parent * 0x9E3779B97F4A7C15ull) ^ (k.directory ? 0x5bd1e995u : 0);
-}
-
-std::size_t filesystem::index_hash::operator()(ino_t ino) const {
-  const node& n = nodes->at(ino);
-  return (*this)(child_key{n.parent, n.name(), n.directory});
-}
-
-bool filesystem::index_eq::operator()(const child_key& k, ino_t b) const {
-  const node& n = nodes->at(b);
-  return n.parent == k.parent && n.directory == k.directory && n.name() == k.name;
-}
-
 std::string filesystem::key_of(ino_t ino) const {
   std::vector<std::string_view> names;
   for (ino_t at = ino; at != root_ino;) {
-    auto it = nodes_.find(at);
-    if (it == nodes_.end()) break;  // cannot happen: children keep their parents
-    names.push_back(it->second.name());
-    at = it->second.parent;
+    const node* n = inodes_.find(at);
+    if (!n) break;  // cannot happen: children keep their parents
+    names.push_back(n->name());
+    at = inodes_.parent_of(*n);
   }
   std::string key = opts_.prefix;
   for (auto n = names.rbegin(); n != names.rend(); ++n) {
     key.append(*n);
     key += '/';
   }
-  if (ino != root_ino && !nodes_.at(ino).directory) key.pop_back();
+  if (const node* n = inodes_.find(ino); ino != root_ino && n && !n->directory) key.pop_back();
   return key;
 }
 
@@ -108,32 +93,17 @@ awaitable<result<std::shared_ptr<const dir_listing>>> filesystem::list_directory
 }
 
 attributes filesystem::remember(ino_t parent, std::string_view name, const entry_info& e) {
-  node* n = nullptr;
-  ino_t ino = 0;
-  if (auto it = by_key_.find(child_key{parent, name, e.directory}); it != by_key_.end()) {
-    ino = *it;
-    n = &nodes_.at(ino);
-  } else {
-    ino = next_ino_++;
-    node fresh;
-    fresh.parent = parent;
-    fresh.name_bytes = std::make_unique<char[]>(name.size());
-    std::memcpy(fresh.name_bytes.get(), name.data(), name.size());
-    fresh.name_len = static_cast<std::uint8_t>(name.size());
-    fresh.directory = e.directory;
-    if (e.directory) fresh.dir = std::make_unique<dir_state>();
-    n = &nodes_.emplace(ino, std::move(fresh)).first->second;
-    by_key_.insert(ino);
-    ++nodes_.at(parent).children;
-  }
+  ino_t ino = inodes_.find_child(parent, name, e.directory);
+  if (ino == 0) ino = inodes_.add(parent, name, e.directory);
+  node* n = inodes_.find(ino);
   if (!e.directory) {
     n->size = e.size;
     if (e.etag) n->etag = *e.etag;
     n->mtime = e.mtime;
   } else if (n->mtime == std::chrono::system_clock::time_point{}) {
-    n->mtime = nodes_.at(parent).mtime;
+    n->mtime = inodes_.find(parent)->mtime;
   }
-  ++n->lookups;
+  n->add_lookup();
   return attr_of(ino, *n);
 }
 
@@ -153,7 +123,7 @@ awaitable<result<attributes>> filesystem::lookup(ino_t parent, std::string name)
     node& p = **dir;
     if (listing_fresh(p)) {
       // Answer from the cached listing.
-      const dir_listing& l = *p.dir->listing;
+      const dir_listing& l = *p.dir()->listing;
       std::size_t i = l.find(name);
       if (i == dir_listing::npos) co_return make_error_code(errc::not_found);
       auto& e = l.at(i);
@@ -208,33 +178,18 @@ awaitable<result<attributes>> filesystem::lookup(ino_t parent, std::string name)
 result<attributes> filesystem::getattr(ino_t ino) {
   if (is_control(ino)) return control_attr(ino);
   std::lock_guard lock(mu_);
-  auto it = nodes_.find(ino);
-  if (it == nodes_.end()) return make_error_code(errc::not_found);
-  return attr_of(ino, it->second);
+  const node* n = inodes_.find(ino);
+  if (!n) return make_error_code(errc::not_found);
+  return attr_of(ino, *n);
 }
 
 void filesystem::forget(ino_t ino, std::uint64_t count) {
   if (ino == root_ino) return;
   std::lock_guard lock(mu_);
-  auto it = nodes_.find(ino);
-  if (it == nodes_.end()) return;
-  node& n = it->second;
-  n.lookups = count >= n.lookups ? 0 : n.lookups - count;
-  release_node(ino);
-}
-
-void filesystem::release_node(ino_t ino) {
-  while (ino != root_ino) {
-    auto it = nodes_.find(ino);
-    if (it == nodes_.end() || it->second.lookups > 0 || it->second.children > 0) return;
-    ino_t parent = it->second.parent;
-    by_key_.erase(ino);  // (hashes through the node: before it goes)
-    nodes_.erase(it);
-    auto p = nodes_.find(parent);
-    if (p == nodes_.end()) return;
-    --p->second.children;
-    ino = parent;
-  }
+  node* n = inodes_.find(ino);
+  if (!n) return;
+  n->drop_lookups(count);
+  inodes_.release(ino);
 }
 
 awaitable<result<std::shared_ptr<const dir_listing>>> filesystem::listing(ino_t ino) {
@@ -250,7 +205,7 @@ awaitable<result<std::shared_ptr<const dir_listing>>> filesystem::listing(ino_t 
     std::lock_guard lock(mu_);
     auto dir = directory_node(ino);
     if (!dir) co_return dir.error();
-    if (listing_fresh(**dir)) co_return (*dir)->dir->listing;
+    if (listing_fresh(**dir)) co_return (*dir)->dir()->listing;
     key = key_of(ino);
     mtime = (*dir)->mtime;
   }
@@ -258,21 +213,22 @@ awaitable<result<std::shared_ptr<const dir_listing>>> filesystem::listing(ino_t 
   if (!fresh) co_return fresh.error();
   std::shared_ptr<const dir_listing> l = *fresh;
   std::lock_guard lock(mu_);
-  auto it = nodes_.find(ino);
-  if (it == nodes_.end()) co_return make_error_code(errc::not_found);
+  node* dir = inodes_.find(ino);
+  if (!dir) co_return make_error_code(errc::not_found);
   // Files already known take what the listing says, so that open needs no HEAD.
-  for (std::size_t i = 0; i < l->size(); ++i) {
-    auto& e = l->at(i);
-    if (e.directory) continue;
-    if (auto c = by_key_.find(child_key{ino, l->name(i), false}); c != by_key_.end()) {
-      node& n = nodes_.at(*c);
-      n.size = e.size;
-      n.etag = e.etag;
-      n.mtime = e.mtime;
+  if (dir->children > 0) {
+    for (std::size_t i = 0; i < l->size(); ++i) {
+      auto& e = l->at(i);
+      if (e.directory) continue;
+      if (node* n = inodes_.find(inodes_.find_child(ino, l->name(i), false))) {
+        n->size = e.size;
+        n->etag = e.etag;
+        n->mtime = e.mtime;
+      }
     }
   }
-  it->second.dir->listing = l;
-  it->second.dir->listed_at = std::chrono::steady_clock::now();
+  dir->dir()->listing = l;
+  dir->dir()->listed_at = std::chrono::steady_clock::now();
   co_return l;
 }
 
@@ -281,7 +237,7 @@ attributes filesystem::entry_attr(ino_t parent, const dir_listing& l, std::size_
   attributes a{0, e.directory, e.size, e.mtime};
   if (is_control(parent)) return control_attr(order_file_ino);
   std::lock_guard lock(mu_);
-  if (auto c = by_key_.find(child_key{parent, l.name(i), e.directory}); c != by_key_.end()) a.ino = *c;
+  a.ino = inodes_.find_child(parent, l.name(i), e.directory);
   return a;
 }
 
@@ -316,20 +272,20 @@ result<attributes> filesystem::remember_entry(ino_t parent, const dir_listing& l
 
 void filesystem::mark_stale(ino_t ino) {
   std::lock_guard lock(mu_);
-  auto it = nodes_.find(ino);
-  if (it == nodes_.end()) return;
-  it->second.etag.clear();
-  if (auto p = nodes_.find(it->second.parent); p != nodes_.end() && p->second.dir) p->second.dir->listing.reset();
+  node* n = inodes_.find(ino);
+  if (!n) return;
+  n->etag.clear();
+  if (node* p = inodes_.find(inodes_.parent_of(*n)); p && p->dir()) p->dir()->listing.reset();
 }
 
 awaitable<result<std::shared_ptr<open_file>>> filesystem::open(ino_t ino) {
   std::string key;
   {
     std::lock_guard lock(mu_);
-    auto it = nodes_.find(ino);
-    if (it == nodes_.end()) co_return make_error_code(errc::not_found);
-    if (it->second.directory) co_return make_error_code(errc::invalid_argument);
-    if (it->second.etag.empty()) key = key_of(ino);
+    const node* n = inodes_.find(ino);
+    if (!n) co_return make_error_code(errc::not_found);
+    if (n->directory) co_return make_error_code(errc::invalid_argument);
+    if (n->etag.empty()) key = key_of(ino);
   }
   std::optional<s3::object_info> fresh;
   if (!key.empty()) {
@@ -338,9 +294,9 @@ awaitable<result<std::shared_ptr<open_file>>> filesystem::open(ino_t ino) {
     fresh = *info;
   }
   std::lock_guard lock(mu_);
-  auto it = nodes_.find(ino);
-  if (it == nodes_.end()) co_return make_error_code(errc::not_found);
-  node& n = it->second;
+  node* found = inodes_.find(ino);
+  if (!found) co_return make_error_code(errc::not_found);
+  node& n = *found;
   if (fresh) {
     n.etag.assign(fresh->etag);
     n.size = fresh->size;

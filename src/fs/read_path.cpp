@@ -113,9 +113,9 @@ awaitable<void> filesystem::fetch_next_files(std::shared_ptr<open_file> file) {
   ino_t parent = 0;
   {
     std::lock_guard lock(mu_);
-    auto it = nodes_.find(file->ino);
-    if (it == nodes_.end()) co_return;
-    parent = it->second.parent;
+    const node* n = inodes_.find(file->ino);
+    if (!n) co_return;
+    parent = inodes_.parent_of(*n);
   }
   // The directory's shared listing snapshot (cached for --metadata-ttl; no copy).
   auto snapshot = co_await listing(parent);
