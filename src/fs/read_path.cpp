@@ -138,18 +138,15 @@ awaitable<void> filesystem::fetch_next_files(std::shared_ptr<open_file> file) {
     if (entries.at(self).size >= cache_->chunk_size()) depth = std::min(depth, std::max(1u, opts_.first_lookahead_files));
   }
   // Numbered names first (shard_9 -> shard_10, which the listing sorts elsewhere), else listing
-  // order.
-  std::vector<std::size_t> next;
-  for (std::string at = name; next.size() < depth;) {
-    auto successor = prefetch::numbered_successor(at);
-    std::size_t i = successor ? entries.find(*successor) : dir_listing::npos;
-    if (i == dir_listing::npos || entries.at(i).directory) break;
-    next.push_back(i);
-    at = std::string(entries.name(i));
-  }
-  if (next.empty())
-    for (std::size_t i = self + 1; i < entries.size() && next.size() < depth; ++i)
-      if (!entries.at(i).directory) next.push_back(i);
+  // order, walked in the shared listing itself.
+  struct listing_view {
+    const dir_listing& l;
+    std::size_t size() const { return l.size(); }
+    std::string_view name(std::size_t i) const { return l.name(i); }
+    bool is_file(std::size_t i) const { return !l.at(i).directory; }
+    std::size_t find(std::string_view n) const { return l.find(n); }
+  };
+  const std::vector<std::size_t> next = prefetch::next_in_listing(listing_view{entries}, self, depth);
   {
     std::lock_guard lock(seq->mu);
     seq->predicted = next.empty() ? std::string() : std::string(entries.name(next.front()));

@@ -51,25 +51,6 @@ std::optional<std::string> numbered_successor(std::string_view name) {
   return std::string(name.substr(0, first_digit)) + digits + std::string(name.substr(last_digit + 1));
 }
 
-std::vector<std::string> next_in_directory(const std::vector<std::string>& sorted_files, const std::string& name,
-                                           unsigned count) {
-  std::vector<std::string> out;
-  auto has = [&](const std::string& n) { return std::binary_search(sorted_files.begin(), sorted_files.end(), n); };
-  // Numbered successors, while they exist (numbers sort badly: shard_10 < shard_9).
-  std::string current = name;
-  while (out.size() < count) {
-    auto next = numbered_successor(current);
-    if (!next || !has(*next)) break;
-    out.push_back(*next);
-    current = *next;
-  }
-  if (!out.empty()) return out;
-  // Listing order.
-  auto it = std::upper_bound(sorted_files.begin(), sorted_files.end(), name);
-  for (; it != sorted_files.end() && out.size() < count; ++it) out.push_back(*it);
-  return out;
-}
-
 predictor::predictor(std::vector<std::string> order) : order_(std::move(order)) {
   for (std::size_t i = 0; i < order_.size(); ++i) positions_[order_[i]].push_back(i);
 }

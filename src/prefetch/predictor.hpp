@@ -44,10 +44,27 @@ manifest parse_manifest(std::string_view text, const std::function<bool(const st
 // keeping its zero padding (it widens past all nines). nullopt when the name has no digits.
 std::optional<std::string> numbered_successor(std::string_view name);
 
-// The next `count` file names after `name` in a sorted directory listing (names of files only):
-// numbered successors first, as long as they exist, otherwise listing order.
-std::vector<std::string> next_in_directory(const std::vector<std::string>& sorted_files,
-                                           const std::string& name, unsigned count);
+// The next `count` files after entry `self` of a sorted directory listing: numbered successors
+// first, as long as they exist, otherwise listing order. `Listing` offers size(), name(i) (a
+// string_view), is_file(i) and find(name) (~0 when absent), so a caller's own listing is walked
+// in place: a directory of 100,000 names is not copied for every file a reader opens.
+template <class Listing>
+std::vector<std::size_t> next_in_listing(const Listing& dir, std::size_t self, unsigned count) {
+  std::vector<std::size_t> out;
+  // Numbered successors, while they exist (numbers sort badly: shard_10 < shard_9).
+  for (std::string at(dir.name(self)); out.size() < count;) {
+    auto successor = numbered_successor(at);
+    std::size_t i = successor ? dir.find(*successor) : ~std::size_t{0};
+    if (i == ~std::size_t{0} || !dir.is_file(i)) break;
+    out.push_back(i);
+    at = *successor;
+  }
+  if (!out.empty()) return out;
+  for (std::size_t i = self + 1; i < dir.size() && out.size() < count; ++i)
+    if (dir.is_file(i)) out.push_back(i);
+  return out;
+}
+
 
 class predictor {
  public:

@@ -1,5 +1,7 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include <set>
 
 #include "core/errors.hpp"
@@ -18,6 +20,26 @@ TEST_CASE("numbered successors keep padding and widen past nines") {
   CHECK(numbered_successor("epoch1_shard9.tar") == "epoch1_shard10.tar");
   CHECK_FALSE(numbered_successor("readme.txt"));
 }
+
+namespace {
+// A sorted vector of file names as a listing next_in_listing walks; the result as names.
+std::vector<std::string> next_in_directory(const std::vector<std::string>& files, const std::string& name,
+                                           unsigned count) {
+  struct names {
+    const std::vector<std::string>& v;
+    std::size_t size() const { return v.size(); }
+    std::string_view name(std::size_t i) const { return v[i]; }
+    bool is_file(std::size_t) const { return true; }
+    std::size_t find(std::string_view n) const {
+      auto it = std::lower_bound(v.begin(), v.end(), n);
+      return it != v.end() && *it == n ? static_cast<std::size_t>(it - v.begin()) : ~std::size_t{0};
+    }
+  } dir{files};
+  std::vector<std::string> out;
+  for (auto i : next_in_listing(dir, dir.find(name), count)) out.push_back(files[i]);
+  return out;
+}
+}  // namespace
 
 TEST_CASE("next files in a directory: successors that exist, else listing order") {
   std::vector<std::string> files = {"shard_0008.tar", "shard_0009.tar", "shard_0010.tar", "shard_0011.tar",
