@@ -5,7 +5,7 @@ import random
 import threading
 import time
 
-from .common import MiB, READ_SIZE, Recorder, ms, percentile, read_file
+from .common import MiB, READ_SIZE, Recorder, ms, percentile, read_file, run_threads
 
 def scenario_baselines(ctx):
     s3, files, refs = ctx.s3, ctx.files, ctx.refdir
@@ -123,13 +123,7 @@ def scenario_random(ctx):
             lat.extend(mine)
 
     ctx.progress.step("random 256 KiB reads")
-    t0 = time.monotonic()
-    threads = [threading.Thread(target=worker, args=(i,)) for i in range(ctx.args.random_threads)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.monotonic() - t0
+    wall = run_threads([lambda i=i: worker(i) for i in range(ctx.args.random_threads)])
     ctx.progress.next()
     return {"random": {"threads": ctx.args.random_threads, "block": block, "reads": len(lat),
                        "distinct_blocks_available": len(blocks),

@@ -16,7 +16,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from .common import MiB, ms, parse_duration, parse_size, percentile
+from .common import MiB, ms, parse_duration, parse_size, percentile, run_threads
 
 SMALL_PREFIX = "small/"
 BIG_PREFIX = "big/"
@@ -95,13 +95,7 @@ def read_whole_files(ctx, root, order, threads, label, seconds):
             nbytes[0] += total
 
     ctx.progress.step(label)
-    t0 = time.monotonic()
-    ts = [threading.Thread(target=worker) for _ in range(threads)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    wall = time.monotonic() - t0
+    wall = run_threads([worker] * threads)
     ctx.progress.next()
     return {"readers": threads, "files": len(lat), "seconds": round(wall, 3),
             "files_per_s": round(len(lat) / wall, 1), "mb_per_s": round(nbytes[0] / wall / 1e6, 1),
