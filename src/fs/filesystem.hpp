@@ -56,7 +56,7 @@ struct options {
   std::string bucket;  // part of every chunk's identity
   std::string prefix;  // key prefix the mount shows ("" or ending in '/')
   std::chrono::nanoseconds metadata_ttl = std::chrono::seconds(60);
-  unsigned max_readahead_chunks = 32;  // bounded by --workers and the cache size
+  unsigned max_readahead_chunks = 32;  // a stream's largest read-ahead window (at most half the cache)
   // Whole files fetched ahead of a reader, at most (the prefetch budget decides below that):
   // with a training order as deep as the prefetch zone allows; without one, first_lookahead_files
   // after a file, doubling while the reader follows the listing. 0: none.
