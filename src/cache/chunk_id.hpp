@@ -28,7 +28,8 @@ struct object_version {
 };
 using version_ref = std::shared_ptr<const object_version>;
 
-inline version_ref make_version(std::string bucket, std::string key, std::string etag, std::uint64_t size) {
+inline version_ref make_version(std::string bucket, std::string key, std::string etag,
+                                std::uint64_t size) {
   auto v = std::make_shared<object_version>();
   std::size_t h = std::hash<std::string>{}(key);
   h ^= std::hash<std::string>{}(etag) + 0x9E3779B97F4A7C15ull + (h << 6) + (h >> 2);
@@ -53,9 +54,12 @@ struct chunk_id {
     std::uint64_t at = offset();
     return at >= object->size ? 0 : std::min<std::uint64_t>(chunk_size, object->size - at);
   }
-  std::size_t hash() const { return object->hash ^ ((index + 1) * 0x9E3779B97F4A7C15ull) ^ chunk_size; }
+  std::size_t hash() const {
+    return object->hash ^ ((index + 1) * 0x9E3779B97F4A7C15ull) ^ chunk_size;
+  }
   bool operator==(const chunk_id& o) const {
-    return index == o.index && chunk_size == o.chunk_size && (object == o.object || *object == *o.object);
+    return index == o.index && chunk_size == o.chunk_size &&
+           (object == o.object || *object == *o.object);
   }
 };
 

@@ -7,8 +7,8 @@
 
 namespace valkyrie::prefetch {
 namespace {
-constexpr double smoothing = 0.1;      // weight of a new sample in the moving averages
-constexpr double peak_decay = 0.98;    // per window: a peak from a minute ago counts ~1/3
+constexpr double smoothing = 0.1;    // weight of a new sample in the moving averages
+constexpr double peak_decay = 0.98;  // per window: a peak from a minute ago counts ~1/3
 
 // The figures of the last estimate that closed a window, for /metrics (the process's mount).
 std::atomic<double> published_first_byte{0}, published_connection_rate{0}, published_link_rate{0};
@@ -16,14 +16,16 @@ std::atomic<double> published_first_byte{0}, published_connection_rate{0}, publi
 void publish(const link_estimator& link) {
   static const bool registered = [] {
     auto& r = metrics::registry::global();
-    r.computed_gauge("valkyrie_link_first_byte_seconds", "Measured S3 first-byte latency (moving average)",
+    r.computed_gauge("valkyrie_link_first_byte_seconds",
+                     "Measured S3 first-byte latency (moving average)",
                      [] { return published_first_byte.load(); });
     r.computed_gauge("valkyrie_link_connection_bytes_per_second",
                      "Measured transfer rate of one connection once data flows (moving average)",
                      [] { return published_connection_rate.load(); });
-    r.computed_gauge("valkyrie_link_bytes_per_second",
-                     "The link's rate that sizes the prefetch budget (recent peak, at least the first guess)",
-                     [] { return published_link_rate.load(); });
+    r.computed_gauge(
+        "valkyrie_link_bytes_per_second",
+        "The link's rate that sizes the prefetch budget (recent peak, at least the first guess)",
+        [] { return published_link_rate.load(); });
     return true;
   }();
   (void)registered;
@@ -34,7 +36,9 @@ void publish(const link_estimator& link) {
 }  // namespace
 
 link_estimator::link_estimator(guess initial)
-    : initial_(initial), first_byte_(initial.first_byte_s), connection_rate_(initial.connection_rate),
+    : initial_(initial),
+      first_byte_(initial.first_byte_s),
+      connection_rate_(initial.connection_rate),
       link_rate_(initial.link_rate) {}
 
 void link_estimator::observe(std::uint64_t bytes, clock::duration duration, clock::time_point now) {
@@ -56,13 +60,15 @@ void link_estimator::observe(std::uint64_t bytes, clock::duration duration, cloc
     if (window_start_ == clock::time_point{}) window_start_ = now;
     window_bytes_ += bytes;
     if (now - window_start_ >= window) {
-      double rate = static_cast<double>(window_bytes_) / std::chrono::duration<double>(now - window_start_).count();
+      double rate = static_cast<double>(window_bytes_) /
+                    std::chrono::duration<double>(now - window_start_).count();
       peak_ = std::max(peak_ * peak_decay, rate);
       link_rate_.store(std::max(initial_.link_rate, peak_), std::memory_order_relaxed);
       if (window_connection_peak_ > 0)
-        connection_rate_.store(std::max(connection_rate_.load(std::memory_order_relaxed) * peak_decay,
-                                        window_connection_peak_),
-                               std::memory_order_relaxed);
+        connection_rate_.store(
+            std::max(connection_rate_.load(std::memory_order_relaxed) * peak_decay,
+                     window_connection_peak_),
+            std::memory_order_relaxed);
       window_connection_peak_ = 0;
       window_start_ = now;
       window_bytes_ = 0;
@@ -75,12 +81,14 @@ void link_estimator::observe(std::uint64_t bytes, clock::duration duration, cloc
 }
 
 std::uint64_t link_estimator::bandwidth_delay(std::uint64_t request_bytes) const {
-  double per_request = first_byte_seconds() + static_cast<double>(request_bytes) / connection_rate();
+  double per_request =
+      first_byte_seconds() + static_cast<double>(request_bytes) / connection_rate();
   return static_cast<std::uint64_t>(std::ceil(link_rate() * per_request));
 }
 
 std::uint64_t link_estimator::bytes_in_flight(std::uint64_t request_bytes) const {
-  return static_cast<std::uint64_t>(std::ceil(1.25 * static_cast<double>(bandwidth_delay(request_bytes))));
+  return static_cast<std::uint64_t>(
+      std::ceil(1.25 * static_cast<double>(bandwidth_delay(request_bytes))));
 }
 
 unsigned link_estimator::requests_in_flight(std::uint64_t request_bytes) const {

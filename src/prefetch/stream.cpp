@@ -20,7 +20,8 @@ readahead stream::on_read(std::uint64_t offset, std::uint64_t bytes) {
   run_.store(run_before + (end - offset));
   out.sequential = offset < cs || (near && (run_before >= min_run || window_.load() > 0));
   const unsigned first_window = offset != 0 ? 2u : bytes >= small_first_read ? 4u : 1u;
-  out.window = out.sequential ? std::min(max_window_, std::max(first_window, window_.load() * 2)) : 0;
+  out.window =
+      out.sequential ? std::min(max_window_, std::max(first_window, window_.load() * 2)) : 0;
   window_.store(out.window);
   if (out.sequential) {  // (a late read of the stream does not move it back)
     while (end > expected && !next_offset_.compare_exchange_weak(expected, end)) {

@@ -6,13 +6,13 @@
 // nothing, so a random reader fetches only what it touches (and, below the chunk size, only the
 // blocks it touches: the fs layer asks readahead::sequential). The run matters because the
 // kernel splits one read into several requests (128 KiB each without read-ahead): the second
-// half of one random 256 KiB read is "near" the first, and must not start read-ahead. "Near" is a chunk either way: the kernel sends several reads of one stream at
-// once and two reactors answer them, so a read may arrive just behind one sent after it; taken
-// as random, it would collapse the window and drop the read-ahead queued meanwhile. A read from
-// the start of a file most likely starts a whole-file read (a window of 4), unless it is a small
-// peek (a header): one chunk, growing if the reader goes on.
-// Threading: reads of one handle may be answered on several reactors at once: the state is
-// atomics, and a late read never moves the stream back.
+// half of one random 256 KiB read is "near" the first, and must not start read-ahead. "Near" is a
+// chunk either way: the kernel sends several reads of one stream at once and two reactors answer
+// them, so a read may arrive just behind one sent after it; taken as random, it would collapse the
+// window and drop the read-ahead queued meanwhile. A read from the start of a file most likely
+// starts a whole-file read (a window of 4), unless it is a small peek (a header): one chunk,
+// growing if the reader goes on. Threading: reads of one handle may be answered on several reactors
+// at once: the state is atomics, and a late read never moves the stream back.
 #include <atomic>
 #include <cstdint>
 
@@ -28,7 +28,8 @@ struct readahead {
 class stream {
  public:
   static constexpr std::uint64_t small_first_read = 64 * 1024;  // below: a peek at the file's start
-  static constexpr std::uint64_t min_run = 512 * 1024;  // bytes read in sequence before a read counts
+  static constexpr std::uint64_t min_run =
+      512 * 1024;  // bytes read in sequence before a read counts
 
   stream(std::uint64_t size, std::uint32_t chunk_size, unsigned max_window)
       : size_(size), chunk_size_(chunk_size), max_window_(max_window) {}
