@@ -242,7 +242,6 @@ int main(int argc, char** argv) {
 
   // The manifest's keys are checked against one full listing of the prefix.
   std::shared_ptr<prefetch::predictor> order;
-  std::vector<std::string> warm_up;
   std::shared_ptr<const std::map<std::string, s3::object_info>> known_objects;
   if (!manifest.empty()) {
     asio::io_context ctx(1);
@@ -259,7 +258,6 @@ int main(int argc, char** argv) {
     if (m.order.empty()) fatal("manifest " + manifest + " names no key of s3://" + bucket + "/" + prefix);
     log::get("cli")->info("manifest {}: {} entries, {} lines skipped", manifest, m.order.size(), m.problems.size());
     order = std::make_shared<prefetch::predictor>(m.order);
-    warm_up = order->first(1);  // (the warm-up goes on along the order as far as the budget allows)
     known_objects = objects;
   }
 
@@ -405,7 +403,7 @@ int main(int argc, char** argv) {
   if (metrics_server) metrics_server->start();
   pool.start();
   // With a manifest, the first files are fetched now, before anyone asks.
-  if (!warm_up.empty()) asio::co_spawn(pool.executor(0), filesystem.warm_up(warm_up), asio::detached);
+  if (order) asio::co_spawn(pool.executor(0), filesystem.warm_up_order(), asio::detached);
   log::event("cli", spdlog::level::info, "mounted",
              {{"source", "s3://" + bucket + "/" + prefix}, {"mountpoint", mountpoint}, {"reactors", pool.size()},
               {"cache_bytes", cache->capacity()}, {"chunk_bytes", *chunk_bytes},

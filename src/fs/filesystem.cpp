@@ -94,7 +94,7 @@ awaitable<result<order_update>> filesystem::set_order(std::string text, std::str
   hints.orders_set.add();
   // The first files are fetched now, before the loader asks for them.
   auto ex = co_await asio::this_coro::executor;  // (named: see fetch_next_files)
-  asio::co_spawn(ex, warm_up(std::move(first)), asio::detached);
+  asio::co_spawn(ex, warm_up_order(), asio::detached);
   co_return u;
 }
 

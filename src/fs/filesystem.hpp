@@ -146,8 +146,11 @@ class filesystem {
   void release(const std::shared_ptr<open_file>& file) { file->stream->close(); }
 
   // Fetches these files (keys relative to the mount's prefix) whole, in order, within the
-  // prefetch budget; used at mount time to warm up the start of a manifest.
+  // prefetch budget.
   awaitable<void> warm_up(std::vector<std::string> relative_keys);
+  // Fetches the start of the training order in force, as deep as the prefetch budget goes (at
+  // mount time with a manifest, and when a live hint arrives).
+  awaitable<void> warm_up_order();
   // Size and ETag of a key relative to the prefix: from known_objects, else a HEAD.
   awaitable<result<s3::object_info>> describe(std::string relative_key);
 

@@ -229,13 +229,16 @@ awaitable<result<s3::object_info>> filesystem::describe(std::string relative_key
   co_return co_await client().head(opts_.prefix + relative_key);
 }
 
+awaitable<void> filesystem::warm_up_order() {
+  auto order = order_.load();
+  if (!order || opts_.lookahead_files == 0) co_return;
+  auto here = co_await asio::this_coro::executor;
+  co_await prefetch_order(order, 0, here);
+}
+
 awaitable<void> filesystem::warm_up(std::vector<std::string> relative_keys) {
   auto basis = order_.load();  // the order these keys come from (if any)
   auto here = co_await asio::this_coro::executor;
-  if (basis && !relative_keys.empty() && basis->predictor->keys().front() == relative_keys.front()) {
-    co_await prefetch_order(basis, 0, here);  // the start of the order, as deep as the budget goes
-    co_return;
-  }
   for (auto& k : relative_keys) {
     auto info = co_await describe(k);
     if (!info) continue;
