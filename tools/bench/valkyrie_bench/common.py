@@ -4,6 +4,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
@@ -170,6 +171,15 @@ class Verifier:
         for fd in self.fds.values():
             os.close(fd)
         self.fds = {}
+
+
+def end_process(proc):
+    """Terminates a child process, killing it if it has not exited within 5 s."""
+    proc.terminate()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 def run_threads(targets):

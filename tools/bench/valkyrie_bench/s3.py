@@ -7,7 +7,7 @@ import sys
 import threading
 import urllib.request
 
-from .common import find_binary
+from .common import end_process, find_binary
 
 class S3:
     def __init__(self, args, tmp):
@@ -46,11 +46,7 @@ class S3:
 
     def stop(self):
         if self.sim:
-            self.sim.terminate()
-            try:
-                self.sim.wait(5)
-            except subprocess.TimeoutExpired:
-                self.sim.kill()
+            end_process(self.sim)
             self.sim = None
 
     def is_simulator(self):
@@ -146,9 +142,5 @@ class ReferenceServer:
 
     def stop(self):
         if self.proc:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+            end_process(self.proc)
             self.proc = None
