@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# CPU per GiB (issue: the read path's CPU cost). valkyrie-s3sim without the link model, so the
+# CPUs are what is measured; each round, in this order:
+#  - curl: one SigV4 GET of a 1 GiB object (user + system CPU of curl);
+#  - valkyrie, cold `dd bs=1M` of the same object through a fresh mount (daemon CPU);
+#  - valkyrie, re-read from the chunk cache with the page cache dropped (daemon CPU);
+#  - valkyrie, 4,000 objects of 110 KiB read whole, cold (daemon CPU per file).
+# Daemon CPU is the utime + stime of its process (/proc/PID/stat) across each phase.
+# With PERF=1 each valkyrie phase is also recorded with `perf record -g` and the top symbols
+# (self time) are printed after the round.
+# Usage: tools/bench-cpu.sh [BUILD_DIR] [ROUNDS]   (root, /dev/fuse; VALKYRIE_ARGS: more flags)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build}
+rounds=${2:-3}
+export AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench-secret AWS_EC2_METADATA_DISABLED=true
+source tools/bench-lib.sh
+bench_init cpu-bench
+bench_start_sim --synthetic bench:1:1GiB --synthetic small:4000:110KiB ${SIM_ARGS:-}
+tck=$(getconf CLK_TCK)
+cpu_of() { awk -v t="$tck" '{ printf "%.3f", ($14 + $15) / t }' "/proc/$1/stat"; }
+sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
+drop_page_cache() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+perf_start() { [[ ${PERF:-0} == 1 ]] || return 0; perf record -q -g -p "$daemon_pid" -o "$tmp/$1.perf" 2>/dev/null & perf_pid=$!; sleep 0.2; }
+perf_stop() {
+  [[ ${PERF:-0} == 1 ]] || return 0
+  kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true
+  echo "--- perf: $1 (self time, top 25)"
+  perf report -i "$tmp/$1.perf" --no-children --sort symbol --percent-limit 0.7 --stdio -g none 2>/dev/null | sed "s/ *$//" |
+    grep -E '^ +[0-9]' | head -25
+}
+printf '%-6s %-44s %12s\n' round phase "CPU-s per GiB or per 1k files"
+for round in $(seq 1 "$rounds"); do
+  drop_page_cache
+  curl_s=$( { TIMEFORMAT='%U %S'; time curl -s -o /dev/null --aws-sigv4 "aws:amz:us-east-1:s3" \
+    --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
+    "$url/bench/shard_000000.tar"; } 2>&1 | awk '{ printf "%.3f", $1 + $2 }')
+  printf '%-6s %-44s %12s\n' "$round" "curl, one GET of 1 GiB" "$curl_s"
+
+  bench_mount bench --cache-size 2GiB
+  perf_start cold; c0=$(cpu_of "$daemon_pid")
+  dd if="$mnt/shard_000000.tar" of=/dev/null bs=1M status=none
+  c1=$(cpu_of "$daemon_pid"); perf_stop cold
+  cold=$(sub "$c1" "$c0")
+  drop_page_cache
+  perf_start reread; c0=$(cpu_of "$daemon_pid")
+  dd if="$mnt/shard_000000.tar" of=/dev/null bs=1M status=none
+  c1=$(cpu_of "$daemon_pid"); perf_stop reread
+  reread=$(sub "$c1" "$c0")
+  bench_unmount
+  printf '%-6s %-44s %12s  (%s x curl)\n' "$round" "valkyrie cold dd bs=1M" "$cold" \
+    "$(awk -v a="$cold" -v b="$curl_s" 'BEGIN { printf "%.2f", a / b }')"
+  printf '%-6s %-44s %12s\n' "$round" "valkyrie re-read, chunk cache, page cache dropped" "$reread"
+
+  bench_mount small --cache-size 2GiB
+  ls "$mnt" >/dev/null
+  perf_start small; c0=$(cpu_of "$daemon_pid")
+  /usr/bin/python3 - "$mnt" <<'PY'
+import os, sys
+for name in sorted(os.listdir(sys.argv[1])):
+    with open(os.path.join(sys.argv[1], name), "rb") as f:
+        while f.read(1 << 20):
+            pass
+PY
+  c1=$(cpu_of "$daemon_pid"); perf_stop small
+  bench_unmount
+  printf '%-6s %-44s %12s\n' "$round" "valkyrie 4,000 x 110 KiB cold, per 1k files" "$(awk -v a="$(sub "$c1" "$c0")" 'BEGIN { printf "%.3f", a / 4 }')"
+done
