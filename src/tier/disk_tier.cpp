@@ -22,16 +22,37 @@ awaitable<result<std::size_t>> disk_tier::fetch(cache::chunk_id id,
   if (auto hit = co_await store_->read(id, dest)) co_return *hit;
   auto r = co_await next(dest);
   if (!r || *r != id.length()) co_return r;
-  const std::uint64_t len = id.length();
-  const std::uint64_t before = in_flight_.fetch_add(len);
-  if (before > 0 && before + len > limit_) {  // (one write-back may always run)
-    in_flight_.fetch_sub(len);
-    store_->count_dropped();
-    co_return r;
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back(std::move(id));
+    if (queue_.size() > max_queued) {
+      queue_.pop_front();
+      store_->count_dropped();
+    }
   }
-  // Starts after this fetch has returned and the cache has marked the chunk ready.
-  asio::co_spawn(co_await asio::this_coro::executor, write_back(id), asio::detached);
+  pump(co_await asio::this_coro::executor);
   co_return r;
+}
+
+std::size_t disk_tier::write_back_queued() {
+  std::lock_guard lock(mu_);
+  return queue_.size();
+}
+
+void disk_tier::pump(asio::any_io_executor ex) {
+  std::vector<cache::chunk_id> start;
+  {
+    std::lock_guard lock(mu_);
+    while (!queue_.empty()) {
+      const std::uint64_t len = queue_.front().length();
+      if (in_flight_bytes_ > 0 && in_flight_bytes_ + len > limit_) break;  // (one may always run)
+      in_flight_bytes_ += len;
+      in_flight_ += len;
+      start.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+  }
+  for (auto& id : start) asio::co_spawn(ex, write_back(std::move(id)), asio::detached);
 }
 
 awaitable<void> disk_tier::write_back(cache::chunk_id id) {
@@ -45,7 +66,12 @@ awaitable<void> disk_tier::write_back(cache::chunk_id id) {
   } else {
     store_->count_dropped();  // (evicted before its turn)
   }
-  in_flight_.fetch_sub(len);
+  {
+    std::lock_guard lock(mu_);
+    in_flight_bytes_ -= len;
+  }
+  in_flight_ -= len;
+  pump(co_await asio::this_coro::executor);
 }
 
 }  // namespace valkyrie::tier
