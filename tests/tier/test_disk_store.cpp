@@ -284,7 +284,7 @@ TEST_CASE("store: ENOSPC and EIO on writes drop the write; short reads are misse
   CHECK(get(io, *s, b));
 }
 
-TEST_CASE("store: 100,000 journal records replay in well under 2 s") {
+TEST_CASE("store: 100000 journal records replay in well under 2 s") {
   test::temp_dir dir;
   constexpr std::uint32_t small = 4096;
   constexpr std::uint64_t n = 100000;
