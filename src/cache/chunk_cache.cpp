@@ -395,6 +395,28 @@ bool chunk_cache::contains(const chunk_id& key) const {
   return it != s.entries.end() && it->second.st == entry::state::ready;
 }
 
+std::optional<chunk_ref> chunk_cache::pin_ready(const chunk_id& key) {
+  const unsigned si = shard_of(key);
+  shard& s = *shards_[si];
+  std::lock_guard lock(s.mu);
+  auto it = s.entries.find(key);
+  if (it == s.entries.end() || it->second.st != entry::state::ready) return std::nullopt;
+  entry& e = it->second;
+  ++e.pins;
+  chunk_ref ref;
+  ref.cache_ = this;
+  ref.shard_ = si;
+  ref.entry_ = &e;
+  ref.size_ = e.size;
+  std::size_t left = e.size;
+  for (auto& piece : buffers_of(e)) {
+    if (left == 0) break;
+    ref.pieces_.emplace_back(piece.data(), std::min(piece.size(), left));
+    left -= ref.pieces_.back().size();
+  }
+  return ref;
+}
+
 bool chunk_cache::present(const chunk_id& key) const {
   const shard& s = *shards_[shard_of(key)];
   std::lock_guard lock(s.mu);

@@ -156,6 +156,9 @@ class chunk_cache {
   // Bytes held by prefetched chunks nobody has read yet (in flight or ready).
   std::uint64_t prefetch_zone_bytes() const { return prefetch_held_.load(std::memory_order_relaxed); }
   bool contains(const chunk_id& key) const;
+  // The chunk pinned if it is ready, without counting a lookup or touching its zone or recency
+  // (for copying it elsewhere: the disk tier's write-back); nullopt if it is absent or filling.
+  std::optional<chunk_ref> pin_ready(const chunk_id& key);
   // Cached or being fetched (or queued).
   bool present(const chunk_id& key) const;
   // The id of chunk `index` of `object` in this cache's default layout (chunk_size()).

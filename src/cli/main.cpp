@@ -36,6 +36,7 @@
 #include "fuse/session.hpp"
 #include "prefetch/predictor.hpp"
 #include "s3/client_setup.hpp"
+#include "tier/disk_tier.hpp"
 
 using namespace valkyrie;
 
@@ -79,6 +80,7 @@ int main(int argc, char** argv) {
   bool foreground = false, allow_other = false, anonymous = false, no_metrics = false, tracing = false,
        no_control_files = false, direct_io = false, cache_prefault = false;
   unsigned uid = getuid(), gid = getgid();
+  std::string disk_cache, disk_cache_size;
   app.add_option("--mount", mountpoint, "empty directory to mount on")->required();
   app.add_option("--bucket", bucket, "bucket to mount")->required();
   app.add_option("--prefix,--s3-prefix", prefix, "mount only the keys under this prefix");
@@ -92,6 +94,9 @@ int main(int argc, char** argv) {
                "back all of --cache-size with memory at start: no page faults while reading, and a node "
                "without the memory fails at mount, not mid-run");
   app.add_option("--chunk-size", chunk_size, "bytes per cached chunk and ranged GET");
+  app.add_option("--disk-cache", disk_cache,
+                 "directory for a persistent disk tier under the memory cache (kept across mounts; one mount per directory)");
+  app.add_option("--disk-cache-size", disk_cache_size, "the disk tier's size, a hard cap (e.g. 500G; needs --disk-cache)");
   app.add_option("--workers", workers,
                  "most S3 requests (and connections) in flight at once; prefetch uses at most 3/4 of them, and "
                  "no more bytes in flight than the measured link needs");
@@ -156,6 +161,16 @@ int main(int argc, char** argv) {
     usage_error("bad --chunk-size '" + chunk_size + "' (64KiB to 256MiB, e.g. 8MiB)");
   if (*cache_bytes < 2 * *chunk_bytes)
     usage_error("--cache-size " + cache_size + " is smaller than two chunks of " + chunk_size);
+  std::optional<std::uint64_t> disk_bytes;
+  if (!disk_cache.empty() || !disk_cache_size.empty()) {
+    if (disk_cache.empty() || disk_cache_size.empty())
+      usage_error("--disk-cache and --disk-cache-size go together (e.g. --disk-cache /nvme/valkyrie --disk-cache-size 500G)");
+    auto parsed = parse_size(disk_cache_size);
+    if (parsed) disk_bytes = *parsed;
+    if (!disk_bytes || *disk_bytes < *chunk_bytes + 4096)
+      usage_error("bad --disk-cache-size '" + disk_cache_size + "' (at least one chunk and 4 KiB, e.g. 500G)");
+    disk_cache = std::filesystem::absolute(disk_cache).lexically_normal().string();  // (relative: to where the mount was started)
+  }
   auto kernel_ra = parse_size(kernel_read_ahead);
   if (!kernel_ra || *kernel_ra > (256u << 20) || (*kernel_ra != 0 && *kernel_ra < 4096))
     usage_error("bad --kernel-read-ahead '" + kernel_read_ahead + "' (0, or 4KiB to 256MiB, e.g. 4MiB)");
@@ -326,6 +341,23 @@ int main(int argc, char** argv) {
     executors.push_back(pool.executor(i));
   }
   fs::options fopts;
+  std::shared_ptr<tier::disk_tier> disk;
+  if (disk_bytes) {
+    try {
+      tier::store_options sopts;
+      sopts.dir = disk_cache;
+      sopts.size = *disk_bytes;
+      sopts.chunk_size = static_cast<std::uint32_t>(*chunk_bytes);
+      auto store = tier::disk_store::open(sopts);
+      // Write-back from pinned cache memory: at most an eighth of the cache (64 MiB) at once.
+      disk = std::make_shared<tier::disk_tier>(store, cache,
+                                               std::max<std::uint64_t>(*chunk_bytes, std::min<std::uint64_t>(64 << 20, *cache_bytes / 8)));
+    } catch (const std::exception& e) {
+      report(e.what());
+      fatal(e.what());
+    }
+  }
+  fopts.disk = disk;
   fopts.prefix = prefix;
   fopts.metadata_ttl = *ttl;
   // A sequential reader's window: 32 chunks (256 MiB of 8 MiB) once it has grown, the measured

@@ -31,6 +31,7 @@
 #include "prefetch/predictor.hpp"
 #include "prefetch/stream.hpp"
 #include "s3/object_client.hpp"
+#include "tier/disk_tier.hpp"
 
 namespace valkyrie::fs {
 
@@ -78,6 +79,9 @@ struct options {
   // ... but only from a chunk longer than this: a shorter one (a small object) arrives whole
   // about as soon, in one GET instead of two.
   std::uint64_t cold_read_direct_min_chunk = 1 << 20;
+  // The disk tier under the cache (--disk-cache), if any: chunk fetches look there before S3
+  // and are written back there after.
+  std::shared_ptr<tier::disk_tier> disk;
 };
 
 struct open_file {

@@ -63,10 +63,12 @@ awaitable<result<std::size_t>> get_pieces(s3::object_client* client, cache::vers
 
 cache::chunk_cache::fetch_fn filesystem::fetcher(cache::chunk_id chunk, bool reader_waiting) {
   // Runs on the reactor that starts the fetch, with that reactor's client.
-  return [this, chunk, reader_waiting](cache::chunk_buffers dest) -> awaitable<result<std::size_t>> {
+  cache::chunk_cache::fetch_fn s3 = [this, chunk, reader_waiting](cache::chunk_buffers dest) -> awaitable<result<std::size_t>> {
     return get_pieces(&client(), chunk.object, chunk.offset(), std::move(dest),
                       reader_waiting ? demand_part_size : std::size_t{1} << 40, link_.get());
   };
+  // With a disk tier: the disk first, S3 on a miss (then written back to the disk).
+  return opts_.disk ? opts_.disk->wrap(std::move(chunk), std::move(s3)) : s3;
 }
 
 asio::any_io_executor filesystem::executor_for(std::uint64_t chunk, asio::any_io_executor here) const {
@@ -290,7 +292,9 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
   // blocks (below), never whole chunks it did not ask for.
   if (sequential && first == last && end - offset <= opts_.cold_read_direct_max) {
     auto key = cache_->chunk(file->object, first);
-    if (key.length() > opts_.cold_read_direct_min_chunk && !cache_->present(key)) {
+    // (a chunk on the disk tier comes from there sooner than a GET would)
+    if (key.length() > opts_.cold_read_direct_min_chunk && !cache_->present(key) &&
+        !(opts_.disk && opts_.disk->store().contains(key))) {
       auto asked = std::chrono::steady_clock::now();
       served = co_await read_cold_direct(file, offset, end, &out);
       stalled += std::chrono::steady_clock::now() - asked;

@@ -33,6 +33,9 @@ expect 2 "bad --file-mode"              -- "$v" "${good[@]}" --file-mode 999
 expect 2 "unknown --log-level"          -- "$v" "${good[@]}" --log-level loud
 expect 2 "unknown --log-format 'xml'"   -- "$v" "${good[@]}" --log-format xml
 expect 2 "bad --metrics-addr 'nowhere'" -- "$v" "${good[@]}" --metrics-addr nowhere
+expect 2 "--disk-cache and --disk-cache-size go together" -- "$v" "${good[@]}" --disk-cache "$tmp"
+expect 2 "bad --disk-cache-size '1KiB'" -- "$v" "${good[@]}" --disk-cache "$tmp" --disk-cache-size 1KiB
+expect 1 "--disk-cache $tmp/nodir: not a directory" -- "$v" "${good[@]}" --disk-cache "$tmp/nodir" --disk-cache-size 1G
 expect 2 "bad --trace-max-size"         -- "$v" "${good[@]}" --trace-max-size 1
 expect 2 "bad --prefetch-share '0'"    -- "$v" "${good[@]}" --prefetch-share 0
 expect 2 "bad --kernel-read-ahead '1k'" -- "$v" "${good[@]}" --kernel-read-ahead 1k

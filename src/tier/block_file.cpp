@@ -1,0 +1,166 @@
+#include "tier/block_file.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <mutex>
+#include <unordered_map>
+
+#include <boost/asio/read_at.hpp>
+#include <boost/asio/write_at.hpp>
+#if defined(BOOST_ASIO_HAS_FILE)
+#include <boost/asio/random_access_file.hpp>
+#endif
+
+#include "core/log.hpp"
+
+namespace valkyrie::tier {
+
+namespace {
+
+std::error_code io_error() {
+  return std::make_error_code(std::errc::io_error);
+}
+
+class direct_file final : public block_file {
+ public:
+  direct_file(int fd, bool direct) : fd_(fd), direct_(direct) {}
+  ~direct_file() override {
+#if defined(BOOST_ASIO_HAS_FILE)
+    handles_.clear();
+#endif
+    ::close(fd_);
+  }
+  bool direct() const override {
+    return direct_;
+  }
+
+  awaitable<std::error_code> read_at(std::uint64_t offset, std::span<char> buf) override {
+#if defined(BOOST_ASIO_HAS_FILE)
+    auto* file = co_await handle();
+    if (!file) co_return io_error();
+    auto [ec, n] = co_await asio::async_read_at(*file, offset, asio::buffer(buf.data(), buf.size()),
+                                                use_tuple);
+    if (ec)
+      co_return ec == asio::error::eof ? io_error()
+                                       : std::error_code(ec.value(), std::system_category());
+    co_return n == buf.size() ? std::error_code() : io_error();
+#else
+    std::size_t done = 0;
+    while (done < buf.size()) {
+      ssize_t n =
+          ::pread(fd_, buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) co_return std::error_code(errno, std::system_category());
+      if (n == 0) co_return io_error();
+      done += static_cast<std::size_t>(n);
+    }
+    co_return std::error_code();
+#endif
+  }
+
+  awaitable<std::error_code> write_at(std::uint64_t offset, std::span<const char> buf) override {
+#if defined(BOOST_ASIO_HAS_FILE)
+    auto* file = co_await handle();
+    if (!file) co_return io_error();
+    auto [ec, n] = co_await asio::async_write_at(*file, offset,
+                                                 asio::buffer(buf.data(), buf.size()), use_tuple);
+    if (ec) co_return std::error_code(ec.value(), std::system_category());
+    co_return n == buf.size() ? std::error_code() : io_error();
+#else
+    std::size_t done = 0;
+    while (done < buf.size()) {
+      ssize_t n =
+          ::pwrite(fd_, buf.data() + done, buf.size() - done, static_cast<off_t>(offset + done));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) co_return std::error_code(errno, std::system_category());
+      if (n == 0) co_return io_error();
+      done += static_cast<std::size_t>(n);
+    }
+    co_return std::error_code();
+#endif
+  }
+
+ private:
+#if defined(BOOST_ASIO_HAS_FILE)
+  // This reactor's handle on the file (its own dup of the fd, on its own io_uring).
+  awaitable<asio::random_access_file*> handle() {
+    auto ex = co_await asio::this_coro::executor;
+    auto& ctx = static_cast<asio::io_context&>(asio::query(ex, asio::execution::context));
+    std::lock_guard lock(mu_);
+    auto it = handles_.find(&ctx);
+    if (it != handles_.end()) co_return it->second.get();
+    int fd = ::fcntl(fd_, F_DUPFD_CLOEXEC, 0);
+    if (fd < 0) co_return nullptr;
+    auto file = std::make_unique<asio::random_access_file>(ctx, fd);
+    co_return handles_.emplace(&ctx, std::move(file)).first->second.get();
+  }
+  std::mutex mu_;
+  std::unordered_map<asio::io_context*, std::unique_ptr<asio::random_access_file>> handles_;
+#endif
+  int fd_;
+  bool direct_;
+};
+
+class fault_file final : public block_file {
+ public:
+  fault_file(std::shared_ptr<block_file> inner, std::shared_ptr<fault_plan> plan)
+      : inner_(std::move(inner)), plan_(std::move(plan)) {}
+  bool direct() const override { return inner_->direct(); }
+  awaitable<std::error_code> read_at(std::uint64_t offset, std::span<char> buf) override {
+    ++plan_->reads;
+    if (int e = plan_->read_errno.load()) co_return std::error_code(e, std::system_category());
+    if (plan_->short_reads.load() && buf.size() > block_align) {
+      // The first half arrives, then the end of the file: what a truncated file gives.
+      (void)co_await inner_->read_at(offset, buf.first(buf.size() / 2 / block_align * block_align));
+      co_return io_error();
+    }
+    co_return co_await inner_->read_at(offset, buf);
+  }
+  awaitable<std::error_code> write_at(std::uint64_t offset, std::span<const char> buf) override {
+    ++plan_->writes;
+    if (int e = plan_->write_errno.load()) co_return std::error_code(e, std::system_category());
+    co_return co_await inner_->write_at(offset, buf);
+  }
+
+ private:
+  std::shared_ptr<block_file> inner_;
+  std::shared_ptr<fault_plan> plan_;
+};
+
+}  // namespace
+
+std::shared_ptr<block_file> open_direct_file(const std::string& path, std::uint64_t size) {
+  bool direct = true;
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC | O_DIRECT, 0600);
+  if (fd < 0 && errno == EINVAL) {  // (no O_DIRECT here: tmpfs, some FUSE filesystems)
+    direct = false;
+    fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    log::event("tier", spdlog::level::warn,
+               "the disk cache's filesystem has no O_DIRECT: data goes through the page cache",
+               {{"path", path}});
+  }
+  if (fd < 0) throw std::system_error(errno, std::system_category(), "cannot open " + path);
+  struct stat st {};
+  if (::fstat(fd, &st) == 0 && static_cast<std::uint64_t>(st.st_size) > size &&
+      ::ftruncate(fd, static_cast<off_t>(size)) != 0) {
+    int e = errno;
+    ::close(fd);
+    throw std::system_error(e, std::system_category(), "cannot truncate " + path);
+  }
+  if (int e = ::posix_fallocate(fd, 0, static_cast<off_t>(size)); e != 0) {
+    ::close(fd);
+    throw std::system_error(e, std::system_category(),
+                            "cannot preallocate " + std::to_string(size) + " bytes for " + path);
+  }
+  return std::make_shared<direct_file>(fd, direct);
+}
+
+file_opener fault_opener(std::shared_ptr<fault_plan> plan, file_opener inner) {
+  return [plan, inner](const std::string& path, std::uint64_t size) -> std::shared_ptr<block_file> {
+    return std::make_shared<fault_file>(inner(path, size), plan);
+  };
+}
+
+}  // namespace valkyrie::tier

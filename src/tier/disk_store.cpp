@@ -1,0 +1,478 @@
+#include "tier/disk_store.hpp"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+
+#include "core/log.hpp"
+#include "tier/crc32c.hpp"
+#include "tier/tier_metrics.hpp"
+
+namespace valkyrie::tier {
+
+namespace {
+
+std::uint64_t round_up(std::uint64_t n, std::uint64_t to) {
+  return (n + to - 1) / to * to;
+}
+
+struct aligned_block {
+  char* p;
+  explicit aligned_block(std::size_t n)
+      : p(static_cast<char*>(std::aligned_alloc(block_align, n))) {
+    if (!p) throw std::bad_alloc();
+    std::memset(p, 0, n);
+  }
+  ~aligned_block() { std::free(p); }
+  aligned_block(const aligned_block&) = delete;
+  aligned_block& operator=(const aligned_block&) = delete;
+};
+
+// The pieces as O_DIRECT wants them: page-aligned, every piece but the last a whole number of
+// pages, the last rounded up to its page (the memory behind it is the caller's). False if the
+// memory is not laid out so.
+template <class Span>
+bool io_pieces(const std::vector<Span>& in, std::vector<Span>& out) {
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    auto addr = reinterpret_cast<std::uintptr_t>(in[i].data());
+    if (addr % block_align != 0) return false;
+    if (i + 1 < in.size() && in[i].size() % block_align != 0) return false;
+    out.emplace_back(in[i].data(), round_up(in[i].size(), block_align));
+  }
+  return true;
+}
+
+std::string read_small_file(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+}  // namespace
+
+disk_store::disk_store(store_options opts) : opts_(std::move(opts)) {}
+
+std::shared_ptr<disk_store> disk_store::open(store_options opts) {
+  if (opts.dir.empty()) throw std::runtime_error("--disk-cache: no directory given");
+  if (opts.chunk_size == 0) throw std::runtime_error("--disk-cache: chunk size 0");
+  std::shared_ptr<disk_store> s(new disk_store(std::move(opts)));
+  s->open_files();
+  return s;
+}
+
+void disk_store::open_files() {
+  const std::string& dir = opts_.dir;
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+    throw std::runtime_error("--disk-cache " + dir + ": not a directory (create it first)");
+  stride_ = header_bytes + round_up(opts_.chunk_size, block_align);
+  const std::uint64_t nslots = opts_.size / stride_;
+  if (nslots == 0)
+    throw std::runtime_error("--disk-cache-size " + std::to_string(opts_.size) +
+                             " is smaller than one slot (" + std::to_string(stride_) +
+                             " bytes: a chunk and its 4 KiB header)");
+  if (nslots > 0xFFFFFFF0u) throw std::runtime_error("--disk-cache-size: too many slots");
+
+  // One daemon per directory.
+  const std::string lock_path = dir + "/lock";
+  lock_fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (lock_fd_ < 0)
+    throw std::runtime_error("--disk-cache " + dir + ": cannot open " + lock_path + ": " +
+                             std::strerror(errno));
+  if (::flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    std::string holder = read_small_file(lock_path);
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == '\0')) holder.pop_back();
+    ::close(lock_fd_);
+    lock_fd_ = -1;
+    if (e == EWOULDBLOCK)
+      throw std::runtime_error("--disk-cache " + dir + " is in use by another valkyrie" +
+                               (holder.empty() ? std::string() : " (pid " + holder + ")") +
+                               ": give each mount its own directory");
+    throw std::runtime_error("--disk-cache " + dir + ": cannot lock " + lock_path + ": " +
+                             std::strerror(e));
+  }
+  std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(lock_fd_, 0) != 0 || ::pwrite(lock_fd_, pid.data(), pid.size(), 0) < 0) {
+    // (only the message of a second daemon loses the pid)
+  }
+
+  // Geometry: a directory written with another one starts empty.
+  const unsigned nfiles =
+      static_cast<unsigned>(std::min<std::uint64_t>(std::max(1u, opts_.files), nslots));
+  per_file_ = static_cast<std::uint32_t>((nslots + nfiles - 1) / nfiles);
+  const unsigned used_files = static_cast<unsigned>((nslots + per_file_ - 1) / per_file_);
+  std::ostringstream meta;
+  meta << "valkyrie-disk-cache 1 slot_bytes=" << stride_ << " chunk_bytes=" << opts_.chunk_size
+       << " slots=" << nslots << " files=" << used_files << "\n";
+  const std::string meta_path = dir + "/meta", journal_path = dir + "/journal";
+  if (read_small_file(meta_path) != meta.str()) {
+    ::unlink(meta_path.c_str());
+    ::unlink(journal_path.c_str());
+    for (unsigned i = used_files; i < 64; ++i)
+      ::unlink((dir + "/data." + std::to_string(i)).c_str());
+  }
+  try {
+    for (unsigned i = 0; i < used_files; ++i) {
+      std::uint64_t n = std::min<std::uint64_t>(per_file_, nslots - std::uint64_t{i} * per_file_);
+      files_.push_back(opts_.opener(dir + "/data." + std::to_string(i), n * stride_));
+    }
+  } catch (const std::system_error& e) {
+    throw std::runtime_error(std::string("--disk-cache: ") + e.what() +
+                             " (is --disk-cache-size more than the filesystem has free?)");
+  }
+  stats_.direct = !files_.empty() && files_.front()->direct();
+  {
+    std::ofstream f(meta_path, std::ios::trunc);
+    f << meta.str();
+    if (!f) throw std::runtime_error("--disk-cache: cannot write " + meta_path);
+  }
+
+  slots_.resize(nslots);
+  try {
+    journal_ = journal::open(
+        journal_path, [this](const journal_record& r) { replay(r); }, stats_.replay);
+  } catch (const std::system_error& e) {
+    throw std::runtime_error(std::string("--disk-cache: ") + e.what());
+  }
+  for (std::uint32_t i = static_cast<std::uint32_t>(nslots); i-- > 0;) {
+    if (slots_[i].st == slot_state::state::used) {
+      ++stats_.used_slots;
+      stats_.used_bytes += slots_[i].rec.length;
+    } else {
+      free_.push_back(i);
+    }
+  }
+  stats_.slots = static_cast<std::uint32_t>(nslots);
+  auto& m = detail::tier_metrics::get();
+  m.capacity_bytes.add(static_cast<std::int64_t>(nslots * stride_));
+  m.used_bytes.add(static_cast<std::int64_t>(stats_.used_bytes));
+  if (stats_.replay.records > 2ull * stats_.used_slots + 1024) checkpoint();
+  log::event("tier", spdlog::level::info, "disk cache opened",
+             {{"dir", dir},
+              {"slots", nslots},
+              {"chunks", stats_.used_slots},
+              {"records", stats_.replay.records},
+              {"torn_bytes", stats_.replay.torn_bytes},
+              {"replay_seconds", stats_.replay.seconds},
+              {"direct", stats_.direct}});
+}
+
+void disk_store::replay(const journal_record& r) {
+  if (r.slot >= slots_.size()) return;
+  auto& s = slots_[r.slot];
+  if (s.st == slot_state::state::used) {
+    index_.erase(s.rec.id);
+    s.st = slot_state::state::free;
+  }
+  if (r.type == record_type::remove) return;
+  if (r.rec.id.chunk_size != opts_.chunk_size || r.rec.length != r.rec.id.length()) return;
+  seq_ = std::max(seq_, r.rec.seq);
+  auto [it, fresh] = index_.emplace(r.rec.id, r.slot);
+  if (!fresh) {  // (the same chunk in two slots: the newer record wins)
+    slots_[it->second].st = slot_state::state::free;
+    it->second = r.slot;
+  }
+  s.st = slot_state::state::used;
+  s.rec = r.rec;
+  s.ref = false;
+}
+
+disk_store::~disk_store() {
+  if (lock_fd_ < 0) return;
+  if (!slots_.empty()) {
+    checkpoint();
+    auto& m = detail::tier_metrics::get();
+    std::lock_guard lock(mu_);
+    m.capacity_bytes.sub(static_cast<std::int64_t>(slots_.size() * stride_));
+    m.used_bytes.sub(static_cast<std::int64_t>(stats_.used_bytes));
+  }
+  files_.clear();
+  ::close(lock_fd_);  // (releases the flock)
+}
+
+bool disk_store::admits(const cache::chunk_id& id) const {
+  if (id.chunk_size != opts_.chunk_size || id.length() == 0) return false;
+  const auto& o = *id.object;
+  return o.bucket.size() + o.key.size() + o.etag.size() + 128 <= header_bytes;
+}
+
+bool disk_store::contains(const cache::chunk_id& id) const {
+  std::lock_guard lock(mu_);
+  return index_.count(id) != 0;
+}
+
+std::pair<block_file*, std::uint64_t> disk_store::where(std::uint32_t slot) const {
+  return {files_[slot / per_file_].get(), std::uint64_t{slot % per_file_} * stride_};
+}
+
+bool disk_store::usable_locked() {
+  if (disabled_until_ == std::chrono::steady_clock::time_point{}) return true;
+  if (std::chrono::steady_clock::now() < disabled_until_) return false;
+  disabled_until_ = {};
+  consecutive_errors_ = 0;
+  stats_.disabled = false;
+  log::event("tier", spdlog::level::info, "disk cache in use again after I/O errors",
+             {{"dir", opts_.dir}});
+  return true;
+}
+
+void disk_store::note_error(std::error_code ec, const char* what) {
+  auto& m = detail::tier_metrics::get();
+  m.errors.add();
+  log::limited("tier", spdlog::level::warn, "disk_io", "disk cache I/O error: reads go to S3",
+               {{"dir", opts_.dir}, {"op", what}, {"error", ec.message()}}, 1,
+               std::chrono::seconds(60));
+  std::lock_guard lock(mu_);
+  ++stats_.errors;
+  if (++consecutive_errors_ >= opts_.max_consecutive_errors &&
+      disabled_until_ == std::chrono::steady_clock::time_point{}) {
+    disabled_until_ = std::chrono::steady_clock::now() + opts_.retry_after;
+    stats_.disabled = true;
+    log::event("tier", spdlog::level::warn, "disk cache stepped aside after repeated I/O errors",
+               {{"dir", opts_.dir},
+                {"errors", consecutive_errors_},
+                {"retry_in_seconds", std::chrono::duration<double>(opts_.retry_after).count()}});
+  }
+}
+
+void disk_store::note_success() {
+  std::lock_guard lock(mu_);
+  consecutive_errors_ = 0;
+}
+
+void disk_store::drop_locked(std::uint32_t slot) {
+  auto& s = slots_[slot];
+  if (s.st != slot_state::state::used) return;
+  index_.erase(s.rec.id);
+  --stats_.used_slots;
+  stats_.used_bytes -= s.rec.length;
+  detail::tier_metrics::get().used_bytes.sub(s.rec.length);
+  std::string rec;
+  encode_remove(rec, slot);
+  (void)journal_.append(rec);
+  if (s.readers > 0) {
+    s.st = slot_state::state::dropped;  // freed by its last reader
+  } else {
+    s.st = slot_state::state::free;
+    free_.push_back(slot);
+  }
+}
+
+void disk_store::release_reader_locked(std::uint32_t slot) {
+  auto& s = slots_[slot];
+  if (--s.readers == 0 && s.st == slot_state::state::dropped) {
+    s.st = slot_state::state::free;
+    free_.push_back(slot);
+  }
+}
+
+std::optional<std::uint32_t> disk_store::take_slot_locked() {
+  if (!free_.empty()) {
+    auto s = free_.back();
+    free_.pop_back();
+    return s;
+  }
+  // CLOCK: at most two turns (the first may only clear reference bits).
+  const std::uint64_t n = slots_.size();
+  for (std::uint64_t step = 0; step < 2 * n; ++step) {
+    const std::uint32_t i = hand_;
+    hand_ = static_cast<std::uint32_t>((hand_ + 1) % n);
+    auto& s = slots_[i];
+    if (s.st != slot_state::state::used || s.readers > 0) continue;
+    if (s.ref) {
+      s.ref = false;
+      continue;
+    }
+    drop_locked(i);  // (journaled as removed before it is overwritten)
+    if (!free_.empty() && free_.back() == i) free_.pop_back();
+    return i;
+  }
+  return std::nullopt;
+}
+
+awaitable<std::optional<std::size_t>> disk_store::read(cache::chunk_id id,
+                                                       cache::chunk_buffers dest) {
+  auto& m = detail::tier_metrics::get();
+  std::uint32_t slot = 0;
+  slot_record rec;
+  {
+    std::lock_guard lock(mu_);
+    auto it = usable_locked() ? index_.find(id) : index_.end();
+    if (it == index_.end()) {
+      ++stats_.misses;
+      m.misses.add();
+      co_return std::nullopt;
+    }
+    slot = it->second;
+    auto& s = slots_[slot];
+    ++s.readers;
+    s.ref = true;
+    rec = s.rec;
+  }
+  std::vector<std::span<char>> pieces;
+  std::size_t total = 0;
+  for (auto& p : dest) total += p.size();
+  bool ok = total == rec.length && io_pieces(dest, pieces);
+  std::error_code ec;
+  bool bad = false;  // a check failed: the slot goes
+  if (ok) {
+    auto [file, at] = where(slot);
+    aligned_block header(header_bytes);
+    ec = co_await file->read_at(at, {header.p, header_bytes});
+    if (!ec) {
+      journal_record h;
+      bad = decode_record({header.p, header_bytes - 0}, h) == 0 || h.type != record_type::insert ||
+            h.slot != slot || h.rec.seq != rec.seq || h.rec.crc != rec.crc ||
+            h.rec.length != rec.length || !(h.rec.id == id);
+    }
+    std::uint64_t off = at + header_bytes;
+    for (std::size_t i = 0; !ec && !bad && i < pieces.size(); ++i) {
+      ec = co_await file->read_at(off, pieces[i]);
+      off += pieces[i].size();
+    }
+    if (!ec && !bad) {
+      std::uint32_t crc = crc32c_seed;
+      for (auto& p : dest) crc = crc32c(p, crc);
+      bad = crc != rec.crc;
+    }
+  }
+  if (ec) note_error(ec, "read");
+  std::lock_guard lock(mu_);
+  if (ok && !ec && !bad) {
+    consecutive_errors_ = 0;
+    release_reader_locked(slot);
+    ++stats_.hits;
+    stats_.bytes_read += rec.length;
+    m.hits.add();
+    m.bytes_read.add(rec.length);
+    co_return std::size_t{rec.length};
+  }
+  if (bad) {
+    ++stats_.check_failures;
+    m.check_failures.add();
+    log::limited(
+        "tier", spdlog::level::warn, "disk_check",
+        "disk cache chunk failed its check: dropped, read from S3",
+        {{"dir", opts_.dir}, {"slot", slot}, {"key", id.object->key}, {"chunk", id.index}});
+  }
+  // A chunk that cannot be read back (check failure or I/O error) goes; it is written again
+  // after its next fetch.
+  if ((bad || ec) && slots_[slot].st == slot_state::state::used && slots_[slot].rec.seq == rec.seq)
+    drop_locked(slot);
+  release_reader_locked(slot);
+  ++stats_.misses;
+  m.misses.add();
+  co_return std::nullopt;
+}
+
+void disk_store::count_dropped() {
+  detail::tier_metrics::get().writes_dropped.add();
+  std::lock_guard lock(mu_);
+  ++stats_.writes_dropped;
+}
+
+awaitable<bool> disk_store::write(cache::chunk_id id, std::vector<std::span<const char>> data) {
+  auto& m = detail::tier_metrics::get();
+  std::vector<std::span<const char>> pieces;
+  std::size_t total = 0;
+  for (auto& p : data) total += p.size();
+  if (!admits(id) || total != id.length() || !io_pieces(data, pieces)) {
+    count_dropped();
+    co_return false;
+  }
+  std::uint32_t slot = 0;
+  slot_record rec;
+  rec.id = id;
+  rec.length = static_cast<std::uint32_t>(total);
+  {
+    std::lock_guard lock(mu_);
+    if (index_.count(id) || writing_.count(id)) co_return false;
+    auto taken = usable_locked() ? take_slot_locked() : std::nullopt;
+    if (!taken) {
+      ++stats_.writes_dropped;
+      m.writes_dropped.add();
+      co_return false;
+    }
+    slot = *taken;
+    slots_[slot].st = slot_state::state::writing;
+    writing_.insert(id);
+    rec.seq = ++seq_;
+  }
+  rec.crc = crc32c_seed;
+  for (auto& p : data) rec.crc = crc32c(p, rec.crc);
+  aligned_block header(header_bytes);
+  {
+    std::string h;
+    encode_insert(h, slot, rec);
+    std::memcpy(header.p, h.data(), h.size());  // (admits() keeps it under header_bytes)
+  }
+  auto [file, at] = where(slot);
+  std::error_code ec;
+  std::uint64_t off = at + header_bytes;
+  for (auto& p : pieces) {
+    if ((ec = co_await file->write_at(off, p))) break;
+    off += p.size();
+  }
+  // The header last: a slot whose data write was cut short keeps its old (removed) header.
+  if (!ec) ec = co_await file->write_at(at, {header.p, header_bytes});
+  if (ec) note_error(ec, "write");
+  std::lock_guard lock(mu_);
+  writing_.erase(id);
+  auto& s = slots_[slot];
+  if (ec) {
+    s.st = slot_state::state::free;
+    free_.push_back(slot);
+    ++stats_.writes_dropped;
+    m.writes_dropped.add();
+    co_return false;
+  }
+  consecutive_errors_ = 0;
+  s.st = slot_state::state::used;
+  s.rec = rec;
+  s.ref = false;
+  index_[id] = slot;
+  ++stats_.used_slots;
+  ++stats_.writes;
+  stats_.used_bytes += rec.length;
+  stats_.bytes_written += rec.length;
+  m.used_bytes.add(rec.length);
+  m.bytes_written.add(rec.length);
+  std::string r;
+  encode_insert(r, slot, rec);
+  if (auto jec = journal_.append(r)) {
+    log::limited("tier", spdlog::level::warn, "disk_journal", "disk cache journal append failed",
+                 {{"dir", opts_.dir}, {"error", jec.message()}}, 1, std::chrono::seconds(60));
+  }
+  if (journal_.appended_records() > 2ull * stats_.used_slots + 4096) {
+    std::string all;
+    for (std::uint32_t i = 0; i < slots_.size(); ++i)
+      if (slots_[i].st == slot_state::state::used) encode_insert(all, i, slots_[i].rec);
+    (void)journal_.rewrite(all);
+  }
+  co_return true;
+}
+
+std::error_code disk_store::checkpoint() {
+  std::lock_guard lock(mu_);
+  std::string all;
+  all.reserve(std::size_t{stats_.used_slots} * 160);
+  for (std::uint32_t i = 0; i < slots_.size(); ++i)
+    if (slots_[i].st == slot_state::state::used) encode_insert(all, i, slots_[i].rec);
+  return journal_.rewrite(all);
+}
+
+store_stats disk_store::stats() const {
+  std::lock_guard lock(mu_);
+  return stats_;
+}
+
+}  // namespace valkyrie::tier

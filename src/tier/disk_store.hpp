@@ -1,0 +1,136 @@
+#pragma once
+// tier: the persistent local disk tier under the memory cache (memory -> disk -> S3).
+//
+// disk_store owns DIR (--disk-cache): `files` preallocated data files (data.0 ...) cut into
+// fixed slots, the journal (the index), `meta` (the geometry) and `lock` (flock: one daemon
+// per directory). A slot is a 4 KiB header (the chunk's identity, length, CRC32C and write
+// sequence: the journal's insert record) followed by chunk_size bytes of data; one chunk takes
+// one slot whatever its length (a small object's chunk too: sub-slots are a later step), and
+// only chunks of the store's chunk size are admitted (a random reader's small blocks are not).
+// The cap is exact: slots = size / (4 KiB + chunk size), and the data files hold exactly the
+// slots; the journal is outside it (kept to about twice its live records by checkpoints).
+// Reads and writes are O_DIRECT between the caller's page-aligned memory and the disk
+// (block_file), on the calling reactor.
+// Integrity: an insert is journaled only after its data and header writes completed; a read
+// checks the header against the journal's record and the data's CRC32C, and any mismatch is
+// a miss that drops the slot (counted). A slot is journaled as removed before it is reused.
+// So a torn write (kill -9, power loss) and a slot rewritten under a stale journal are never
+// served, and a new ETag is a different identity that never finds old bytes.
+// Eviction: CLOCK over the slots (a hit sets the slot's reference bit; the hand clears bits and
+// takes the first slot without one that nobody is reading).
+// Faults: an I/O error (EIO, ENOSPC, a short read) is a miss or a dropped write, counted and
+// logged (rate-limited); after max_consecutive_errors errors in a row the store steps aside
+// (every read a miss, every write dropped) for retry_after, then tries again. It never fails a
+// read: callers fall back to S3.
+// Threading: read/write from any reactor; one mutex guards the slot table, the index and the
+// journal, never held across I/O.
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "cache/chunk_cache.hpp"
+#include "cache/chunk_id.hpp"
+#include "tier/block_file.hpp"
+#include "tier/journal.hpp"
+
+namespace valkyrie::tier {
+
+struct store_options {
+  std::string dir;
+  std::uint64_t size = 0;                 // the cap on the data files' bytes
+  std::uint32_t chunk_size = 8 << 20;     // slot data bytes (the cache's chunk size)
+  unsigned files = 4;                     // data files (fewer if there are fewer slots)
+  file_opener opener = open_direct_file;  // tests inject faults here
+  unsigned max_consecutive_errors = 5;
+  std::chrono::steady_clock::duration retry_after = std::chrono::seconds(30);
+};
+
+struct store_stats {
+  std::uint64_t hits = 0, misses = 0, bytes_read = 0, bytes_written = 0, writes = 0,
+                writes_dropped = 0, check_failures = 0, errors = 0;
+  std::uint32_t slots = 0, used_slots = 0;
+  std::uint64_t used_bytes = 0;
+  replay_stats replay;
+  bool disabled = false;
+  bool direct = false;  // O_DIRECT on the data files
+};
+
+class disk_store {
+ public:
+  static constexpr std::uint32_t header_bytes = 4096;
+  // Locks and opens DIR (creating the files), replays the journal. Start-up only: throws
+  // std::runtime_error with a message for the user (directory in use by another daemon,
+  // cannot preallocate, ...). A directory written with another geometry starts empty.
+  static std::shared_ptr<disk_store> open(store_options opts);
+  // Writes a checkpoint (the journal as one record per live slot) and releases the lock.
+  ~disk_store();
+  disk_store(const disk_store&) = delete;
+  disk_store& operator=(const disk_store&) = delete;
+
+  // Whether the chunk may be stored here at all (its chunk size, its identity fits a header).
+  bool admits(const cache::chunk_id& id) const;
+  bool contains(const cache::chunk_id& id) const;
+  // Reads the chunk into `dest` (id.length() bytes in page-aligned pieces, whole 4 KiB pages
+  // behind them: the tail of the last page may be overwritten) and checks it. The length on a
+  // hit; nullopt on a miss of any kind (absent, check failure, I/O error, disabled).
+  awaitable<std::optional<std::size_t>> read(cache::chunk_id id, cache::chunk_buffers dest);
+  // Stores the chunk's bytes (`data`: id.length() bytes, pieces as for read; the tail of the
+  // last page is written too). True when it was stored; false when it was there already or was
+  // dropped (counted: no slot free of readers, I/O error, disabled).
+  awaitable<bool> write(cache::chunk_id id, std::vector<std::span<const char>> data);
+  // Counts a write the caller gave up before calling write() (its write-back was full).
+  void count_dropped();
+  // Rewrites the journal as one insert per live slot.
+  std::error_code checkpoint();
+
+  store_stats stats() const;
+  std::uint32_t slots() const { return static_cast<std::uint32_t>(slots_.size()); }
+  std::uint64_t slot_stride() const { return stride_; }
+  std::uint32_t chunk_size() const { return opts_.chunk_size; }
+
+ private:
+  struct slot_state {
+    enum class state : std::uint8_t { free, used, writing, dropped } st = state::free;
+    bool ref = false;
+    unsigned readers = 0;
+    slot_record rec;
+  };
+  explicit disk_store(store_options opts);
+  void open_files();
+  void replay(const journal_record& r);
+  // With mu_ held.
+  bool usable_locked();
+  std::optional<std::uint32_t> take_slot_locked();
+  void drop_locked(std::uint32_t slot);
+  void release_reader_locked(std::uint32_t slot);
+  void note_error(std::error_code ec, const char* what);
+  void note_success();
+  std::pair<block_file*, std::uint64_t> where(std::uint32_t slot) const;
+
+  store_options opts_;
+  std::uint64_t stride_ = 0;
+  std::uint32_t per_file_ = 0;
+  int lock_fd_ = -1;
+  std::vector<std::shared_ptr<block_file>> files_;
+
+  mutable std::mutex mu_;
+  std::vector<slot_state> slots_;
+  std::unordered_map<cache::chunk_id, std::uint32_t, cache::chunk_id_hash> index_;
+  std::unordered_set<cache::chunk_id, cache::chunk_id_hash> writing_;
+  std::vector<std::uint32_t> free_;
+  std::uint32_t hand_ = 0;
+  std::uint64_t seq_ = 0;
+  journal journal_;
+  store_stats stats_;
+  unsigned consecutive_errors_ = 0;
+  std::chrono::steady_clock::time_point disabled_until_{};
+};
+
+}  // namespace valkyrie::tier

@@ -1,0 +1,77 @@
+#include "tier/disk_tier.hpp"
+
+#include <boost/asio/post.hpp>
+
+namespace valkyrie::tier {
+
+disk_tier::disk_tier(std::shared_ptr<disk_store> store, std::shared_ptr<cache::chunk_cache> cache,
+                     std::uint64_t write_back_bytes)
+    : store_(std::move(store)), cache_(std::move(cache)), limit_(write_back_bytes) {}
+
+cache::chunk_cache::fetch_fn disk_tier::wrap(cache::chunk_id id,
+                                             cache::chunk_cache::fetch_fn next) {
+  if (!store_->admits(id)) return next;
+  return [self = shared_from_this(), id = std::move(id), next = std::move(next)](
+             cache::chunk_buffers dest) { return self->fetch(id, next, std::move(dest)); };
+}
+
+awaitable<result<std::size_t>> disk_tier::fetch(cache::chunk_id id,
+                                                cache::chunk_cache::fetch_fn next,
+                                                cache::chunk_buffers dest) {
+  auto self = shared_from_this();  // (alive across the co_awaits)
+  if (auto hit = co_await store_->read(id, dest)) co_return *hit;
+  auto r = co_await next(dest);
+  if (!r || *r != id.length()) co_return r;
+  {
+    std::lock_guard lock(mu_);
+    queue_.push_back(std::move(id));
+    if (queue_.size() > max_queued) {
+      queue_.pop_front();
+      store_->count_dropped();
+    }
+  }
+  pump(co_await asio::this_coro::executor);
+  co_return r;
+}
+
+std::size_t disk_tier::write_back_queued() {
+  std::lock_guard lock(mu_);
+  return queue_.size();
+}
+
+void disk_tier::pump(asio::any_io_executor ex) {
+  std::vector<cache::chunk_id> start;
+  {
+    std::lock_guard lock(mu_);
+    while (!queue_.empty()) {
+      const std::uint64_t len = queue_.front().length();
+      if (in_flight_bytes_ > 0 && in_flight_bytes_ + len > limit_) break;  // (one may always run)
+      in_flight_bytes_ += len;
+      in_flight_ += len;
+      start.push_back(std::move(queue_.front()));
+      queue_.pop_front();
+    }
+  }
+  for (auto& id : start) asio::co_spawn(ex, write_back(std::move(id)), asio::detached);
+}
+
+awaitable<void> disk_tier::write_back(cache::chunk_id id) {
+  auto self = shared_from_this();
+  const std::uint64_t len = id.length();
+  // (co_spawn starts inline on this reactor: let the fetch return and the chunk become ready)
+  co_await asio::post(co_await asio::this_coro::executor, asio::use_awaitable);
+  if (auto ref = cache_->pin_ready(id)) {
+    std::vector<std::span<const char>> pieces = ref->pieces();
+    co_await store_->write(id, std::move(pieces));
+  } else {
+    store_->count_dropped();  // (evicted before its turn)
+  }
+  {
+    std::lock_guard lock(mu_);
+    in_flight_bytes_ -= len;
+  }
+  in_flight_ -= len;
+  pump(co_await asio::this_coro::executor);
+}
+
+}  // namespace valkyrie::tier

@@ -1,0 +1,78 @@
+#pragma once
+// The disk tier's index on disk: an append-only journal of slot records, each framed with its
+// length and a CRC32C, replayed at start in one sequential read (no data is read).
+//
+// Records: insert (slot -> chunk identity, data length, data CRC, write sequence) and remove
+// (slot is free). An insert is appended only after the slot's data and header writes have
+// completed; a remove before a slot is overwritten. Replay applies records in order and stops
+// at the first record that is torn or fails its CRC (a kill -9 or power loss in mid-append):
+// the tail from there is cut off, so later appends follow good records. A checkpoint rewrites
+// the journal as one insert per live slot (to a temporary file, fsync'd, renamed over it).
+// The same insert encoding is the slot header on the data file (slot_header), so a slot names
+// what it holds independently of the journal.
+// Threading: one journal per store, called with the store's journal mutex held.
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+#include <system_error>
+
+#include "cache/chunk_id.hpp"
+
+namespace valkyrie::tier {
+
+// What a slot holds.
+struct slot_record {
+  cache::chunk_id id;
+  std::uint32_t length = 0;  // data bytes (id.length())
+  std::uint32_t crc = 0;     // CRC32C of those bytes
+  std::uint64_t seq = 0;     // write sequence: a rewritten slot gets a new one
+};
+
+enum class record_type : std::uint8_t { insert = 1, remove = 2 };
+
+struct journal_record {
+  record_type type = record_type::insert;
+  std::uint32_t slot = 0;
+  slot_record rec;  // insert only
+};
+
+// Appends one framed record (u32 payload length, u32 CRC32C of the payload, payload).
+void encode_insert(std::string& out, std::uint32_t slot, const slot_record& r);
+void encode_remove(std::string& out, std::uint32_t slot);
+// One framed record from the front of `in`: the bytes it took, or 0 if it is torn or corrupt.
+std::size_t decode_record(std::string_view in, journal_record& out);
+
+struct replay_stats {
+  std::uint64_t records = 0;     // good records applied
+  std::uint64_t torn_bytes = 0;  // cut off the tail
+  double seconds = 0;
+};
+
+class journal {
+ public:
+  journal() = default;
+  journal(journal&& o) noexcept;
+  journal& operator=(journal&& o) noexcept;
+  ~journal();
+
+  // Opens (creating) `path` and replays it through `apply`. Start-up only: throws
+  // std::system_error with the path when the file cannot be read or written.
+  static journal open(const std::string& path,
+                      const std::function<void(const journal_record&)>& apply, replay_stats& stats);
+  // Appends framed records (page cache; survives kill -9, not power loss until sync()).
+  std::error_code append(std::string_view framed);
+  std::error_code sync();
+  // Replaces the whole journal with `framed` (a checkpoint).
+  std::error_code rewrite(std::string_view framed);
+  std::uint64_t bytes() const { return bytes_; }
+  std::uint64_t appended_records() const { return appended_; }  // since open or the last rewrite
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  std::uint64_t bytes_ = 0;
+  std::uint64_t appended_ = 0;
+};
+
+}  // namespace valkyrie::tier

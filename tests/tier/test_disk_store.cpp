@@ -1,0 +1,333 @@
+// disk_store: restart without data reads, bit flips, ETag changes, the lock, the exact cap,
+// CLOCK eviction, I/O faults (EIO, ENOSPC, short reads) and the replay time of 100,000 records.
+#include <doctest/doctest.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "tier/journal.hpp"
+#include "tier_fixture.hpp"
+
+using namespace valkyrie;
+using namespace valkyrie::tier;
+using test::aligned_buffer;
+using test::chunk_of;
+
+namespace {
+
+constexpr std::uint32_t cs = 64 * 1024;
+constexpr std::uint64_t stride = disk_store::header_bytes + cs;
+
+store_options options_for(const test::temp_dir& dir, std::uint64_t slots,
+                          std::shared_ptr<fault_plan> plan = nullptr) {
+  store_options o;
+  o.dir = dir.path().string();
+  o.size = slots * stride;
+  o.chunk_size = cs;
+  o.files = 2;
+  if (plan) o.opener = fault_opener(plan);
+  return o;
+}
+
+bool put(test::io_loop& io, disk_store& s, const cache::chunk_id& id) {
+  aligned_buffer b(id.length());
+  test::fill(b.span(), id.object->key, id.index);
+  return io.run(s.write(id, b.cpieces()));
+}
+
+// Reads the chunk; true if it was a hit with the right bytes.
+bool get(test::io_loop& io, disk_store& s, const cache::chunk_id& id) {
+  aligned_buffer b(id.length());
+  auto r = io.run(s.read(id, b.pieces()));
+  return r && *r == id.length() && test::matches(b.span(), id.object->key, id.index);
+}
+
+std::uint64_t dir_data_bytes(const test::temp_dir& dir) {
+  std::uint64_t n = 0;
+  for (auto& e : std::filesystem::directory_iterator(dir.path()))
+    if (e.path().filename().string().rfind("data.", 0) == 0) n += e.file_size();
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("store: chunks survive a restart, indexed without reading data, bytes exact") {
+  test::temp_dir dir;
+  test::io_loop io;
+  std::vector<cache::chunk_id> ids;
+  // Whole chunks and a short last one (an object of 2.5 chunks).
+  for (int f = 0; f < 6; ++f)
+    for (std::uint64_t c = 0; c < 3; ++c)
+      ids.push_back(chunk_of("file" + std::to_string(f), c, cs, 2 * cs + cs / 2 + 100));
+  {
+    auto s = disk_store::open(options_for(dir, 32));
+    for (auto& id : ids) CHECK(put(io, *s, id));
+    CHECK(s->stats().used_slots == ids.size());
+    CHECK(!put(io, *s, ids[0]));  // (already there)
+  }
+  auto plan = std::make_shared<fault_plan>();
+  auto s = disk_store::open(options_for(dir, 32, plan));
+  CHECK(plan->reads == 0);  // the index comes from the journal alone
+  CHECK(s->stats().used_slots == ids.size());
+  for (auto& id : ids) CHECK(s->contains(id));
+  for (auto& id : ids) CHECK(get(io, *s, id));
+  CHECK(s->stats().hits == ids.size());
+  CHECK(s->stats().check_failures == 0);
+}
+
+TEST_CASE(
+    "store: a kill -9 before the journal append leaves no chunk; one after, the whole chunk") {
+  // A chunk is journaled only after its writes complete: the journal as it was before the
+  // write (a kill -9 in mid-write) has no record of it.
+  test::temp_dir dir;
+  test::io_loop io;
+  auto a = chunk_of("a", 0, cs, cs), b = chunk_of("b", 0, cs, cs);
+  std::string journal_before;
+  {
+    auto s = disk_store::open(options_for(dir, 4));
+    CHECK(put(io, *s, a));
+    std::ifstream f(dir.path() / "journal", std::ios::binary);
+    journal_before.assign(std::istreambuf_iterator<char>(f), {});
+    CHECK(put(io, *s, b));
+    // (the destructor's checkpoint is what a clean stop writes; undo it below)
+  }
+  {
+    std::ofstream f(dir.path() / "journal", std::ios::binary | std::ios::trunc);
+    f.write(journal_before.data(), static_cast<std::streamsize>(journal_before.size()));
+  }
+  auto s = disk_store::open(options_for(dir, 4));
+  CHECK(s->contains(a));
+  CHECK(!s->contains(b));
+  CHECK(get(io, *s, a));
+}
+
+TEST_CASE("store: a bit flipped in a slot's data is a miss, counted and dropped") {
+  test::temp_dir dir;
+  test::io_loop io;
+  auto id = chunk_of("flip", 0, cs, cs);
+  {
+    auto s = disk_store::open(options_for(dir, 2));
+    REQUIRE(put(io, *s, id));
+  }
+  // The only used slot is slot 0 (data.0, after its 4 KiB header).
+  {
+    int fd = ::open((dir.path() / "data.0").c_str(), O_RDWR);
+    REQUIRE(fd >= 0);
+    char c;
+    REQUIRE(::pread(fd, &c, 1, disk_store::header_bytes + 12345) == 1);
+    c ^= 0x10;
+    REQUIRE(::pwrite(fd, &c, 1, disk_store::header_bytes + 12345) == 1);
+    ::close(fd);
+  }
+  {
+    auto s = disk_store::open(options_for(dir, 2));
+    REQUIRE(s->contains(id));
+    CHECK(!get(io, *s, id));
+    CHECK(s->stats().check_failures == 1);
+    CHECK(!s->contains(id));
+    CHECK(s->stats().used_slots == 0);
+  }
+  auto s = disk_store::open(options_for(dir, 2));
+  CHECK(!s->contains(id));  // (the drop was journaled)
+  CHECK(put(io, *s, id));   // and it can be written again
+  CHECK(get(io, *s, id));
+}
+
+TEST_CASE("store: a header naming another chunk is a miss (the journal and the slot disagree)") {
+  test::temp_dir dir;
+  test::io_loop io;
+  auto a = chunk_of("a", 0, cs, cs), b = chunk_of("b", 0, cs, cs);
+  {
+    auto s = disk_store::open(options_for(dir, 2));
+    REQUIRE(put(io, *s, a));
+    REQUIRE(put(io, *s, b));
+  }
+  // Swap the two slots' headers: each slot now claims to hold the other chunk.
+  {
+    int fd = ::open((dir.path() / "data.0").c_str(), O_RDWR);
+    int fd1 = ::open((dir.path() / "data.1").c_str(), O_RDWR);
+    REQUIRE(fd >= 0);
+    REQUIRE(fd1 >= 0);
+    std::vector<char> h0(disk_store::header_bytes), h1(disk_store::header_bytes);
+    REQUIRE(::pread(fd, h0.data(), h0.size(), 0) == static_cast<ssize_t>(h0.size()));
+    REQUIRE(::pread(fd1, h1.data(), h1.size(), 0) == static_cast<ssize_t>(h1.size()));
+    // (two slots in two files: one slot each)
+    REQUIRE(::pwrite(fd, h1.data(), h1.size(), 0) == static_cast<ssize_t>(h1.size()));
+    REQUIRE(::pwrite(fd1, h0.data(), h0.size(), 0) == static_cast<ssize_t>(h0.size()));
+    ::close(fd);
+    ::close(fd1);
+  }
+  auto s = disk_store::open(options_for(dir, 2));
+  CHECK(!get(io, *s, a));
+  CHECK(!get(io, *s, b));
+  CHECK(s->stats().check_failures == 2);
+}
+
+TEST_CASE("store: a new ETag never gets the old version's bytes") {
+  test::temp_dir dir;
+  test::io_loop io;
+  auto old_id = chunk_of("obj", 0, cs, cs, "\"v1\"");
+  auto new_id = chunk_of("obj", 0, cs, cs, "\"v2\"");
+  auto s = disk_store::open(options_for(dir, 4));
+  REQUIRE(put(io, *s, old_id));
+  CHECK(!s->contains(new_id));
+  aligned_buffer b(cs);
+  CHECK(!io.run(s->read(new_id, b.pieces())));
+  // Another size or chunk layout is another identity too.
+  CHECK(!s->contains(chunk_of("obj", 0, cs, cs + 1, "\"v1\"")));
+  CHECK(!s->admits(chunk_of("obj", 0, cs / 4, cs, "\"v1\"")));
+  CHECK(get(io, *s, old_id));
+}
+
+TEST_CASE("store: a second store on the same directory gets a clear error") {
+  test::temp_dir dir;
+  auto s = disk_store::open(options_for(dir, 2));
+  std::string what;
+  try {
+    disk_store::open(options_for(dir, 2));
+  } catch (const std::runtime_error& e) {
+    what = e.what();
+  }
+  CHECK(what.find("in use by another valkyrie") != std::string::npos);
+  CHECK(what.find("pid " + std::to_string(::getpid())) != std::string::npos);
+  s.reset();
+  CHECK_NOTHROW(disk_store::open(options_for(dir, 2)));  // (released at close)
+}
+
+TEST_CASE("store: the cap is exact and CLOCK evicts unreferenced slots first") {
+  test::temp_dir dir;
+  test::io_loop io;
+  auto o = options_for(dir, 5);
+  o.size += stride - 1;  // not a whole slot more: still 5
+  auto s = disk_store::open(o);
+  CHECK(s->slots() == 5);
+  CHECK(dir_data_bytes(dir) == 5 * stride);
+  CHECK(dir_data_bytes(dir) <= o.size);
+  std::vector<cache::chunk_id> ids;
+  for (int i = 0; i < 5; ++i) ids.push_back(chunk_of("k" + std::to_string(i), 0, cs, cs));
+  for (auto& id : ids) REQUIRE(put(io, *s, id));
+  // k0 and k1 are read (referenced); two new chunks take the slots of k2 and k3.
+  CHECK(get(io, *s, ids[0]));
+  CHECK(get(io, *s, ids[1]));
+  REQUIRE(put(io, *s, chunk_of("n0", 0, cs, cs)));
+  REQUIRE(put(io, *s, chunk_of("n1", 0, cs, cs)));
+  CHECK(s->contains(ids[0]));
+  CHECK(s->contains(ids[1]));
+  CHECK(!s->contains(ids[2]));
+  CHECK(!s->contains(ids[3]));
+  for (int i = 0; i < 20; ++i)
+    REQUIRE(put(io, *s, chunk_of("churn" + std::to_string(i), 0, cs, cs)));
+  CHECK(s->stats().used_slots == 5);
+  CHECK(dir_data_bytes(dir) == 5 * stride);
+  CHECK(s->stats().used_bytes == 5 * cs);
+}
+
+TEST_CASE(
+    "store: EIO on reads is a miss, counted; repeated errors step the store aside, then it comes "
+    "back") {
+  test::temp_dir dir;
+  test::io_loop io;
+  auto plan = std::make_shared<fault_plan>();
+  auto o = options_for(dir, 16, plan);
+  o.max_consecutive_errors = 3;
+  o.retry_after = std::chrono::milliseconds(200);
+  auto s = disk_store::open(o);
+  std::vector<cache::chunk_id> ids;
+  for (int i = 0; i < 10; ++i) ids.push_back(chunk_of("k" + std::to_string(i), 0, cs, cs));
+  for (auto& id : ids) REQUIRE(put(io, *s, id));
+  plan->read_errno = EIO;
+  for (int i = 0; i < 3; ++i) CHECK(!get(io, *s, ids[i]));
+  CHECK(s->stats().errors == 3);
+  CHECK(s->stats().disabled);
+  plan->read_errno = 0;
+  const unsigned reads_before = plan->reads;
+  CHECK(!get(io, *s, ids[5]));  // stepped aside: a miss without touching the disk
+  CHECK(plan->reads == reads_before);
+  CHECK(!put(io, *s, chunk_of("while-off", 0, cs, cs)));
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  bool back = false;
+  while (!back && std::chrono::steady_clock::now() < deadline) {
+    back = get(io, *s, ids[5]);
+    if (!back) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  CHECK(back);
+  CHECK(!s->stats().disabled);
+  for (int i = 6; i < 10; ++i) CHECK(get(io, *s, ids[i]));  // the other slots were kept
+}
+
+TEST_CASE("store: ENOSPC and EIO on writes drop the write; short reads are misses") {
+  test::temp_dir dir;
+  test::io_loop io;
+  auto plan = std::make_shared<fault_plan>();
+  auto s = disk_store::open(options_for(dir, 8, plan));
+  auto a = chunk_of("a", 0, cs, cs), b = chunk_of("b", 0, cs, cs);
+  plan->write_errno = ENOSPC;
+  CHECK(!put(io, *s, a));
+  plan->write_errno = EIO;
+  CHECK(!put(io, *s, a));
+  CHECK(s->stats().errors == 2);
+  CHECK(s->stats().writes_dropped == 2);
+  CHECK(!s->contains(a));
+  CHECK(s->stats().used_slots == 0);
+  plan->write_errno = 0;
+  REQUIRE(put(io, *s, a));
+  REQUIRE(put(io, *s, b));
+  plan->short_reads = true;
+  CHECK(!get(io, *s, a));
+  CHECK(s->stats().errors == 3);
+  plan->short_reads = false;
+  CHECK(get(io, *s, b));
+}
+
+TEST_CASE("store: 100000 journal records replay in well under 2 s") {
+  test::temp_dir dir;
+  constexpr std::uint32_t small = 4096;
+  constexpr std::uint64_t n = 100000;
+  // Files that hold nothing: this measures the index alone (the data files are never read at
+  // start-up anyway).
+  struct null_file final : block_file {
+    awaitable<std::error_code> read_at(std::uint64_t, std::span<char>) override {
+      co_return std::error_code();
+    }
+    awaitable<std::error_code> write_at(std::uint64_t, std::span<const char>) override {
+      co_return std::error_code();
+    }
+    bool direct() const override { return true; }
+  };
+  store_options o;
+  o.dir = dir.path().string();
+  o.chunk_size = small;
+  o.size = n * (disk_store::header_bytes + small);
+  o.opener = [](const std::string&, std::uint64_t) { return std::make_shared<null_file>(); };
+  { auto s = disk_store::open(o); }  // (writes the geometry)
+  {
+    std::string all = "VKYJRN01";
+    for (std::uint64_t i = 0; i < n; ++i) {
+      slot_record r;
+      r.id = chunk_of(
+          "train/shard-" + std::to_string(i / 64) + "/sample-" + std::to_string(i) + ".jpg", 0,
+          small, small);
+      r.length = small;
+      r.crc = static_cast<std::uint32_t>(i);
+      r.seq = i + 1;
+      encode_insert(all, static_cast<std::uint32_t>(i), r);
+    }
+    std::ofstream f(dir.path() / "journal", std::ios::binary | std::ios::trunc);
+    f.write(all.data(), static_cast<std::streamsize>(all.size()));
+    MESSAGE("journal of " << n << " records: " << all.size() << " bytes");
+  }
+  auto started = std::chrono::steady_clock::now();
+  auto s = disk_store::open(o);
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+  MESSAGE("disk_store::open with " << n << " records: " << seconds << " s (replay "
+                                   << s->stats().replay.seconds << " s)");
+  CHECK(s->stats().used_slots == n);
+  CHECK(s->contains(chunk_of("train/shard-0/sample-17.jpg", 0, small, small)));
+  CHECK(seconds < 2.0);
+}

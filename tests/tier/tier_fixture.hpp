@@ -1,0 +1,68 @@
+#pragma once
+// Shared by the tier tests: one io_context for a store's whole life (its files keep a handle per
+// io_context), page-aligned buffers, deterministic chunk bytes.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <future>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include <boost/asio/use_future.hpp>
+
+#include "helpers.hpp"
+#include "tier/disk_store.hpp"
+
+namespace valkyrie::test {
+
+struct io_loop {
+  asio::io_context ctx{1};
+  template <class T>
+  T run(awaitable<T> a) {
+    auto fut = asio::co_spawn(ctx, std::move(a), asio::use_future);
+    ctx.restart();
+    ctx.run();
+    return fut.get();
+  }
+};
+
+struct aligned_buffer {
+  char* p = nullptr;
+  std::size_t n = 0;
+  explicit aligned_buffer(std::size_t bytes) : n(bytes) {
+    p = static_cast<char*>(std::aligned_alloc(4096, (bytes + 4095) / 4096 * 4096));
+    std::memset(p, 0, (bytes + 4095) / 4096 * 4096);
+  }
+  ~aligned_buffer() { std::free(p); }
+  aligned_buffer(const aligned_buffer&) = delete;
+  std::span<char> span() { return {p, n}; }
+  std::vector<std::span<char>> pieces() { return {span()}; }
+  std::vector<std::span<const char>> cpieces() { return {std::span<const char>(p, n)}; }
+};
+
+// Byte i of chunk `index` of `key`: differs by key, chunk and offset.
+inline char pattern(const std::string& key, std::uint64_t index, std::uint64_t i) {
+  std::uint64_t h = std::hash<std::string>{}(key) ^ (index * 0x9E3779B97F4A7C15ull);
+  return static_cast<char>((i * 131 + (h >> 7) + (i >> 12)) & 0xFF);
+}
+inline void fill(std::span<char> s, const std::string& key, std::uint64_t index) {
+  for (std::size_t i = 0; i < s.size(); ++i) s[i] = pattern(key, index, i);
+}
+inline bool matches(std::span<const char> s, const std::string& key, std::uint64_t index) {
+  for (std::size_t i = 0; i < s.size(); ++i)
+    if (s[i] != pattern(key, index, i)) return false;
+  return true;
+}
+
+inline cache::chunk_id chunk_of(const std::string& key, std::uint64_t index,
+                                std::uint32_t chunk_size, std::uint64_t object_size,
+                                const std::string& etag = "\"e1\"") {
+  return {cache::make_version("bucket", key, etag, object_size), chunk_size, index};
+}
+
+}  // namespace valkyrie::test
