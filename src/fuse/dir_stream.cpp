@@ -38,10 +38,20 @@ fuse_entry_param entry_of(const mount_options& o, const fs::attributes& a) {
 }
 
 awaitable<result<std::vector<char>>> dir_stream::page(off_t off, std::size_t size, bool plus) {
-  // The directory's shared snapshot: paging through it copies nothing.
-  auto snapshot = co_await fs_.listing(ino_);
-  if (!snapshot) co_return snapshot.error();
-  std::shared_ptr<const fs::dir_listing> listing = *snapshot;
+  // The directory's shared snapshot: paging through it copies nothing. A page after the first
+  // resumes in the snapshot the first one came from, whatever the filesystem has listed since.
+  std::shared_ptr<const fs::dir_listing> listing;
+  if (off > 0) {
+    std::lock_guard lock(mu_);
+    listing = snapshot_;
+  }
+  if (!listing) {
+    auto fresh = co_await fs_.listing(ino_);
+    if (!fresh) co_return fresh.error();
+    listing = *fresh;
+    std::lock_guard lock(mu_);
+    snapshot_ = listing;
+  }
   std::vector<char> buf(size);
   std::size_t used = 0;
   // (libfuse's fuse_add_direntry* only measure and format: they need no request.)

@@ -4,6 +4,9 @@
 //
 // Offsets: 1 and 2 are "." and "..", entry i of the listing is at offset i + 3; each entry
 // carries the offset of the next, and a page resumes at the offset the kernel passes back.
+// Offsets index one listing: the stream takes the directory's listing at offset 0 (opendir,
+// rewinddir) and pages through that snapshot until the next offset 0, so a refresh of the
+// listing in between (--metadata-ttl) cannot shift them: no entry is repeated or skipped.
 // readdirplus: every entry handed out (never "." or "..") counts one kernel lookup, which the
 // kernel's FORGET later gives back; entries that do not fit the page are not counted.
 // Threading: the kernel sends one readdir of an open directory at a time; the stream may be
@@ -15,6 +18,7 @@
 #include <sys/stat.h>
 
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include "fs/filesystem.hpp"
@@ -38,6 +42,8 @@ class dir_stream {
   fs::filesystem& fs_;
   const mount_options& opts_;
   const fs::ino_t ino_;
+  std::mutex mu_;
+  std::shared_ptr<const fs::dir_listing> snapshot_;  // what offsets > 0 index
 };
 
 }  // namespace valkyrie::fuse
