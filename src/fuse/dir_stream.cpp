@@ -86,7 +86,8 @@ awaitable<result<std::vector<char>>> dir_stream::page(off_t off, std::size_t siz
       a = *counted;
     } else {
       a = fs_.entry_attr(ino_, *listing, i);
-      if (a.ino == 0) a.ino = 0xffffffff;  // unknown until looked up; readdir's ino is informational
+      if (a.ino == 0)
+        a.ino = 0xffffffff;  // unknown until looked up; readdir's ino is informational
     }
     if (!add(name.c_str(), a, static_cast<off_t>(i + 3), true)) break;
   }

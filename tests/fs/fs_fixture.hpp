@@ -17,7 +17,8 @@ inline constexpr std::uint32_t chunk = 64 * 1024;
 
 inline std::string pattern(std::size_t n, int seed) {
   std::string s(n, '\0');
-  for (std::size_t i = 0; i < n; ++i) s[i] = static_cast<char>((i * 131 + seed * 7 + i / 977) & 0xff);
+  for (std::size_t i = 0; i < n; ++i)
+    s[i] = static_cast<char>((i * 131 + seed * 7 + i / 977) & 0xff);
   return s;
 }
 
@@ -28,7 +29,8 @@ struct fixture {
     o.max_readahead_chunks = 8;
     o.cold_read_direct_max = 0;  // counted requests stay one per chunk (its own test turns it on)
     cache = std::make_shared<cache::chunk_cache>(cache_bytes, chunk);
-    fs = std::make_unique<filesystem>(o, std::vector<std::shared_ptr<s3::object_client>>{mem}, cache);
+    fs = std::make_unique<filesystem>(o, std::vector<std::shared_ptr<s3::object_client>>{mem},
+                                      cache);
   }
   attributes lookup_path(const std::string& path) {
     ino_t ino = root_ino;
@@ -36,7 +38,8 @@ struct fixture {
     std::size_t start = 0;
     while (start < path.size()) {
       auto slash = path.find('/', start);
-      std::string name = path.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+      std::string name =
+          path.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
       auto r = test::run(fs->lookup(ino, name));
       if (!r) throw std::system_error(r.error());
       a = *r;
@@ -61,7 +64,8 @@ struct fixture {
       slow->set_delay(delay);
       client = slow;
     }
-    fs = std::make_unique<filesystem>(o, std::vector<std::shared_ptr<s3::object_client>>{client}, cache);
+    fs = std::make_unique<filesystem>(o, std::vector<std::shared_ptr<s3::object_client>>{client},
+                                      cache);
   }
   std::vector<std::string> names(ino_t dir) {
     auto r = test::run(fs->readdir(dir));

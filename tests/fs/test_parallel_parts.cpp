@@ -26,7 +26,8 @@ struct parts_fixture {
     o.cold_read_direct_max = 0;
     o.random_block_size = big_chunk;  // a reader anywhere fetches whole chunks
     cache = std::make_shared<cache::chunk_cache>(8 * std::uint64_t{big_chunk}, big_chunk, 1);
-    fs = std::make_unique<filesystem>(o, std::vector<std::shared_ptr<s3::object_client>>{client}, cache);
+    fs = std::make_unique<filesystem>(o, std::vector<std::shared_ptr<s3::object_client>>{client},
+                                      cache);
   }
   std::shared_ptr<open_file> open(const std::string& name) {
     auto a = test::run(fs->lookup(root_ino, name));
@@ -86,12 +87,14 @@ TEST_CASE("a chunk a reader waits for comes in 1 MiB parts, all in flight at onc
 
   // Everything is cached now: reads across part and chunk boundaries send nothing and are exact.
   f.client->reset();
-  for (std::uint64_t off : {MiB - 7, 2 * MiB - 1, std::uint64_t{big_chunk} - 100, 2 * std::uint64_t{big_chunk} - 5})
+  for (std::uint64_t off :
+       {MiB - 7, 2 * MiB - 1, std::uint64_t{big_chunk} - 100, 2 * std::uint64_t{big_chunk} - 5})
     CHECK(f.read(file, off, 300).value() == data.substr(off, 300));
   CHECK(f.client->get_count() == 0);
 }
 
-TEST_CASE("one failing part fails the whole fetch with its error; no partial chunk is cached or served") {
+TEST_CASE(
+    "one failing part fails the whole fetch with its error; no partial chunk is cached or served") {
   for (std::uint64_t failing : {std::uint64_t{0}, MiB, 2 * MiB}) {
     CAPTURE(failing);
     parts_fixture f;

@@ -58,8 +58,9 @@ struct fixture {
   explicit fixture(std::chrono::nanoseconds ttl = std::chrono::seconds(60)) {
     fs::options o;
     o.metadata_ttl = ttl;
-    filesystem = std::make_unique<fs::filesystem>(o, std::vector<std::shared_ptr<s3::object_client>>{mem},
-                                                  std::make_shared<cache::chunk_cache>(1 << 20, 64 * 1024));
+    filesystem =
+        std::make_unique<fs::filesystem>(o, std::vector<std::shared_ptr<s3::object_client>>{mem},
+                                         std::make_shared<cache::chunk_cache>(1 << 20, 64 * 1024));
   }
   // A page from `off`; readdirplus entries are forgotten again at once (as the kernel does once
   // it drops them) unless `keep` collects them.
@@ -70,8 +71,10 @@ struct fixture {
     auto entries = decode(*r, plus);
     for (auto& e : entries) {
       if (!plus || e.nodeid == 0) continue;
-      if (keep) keep->push_back(e);
-      else filesystem->forget(e.nodeid, 1);
+      if (keep)
+        keep->push_back(e);
+      else
+        filesystem->forget(e.nodeid, 1);
     }
     return entries;
   }
@@ -98,12 +101,14 @@ std::vector<std::string> expected_from(const std::vector<std::string>& all, std:
 }
 }  // namespace
 
-TEST_CASE("readdir(plus) resumed at every offset returns the rest exactly once, whatever the page size") {
+TEST_CASE(
+    "readdir(plus) resumed at every offset returns the rest exactly once, whatever the page size") {
   fixture f;
   std::vector<std::string> all = {".", ".."};
   for (int i = 0; i < 40; ++i) {
     // Names of different lengths, a directory among the files.
-    std::string name = "entry_" + std::to_string(i) + std::string(static_cast<std::size_t>(i % 7), 'x');
+    std::string name =
+        "entry_" + std::to_string(i) + std::string(static_cast<std::size_t>(i % 7), 'x');
     f.mem->put(i % 5 == 0 ? name + "/inner" : name, "data");
   }
   auto listed = test::run(f.filesystem->readdir(fs::root_ino));
@@ -150,7 +155,8 @@ TEST_CASE("a listing refreshed between two pages: no entry is repeated or skippe
     test::wait_until(
         [&] {
           auto now = test::run(f.filesystem->readdir(fs::root_ino));
-          return now && std::any_of(now->begin(), now->end(), [](auto& e) { return e.name == "file_a"; });
+          return now &&
+                 std::any_of(now->begin(), now->end(), [](auto& e) { return e.name == "file_a"; });
         },
         "the listing is refreshed after the TTL");
     std::vector<std::string> names;
@@ -174,14 +180,16 @@ TEST_CASE("a listing refreshed between two pages: no entry is repeated or skippe
     test::wait_until(
         [&] {
           auto now = test::run(f.filesystem->readdir(fs::root_ino));
-          return now && std::none_of(now->begin(), now->end(), [](auto& e) { return e.name == "file_a"; });
+          return now &&
+                 std::none_of(now->begin(), now->end(), [](auto& e) { return e.name == "file_a"; });
         },
         "the listing is refreshed again");
   }
   CHECK(f.filesystem->inode_count() == 1);
 }
 
-TEST_CASE("readdirplus counts one lookup per entry handed out, never for . and ..; FORGET balances it") {
+TEST_CASE(
+    "readdirplus counts one lookup per entry handed out, never for . and ..; FORGET balances it") {
   fixture f;
   for (int i = 0; i < 12; ++i) f.mem->put("f" + std::to_string(i), "x");
   f.mem->put("sub/inner", "y");

@@ -19,17 +19,17 @@ namespace {
 // What a reader should see for each failure, and why.
 const std::map<errc, int> intended = {
     {errc::ok, 0},
-    {errc::not_found, ENOENT},             // the key is gone
-    {errc::no_such_bucket, ENOENT},        // the bucket is gone
-    {errc::access_denied, EACCES},         // refused by policy
-    {errc::signature_mismatch, EACCES},    // wrong secret key
-    {errc::expired_token, EACCES},         // credentials ran out and could not be renewed
-    {errc::precondition_failed, ESTALE},   // the object changed under an open file
-    {errc::invalid_range, EIO},            // the object is shorter than listed
-    {errc::slow_down, EIO},                // throttled past every retry
-    {errc::server_error, EIO},             // 5xx past every retry
-    {errc::bad_request, EIO},              // a request the server refuses: our bug, not the reader's
-    {errc::wrong_region, EIO},             // misconfiguration (caught at start-up)
+    {errc::not_found, ENOENT},            // the key is gone
+    {errc::no_such_bucket, ENOENT},       // the bucket is gone
+    {errc::access_denied, EACCES},        // refused by policy
+    {errc::signature_mismatch, EACCES},   // wrong secret key
+    {errc::expired_token, EACCES},        // credentials ran out and could not be renewed
+    {errc::precondition_failed, ESTALE},  // the object changed under an open file
+    {errc::invalid_range, EIO},           // the object is shorter than listed
+    {errc::slow_down, EIO},               // throttled past every retry
+    {errc::server_error, EIO},            // 5xx past every retry
+    {errc::bad_request, EIO},             // a request the server refuses: our bug, not the reader's
+    {errc::wrong_region, EIO},            // misconfiguration (caught at start-up)
     {errc::connect_failed, EHOSTUNREACH},  // the endpoint cannot be reached
     {errc::timeout, ETIMEDOUT},            // connect, first byte or a stalled body
     {errc::connection_reset, EIO},         // the transfer broke past every retry

@@ -42,8 +42,12 @@ class counting_client final : public s3::object_client {
     fail_times_ = times;
   }
 
-  awaitable<result<s3::object_info>> head(std::string key) override { return inner_->head(std::move(key)); }
-  awaitable<result<s3::list_page>> list(s3::list_request request) override { return inner_->list(std::move(request)); }
+  awaitable<result<s3::object_info>> head(std::string key) override {
+    return inner_->head(std::move(key));
+  }
+  awaitable<result<s3::list_page>> list(s3::list_request request) override {
+    return inner_->list(std::move(request));
+  }
 
   awaitable<result<std::size_t>> get(std::string key, std::uint64_t offset, std::span<char> dest,
                                      std::string if_match) override {

@@ -24,11 +24,12 @@ bool wait_for(asio::io_context& ctx, Pred pred, const char* what,
   while (!pred()) {
     const auto now = std::chrono::steady_clock::now();
     if (now >= give_up) {
-      FAIL_CHECK("not within " << deadline.count() << " ms: " << what);
+      FAIL_CHECK("not within " << deadline.count() << " ms: " << std::string(what));
       return false;
     }
     // In slices, so that a condition another thread makes true is seen soon.
-    auto slice = std::min<std::chrono::steady_clock::duration>(give_up - now, std::chrono::milliseconds(5));
+    auto slice =
+        std::min<std::chrono::steady_clock::duration>(give_up - now, std::chrono::milliseconds(5));
     if (ctx.run_one_for(slice) == 0 && ctx.stopped()) {
       ctx.restart();  // out of work: what is left to happen happens on other threads
       std::this_thread::sleep_for(std::chrono::microseconds(200));
@@ -44,7 +45,7 @@ inline bool run_until_idle(asio::io_context& ctx, const char* what,
   ctx.restart();
   ctx.run_for(deadline);
   if (!ctx.stopped()) {
-    FAIL_CHECK("work still pending after " << deadline.count() << " ms: " << what);
+    FAIL_CHECK("work still pending after " << deadline.count() << " ms: " << std::string(what));
     return false;
   }
   return true;
@@ -53,11 +54,12 @@ inline bool run_until_idle(asio::io_context& ctx, const char* what,
 // For conditions other threads make true (reactor pools): polls pred() until it holds or the
 // deadline passes (then fails the test).
 template <class Pred>
-bool wait_until(Pred pred, const char* what, std::chrono::milliseconds deadline = default_deadline) {
+bool wait_until(Pred pred, const char* what,
+                std::chrono::milliseconds deadline = default_deadline) {
   const auto give_up = std::chrono::steady_clock::now() + deadline;
   while (!pred()) {
     if (std::chrono::steady_clock::now() >= give_up) {
-      FAIL_CHECK("not within " << deadline.count() << " ms: " << what);
+      FAIL_CHECK("not within " << deadline.count() << " ms: " << std::string(what));
       return false;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
