@@ -51,6 +51,13 @@ inline bool run_until_idle(asio::io_context& ctx, const char* what,
   return true;
 }
 
+// Runs every handler of `ctx` that is ready now, without waiting for timers or I/O: after it,
+// whatever the code under test posted has had its turn.
+inline void poll_ready(asio::io_context& ctx) {
+  ctx.restart();
+  while (ctx.poll() > 0) ctx.restart();
+}
+
 // For conditions other threads make true (reactor pools): polls pred() until it holds or the
 // deadline passes (then fails the test).
 template <class Pred>
