@@ -163,9 +163,14 @@ assert open(path, "rb").read() == new, "a new open does not see the new version"
 PY
 pass "overwrite during a read gives an error, not mixed bytes"
 
+reads_answered() {
+  curl -sf "127.0.0.1:$(metrics_port)/metrics" | awk '$1 == "valkyrie_fuse_requests_total{op=\"read\"}" {printf "%d\n", $2}'
+}
+reads0=$(reads_answered)
 readers=()
 for i in 1 2 3; do (cat "$mnt/sizes/big_100MiB" >/dev/null 2>&1 || true) & readers+=($!); done
-sleep 0.3
+reading() { (($(reads_answered) > reads0)); }
+wait_until 10 reading || fail "the readers' reads never reached the daemon"
 kill -TERM "$daemon_pid"
 expect_daemon_gone
 for p in "${readers[@]}"; do wait "$p"; done
