@@ -173,9 +173,11 @@ reading() { (($(reads_answered) > reads0)); }
 wait_until 10 reading || fail "the readers' reads never reached the daemon"
 kill -TERM "$daemon_pid"
 expect_daemon_gone
+readers_done() { local p; for p in "${readers[@]}"; do kill -0 "$p" 2>/dev/null && return 1; done; return 0; }
+wait_until 10 readers_done || fail "readers of the unmounted filesystem still blocked"
 for p in "${readers[@]}"; do wait "$p"; done
 mountpoint -q "$mnt" && fail "still mounted after SIGTERM"
 out=$(ls "$mnt" 2>&1) || true
 [[ $out != *"not connected"* ]] || fail "left a dead mount: $out"
-pass "SIGTERM during reads: unmounted, daemon gone, no dead mount"
+pass "SIGTERM during reads: unmounted, daemon gone, readers released, no dead mount"
 echo "all mount checks passed"
