@@ -14,6 +14,7 @@
 #include "core/log.hpp"
 #include "core/metrics.hpp"
 #include "core/trace.hpp"
+#include "fuse/dir_stream.hpp"
 #include "fuse/session.hpp"
 
 namespace valkyrie::fuse {
@@ -95,34 +96,8 @@ void spawn(session* s, Awaitable a) {
   asio::co_spawn(here(s), std::move(a), asio::detached);
 }
 
-struct stat stat_of(session* s, const fs::attributes& a) {
-  struct stat st;
-  std::memset(&st, 0, sizeof st);
-  const auto& o = s->options();
-  st.st_ino = a.ino;
-  if (a.control) st.st_mode = a.directory ? (S_IFDIR | 0755) : (S_IFREG | 0644);  // the owner writes the order
-  else st.st_mode = a.directory ? (S_IFDIR | o.dir_mode) : (S_IFREG | o.file_mode);
-  st.st_nlink = a.directory ? 2 : 1;
-  st.st_uid = o.uid;
-  st.st_gid = o.gid;
-  st.st_size = static_cast<off_t>(a.size);
-  st.st_blksize = 1 << 20;
-  st.st_blocks = static_cast<blkcnt_t>((a.size + 511) / 512);
-  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(a.mtime.time_since_epoch()).count();
-  timespec t{static_cast<time_t>(ns / 1000000000), static_cast<long>(ns % 1000000000)};
-  st.st_mtim = st.st_ctim = st.st_atim = t;
-  return st;
-}
-
-fuse_entry_param entry_of(session* s, const fs::attributes& a) {
-  fuse_entry_param e;
-  std::memset(&e, 0, sizeof e);
-  e.ino = a.ino;
-  e.attr = stat_of(s, a);
-  e.attr_timeout = s->options().attr_timeout;
-  e.entry_timeout = s->options().attr_timeout;
-  return e;
-}
+struct stat stat_of(session* s, const fs::attributes& a) { return valkyrie::fuse::stat_of(s->options(), a); }
+fuse_entry_param entry_of(session* s, const fs::attributes& a) { return valkyrie::fuse::entry_of(s->options(), a); }
 
 using file_holder = std::shared_ptr<fs::open_file>;
 
@@ -167,79 +142,45 @@ void op_getattr(fuse_req_t req, fuse_ino_t ino, fuse_file_info*) {
   fuse_reply_attr(req, &st, s->options().attr_timeout);
 }
 
+// An open directory: fh holds its dir_stream (shared with the pages being answered).
+using dir_holder = std::shared_ptr<dir_stream>;
+
 void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   op_timer t(op_id::opendir);
-  auto r = self(req)->filesystem().getattr(ino);
+  auto* s = self(req);
+  auto r = s->filesystem().getattr(ino);
   if (!r) return reply_err(t, req, to_errno(r.error()));
   if (!r->directory) return reply_err(t, req, ENOTDIR);
-  fi->fh = 0;
+  fi->fh = reinterpret_cast<uint64_t>(new dir_holder(std::make_shared<dir_stream>(s->filesystem(), s->options(), ino)));
   fi->cache_readdir = 0;
   t.done(0);
-  fuse_reply_open(req, fi);
+  if (fuse_reply_open(req, fi) != 0) delete reinterpret_cast<dir_holder*>(fi->fh);  // interrupted
 }
 
-// Offsets: 1 and 2 are "." and "..", entry i of the listing is at offset i + 3.
-awaitable<void> do_readdir(session* s, fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, bool plus,
+awaitable<void> do_readdir(fuse_req_t req, dir_holder stream, size_t size, off_t off, bool plus,
                            op_timer t) {
-  // The directory's shared snapshot: paging through it copies nothing.
-  auto snapshot = co_await s->filesystem().listing(ino);
-  if (!snapshot) {
-    reply_err(t, req, to_errno(snapshot.error()));
+  auto page = co_await stream->page(off, size, plus);
+  if (!page) {
+    reply_err(t, req, to_errno(page.error()));
     co_return;
   }
-  std::shared_ptr<const fs::dir_listing> listing = *snapshot;
-  std::vector<char> buf(size);
-  size_t used = 0;
-  std::string name;
-  auto add = [&](const char* name, const fs::attributes& a, off_t next, bool counted) -> bool {
-    size_t n;
-    if (plus) {
-      auto e = entry_of(s, a);
-      if (!counted) e.ino = 0, e.attr_timeout = e.entry_timeout = 0;  // no lookup for . and ..
-      n = fuse_add_direntry_plus(req, buf.data() + used, size - used, name, &e, next);
-    } else {
-      auto st = stat_of(s, a);
-      n = fuse_add_direntry(req, buf.data() + used, size - used, name, &st, next);
-    }
-    if (n > size - used) return false;
-    used += n;
-    return true;
-  };
-  fs::attributes dir{ino, true, 0, {}};
-  if (off < 1 && !add(".", dir, 1, false)) goto reply;
-  if (off < 2 && !add("..", dir, 2, false)) goto reply;
-  for (size_t i = off > 2 ? static_cast<size_t>(off - 2) : 0; i < listing->size(); ++i) {
-    name.assign(listing->name(i));
-    fs::attributes a;
-    if (plus) {
-      // Measure first: only entries that fit are handed out, and only those count a lookup.
-      auto& le = listing->at(i);
-      auto probe = entry_of(s, fs::attributes{0, le.directory, le.size, le.mtime});
-      if (fuse_add_direntry_plus(req, nullptr, 0, name.c_str(), &probe, 0) > size - used) break;
-      auto counted = s->filesystem().remember_entry(ino, *listing, i);
-      if (!counted) continue;  // directory vanished meanwhile
-      a = *counted;
-    } else {
-      a = s->filesystem().entry_attr(ino, *listing, i);
-      if (a.ino == 0) a.ino = 0xffffffff;  // unknown until looked up; readdir's ino is informational
-    }
-    if (!add(name.c_str(), a, static_cast<off_t>(i + 3), true)) break;
-  }
-reply:
   t.done(0);
-  fuse_reply_buf(req, buf.data(), used);
+  fuse_reply_buf(req, page->data(), page->size());
 }
 
-void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+void op_readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
   op_timer t(op_id::readdir);
-  spawn(self(req), do_readdir(self(req), req, ino, size, off, false, std::move(t)));
+  auto stream = *reinterpret_cast<dir_holder*>(fi->fh);
+  spawn(self(req), do_readdir(req, std::move(stream), size, off, false, std::move(t)));
 }
-void op_readdirplus(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info*) {
+void op_readdirplus(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
   op_timer t(op_id::readdirplus);
-  spawn(self(req), do_readdir(self(req), req, ino, size, off, true, std::move(t)));
+  auto stream = *reinterpret_cast<dir_holder*>(fi->fh);
+  spawn(self(req), do_readdir(req, std::move(stream), size, off, true, std::move(t)));
 }
-void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info*) {
+void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   op_timer t(op_id::releasedir);
+  delete reinterpret_cast<dir_holder*>(fi->fh);
   reply_err(t, req, 0);
 }
 

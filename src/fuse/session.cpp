@@ -135,6 +135,7 @@ std::string session::mount() {
 void session::start() {
   started_ = true;
   loops_running_ = pool_.size();
+  receivers_.assign(pool_.size(), nullptr);
   for (unsigned i = 0; i < pool_.size(); ++i)
     asio::co_spawn(pool_.executor(i), receive_loop(this, i), asio::detached);
 }
@@ -142,16 +143,26 @@ void session::start() {
 void session::unmount() {
   if (unmounting_.exchange(true) || !se_) return;
   fuse_session_exit(se_);
-  // Unmounting makes every pending and future read of the fd fail with ENODEV, which ends the
-  // receive loops.
+  // libfuse closes the session's fd and detaches the mount (lazily: files still open keep it
+  // alive). The connection ends when the last fd of the device is closed: the receive loops
+  // close their dups, so that requests still waiting for a reply are aborted by the kernel
+  // (their replies could no longer be sent: the session's fd is gone) and every reader of the
+  // detached mount gets an error instead of waiting forever, holding the mount and this daemon.
   fuse_session_unmount(se_);
   mounted_ = false;
+  for (unsigned i = 0; i < receivers_.size(); ++i)
+    pool_.post(i, [this, i] {
+      if (!receivers_[i]) return;
+      boost::system::error_code ec;
+      receivers_[i]->close(ec);  // the loop's wait ends (operation_aborted)
+    });
 }
 
 awaitable<void> session::receive_loop(session* self, unsigned reactor) {
   auto ex = co_await asio::this_coro::executor;
   int fd = ::dup(fuse_session_fd(self->se_));
   asio::posix::stream_descriptor readable(ex, fd);
+  self->receivers_[reactor] = &readable;
   fuse_buf buf;
   std::memset(&buf, 0, sizeof buf);
   bool done = false;
@@ -170,6 +181,7 @@ awaitable<void> session::receive_loop(session* self, unsigned reactor) {
     }
   }
   std::free(buf.mem);
+  self->receivers_[reactor] = nullptr;
   log::get("fuse")->debug("receive loop of reactor {} ended", reactor);
   if (--self->loops_running_ == 0 && self->on_finished_) self->on_finished_();
 }

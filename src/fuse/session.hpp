@@ -18,6 +18,8 @@
 #include <system_error>
 #include <vector>
 
+#include <boost/asio/posix/stream_descriptor.hpp>
+
 #include "core/reactor_pool.hpp"
 #include "fs/filesystem.hpp"
 
@@ -61,7 +63,9 @@ class session {
   std::string mount();
   // Starts one receive loop per reactor (the pool must be running or about to run).
   void start();
-  // Unmounts (from a signal handler's reactor, or any thread); the loops then end.
+  // Unmounts (from a signal handler's reactor, or any thread); the loops then end. The
+  // connection is aborted with the unmount: requests still waiting for a reply fail at once
+  // (the reader sees ENOTCONN) rather than keep a detached mount, its readers and this daemon alive.
   void unmount();
   // True once every receive loop has ended (the filesystem was unmounted).
   bool finished() const { return loops_running_ == 0 && started_; }
@@ -81,6 +85,8 @@ class session {
   bool mounted_ = false, started_ = false;
   std::atomic<bool> unmounting_{false};
   std::atomic<unsigned> loops_running_{0};
+  // Each receive loop's dup of the /dev/fuse fd (touched on its own reactor only).
+  std::vector<asio::posix::stream_descriptor*> receivers_;
   std::function<void()> on_finished_;
 };
 

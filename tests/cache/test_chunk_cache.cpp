@@ -9,7 +9,9 @@
 #include "cache/chunk_cache.hpp"
 #include "core/errors.hpp"
 #include "core/reactor_pool.hpp"
+#include "core/metrics.hpp"
 #include "helpers.hpp"
+#include "wait.hpp"
 
 using namespace valkyrie;
 using namespace valkyrie::cache;
@@ -20,7 +22,8 @@ chunk_id K(const std::string& name, std::uint64_t index, std::uint32_t chunk_siz
   return chunk_id{make_version("test-bucket", name, "\"etag\"", std::uint64_t{1} << 40), chunk_size, index};
 }
 
-// A fetch that fills the chunk with `byte`, after a short delay, counting its calls.
+// A fetch that fills the chunk with `byte`, after a short delay, counting its calls. (The delay
+// is the scenario, a fetch that takes time: other readers arrive while it is in flight.)
 chunk_cache::fetch_fn filler(std::atomic<int>* calls, char byte, std::size_t size = 100) {
   return [calls, byte, size](chunk_buffers pieces) -> awaitable<result<std::size_t>> {
     std::span<char> dest = pieces.front();
@@ -89,6 +92,8 @@ TEST_CASE("a pinned chunk is never evicted; a reader waits for a slot instead") 
     REQUIRE(a);
     REQUIRE(b);
     // Both slots pinned: a third chunk must wait, not take a pinned slot.
+    auto& misses = metrics::registry::global().get_counter("valkyrie_cache_misses_total", "");
+    const auto before = misses.value();
     auto ex = co_await asio::this_coro::executor;
     asio::co_spawn(ex, [](chunk_cache* c, std::atomic<int>* calls, bool* done) -> awaitable<void> {
       chunk_id k2 = K("o", 2, 65536);
@@ -97,19 +102,29 @@ TEST_CASE("a pinned chunk is never evicted; a reader waits for a slot instead") 
       CHECK(r->data()[0] == 'c');
       *done = true;
     }(c, calls, done), asio::detached);
-    asio::steady_timer t(ex, std::chrono::milliseconds(50));
-    co_await t.async_wait(use_tuple);
+    // Until the third reader has asked and found no slot (its miss is counted on the first try).
+    asio::steady_timer t(ex);
+    for (auto give_up = std::chrono::steady_clock::now() + test::default_deadline; misses.value() == before;) {
+      REQUIRE(std::chrono::steady_clock::now() < give_up);
+      t.expires_after(std::chrono::milliseconds(1));
+      co_await t.async_wait(use_tuple);
+    }
     CHECK_FALSE(*done);
+    CHECK(*calls == 2);          // it did not take a pinned slot to fetch into
     CHECK(a->data()[0] == 'a');  // still intact
     CHECK(b->data()[0] == 'b');
     a->release();
-    t.expires_after(std::chrono::milliseconds(100));
-    co_await t.async_wait(use_tuple);
-    CHECK(*done);
-    CHECK(b->data()[0] == 'b');  // the pinned one survived
+    // Once a slot is unpinned the third reader gets it, and the chunk still pinned survives.
+    for (auto give_up = std::chrono::steady_clock::now() + test::default_deadline; !*done;) {
+      REQUIRE(std::chrono::steady_clock::now() < give_up);
+      t.expires_after(std::chrono::milliseconds(1));
+      co_await t.async_wait(use_tuple);
+    }
+    CHECK(b->data()[0] == 'b');
   }(&cache, &calls, &third_done), asio::detached);
-  ctx.run();
+  test::run_until_idle(ctx, "the readers finish");
   CHECK(third_done);
+  CHECK(calls == 3);
 }
 
 TEST_CASE("a failed fetch leaves nothing behind; the next reader fetches again") {
@@ -266,11 +281,6 @@ struct gate {
   bool open = false;
   std::vector<std::string> started;
 };
-// Runs the context for a while (restarted: it stops whenever it runs out of work).
-void spin(asio::io_context& ctx, std::chrono::milliseconds d) {
-  ctx.restart();
-  ctx.run_for(d);
-}
 chunk_cache::fetch_fn instant(char byte, std::vector<std::string>* log = nullptr, std::string name = {}) {
   return [byte, log, name](chunk_buffers pieces) -> awaitable<result<std::size_t>> {
     std::span<char> dest = pieces.front();
@@ -293,9 +303,9 @@ TEST_CASE("prefetch queues are served in turn by source: a stream that queued fi
     CHECK(cache.prefetch(K("b", static_cast<std::uint64_t>(c), 4096), g.fetch("b" + std::to_string(c)), ctx.get_executor(), {}, 20));
     CHECK(cache.prefetch(K("c", static_cast<std::uint64_t>(c), 4096), g.fetch("c" + std::to_string(c)), ctx.get_executor(), {}, 30));
   }
-  spin(ctx, std::chrono::milliseconds(10));
+  test::wait_for(ctx, [&] { return g.started.size() == 1; }, "the first prefetch starts");
   g.release();
-  spin(ctx, std::chrono::milliseconds(50));
+  test::run_until_idle(ctx, "every queued prefetch runs");
   // a0 was started at once; then each source in turn, each FIFO within.
   CHECK(g.started == std::vector<std::string>{"a0", "b0", "c0", "a1", "b1", "c1", "a2", "a3"});
   CHECK(cache.check_invariants() == "");
@@ -308,13 +318,14 @@ TEST_CASE("prefetch bytes in flight stay within the bytes limit (one request alw
   gate g(ctx);
   for (int c = 0; c < 6; ++c)
     CHECK(cache.prefetch(K("p", static_cast<std::uint64_t>(c), 4096), g.fetch("p" + std::to_string(c)), ctx.get_executor()));
-  spin(ctx, std::chrono::milliseconds(20));
+  test::wait_for(ctx, [&] { return g.started.size() == 3; }, "three prefetches start");
+  test::poll_ready(ctx);  // (a fourth would have started by now)
   CHECK(g.started.size() == 3);
   // A lower limit (a slower link measured) lets none start until enough finished; a single
   // request larger than the limit still runs when nothing else does.
   cache.set_prefetch_bytes_limit(1);
   g.release();
-  spin(ctx, std::chrono::milliseconds(50));
+  test::run_until_idle(ctx, "every queued prefetch runs");
   CHECK(g.started.size() == 6);
   CHECK(cache.check_invariants() == "");
 }
@@ -326,7 +337,8 @@ TEST_CASE("prefetches run at most the limit at once, nearest first; a reader's f
   gate g(ctx);
   for (int c = 0; c < 6; ++c)
     CHECK(cache.prefetch(K("p", static_cast<std::uint64_t>(c), 4096), g.fetch("p" + std::to_string(c)), ctx.get_executor()));
-  spin(ctx, std::chrono::milliseconds(20));
+  test::wait_for(ctx, [&] { return g.started.size() == 2; }, "two prefetches start");
+  test::poll_ready(ctx);  // (a third would have started by now)
   CHECK(g.started == std::vector<std::string>{"p0", "p1"});
   // A reader of another chunk is served while every prefetch slot is busy.
   std::optional<char> got;
@@ -335,11 +347,11 @@ TEST_CASE("prefetches run at most the limit at once, nearest first; a reader's f
     auto ref = co_await c->get(key, instant('d'));
     if (ref) *out = ref->data()[0];
   }(&cache, &got), asio::detached);
-  spin(ctx, std::chrono::milliseconds(20));
+  test::wait_for(ctx, [&] { return got.has_value(); }, "the reader is served while both prefetch turns are busy");
   CHECK(got == 'd');
   CHECK(g.started.size() == 2);
   g.release();
-  spin(ctx, std::chrono::milliseconds(50));
+  test::run_until_idle(ctx, "every queued prefetch runs");
   CHECK(g.started == std::vector<std::string>{"p0", "p1", "p2", "p3", "p4", "p5"});
   for (int c = 0; c < 6; ++c) CHECK(cache.contains(K("p", static_cast<std::uint64_t>(c), 4096)));
 }
@@ -358,11 +370,11 @@ TEST_CASE("a reader of a queued prefetch sends it at once instead of waiting for
     auto ref = co_await c->get(key, instant('r', log, "reader 1"));
     if (ref) *out = ref->data()[0];
   }(&cache, &got, &reader_log), asio::detached);
-  spin(ctx, std::chrono::milliseconds(20));
+  test::wait_for(ctx, [&] { return got.has_value(); }, "the reader is served ahead of the queue");
   CHECK(got == 'r');  // served while "prefetch 0" still holds the only prefetch turn
   CHECK(reader_log == std::vector<std::string>{"reader 1"});
   g.release();
-  spin(ctx, std::chrono::milliseconds(50));
+  test::run_until_idle(ctx, "the prefetch in flight ends; nothing else is left to run");
   CHECK(g.started == std::vector<std::string>{"prefetch 0"});  // chunk 1's queued prefetch never ran
   CHECK(cache.contains(K("p", 0, 4096)));
 }
@@ -380,11 +392,11 @@ TEST_CASE("a queued prefetch no longer wanted when its turn comes is dropped, an
   CHECK_FALSE(cache.prefetch(K("p", 3, 4096), g.fetch("p3"), ctx.get_executor()));  // every slot taken
   still_wanted = false;  // e.g. the reader closed the file or moved away
   g.release();
-  spin(ctx, std::chrono::milliseconds(50));
+  test::run_until_idle(ctx, "the queue is served");
   CHECK(g.started == std::vector<std::string>{"p0", "p2"});
   CHECK_FALSE(cache.contains(K("p", 1, 4096)));
   CHECK(cache.prefetch(K("p", 3, 4096), g.fetch("p3"), ctx.get_executor()));  // the dropped one's slot
-  spin(ctx, std::chrono::milliseconds(20));
+  test::run_until_idle(ctx, "the new prefetch runs");
   CHECK(cache.contains(K("p", 3, 4096)));
 }
 
@@ -399,11 +411,11 @@ TEST_CASE("two zones: unread prefetches are bounded and FIFO, a first read makes
   CHECK(cache.stats().hot_zone == 4);
   // Four guesses fill the prefetch zone; a fifth replaces the oldest; the hot zone is untouched.
   for (std::uint64_t c = 0; c < 4; ++c) CHECK(cache.prefetch(K("guess", c, 4096), instant('g'), ex));
-  spin(ctx, std::chrono::milliseconds(5));
+  test::run_until_idle(ctx, "the prefetches land");
   CHECK(cache.stats().prefetch_zone == 4);
   for (std::uint64_t c = 4; c < 20; ++c) {
     CHECK(cache.prefetch(K("guess", c, 4096), instant('g'), ex));
-    spin(ctx, std::chrono::milliseconds(1));
+    test::run_until_idle(ctx, "the prefetch lands");
   }
   CHECK_FALSE(cache.contains(K("guess", 15, 4096)));
   for (std::uint64_t c = 16; c < 20; ++c) CHECK(cache.contains(K("guess", c, 4096)));
@@ -428,7 +440,7 @@ TEST_CASE("a prefetch never replaces one that is still wanted; a reader's fetch 
   REQUIRE(test::run(cache.get(K("hot", 1, 4096), instant('h'))));
   CHECK(cache.prefetch(K("ahead", 0, 4096), instant('a'), ex, [&wanted] { return wanted; }));
   CHECK(cache.prefetch(K("ahead", 1, 4096), instant('a'), ex, [&wanted] { return wanted; }));
-  spin(ctx, std::chrono::milliseconds(5));
+  test::run_until_idle(ctx, "the prefetches land");
   CHECK_FALSE(cache.prefetch(K("ahead", 2, 4096), instant('a'), ex));  // zone full, both still wanted: refused
   // A reader's own fetch evicts the least recently used hot chunk, not a wanted read-ahead.
   REQUIRE(test::run(cache.get(K("hot", 0, 4096), instant('h'))));  // hot 1 is now the LRU one
@@ -440,7 +452,7 @@ TEST_CASE("a prefetch never replaces one that is still wanted; a reader's fetch 
   // Once the reader has moved on (not wanted), the next prefetch replaces the oldest.
   wanted = false;
   CHECK(cache.prefetch(K("ahead", 2, 4096), instant('a'), ex));
-  spin(ctx, std::chrono::milliseconds(5));
+  test::run_until_idle(ctx, "the prefetches land");
   CHECK_FALSE(cache.contains(K("ahead", 0, 4096)));
   CHECK(cache.contains(K("ahead", 2, 4096)));
 }
@@ -454,7 +466,7 @@ TEST_CASE("a reader's fetch evicts an unwanted guess before read-ahead that is s
   CHECK(cache.prefetch(K("ahead", 1, 4096), instant('a'), ex, [] { return true; }));
   CHECK(cache.prefetch(K("guess", 0, 4096), instant('g'), ex));
   CHECK(cache.prefetch(K("ahead", 2, 4096), instant('a'), ex, [] { return true; }));
-  spin(ctx, std::chrono::milliseconds(5));
+  test::run_until_idle(ctx, "the prefetch lands");
   REQUIRE(test::run(cache.get(K("demand", 0, 4096), instant('d'))));  // the guess goes, though not the oldest
   CHECK_FALSE(cache.contains(K("guess", 0, 4096)));
   CHECK(cache.contains(K("ahead", 0, 4096)));
@@ -509,10 +521,11 @@ TEST_CASE("random prefetches, reads, failures and cancellations keep the bookkee
         default:
           (*wanted)[c] = !(*wanted)[c];
       }
-      if (step % 10 == 0) spin(ctx, std::chrono::milliseconds(1));
+      // Lets some fetches (0-2 ms each) end between steps: the interleaving is the scenario.
+      if (step % 10 == 0) ctx.restart(), ctx.run_for(std::chrono::milliseconds(1));
       if (step % 50 == 0) REQUIRE(cache.check_invariants() == "");
     }
-    spin(ctx, std::chrono::milliseconds(200));
+    test::run_until_idle(ctx, "every fetch and reader ends");
     CAPTURE(round);
     REQUIRE(cache.check_invariants() == "");
     CHECK(reads > 0);
@@ -531,7 +544,7 @@ TEST_CASE("with an order, read-ahead of a file outside it is admitted while want
   CHECK_FALSE(cache.prefetch(K("outside", 0, 4096), instant('x'), ex));                     // a guess: refused
   CHECK_FALSE(cache.prefetch(K("outside", 1, 4096), instant('x'), ex, [] { return false; }));  // no longer wanted
   CHECK(cache.prefetch(K("outside", 2, 4096), instant('x'), ex, [] { return true; }));          // its reader is coming
-  spin(ctx, std::chrono::milliseconds(5));
+  test::run_until_idle(ctx, "the prefetch lands");
   CHECK(cache.contains(K("outside", 2, 4096)));
   CHECK(cache.contains(K("ordered", 1, 4096)));
   CHECK_FALSE(cache.contains(K("ordered", 5, 4096)));  // the furthest in the order made room

@@ -1,7 +1,7 @@
 # Shared by the mount tests (sourced). Expects $tmp (a scratch directory) and $mnt (the mount
 # point); tracks $server_pid and $daemon_pid. Everything started is stopped and the mount
 # removed on exit, also when a check fails.
-server_pid= daemon_pid=
+server_pid= daemon_pid= daemon_metrics_port=
 extra_pids=()  # other background helpers a test starts
 cleanup() {
   set +e
@@ -16,6 +16,18 @@ trap cleanup EXIT
 fail() { echo "FAIL: $*" >&2; exit 1; }
 pass() { echo "ok - $*"; }
 
+# wait_until SECONDS CMD [ARGS...]: runs CMD until it succeeds, at most SECONDS (whole seconds);
+# returns 1 if it never did. Tests wait for conditions this way, never for a fixed time (a sleep
+# is only right where time passing is the scenario, and says so).
+wait_until() {
+  local deadline=$(($(date +%s%N) + $1 * 1000000000))
+  shift
+  until "$@"; do
+    (($(date +%s%N) < deadline)) || return 1
+    sleep 0.05
+  done
+}
+
 # start_sim [SIM FLAGS...]: valkyrie-s3sim on a free port (or the one named by SIM_PORT),
 # checking signatures with $AWS_ACCESS_KEY_ID/$AWS_SECRET_ACCESS_KEY (or $SIM_CREDENTIALS);
 # sets $url and $server_pid.
@@ -24,8 +36,7 @@ start_sim() {
   "$BUILD_ROOT/tools/valkyrie-s3sim" --listen "127.0.0.1:${SIM_PORT:-0}" \
     --credentials "${SIM_CREDENTIALS:-$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY}" "$@" >"$tmp/sim.out" 2>>"$tmp/sim.err" &
   server_pid=$!
-  for _ in $(seq 100); do [[ -s $tmp/sim.out ]] && break; sleep 0.05; done
-  [[ -s $tmp/sim.out ]] || fail "valkyrie-s3sim did not start: $(cat "$tmp/sim.err")"
+  wait_until 5 test -s "$tmp/sim.out" || fail "valkyrie-s3sim did not start: $(cat "$tmp/sim.err")"
   url=$(head -1 "$tmp/sim.out" | awk '{print $3}')
 }
 
@@ -38,23 +49,46 @@ start_valkyrie() {
   "$BUILD_ROOT/src/cli/valkyrie" --mount "$mnt" --bucket "$bucket" --endpoint "$url" --foreground \
     --log-level "${VALKYRIE_LOG_LEVEL:-warn}" --metrics-addr "${VALKYRIE_METRICS_ADDR:-127.0.0.1:0}" \
     "$@" 2>>"$tmp/daemon.err" &
-  daemon_pid=$!
-  for _ in $(seq 100); do mountpoint -q "$mnt" && return 0; sleep 0.05; done
+  daemon_pid=$! daemon_metrics_port=
+  wait_until 5 mountpoint -q "$mnt" && return 0
   cat "$tmp/daemon.err" >&2
   fail "the mount did not come up"
 }
 
-# metrics_port: the port the daemon serves /metrics on (needs VALKYRIE_LOG_LEVEL=info or lower).
-# The kernel shows the mount a moment before the daemon logs "mounted": wait for the line.
+# metrics_port: the port the daemon ($daemon_pid) serves /metrics on: its listening socket
+# (bound before the mount comes up; connections wait in its backlog until it serves).
 metrics_port() {
-  for _ in $(seq 100); do grep -q '"metrics":"' "$tmp/daemon.err" && break; sleep 0.05; done
-  grep -o '"metrics":"[^"]*"' "$tmp/daemon.err" | tail -1 | sed 's/.*:\([0-9]*\)"$/\1/'
+  local port=
+  listening() {
+    port=$(ss -Hltnp 2>/dev/null | awk -v p="pid=$daemon_pid," 'index($0, p) {n = split($4, a, ":"); print a[n]; exit}')
+    [[ -n $port ]]
+  }
+  wait_until 10 listening || return 0
+  echo "$port"
+}
+
+# daemon_idle: the daemon has nothing in flight: no S3 request on the wire, no chunk being
+# filled, no prefetch queued (read from its /metrics).
+daemon_idle() {
+  [[ -n $daemon_metrics_port ]] || daemon_metrics_port=$(metrics_port)
+  curl -sf "127.0.0.1:$daemon_metrics_port/metrics" | awk '
+    $1 == "valkyrie_s3_requests_in_flight" || $1 == "valkyrie_cache_bytes{zone=\"filling\"}" ||
+    $1 == "valkyrie_prefetch_chunks_queued" { seen++; if ($2 + 0 != 0) busy = 1 }
+    END { exit !(seen == 3 && !busy) }'
+}
+# settle [SECONDS]: until the daemon is idle at two reads of its metrics in a row (what a step
+# set off, such as a prefetch after a read, has started by the first), 30 s at most.
+settle() {
+  [[ -n $daemon_metrics_port ]] || daemon_metrics_port=$(metrics_port)
+  [[ -n $daemon_metrics_port ]] || fail "settle: the daemon serves no metrics"
+  idle_twice() { daemon_idle && sleep 0.05 && daemon_idle; }
+  wait_until "${1:-30}" idle_twice || fail "the daemon did not become idle within ${1:-30} s"
 }
 
 # expect_daemon_gone: the daemon exits (after umount or a signal) within 5 s.
 expect_daemon_gone() {
-  for _ in $(seq 100); do kill -0 "$daemon_pid" 2>/dev/null || break; sleep 0.05; done
-  kill -0 "$daemon_pid" 2>/dev/null && fail "the daemon did not exit"
+  daemon_gone() { ! kill -0 "$daemon_pid" 2>/dev/null; }
+  wait_until 5 daemon_gone || fail "the daemon did not exit"
   wait "$daemon_pid" || true
   daemon_pid=
 }

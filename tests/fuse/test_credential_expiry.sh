@@ -30,7 +30,7 @@ print(s.server_port, flush=True)
 s.serve_forever()
 PY
 extra_pids+=($!)
-for _ in $(seq 100); do [[ -s $tmp/ecs.out ]] && break; sleep 0.05; done
+wait_until 5 test -s "$tmp/ecs.out" || fail "the credential endpoint did not start"
 ecs_port=$(head -1 "$tmp/ecs.out")
 
 AWS_ACCESS_KEY_ID=AKIDBOOT AWS_SECRET_ACCESS_KEY=boot/secret start_sim --data "$tmp/data"
@@ -49,7 +49,7 @@ unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN AWS_PROFILE
 export HOME="$tmp" AWS_EC2_METADATA_DISABLED=true
 export AWS_CONTAINER_CREDENTIALS_FULL_URI="http://127.0.0.1:$ecs_port/creds"
 start_valkyrie bkt "$url" --chunk-size 1MiB --cache-size 8MiB --workers 4
-( for n in 1 2 3 4 5 6 7; do sleep 2; rotate "$n"; done ) &
+( for n in 1 2 3 4 5 6 7; do sleep 2; rotate "$n"; done ) &  # (the scenario: a new set every 2 s)
 rotator=$!
 extra_pids+=($rotator)
 

@@ -163,14 +163,21 @@ assert open(path, "rb").read() == new, "a new open does not see the new version"
 PY
 pass "overwrite during a read gives an error, not mixed bytes"
 
+reads_answered() {
+  curl -sf "127.0.0.1:$(metrics_port)/metrics" | awk '$1 == "valkyrie_fuse_requests_total{op=\"read\"}" {printf "%d\n", $2}'
+}
+reads0=$(reads_answered)
 readers=()
 for i in 1 2 3; do (cat "$mnt/sizes/big_100MiB" >/dev/null 2>&1 || true) & readers+=($!); done
-sleep 0.3
+reading() { (($(reads_answered) > reads0)); }
+wait_until 10 reading || fail "the readers' reads never reached the daemon"
 kill -TERM "$daemon_pid"
 expect_daemon_gone
+readers_done() { local p; for p in "${readers[@]}"; do kill -0 "$p" 2>/dev/null && return 1; done; return 0; }
+wait_until 10 readers_done || fail "readers of the unmounted filesystem still blocked"
 for p in "${readers[@]}"; do wait "$p"; done
 mountpoint -q "$mnt" && fail "still mounted after SIGTERM"
 out=$(ls "$mnt" 2>&1) || true
 [[ $out != *"not connected"* ]] || fail "left a dead mount: $out"
-pass "SIGTERM during reads: unmounted, daemon gone, no dead mount"
+pass "SIGTERM during reads: unmounted, daemon gone, readers released, no dead mount"
 echo "all mount checks passed"

@@ -16,7 +16,7 @@ source "$(dirname "$0")/lib.sh"
 NODE_OPTIONS=--openssl-legacy-provider node "$s3rver" -d "$tmp/s3rver" -a 127.0.0.1 -p 0 --silent \
   --configure-bucket data >"$tmp/server.out" 2>&1 &
 server_pid=$!
-for _ in $(seq 200); do grep -q "listening on" "$tmp/server.out" 2>/dev/null && break; sleep 0.05; done
+wait_until 10 grep -q "listening on" "$tmp/server.out" || fail "s3rver did not start: $(head -3 "$tmp/server.out")"
 url="http://$(sed -nE 's/.*listening on (.*)$/\1/p' "$tmp/server.out" | head -1)"
 export AWS_ACCESS_KEY_ID=S3RVER AWS_SECRET_ACCESS_KEY=S3RVER AWS_EC2_METADATA_DISABLED=true
 

@@ -23,7 +23,7 @@ SIM_CREDENTIALS="$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY:$AWS_SESSION_TOKEN" \
 VALKYRIE_LOG_LEVEL=debug start_valkyrie obs "$url" --cache-size 64MiB --chunk-size 2MiB \
   --trace-output "$tmp/trace.json" --trace-max-size 64KiB
 port=$(metrics_port)
-[[ -n $port ]] || fail "no metrics address in the log: $(head -3 "$tmp/daemon.err")"
+[[ -n $port ]] || fail "the daemon serves no metrics: $(head -3 "$tmp/daemon.err")"
 scrape() { curl -sf "http://127.0.0.1:$port/metrics"; }
 scrape >"$tmp/scrape.0" || fail "GET /metrics failed"
 
@@ -38,8 +38,8 @@ YML
 prometheus --config.file="$tmp/prometheus.yml" --storage.tsdb.path="$tmp/prometheus" \
   --web.listen-address="127.0.0.1:$pport" --log.level=warn 2>"$tmp/prometheus.err" &
 extra_pids+=($!)
-for _ in $(seq 100); do curl -sf "http://127.0.0.1:$pport/-/ready" >/dev/null && break; sleep 0.1; done
-curl -sf "http://127.0.0.1:$pport/-/ready" >/dev/null || fail "prometheus did not start: $(tail -3 "$tmp/prometheus.err")"
+wait_until 10 curl -sf -o /dev/null "http://127.0.0.1:$pport/-/ready" ||
+  fail "prometheus did not start: $(tail -3 "$tmp/prometheus.err")"
 
 # Read everything, scraping between files.
 i=0
@@ -48,7 +48,7 @@ for f in "$mnt"/train/*; do
   i=$((i + 1))
   scrape >"$tmp/scrape.$i"
 done
-sleep 0.5  # the last read-ahead settles
+settle  # the last read-ahead lands: the counts below compare finished requests
 ra_kb=$(cat "/sys/class/bdi/$(mountpoint -d "$mnt")/read_ahead_kb")
 [[ $ra_kb == 4096 ]] || fail "the mount's kernel read-ahead is $ra_kb KiB, not 4096"
 scrape >"$tmp/final"
@@ -141,12 +141,11 @@ PY
 query() { curl -sf --get "http://127.0.0.1:$pport/api/v1/query" --data-urlencode "query=$1"; }
 want=$(grep '^valkyrie_s3_received_bytes_total ' "$tmp/final" | awk '{print $2}')
 seen=
-for _ in $(seq 60); do
+prometheus_has_it() {
   seen=$(query valkyrie_s3_received_bytes_total | $py -c 'import json,sys; r=json.load(sys.stdin)["data"]["result"]; print(r[0]["value"][1] if r else "")')
-  [[ $seen == "$want" ]] && break
-  sleep 0.25
-done
-[[ $seen == "$want" ]] || fail "prometheus has valkyrie_s3_received_bytes_total=$seen, want $want"
+  [[ $seen == "$want" ]]
+}
+wait_until 15 prometheus_has_it || fail "prometheus has valkyrie_s3_received_bytes_total=$seen, want $want"
 n=$(query 'count({__name__=~"valkyrie_.*"})' | $py -c 'import json,sys; print(json.load(sys.stdin)["data"]["result"][0]["value"][1])')
 ((n > 100)) || fail "prometheus holds only $n valkyrie series"
 up=$(query 'up{job="valkyrie"}' | $py -c 'import json,sys; print(json.load(sys.stdin)["data"]["result"][0]["value"][1])')
@@ -155,7 +154,7 @@ pass "prometheus scraped $n series; its S3 byte count matches"
 
 # SIGUSR2 cycles the level: debug -> info.
 kill -USR2 "$daemon_pid"
-for _ in $(seq 50); do grep -q '"level_now":"info"' "$tmp/daemon.err" && break; sleep 0.1; done
+wait_until 5 grep -q '"level_now":"info"' "$tmp/daemon.err" || true  # (checked just below)
 grep -q '"msg":"log level changed (SIGUSR2)","level_now":"info"' "$tmp/daemon.err" || fail "SIGUSR2 did not change the level"
 pass "SIGUSR2 cycles the log level"
 

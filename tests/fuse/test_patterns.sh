@@ -30,15 +30,6 @@ ref_url=$url; extra_pids+=("$server_pid"); server_pid=
 start_sim "${objects[@]}" --first-byte-latency 10ms --conn-bandwidth 64MiB --total-bandwidth 1GiB
 s3ref() { "$BUILD_ROOT/tools/valkyrie-s3" --endpoint "$ref_url" --bucket data --threads 1 "$@" >/dev/null; }
 sim_stat() { curl -sf "$url/_sim/stats" | sed -E "s/.*\"$1\":([0-9]+).*/\1/"; }  # get, bytes_sent
-settle() {  # until the simulator sends nothing (no GET, no byte) for half a second; 30 s at most
-  local last= now
-  for _ in $(seq 60); do
-    now="$(sim_stat get) $(sim_stat bytes_sent)"
-    [[ $now == "$last" ]] && return 0
-    last=$now; sleep 0.5
-  done
-  fail "S3 traffic did not stop within 30 s (GETs, bytes: $now)"
-}
 metric() { curl -sf "127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m {printf "%d\n", $2}'; }
 ms() { echo $(($(date +%s%N) / 1000000)); }
 # wait_readers WHAT SECONDS PID...: every reader exits 0 before the deadline.
@@ -48,7 +39,7 @@ wait_readers() {
   for p in "$@"; do
     while kill -0 "$p" 2>/dev/null; do
       ((SECONDS < deadline)) || fail "$what: a reader (pid $p) was still reading after $limit s"
-      sleep 0.05
+      sleep 0.05  # (polling the readers, within the deadline)
     done
     wait "$p" || fail "$what: a reader (pid $p) failed with status $?"
   done
@@ -64,7 +55,7 @@ xargs -P 2 -I{} "$BUILD_ROOT/tools/valkyrie-s3" --endpoint "$ref_url" --bucket d
 rm -rf "$tmp/ref"
 VALKYRIE_LOG_LEVEL=info start_valkyrie data "$url" --prefix small/ --manifest "$tmp/order.txt" --cache-size 256MiB
 port=$(metrics_port)
-[[ -n $port ]] || fail "no metrics address in the log: $(head -3 "$tmp/daemon.err")"
+[[ -n $port ]] || fail "the daemon serves no metrics: $(head -3 "$tmp/daemon.err")"
 lookups0=$(metric valkyrie_cache_lookups_total) hits0=$(metric valkyrie_cache_hits_total)
 start=$(ms) pids=()
 for r in 0 1 2 3 4 5 6 7; do  # reader r reads entries r, r + 8, ... of the order, like a DataLoader's workers

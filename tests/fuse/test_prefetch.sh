@@ -10,10 +10,6 @@ source "$(dirname "$0")/lib.sh"
 export AWS_ACCESS_KEY_ID=AKIDPF AWS_SECRET_ACCESS_KEY=pf/secret AWS_EC2_METADATA_DISABLED=true
 start_sim --synthetic data:6:24MiB:train/ --first-byte-latency 10ms --log-level debug
 gets() { curl -s "$url/_sim/stats" | sed -E 's/.*"get":([0-9]+).*/\1/'; }
-settle() {  # until no GET arrives for half a second
-  local last=-1 now
-  for _ in $(seq 40); do now=$(gets); [[ $now == "$last" ]] && return 0; last=$now; sleep 0.5; done
-}
 reset() { curl -sf -X POST "$url/_sim/reset-stats" >/dev/null; mark=$(wc -l <"$tmp/sim.err"); }
 gets_of() {  # GETs of one key since the last reset, from the simulator's request log
   tail -n +$((mark + 1)) "$tmp/sim.err" | grep -c "request GET /data/train/$1 " || true
@@ -29,8 +25,10 @@ VALKYRIE_LOG_LEVEL=info start_valkyrie data "$url" --prefix train/ --manifest "$
   --cache-size 256MiB
 grep -q "line 4: 'missing.tar': no such key; skipped" "$tmp/daemon.err" || { cat "$tmp/daemon.err"; fail "manifest problem not reported"; }
 pass "an unknown manifest key is reported with its line number and skipped"
+# The warm-up at mount: until its GETs have been sent and answered.
+fetched_any() { [[ $(gets) -gt 0 ]]; }
+wait_until 30 fetched_any || fail "nothing was fetched at mount time"
 settle
-[[ $(gets) -gt 0 ]] || fail "nothing was fetched at mount time"
 reset
 cat "$mnt/shard_000004.tar" >/dev/null
 [[ $(gets_of shard_000004.tar) == 0 ]] || fail "the first shard of the manifest was not warm: $(gets_of shard_000004.tar) GETs"
@@ -165,8 +163,7 @@ out=$(sh -c "echo x >'$mnt/new.tar'" 2>&1) && fail "created a file"
 [[ $out == *"Read-only file system"* ]] || fail "creating a file: $out"
 pass "paths work as keys; other users may read but not write the order; data files stay read-only (EROFS)"
 "$BUILD_ROOT/tools/valkyrie-order" "$mnt" --clear || fail "clear"
-for _ in $(seq 50); do grep -q "training order: none" "$mnt/.valkyrie/order" && break; sleep 0.1; done  # at the last close
-grep -q "training order: none" "$mnt/.valkyrie/order" || fail "not cleared"
+wait_until 5 grep -q "training order: none" "$mnt/.valkyrie/order" || fail "not cleared"  # (applied at the last close)
 [[ $(updates set) == 2 && $(updates refused) == 1 && $(updates cleared) == 1 ]] ||
   fail "valkyrie_order_updates_total: set $(updates set), refused $(updates refused), cleared $(updates cleared)"
 pass "an empty order clears it; valkyrie_order_updates_total counts 2 set, 1 refused, 1 cleared"

@@ -121,7 +121,7 @@ TEST_CASE("s3rver: a connection it dropped after 5 s idle is retried transparent
     o.pool_idle_timeout = std::chrono::seconds(30);  // keep it pooled past s3rver's 5 s
   });
   REQUIRE(env.run(env.client->put("k", "value")));
-  std::this_thread::sleep_for(std::chrono::milliseconds(7000));
+  std::this_thread::sleep_for(std::chrono::milliseconds(7000));  // (the scenario: idle past s3rver's 5 s)
   std::vector<char> buf(5);
   CHECK(env.run(env.client->get("k", 0, std::span<char>(buf), "")).value() == 5);
   CHECK(std::string(buf.data(), 5) == "value");

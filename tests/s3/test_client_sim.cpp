@@ -196,7 +196,8 @@ TEST_CASE("a stale pooled connection is retried on a fresh one, transparently") 
                        "--keepalive-timeout", "200ms"});
   test::client_env env(sim.url(), "syn", good);
   CHECK(env.run(env.client->head("shard_000000.tar")));
-  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the server closes it meanwhile
+  // (The scenario: the connection idles past the server's 200 ms keep-alive and is closed.)
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
   std::vector<char> buf(1000);
   CHECK(env.run(env.client->get("shard_000000.tar", 0, std::span<char>(buf), "")).value() == 1000);
   CHECK(env.stats->stale_retries == 1);

@@ -174,14 +174,19 @@ TEST_CASE("temporary credentials are refreshed ahead of expiry without stalling 
   asio::co_spawn(ctx, [](std::shared_ptr<credentials_provider> prov, std::vector<std::string>* out) -> awaitable<void> {
     auto first = co_await prov->get();
     out->push_back(first->access_key_id);
+    // (The scenario: 1.5 s pass, which puts the credentials inside the refresh window.)
     asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(1500));
     co_await t.async_wait(use_tuple);
     auto before = std::chrono::steady_clock::now();
     auto second = co_await prov->get();  // inside the window: current ones, no wait
     out->push_back(second->access_key_id);
     CHECK(std::chrono::steady_clock::now() - before < std::chrono::milliseconds(100));
-    t.expires_after(std::chrono::milliseconds(300));
-    co_await t.async_wait(use_tuple);  // the background refresh lands meanwhile
+    // Until the background refresh has landed (fetch_count counts fetches that returned).
+    for (auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10); prov->fetch_count() < 2;) {
+      REQUIRE(std::chrono::steady_clock::now() < give_up);
+      t.expires_after(std::chrono::milliseconds(1));
+      co_await t.async_wait(use_tuple);
+    }
     auto third = co_await prov->get();
     out->push_back(third->access_key_id);
     // After invalidate() (the server said ExpiredToken) the next get() fetches anew.

@@ -1,0 +1,148 @@
+// The filesystem on several reactors, as the daemon runs it: readers on different reactors at
+// once, each reactor's S3 requests on its own client, read-ahead spread by executor_for.
+#include <doctest/doctest.h>
+
+#include <future>
+
+#include "core/reactor_pool.hpp"
+#include "counting_client.hpp"
+#include "fs/filesystem.hpp"
+#include "fs_fixture.hpp"
+#include "helpers.hpp"
+#include "wait.hpp"
+
+using namespace valkyrie;
+using namespace valkyrie::fs;
+using valkyrie::fs::test_support::chunk;
+using valkyrie::fs::test_support::pattern;
+
+namespace {
+constexpr unsigned reactors = 2;
+
+struct pool_fixture {
+  explicit pool_fixture(options o) {
+    pool.start();
+    std::vector<std::shared_ptr<s3::object_client>> per_reactor;
+    std::vector<asio::any_io_executor> executors;
+    for (unsigned i = 0; i < reactors; ++i) {
+      clients.push_back(std::make_shared<test::counting_client>(mem));
+      per_reactor.push_back(clients.back());
+      executors.push_back(pool.executor(i));
+    }
+    cache = std::make_shared<cache::chunk_cache>(256 * std::uint64_t{chunk}, chunk, 4);
+    fs = std::make_unique<filesystem>(o, per_reactor, cache, executors);
+  }
+  ~pool_fixture() { pool.stop(); }
+  // Runs a coroutine on reactor `r` and waits for it.
+  template <class T>
+  T on(unsigned r, awaitable<T> a) {
+    return asio::co_spawn(pool.executor(r), std::move(a), asio::use_future).get();
+  }
+  std::vector<test::counting_client::get_record> all_gets() const {
+    std::vector<test::counting_client::get_record> out;
+    for (auto& c : clients)
+      for (auto& g : c->records()) out.push_back(g);
+    return out;
+  }
+
+  reactor_pool pool{{reactors, false}};
+  std::shared_ptr<s3::memory_client> mem = std::make_shared<s3::memory_client>();
+  std::vector<std::shared_ptr<test::counting_client>> clients;
+  std::shared_ptr<cache::chunk_cache> cache;
+  std::unique_ptr<filesystem> fs;
+};
+
+// Opens `key` and reads it whole in `piece`-byte reads (not chunk-aligned), on the calling
+// reactor.
+awaitable<std::string> read_whole(filesystem* fs, std::string key, std::size_t piece) {
+  auto a = co_await fs->lookup(root_ino, key);
+  if (!a) co_return "lookup failed";
+  auto f = co_await fs->open(a->ino);
+  if (!f) co_return "open failed";
+  std::string out;
+  for (std::uint64_t off = 0; off < (*f)->size; off += piece) {
+    auto r = co_await fs->read(*f, off, piece);
+    if (!r) co_return "read failed: " + r.error().message();
+    for (auto& s : r->slices) out.append(s.data(), s.size());
+  }
+  fs->release(*f);
+  co_return out;
+}
+}  // namespace
+
+TEST_CASE(
+    "readers on two reactors at once: exact bytes, one GET per chunk, each reactor on its own "
+    "client") {
+  options o;
+  o.max_readahead_chunks = 4;
+  o.lookahead_files = 0;
+  o.cold_read_direct_max = 0;
+  pool_fixture f(o);
+  std::vector<std::string> data;
+  for (int i = 0; i < 3; ++i) {
+    data.push_back(
+        pattern(10 * std::uint64_t{chunk} + 1234 * static_cast<std::uint64_t>(i + 1), 30 + i));
+    f.mem->put("file" + std::to_string(i), data.back());
+  }
+  // Eight readers: reactor r % 2, file r % 3, so every file is read from both reactors at once.
+  std::vector<std::future<std::string>> readers;
+  for (unsigned r = 0; r < 8; ++r)
+    readers.push_back(
+        asio::co_spawn(f.pool.executor(r % reactors),
+                       read_whole(f.fs.get(), "file" + std::to_string(r % 3), 100000 + 777 * r),
+                       asio::use_future));
+  for (unsigned r = 0; r < 8; ++r) {
+    CAPTURE(r);
+    CHECK(readers[r].get() == data[r % 3]);
+  }
+  // Read-ahead may still be landing: wait until every request has been answered.
+  test::wait_until([&] { return f.clients[0]->in_flight() == 0 && f.clients[1]->in_flight() == 0; },
+                   "every GET answered");
+  auto gets = f.all_gets();
+  std::map<std::pair<std::string, std::uint64_t>, unsigned> by_range;
+  for (auto& g : gets) ++by_range[{g.key, g.offset}];
+  std::size_t chunks = 0;
+  for (int i = 0; i < 3; ++i) chunks += (data[i].size() + chunk - 1) / chunk;
+  CHECK(by_range.size() == chunks);  // every chunk fetched...
+  for (auto& [range, n] : by_range) {
+    CAPTURE(range.first);
+    CAPTURE(range.second);
+    CHECK(n == 1);  // ...once, however many readers wanted it
+    CHECK(range.second % chunk == 0);
+  }
+  // The GETs a reactor sent went through that reactor's client, and some went from each.
+  for (unsigned i = 0; i < reactors; ++i) {
+    auto mine = f.clients[i]->records();
+    CHECK(!mine.empty());
+    for (auto& g : mine) CHECK(g.reactor == static_cast<int>(i));
+  }
+}
+
+TEST_CASE("chunks fetched ahead of readers go to executor_for's reactor (chunk index % reactors)") {
+  options o;
+  o.lookahead_files = 8;
+  o.cold_read_direct_max = 0;
+  pool_fixture f(o);
+  const std::string w1 = pattern(8 * std::uint64_t{chunk}, 41),
+                    w2 = pattern(5 * std::uint64_t{chunk} + 99, 42);
+  f.mem->put("w1", w1);
+  f.mem->put("w2", w2);
+  // A warm-up started on reactor 0 (as the daemon's manifest warm-up is).
+  f.on(0, f.fs->warm_up({"w1", "w2"}));
+  test::wait_until(
+      [&] {
+        return f.all_gets().size() == 8 + 6 &&
+               f.clients[0]->in_flight() + f.clients[1]->in_flight() == 0;
+      },
+      "every chunk of the warm-up fetched");
+  for (auto& g : f.all_gets()) {
+    CAPTURE(g.key);
+    CAPTURE(g.offset);
+    CHECK(g.reactor == static_cast<int>((g.offset / chunk) % reactors));
+  }
+  // Read from the other reactor: all there, no GET, exact.
+  auto before = f.all_gets().size();
+  CHECK(f.on(1, read_whole(f.fs.get(), "w1", 65536)) == w1);
+  CHECK(f.on(1, read_whole(f.fs.get(), "w2", 65536)) == w2);
+  CHECK(f.all_gets().size() == before);
+}
