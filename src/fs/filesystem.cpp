@@ -36,16 +36,18 @@ filesystem::filesystem(options opts, std::vector<std::shared_ptr<s3::object_clie
 void filesystem::install_order(std::shared_ptr<const order_state> state) {
   // A training order is known: the cache keeps what will be read soonest (Belady) instead of
   // what was read last, which on an epoch bigger than the cache would keep nothing useful.
+  // The disk tier places by the same rank (Belady across both; CLOCK without an order).
+  cache::chunk_cache::rank_fn rank;
   if (state)
-    cache_->set_eviction_ranker([order = state->predictor, skip = opts_.prefix.size(),
-                                 cs = cache_->chunk_size()](const cache::chunk_id& k) {
+    rank = [order = state->predictor, skip = opts_.prefix.size(),
+            cs = cache_->chunk_size()](const cache::chunk_id& k) {
       const std::string& key = k.object->key;
       if (key.size() < skip) return prefetch::predictor::never;
       // Ranked by where its bytes lie in default-size chunks, whatever the chunk's own layout.
       return order->next_use(std::string_view(key).substr(skip), k.offset() / cs);
-    });
-  else
-    cache_->set_eviction_ranker(nullptr);
+    };
+  if (opts_.disk) opts_.disk->store().set_ranker(rank);
+  cache_->set_eviction_ranker(std::move(rank));
   order_.store(std::move(state));
 }
 
