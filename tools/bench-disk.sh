@@ -44,7 +44,7 @@ drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 mount_tier() {
   local bucket=$1
   shift
-  : >"$tmp/daemon.err"
+  [[ -f $tmp/daemon.err ]] && cat "$tmp/daemon.err" >>/tmp/h14d2-daemon.log; : >"$tmp/daemon.err"
   "$build/src/cli/valkyrie" --mount "$mnt" --bucket "$bucket" --endpoint "$url" --foreground \
     --log-level info --metrics-addr 127.0.0.1:0 "$@" 2>>"$tmp/daemon.err" &
   daemon_pid=$!
@@ -119,6 +119,7 @@ if [[ $parts == *a* ]]; then
   read -r b1 s1 < <(epoch "$tmp/o1")
   settle
   sent1=$(sim_stat bytes_sent)
+  echo "  after epoch 1: $(metric valkyrie_disk_used_bytes) bytes on the tier, $(metric valkyrie_disk_writes_dropped_total) writes dropped, $(metric valkyrie_disk_writes_declined_total) declined"
   hand_over "$tmp/o2"
   drop_caches
   reset_stats

@@ -61,12 +61,16 @@ awaitable<result<std::size_t>> get_pieces(s3::object_client* client, cache::vers
 }
 }  // namespace
 
-cache::chunk_cache::fetch_fn filesystem::fetcher(cache::chunk_id chunk, bool reader_waiting) {
+cache::chunk_cache::fetch_fn filesystem::s3_fetcher(cache::chunk_id chunk, bool reader_waiting) {
   // Runs on the reactor that starts the fetch, with that reactor's client.
-  cache::chunk_cache::fetch_fn s3 = [this, chunk, reader_waiting](cache::chunk_buffers dest) -> awaitable<result<std::size_t>> {
+  return [this, chunk, reader_waiting](cache::chunk_buffers dest) -> awaitable<result<std::size_t>> {
     return get_pieces(&client(), chunk.object, chunk.offset(), std::move(dest),
                       reader_waiting ? demand_part_size : std::size_t{1} << 40, link_.get());
   };
+}
+
+cache::chunk_cache::fetch_fn filesystem::fetcher(cache::chunk_id chunk, bool reader_waiting) {
+  auto s3 = s3_fetcher(chunk, reader_waiting);
   // With a disk tier: the disk first, S3 on a miss (then written back to the disk).
   return opts_.disk ? opts_.disk->wrap(std::move(chunk), std::move(s3)) : s3;
 }
