@@ -44,7 +44,7 @@ drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 mount_tier() {
   local bucket=$1
   shift
-  [[ -f $tmp/daemon.err ]] && cat "$tmp/daemon.err" >>/tmp/h14d2-daemon.log; : >"$tmp/daemon.err"
+  : >"$tmp/daemon.err"
   "$build/src/cli/valkyrie" --mount "$mnt" --bucket "$bucket" --endpoint "$url" --foreground \
     --log-level info --metrics-addr 127.0.0.1:0 "$@" 2>>"$tmp/daemon.err" &
   daemon_pid=$!

@@ -189,6 +189,8 @@ class filesystem {
     const compact_etag* etag = nullptr;
   };
   s3::object_client& client();
+  // Whether the chunk is on the disk tier: its prefetch is local (no S3 turn; chunk_cache).
+  bool on_disk(const cache::chunk_id& chunk) const;
   // The chunk's fetch from S3 alone (the disk tier's fetch wraps it).
   cache::chunk_cache::fetch_fn s3_fetcher(cache::chunk_id chunk, bool reader_waiting);
   // Prewarm (warm.cpp): fills the disk tier with the keys' chunks (all, in listing order, when

@@ -48,7 +48,9 @@ awaitable<result<order_update>> filesystem::start_warm(std::vector<std::string> 
   st->files = seen.size();
   if (auto old = warm_.exchange(st)) old->cancelled = true;
   log::event("fs", spdlog::level::info, "disk tier warm-up started",
-             {{"files", st->files}, {"chunks", plan->size()}, {"bytes", st->planned_bytes.load()},
+             {{"files", st->files},
+              {"chunks", plan->size()},
+              {"bytes", st->planned_bytes.load()},
               {"tier_slots", store.slots()}});
   auto here = co_await asio::this_coro::executor;
   auto next = std::make_shared<std::atomic<std::size_t>>(0);
@@ -63,8 +65,8 @@ awaitable<void> filesystem::warm_worker(std::shared_ptr<warm_state> st,
                                         std::shared_ptr<std::atomic<std::size_t>> next) {
   auto& store = opts_.disk->store();
   const std::size_t bytes = (std::size_t{cache_->chunk_size()} + 4095) / 4096 * 4096;
-  std::unique_ptr<char, decltype(&std::free)> buf(static_cast<char*>(std::aligned_alloc(4096, bytes)),
-                                                  &std::free);
+  std::unique_ptr<char, decltype(&std::free)> buf(
+      static_cast<char*>(std::aligned_alloc(4096, bytes)), &std::free);
   while (buf && !st->cancelled) {
     const std::size_t i = next->fetch_add(1);
     if (i >= plan->size()) break;
@@ -92,8 +94,10 @@ awaitable<void> filesystem::warm_worker(std::shared_ptr<warm_state> st,
     st->finished = true;
     const char* what = st->cancelled ? "disk tier warm-up cancelled" : "disk tier warm-up done";
     log::event("fs", spdlog::level::info, what,
-               {{"chunks", st->done_chunks.load()}, {"written", st->written_chunks.load()},
-                {"present", st->present_chunks.load()}, {"failed", st->failed_chunks.load()}});
+               {{"chunks", st->done_chunks.load()},
+                {"written", st->written_chunks.load()},
+                {"present", st->present_chunks.load()},
+                {"failed", st->failed_chunks.load()}});
   }
 }
 
@@ -102,15 +106,18 @@ std::string filesystem::disk_text() const {
   auto s = opts_.disk->store().stats();
   std::string out = "# disk tier: " + std::to_string(s.used_bytes) + " of " +
                     std::to_string(std::uint64_t{s.slots} * opts_.disk->store().chunk_size()) +
-                    " bytes used, " + std::to_string(s.used_slots) + " of " + std::to_string(s.slots) +
-                    " chunks\n";
+                    " bytes used, " + std::to_string(s.used_slots) + " of " +
+                    std::to_string(s.slots) + " chunks\n";
   if (auto w = warm_.load())
     out += std::string("# warm: ") +
-           (w->cancelled ? "cancelled" : w->finished ? "done" : "running") + ", " +
-           std::to_string(w->done_chunks.load()) + " of " + std::to_string(w->planned_chunks.load()) +
-           " chunks, " + std::to_string(w->done_bytes.load()) + " of " +
-           std::to_string(w->planned_bytes.load()) + " bytes, " + std::to_string(w->written_chunks.load()) +
-           " written, " + std::to_string(w->present_chunks.load()) + " already there, " +
+           (w->cancelled  ? "cancelled"
+            : w->finished ? "done"
+                          : "running") +
+           ", " + std::to_string(w->done_chunks.load()) + " of " +
+           std::to_string(w->planned_chunks.load()) + " chunks, " +
+           std::to_string(w->done_bytes.load()) + " of " + std::to_string(w->planned_bytes.load()) +
+           " bytes, " + std::to_string(w->written_chunks.load()) + " written, " +
+           std::to_string(w->present_chunks.load()) + " already there, " +
            std::to_string(w->failed_chunks.load()) + " failed\n";
   return out;
 }
