@@ -38,7 +38,7 @@ link=(--first-byte-latency 30ms --conn-bandwidth 64MiB --total-bandwidth 1GiB)
 to_bytes() { numfmt --from=iec-i "${1%B}"; }
 sim_stat() { curl -sf "$url/_sim/stats" | sed -E "s/.*\"$1\":([0-9]+).*/\1/"; }
 reset_stats() { curl -sf -X POST "$url/_sim/reset-stats" >/dev/null; }
-metric() { curl -sf "127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m {printf "%d\n", $2}'; }
+metric() { curl -sf "127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m {printf "%.0f\n", $2}'; }
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 # mount_tier BUCKET FLAGS...: as bench_mount, with metrics on a free port ($port) and info logs.
 mount_tier() {
