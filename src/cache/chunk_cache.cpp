@@ -282,8 +282,16 @@ void chunk_cache::set_prefetch_bytes_limit(std::uint64_t bytes) {
   pump_prefetches();
 }
 
+void chunk_cache::set_local_limit(unsigned n) {
+  {
+    std::lock_guard lock(queue_mu_);
+    local_limit_ = std::max(1u, n);
+  }
+  pump_prefetches();
+}
+
 bool chunk_cache::prefetch(chunk_id key, fetch_fn fetch, asio::any_io_executor ex, wanted_fn wanted,
-                           std::uintptr_t source) {
+                           std::uintptr_t source, bool local) {
   unsigned si = shard_of(key);
   shard& s = *shards_[si];
   const std::uint64_t bytes = key.length();
@@ -309,11 +317,24 @@ bool chunk_cache::prefetch(chunk_id key, fetch_fn fetch, asio::any_io_executor e
   m.prefetch_issued.add();
   {
     std::lock_guard lock(queue_mu_);
-    queues_[source].push_back({std::move(key), std::move(fetch), std::move(ex), si});
+    if (local)
+      local_queue_.push_back({std::move(key), std::move(fetch), std::move(ex), si, true});
+    else
+      queues_[source].push_back({std::move(key), std::move(fetch), std::move(ex), si});
   }
   m.prefetch_queued.add();
   pump_prefetches();
   return true;
+}
+
+void chunk_cache::end_turn(const pending_prefetch& job) {
+  std::lock_guard lock(queue_mu_);
+  if (job.local) {
+    --local_running_;
+    return;
+  }
+  --prefetching_;
+  prefetching_bytes_ -= job.key.length();
 }
 
 void chunk_cache::pump_prefetches() {
@@ -321,6 +342,14 @@ void chunk_cache::pump_prefetches() {
   for (;;) {
     pending_prefetch job;
     {
+      std::lock_guard lock(queue_mu_);
+      if (!local_queue_.empty() && local_running_ < local_limit_) {
+        job = std::move(local_queue_.front());
+        local_queue_.pop_front();
+        ++local_running_;
+      }
+    }
+    if (!job.local) {
       std::lock_guard lock(queue_mu_);
       if (queues_.empty() || prefetching_ >= prefetch_limit_) return;
       // The next source after the one served last, in turn.
@@ -360,11 +389,7 @@ void chunk_cache::pump_prefetches() {
       }
     }
     if (what != start) {
-      {
-        std::lock_guard lock(queue_mu_);
-        --prefetching_;
-        prefetching_bytes_ -= job.key.length();
-      }
+      end_turn(job);
       m.prefetch_in_flight.sub(static_cast<std::int64_t>(job.key.length()));
       if (what == cancel) {
         m.filling.sub(static_cast<std::int64_t>(cancelled_bytes));
@@ -379,11 +404,7 @@ void chunk_cache::pump_prefetches() {
 
 awaitable<void> chunk_cache::run_prefetch(pending_prefetch job, chunk_buffers dest) {
   co_await run_fetch(job.key, std::move(job.fetch), job.shard, std::move(dest), nullptr, true);
-  {
-    std::lock_guard lock(queue_mu_);
-    --prefetching_;
-    prefetching_bytes_ -= job.key.length();
-  }
+  end_turn(job);
   cache_metrics::get().prefetch_in_flight.sub(static_cast<std::int64_t>(job.key.length()));
   pump_prefetches();
 }

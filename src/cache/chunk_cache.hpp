@@ -132,13 +132,19 @@ class chunk_cache {
   // wait. Its slot is taken now and its fetch queued behind other prefetches: at most
   // prefetch_limit run at once (nearest first: in the order asked), so a reader's own fetch
   // (get) never queues behind them, and a reader that asks for a queued chunk starts it at once.
+// A local prefetch (a disk tier read) has its own queue and limit and takes no S3 turn.
   // `wanted`, if given, is asked when the prefetch's turn comes (with the shard locked: cheap,
   // no calls into the cache): false, with no reader waiting, drops it and frees the slot.
   // Returns false when nothing was queued (present, in flight, or no slot to be had).
   // `source` names the stream it is for (queues are served in turn, FIFO within each).
   using wanted_fn = std::function<bool()>;
+  // `local`: the fetch does not use the link (the chunk is on the disk tier): it takes no turn
+  // of the prefetch limits (requests, bytes) and waits only behind other local fetches, at most
+  // local_limit at once (set_local_limit), so a disk read never holds an S3 slot.
   bool prefetch(chunk_id key, fetch_fn fetch, asio::any_io_executor ex, wanted_fn wanted = {},
-                std::uintptr_t source = 0);
+                std::uintptr_t source = 0, bool local = false);
+  // Most local prefetches (disk reads) in flight at once (default 16).
+  void set_local_limit(unsigned n);
   // Most prefetch requests in flight at once (default: no limit).
   void set_prefetch_limit(unsigned n);
   // Most prefetch bytes in flight at once (default: no limit); one request always may run. May
@@ -225,10 +231,13 @@ class chunk_cache {
     fetch_fn fetch;
     asio::any_io_executor ex;
     unsigned shard = 0;
+    bool local = false;
   };
   // Starts queued prefetches while fewer than prefetch_limit_ run (any thread).
   void pump_prefetches();
   awaitable<void> run_prefetch(pending_prefetch job, chunk_buffers dest);
+  // A started prefetch is over: its turn goes back to its class (local or S3).
+  void end_turn(const pending_prefetch& job);
 
   char* arena_ = nullptr;
   std::uint64_t arena_bytes_ = 0;
@@ -240,6 +249,9 @@ class chunk_cache {
   std::mutex queue_mu_;
   std::map<std::uintptr_t, std::deque<pending_prefetch>> queues_;
   std::uintptr_t last_served_ = 0;  // the source served last: the next one in turn goes first
+  std::deque<pending_prefetch> local_queue_;  // local prefetches waiting (guarded by queue_mu_)
+  unsigned local_running_ = 0;                // started and not finished (guarded by queue_mu_)
+  unsigned local_limit_ = 16;
   unsigned prefetching_ = 0;         // started and not finished (guarded by queue_mu_)
   std::uint64_t prefetching_bytes_ = 0;  // their bytes (guarded by queue_mu_)
   unsigned prefetch_limit_ = ~0u;

@@ -64,7 +64,10 @@ std::string bucket_problem(std::error_code ec, const std::string& bucket, const 
 }
 }  // namespace
 
+int warm_main(int argc, char** argv);  // warm.cpp
+
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string_view(argv[1]) == "warm") return warm_main(argc - 1, argv + 1);
   CLI::App app{"valkyrie: mount an S3 bucket read-only, with prefetch for training jobs"};
   app.set_version_flag("--version", "valkyrie 0.1.0");
   // /etc/valkyrie/NAME.conf: "key = value" lines named like the long flags; flags given on the

@@ -36,16 +36,18 @@ filesystem::filesystem(options opts, std::vector<std::shared_ptr<s3::object_clie
 void filesystem::install_order(std::shared_ptr<const order_state> state) {
   // A training order is known: the cache keeps what will be read soonest (Belady) instead of
   // what was read last, which on an epoch bigger than the cache would keep nothing useful.
+  // The disk tier places by the same rank (Belady across both; CLOCK without an order).
+  cache::chunk_cache::rank_fn rank;
   if (state)
-    cache_->set_eviction_ranker([order = state->predictor, skip = opts_.prefix.size(),
-                                 cs = cache_->chunk_size()](const cache::chunk_id& k) {
+    rank = [order = state->predictor, skip = opts_.prefix.size(),
+            cs = cache_->chunk_size()](const cache::chunk_id& k) {
       const std::string& key = k.object->key;
       if (key.size() < skip) return prefetch::predictor::never;
       // Ranked by where its bytes lie in default-size chunks, whatever the chunk's own layout.
       return order->next_use(std::string_view(key).substr(skip), k.offset() / cs);
-    });
-  else
-    cache_->set_eviction_ranker(nullptr);
+    };
+  if (opts_.disk) opts_.disk->store().set_ranker(rank);
+  cache_->set_eviction_ranker(std::move(rank));
   order_.store(std::move(state));
 }
 
@@ -55,9 +57,11 @@ awaitable<result<order_update>> filesystem::set_order(std::string text, std::str
   auto parse = [&text](const object_map& objects) {
     return prefetch::parse_manifest(text, [&objects](const std::string& k) { return objects.count(k) > 0; });
   };
+  const bool warm = is_warm_request(text);
+  if (warm && !opts_.disk) co_return std::make_error_code(std::errc::operation_not_supported);
   prefetch::manifest m = parse(known ? *known : object_map{});
   const bool no_key_lines = m.order.empty() && m.problems.empty();
-  if (!no_key_lines && (!known || !m.problems.empty())) {
+  if ((warm && !known) || (!no_key_lines && (!known || !m.problems.empty()))) {
     // Keys written since the last listing (or no listing yet): list the prefix once more.
     auto fresh = co_await list_all(client(), opts_.prefix);
     if (!fresh) co_return fresh.error();
@@ -69,6 +73,7 @@ awaitable<result<order_update>> filesystem::set_order(std::string text, std::str
     log::event("fs", spdlog::level::warn, "training order: line skipped",
                {{"source", source}, {"line", m.problems[i].line}, {"key", m.problems[i].key},
                 {"reason", m.problems[i].reason}});
+  if (warm && (!m.order.empty() || m.problems.empty())) co_return co_await start_warm(std::move(m.order), known);
   if (m.order.empty() && !m.problems.empty()) {
     hints.orders_rejected.add();
     log::event("fs", spdlog::level::warn, "training order refused: no usable key; the previous order stays",
@@ -100,11 +105,12 @@ awaitable<result<order_update>> filesystem::set_order(std::string text, std::str
 
 std::string filesystem::order_text() const {
   auto state = order_.load();
-  if (!state) return "# valkyrie training order: none (prefetch follows numbered names, then listing order)\n";
+  if (!state)
+    return "# valkyrie training order: none (prefetch follows numbered names, then listing order)\n" + disk_text();
   const auto& keys = state->predictor->keys();
   std::string out = "# valkyrie training order from " + state->source + ": " + std::to_string(keys.size()) +
                     " keys, last read at index " + std::to_string(state->predictor->position()) + ", " +
-                    std::to_string(state->problems.size()) + " lines skipped\n";
+                    std::to_string(state->problems.size()) + " lines skipped\n" + disk_text();
   for (std::size_t i = 0; i < state->problems.size() && i < 100; ++i)
     out += "# skipped line " + std::to_string(state->problems[i].line) + ": " + state->problems[i].key + ": " +
            state->problems[i].reason + "\n";

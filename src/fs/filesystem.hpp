@@ -170,6 +170,8 @@ class filesystem {
   // What reading /.valkyrie/order shows: a '#' header (source, keys, position, skipped lines),
   // then the keys; the header alone when there is no order.
   std::string order_text() const;
+  // Prewarm of the disk tier (warm.cpp): an order text whose first line is "#!warm".
+  static bool is_warm_request(std::string_view text);
 
   std::size_t inode_count() const;
   const options& opts() const { return opts_; }
@@ -187,6 +189,24 @@ class filesystem {
     const compact_etag* etag = nullptr;
   };
   s3::object_client& client();
+  // Whether the chunk is on the disk tier: its prefetch is local (no S3 turn; chunk_cache).
+  bool on_disk(const cache::chunk_id& chunk) const;
+  // The chunk's fetch from S3 alone (the disk tier's fetch wraps it).
+  cache::chunk_cache::fetch_fn s3_fetcher(cache::chunk_id chunk, bool reader_waiting);
+  // Prewarm (warm.cpp): fills the disk tier with the keys' chunks (all, in listing order, when
+  // empty), up to its size; not_supported without one.
+  struct warm_state {
+    std::atomic<std::uint64_t> planned_chunks{0}, planned_bytes{0}, done_chunks{0}, done_bytes{0},
+        written_chunks{0}, present_chunks{0}, failed_chunks{0};
+    std::size_t files = 0;
+    std::atomic<unsigned> active{0};
+    std::atomic<bool> finished{false}, cancelled{false};
+  };
+  awaitable<result<order_update>> start_warm(std::vector<std::string> keys, std::shared_ptr<const object_map> known);
+  awaitable<void> warm_worker(std::shared_ptr<warm_state> st, std::shared_ptr<const std::vector<cache::chunk_id>> plan,
+                              std::shared_ptr<std::atomic<std::size_t>> next);
+  // The "# disk tier:" and "# warm:" header lines of the order file.
+  std::string disk_text() const;
   // The listing of the directory with this key: parallel pages, compacted as they arrive.
   awaitable<result<std::shared_ptr<const dir_listing>>> list_directory(std::string prefix, bool root,
                                                                        std::chrono::system_clock::time_point dir_mtime);
@@ -262,6 +282,7 @@ class filesystem {
   inode_table inodes_;  // with the (parent, name, kind) index
   std::atomic<std::shared_ptr<const order_state>> order_;
   std::atomic<std::shared_ptr<const object_map>> known_;  // the last full listing, if any
+  std::atomic<std::shared_ptr<warm_state>> warm_;          // the last warm-up, if any
   const std::chrono::system_clock::time_point mounted_at_ = std::chrono::system_clock::now();
 
   std::mutex warned_mu_;

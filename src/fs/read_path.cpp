@@ -61,12 +61,20 @@ awaitable<result<std::size_t>> get_pieces(s3::object_client* client, cache::vers
 }
 }  // namespace
 
-cache::chunk_cache::fetch_fn filesystem::fetcher(cache::chunk_id chunk, bool reader_waiting) {
+cache::chunk_cache::fetch_fn filesystem::s3_fetcher(cache::chunk_id chunk, bool reader_waiting) {
   // Runs on the reactor that starts the fetch, with that reactor's client.
-  cache::chunk_cache::fetch_fn s3 = [this, chunk, reader_waiting](cache::chunk_buffers dest) -> awaitable<result<std::size_t>> {
+  return [this, chunk, reader_waiting](cache::chunk_buffers dest) -> awaitable<result<std::size_t>> {
     return get_pieces(&client(), chunk.object, chunk.offset(), std::move(dest),
                       reader_waiting ? demand_part_size : std::size_t{1} << 40, link_.get());
   };
+}
+
+bool filesystem::on_disk(const cache::chunk_id& chunk) const {
+  return opts_.disk && opts_.disk->store().contains(chunk);
+}
+
+cache::chunk_cache::fetch_fn filesystem::fetcher(cache::chunk_id chunk, bool reader_waiting) {
+  auto s3 = s3_fetcher(chunk, reader_waiting);
   // With a disk tier: the disk first, S3 on a miss (then written back to the disk).
   return opts_.disk ? opts_.disk->wrap(std::move(chunk), std::move(s3)) : s3;
 }
@@ -88,7 +96,8 @@ filesystem::prefetch_outcome filesystem::fetch_whole(const cache::version_ref& o
     if (cache_->present(key)) continue;
     cache::chunk_cache::wanted_fn wanted;
     if (basis) wanted = [this, basis] { return order_.load() == basis; };
-    if (!cache_->prefetch(key, fetcher(key, false), executor_for(c, here), std::move(wanted), next_files_source)) {
+    if (!cache_->prefetch(key, fetcher(key, false), executor_for(c, here), std::move(wanted), next_files_source,
+                          on_disk(key))) {
       out = prefetch_outcome::refused;  // no room: the rest of the file (and what follows) waits
       break;
     }
@@ -268,7 +277,7 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
       if (cache_->present(key)) continue;
       if (!cache_->prefetch(key, fetcher(key, false), executor_for(c, here),
                             [stream = file->stream, c] { return stream->wants(c); },
-                            reinterpret_cast<std::uintptr_t>(file.get()))) {
+                            reinterpret_cast<std::uintptr_t>(file.get()), on_disk(key))) {
         file->stream->refused(c);  // no room now: the next read asks again
         break;
       }

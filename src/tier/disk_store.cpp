@@ -316,6 +316,12 @@ awaitable<std::optional<std::size_t>> disk_store::read(cache::chunk_id id,
     auto& s = slots_[slot];
     ++s.readers;
     s.ref = true;
+    if (victims_for_) {  // (placed by the order: its next use moves on)
+      if (touched_.size() < 4 * victim_batch)
+        touched_.push_back(slot);
+      else
+        touched_overflow_ = true;
+    }
     rec = s.rec;
   }
   std::vector<std::span<char>> pieces;
@@ -393,10 +399,23 @@ awaitable<bool> disk_store::write(cache::chunk_id id, std::vector<std::span<cons
   slot_record rec;
   rec.id = id;
   rec.length = static_cast<std::uint32_t>(total);
+  // With a training order: placed by next use (disk_placement.cpp).
+  const auto ranker = ranker_.load();
+  const std::uint64_t rank = ranker ? (*ranker)(id) : 0;
   {
     std::lock_guard lock(mu_);
     if (index_.count(id) || writing_.count(id)) co_return false;
-    auto taken = usable_locked() ? take_slot_locked() : std::nullopt;
+    if (!usable_locked()) {
+      ++stats_.writes_dropped;
+      m.writes_dropped.add();
+      co_return false;
+    }
+    auto taken = ranker ? take_slot_ranked_locked(*ranker, rank) : take_slot_locked();
+    if (!taken && ranker) {
+      ++stats_.writes_declined;
+      m.writes_declined.add();
+      co_return false;
+    }
     if (!taken) {
       ++stats_.writes_dropped;
       m.writes_dropped.add();
@@ -440,6 +459,7 @@ awaitable<bool> disk_store::write(cache::chunk_id id, std::vector<std::span<cons
   s.rec = rec;
   s.ref = false;
   index_[id] = slot;
+  if (ranker) note_ranked_locked(slot, rank);
   ++stats_.used_slots;
   ++stats_.writes;
   stats_.used_bytes += rec.length;

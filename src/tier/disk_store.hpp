@@ -16,14 +16,18 @@
 // a miss that drops the slot (counted). A slot is journaled as removed before it is reused.
 // So a torn write (kill -9, power loss) and a slot rewritten under a stale journal are never
 // served, and a new ETag is a different identity that never finds old bytes.
-// Eviction: CLOCK over the slots (a hit sets the slot's reference bit; the hand clears bits and
-// takes the first slot without one that nobody is reading).
+// Eviction without a training order: CLOCK over the slots (a hit sets the slot's reference bit;
+// the hand clears bits and takes the first slot without one that nobody is reading).
+// With one (set_ranker: the memory cache's next-use rank), placement is Belady
+// (disk_placement.cpp): a full store evicts the slot whose next use is farthest, and a chunk
+// needed later than every chunk the store holds is not written at all (declined, counted).
 // Faults: an I/O error (EIO, ENOSPC, a short read) is a miss or a dropped write, counted and
 // logged (rate-limited); after max_consecutive_errors errors in a row the store steps aside
 // (every read a miss, every write dropped) for retry_after, then tries again. It never fails a
 // read: callers fall back to S3.
 // Threading: read/write from any reactor; one mutex guards the slot table, the index and the
 // journal, never held across I/O.
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -55,6 +59,7 @@ struct store_options {
 struct store_stats {
   std::uint64_t hits = 0, misses = 0, bytes_read = 0, bytes_written = 0, writes = 0,
                 writes_dropped = 0, check_failures = 0, errors = 0;
+  std::uint64_t writes_declined = 0;  // needed later than all the store holds (with an order)
   std::uint32_t slots = 0, used_slots = 0;
   std::uint64_t used_bytes = 0;
   replay_stats replay;
@@ -87,6 +92,10 @@ class disk_store {
   awaitable<bool> write(cache::chunk_id id, std::vector<std::span<const char>> data);
   // Counts a write the caller gave up before calling write() (its write-back was full).
   void count_dropped();
+  // The training order's next-use rank (chunk_cache::rank_fn: larger is later; not_in_order
+  // last), or nullptr: back to CLOCK. Any thread, any time; each write uses the current one.
+  using rank_fn = cache::chunk_cache::rank_fn;
+  void set_ranker(rank_fn ranker);
   // Rewrites the journal as one insert per live slot.
   std::error_code checkpoint();
 
@@ -108,6 +117,12 @@ class disk_store {
   // With mu_ held.
   bool usable_locked();
   std::optional<std::uint32_t> take_slot_locked();
+  // Belady (disk_placement.cpp): a free slot, else the slot read farthest in the future if that
+  // is later than `incoming`; nullopt: decline the write.
+  std::optional<std::uint32_t> take_slot_ranked_locked(const rank_fn& rank, std::uint64_t incoming);
+  // A slot just stored under `rank`: a candidate victim if it is among the farthest.
+  void note_ranked_locked(std::uint32_t slot, std::uint64_t rank);
+  void scan_victims_locked(const rank_fn& rank);
   void drop_locked(std::uint32_t slot);
   void release_reader_locked(std::uint32_t slot);
   void note_error(std::error_code ec, const char* what);
@@ -129,6 +144,23 @@ class disk_store {
   std::uint64_t seq_ = 0;
   journal journal_;
   store_stats stats_;
+  // Placement by the order: the ranker, and the farthest slots found by the last scan (a
+  // min-heap of (rank, slot, write seq) at most victim_batch long); every used slot not in it
+  // was ranked no farther than its smallest when scanned. Rescanned when it empties, every
+  // victim_batch evictions, and when the ranker changes.
+  struct victim {
+    std::uint64_t rank;
+    std::uint32_t slot;
+    std::uint64_t seq;
+    bool operator>(const victim& o) const { return rank > o.rank; }
+  };
+  static constexpr std::size_t victim_batch = 64;
+  std::atomic<std::shared_ptr<const rank_fn>> ranker_;
+  std::shared_ptr<const rank_fn> victims_for_;  // the ranker victims_ was scanned with
+  std::vector<victim> victims_;
+  unsigned evictions_since_scan_ = 0;
+  std::vector<std::uint32_t> touched_;  // slots read since the scan (with a ranker)
+  bool touched_overflow_ = false;       // too many to keep: scan again
   unsigned consecutive_errors_ = 0;
   std::chrono::steady_clock::time_point disabled_until_{};
 };

@@ -27,7 +27,7 @@ class disk_tier : public std::enable_shared_from_this<disk_tier> {
   disk_tier(std::shared_ptr<disk_store> store, std::shared_ptr<cache::chunk_cache> cache,
             std::uint64_t write_back_bytes);
   cache::chunk_cache::fetch_fn wrap(cache::chunk_id id, cache::chunk_cache::fetch_fn next);
-  disk_store& store() { return *store_; }
+  disk_store& store() const { return *store_; }
   // Bytes being written back now, and chunks waiting for their turn.
   std::uint64_t write_back_in_flight() const { return in_flight_.load(); }
   std::size_t write_back_queued();

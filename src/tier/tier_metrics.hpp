@@ -12,6 +12,7 @@ struct tier_metrics {
   metrics::gauge& used_bytes;
   metrics::gauge& capacity_bytes;
   metrics::counter& writes_dropped;
+  metrics::counter& writes_declined;
   metrics::counter& check_failures;
   metrics::counter& errors;
 
@@ -36,6 +37,9 @@ struct tier_metrics {
         r.get_counter("valkyrie_disk_writes_dropped_total",
                       "Chunks not written to the disk tier (write-back full, chunk evicted first, "
                       "no free slot, tier disabled)"),
+        r.get_counter("valkyrie_disk_writes_declined_total",
+                      "Chunks not written to the disk tier because the training order needs them "
+                      "later than every chunk it holds (Belady placement)"),
         r.get_counter("valkyrie_disk_check_failures_total",
                       "Disk tier chunks whose header or CRC32C did not match when read (dropped, "
                       "fetched from S3)"),

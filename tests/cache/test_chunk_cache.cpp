@@ -356,6 +356,35 @@ TEST_CASE("prefetches run at most the limit at once, nearest first; a reader's f
   for (int c = 0; c < 6; ++c) CHECK(cache.contains(K("p", static_cast<std::uint64_t>(c), 4096)));
 }
 
+TEST_CASE("local prefetches (disk reads) take no S3 turn and have their own limit") {
+  chunk_cache cache(32 * 4096, 4096, 1);
+  cache.set_prefetch_limit(1);
+  cache.set_prefetch_bytes_limit(4096);
+  cache.set_local_limit(2);
+  asio::io_context ctx(1);
+  gate s3(ctx), disk(ctx);
+  // The one S3 turn is taken and more S3 prefetches wait behind it.
+  CHECK(cache.prefetch(K("s", 0, 4096), s3.fetch("s0"), ctx.get_executor()));
+  CHECK(cache.prefetch(K("s", 1, 4096), s3.fetch("s1"), ctx.get_executor()));
+  // Disk reads start at once all the same, two at a time.
+  for (int c = 0; c < 3; ++c)
+    CHECK(cache.prefetch(K("d", static_cast<std::uint64_t>(c), 4096), disk.fetch("d" + std::to_string(c)),
+                         ctx.get_executor(), {}, 0, true));
+  spin(ctx, std::chrono::milliseconds(20));
+  CHECK(s3.started == std::vector<std::string>{"s0"});
+  CHECK(disk.started == std::vector<std::string>{"d0", "d1"});
+  // Disk reads finishing start the next disk read, not an S3 one.
+  disk.release();
+  spin(ctx, std::chrono::milliseconds(20));
+  CHECK(disk.started == std::vector<std::string>{"d0", "d1", "d2"});
+  CHECK(s3.started == std::vector<std::string>{"s0"});
+  s3.release();
+  spin(ctx, std::chrono::milliseconds(20));
+  CHECK(s3.started == std::vector<std::string>{"s0", "s1"});
+  for (int c = 0; c < 3; ++c) CHECK(cache.contains(K("d", static_cast<std::uint64_t>(c), 4096)));
+  CHECK(cache.check_invariants() == "");
+}
+
 TEST_CASE("a reader of a queued prefetch sends it at once instead of waiting for its turn") {
   chunk_cache cache(16 * 4096, 4096, 1);
   cache.set_prefetch_limit(1);

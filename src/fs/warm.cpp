@@ -1,0 +1,125 @@
+// Prewarm of the disk tier (`valkyrie warm`): an order text that starts with the line "#!warm",
+// written to /.valkyrie/order, is not a training order: it asks for the disk tier to be filled
+// with those files' chunks, in that order (every file in listing order when it names none), up
+// to the tier's size in chunks. Chunks go from S3 straight to the disk through a few buffers of
+// the job's own (warm_workers, one chunk each): the memory cache, the order in force and the
+// readers' prefetch budget are not touched. Chunks already on the disk are counted, not fetched.
+// A new warm request cancels the one running. Progress is the "# warm:" line of the order file.
+#include <cstdlib>
+
+#include "core/log.hpp"
+#include "fs/filesystem.hpp"
+
+namespace valkyrie::fs {
+
+namespace {
+constexpr unsigned warm_workers = 8;
+}
+
+bool filesystem::is_warm_request(std::string_view text) {
+  return text.substr(0, 6) == "#!warm" && (text.size() == 6 || text[6] == '\n' || text[6] == '\r');
+}
+
+awaitable<result<order_update>> filesystem::start_warm(std::vector<std::string> keys,
+                                                       std::shared_ptr<const object_map> known) {
+  if (!opts_.disk) co_return std::make_error_code(std::errc::operation_not_supported);
+  auto& store = opts_.disk->store();
+  auto plan = std::make_shared<std::vector<cache::chunk_id>>();
+  auto st = std::make_shared<warm_state>();
+  if (keys.empty())
+    for (auto& [k, info] : *known) keys.push_back(k);  // (the map is in listing order)
+  std::unordered_set<std::string> seen;
+  const std::uint64_t cs = cache_->chunk_size();
+  for (auto& k : keys) {
+    if (plan->size() >= store.slots()) break;
+    if (!seen.insert(k).second) continue;  // (a later epoch of the same file)
+    auto it = known->find(k);
+    if (it == known->end()) continue;
+    const auto& info = it->second;
+    auto object = cache::make_version(opts_.bucket, opts_.prefix + k, info.etag, info.size);
+    for (std::uint64_t i = 0; i * cs < info.size && plan->size() < store.slots(); ++i) {
+      auto id = cache_->chunk(object, i);
+      if (!store.admits(id)) continue;
+      st->planned_bytes += id.length();
+      plan->push_back(std::move(id));
+    }
+  }
+  st->planned_chunks = plan->size();
+  st->files = seen.size();
+  if (auto old = warm_.exchange(st)) old->cancelled = true;
+  log::event("fs", spdlog::level::info, "disk tier warm-up started",
+             {{"files", st->files},
+              {"chunks", plan->size()},
+              {"bytes", st->planned_bytes.load()},
+              {"tier_slots", store.slots()}});
+  auto here = co_await asio::this_coro::executor;
+  auto next = std::make_shared<std::atomic<std::size_t>>(0);
+  st->active = warm_workers;
+  for (unsigned w = 0; w < warm_workers; ++w)
+    asio::co_spawn(executor_for(w, here), warm_worker(st, plan, next), asio::detached);
+  co_return order_update{seen.size(), 0, false};
+}
+
+awaitable<void> filesystem::warm_worker(std::shared_ptr<warm_state> st,
+                                        std::shared_ptr<const std::vector<cache::chunk_id>> plan,
+                                        std::shared_ptr<std::atomic<std::size_t>> next) {
+  auto& store = opts_.disk->store();
+  const std::size_t bytes = (std::size_t{cache_->chunk_size()} + 4095) / 4096 * 4096;
+  std::unique_ptr<char, decltype(&std::free)> buf(
+      static_cast<char*>(std::aligned_alloc(4096, bytes)), &std::free);
+  while (buf && !st->cancelled) {
+    const std::size_t i = next->fetch_add(1);
+    if (i >= plan->size()) break;
+    const cache::chunk_id id = (*plan)[i];
+    const std::size_t len = id.length();
+    if (store.contains(id)) {
+      ++st->present_chunks;
+    } else {
+      auto fetch = s3_fetcher(id, false);
+      cache::chunk_buffers dest;
+      dest.emplace_back(buf.get(), len);
+      auto r = co_await fetch(std::move(dest));
+      if (r && *r == len) {
+        std::vector<std::span<const char>> data;
+        data.emplace_back(buf.get(), len);
+        if (co_await store.write(id, std::move(data))) ++st->written_chunks;
+      } else {
+        ++st->failed_chunks;
+      }
+    }
+    ++st->done_chunks;
+    st->done_bytes += len;
+  }
+  if (--st->active == 0) {
+    st->finished = true;
+    const char* what = st->cancelled ? "disk tier warm-up cancelled" : "disk tier warm-up done";
+    log::event("fs", spdlog::level::info, what,
+               {{"chunks", st->done_chunks.load()},
+                {"written", st->written_chunks.load()},
+                {"present", st->present_chunks.load()},
+                {"failed", st->failed_chunks.load()}});
+  }
+}
+
+std::string filesystem::disk_text() const {
+  if (!opts_.disk) return "# disk tier: none\n";
+  auto s = opts_.disk->store().stats();
+  std::string out = "# disk tier: " + std::to_string(s.used_bytes) + " of " +
+                    std::to_string(std::uint64_t{s.slots} * opts_.disk->store().chunk_size()) +
+                    " bytes used, " + std::to_string(s.used_slots) + " of " +
+                    std::to_string(s.slots) + " chunks\n";
+  if (auto w = warm_.load())
+    out += std::string("# warm: ") +
+           (w->cancelled  ? "cancelled"
+            : w->finished ? "done"
+                          : "running") +
+           ", " + std::to_string(w->done_chunks.load()) + " of " +
+           std::to_string(w->planned_chunks.load()) + " chunks, " +
+           std::to_string(w->done_bytes.load()) + " of " + std::to_string(w->planned_bytes.load()) +
+           " bytes, " + std::to_string(w->written_chunks.load()) + " written, " +
+           std::to_string(w->present_chunks.load()) + " already there, " +
+           std::to_string(w->failed_chunks.load()) + " failed\n";
+  return out;
+}
+
+}  // namespace valkyrie::fs
