@@ -370,16 +370,18 @@ TEST_CASE("local prefetches (disk reads) take no S3 turn and have their own limi
   for (int c = 0; c < 3; ++c)
     CHECK(cache.prefetch(K("d", static_cast<std::uint64_t>(c), 4096), disk.fetch("d" + std::to_string(c)),
                          ctx.get_executor(), {}, 0, true));
-  spin(ctx, std::chrono::milliseconds(20));
+  test::wait_for(ctx, [&] { return disk.started.size() == 2; }, "two disk reads start");
+  test::poll_ready(ctx);  // (a third, or a second S3 one, would have started by now)
   CHECK(s3.started == std::vector<std::string>{"s0"});
   CHECK(disk.started == std::vector<std::string>{"d0", "d1"});
   // Disk reads finishing start the next disk read, not an S3 one.
   disk.release();
-  spin(ctx, std::chrono::milliseconds(20));
+  test::wait_for(ctx, [&] { return disk.started.size() == 3; }, "the third disk read starts");
+  test::poll_ready(ctx);
   CHECK(disk.started == std::vector<std::string>{"d0", "d1", "d2"});
   CHECK(s3.started == std::vector<std::string>{"s0"});
   s3.release();
-  spin(ctx, std::chrono::milliseconds(20));
+  test::run_until_idle(ctx, "the queued S3 prefetch runs");
   CHECK(s3.started == std::vector<std::string>{"s0", "s1"});
   for (int c = 0; c < 3; ++c) CHECK(cache.contains(K("d", static_cast<std::uint64_t>(c), 4096)));
   CHECK(cache.check_invariants() == "");
