@@ -6,11 +6,11 @@
 # mounts nothing; with --replace-dead-mount (command line, foreground as systemd runs it; and
 # the config file, as a daemon) the dead mount is detached, logged once, and the new mount takes
 # its place (one mount at the path, reads byte-exact). A live mount is refused ("already
-# mounted") and keeps serving. Exit 77 without /dev/fuse or root.
+# mounted"), also when it is empty, and keeps serving. Exit 77 without /dev/fuse or root.
 set -euo pipefail
 [[ -c /dev/fuse && $(id -u) == 0 ]] || { echo "no /dev/fuse or not root: skipped"; exit 77; }
 tmp=$(mktemp -d /tmp/valkyrie-deadmount.XXXXXX)
-mnt="$tmp/mnt"; mkdir -p "$mnt" "$tmp/data/data/sub"
+mnt="$tmp/mnt"; mkdir -p "$mnt" "$tmp/data/data/sub" "$tmp/data/empty"
 source "$(dirname "$0")/../fuse/lib.sh"
 export AWS_ACCESS_KEY_ID=AKIDDEAD AWS_SECRET_ACCESS_KEY=dead/secret AWS_EC2_METADATA_DISABLED=true
 head -c $((3 * 1024 * 1024 + 17)) /dev/urandom >"$tmp/data/data/big.bin"
@@ -91,6 +91,13 @@ expect_refused 1 "mount point $mnt is already mounted \(fuse\.valkyrie from valk
 same_bytes "the live mount after a refused second mount"
 kill -0 "$daemon_pid" || fail "the live mount's daemon died"
 pass "a live mount is refused, also with --replace-dead-mount, and keeps serving"
+umount "$mnt"; expect_daemon_gone
+# A live mount of an empty bucket is an empty directory: refused all the same, not mounted over.
+start_valkyrie empty "$url"
+expect_refused 1 "mount point $mnt is already mounted \(fuse\.valkyrie from valkyrie:empty\) and answers" -- \
+  "$v" "${args[@]}"
+[[ -d $mnt && $(mounts_at) == 1 ]] && kill -0 "$daemon_pid" || fail "the live mount of an empty bucket broke"
+pass "a live mount of an empty bucket is refused too"
 umount "$mnt"; expect_daemon_gone
 
 # --- killed with no attribute cache: stat fails too (what old builds took for a missing path) ---
