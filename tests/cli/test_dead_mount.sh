@@ -6,7 +6,8 @@
 # mounts nothing; with --replace-dead-mount (command line, foreground as systemd runs it; and
 # the config file, as a daemon) the dead mount is detached, logged once, and the new mount takes
 # its place (one mount at the path, reads byte-exact). A live mount is refused ("already
-# mounted"), also when it is empty, and keeps serving. Exit 77 without /dev/fuse or root.
+# mounted"), also when it is empty, and keeps serving. The systemd unit's ExecStopPost detaches
+# a dead mount and leaves a live one. Exit 77 without /dev/fuse or root.
 set -euo pipefail
 [[ -c /dev/fuse && $(id -u) == 0 ]] || { echo "no /dev/fuse or not root: skipped"; exit 77; }
 tmp=$(mktemp -d /tmp/valkyrie-deadmount.XXXXXX)
@@ -117,5 +118,16 @@ daemon_pid=$(daemon_of "$tmp/data.conf")
 [[ $(mounts_at) == 1 ]] || fail "the dead mount was not detached: $(mounts_at) mounts at $mnt"
 same_bytes "after replace-dead-mount from the config file"
 pass "replace-dead-mount = true in the config file (a daemon): detached, logged once, byte-exact"
-umount "$mnt"; daemon_gone
+
+# --- the systemd unit's ExecStopPost: detaches a dead valkyrie mount, never a live one ---
+stop_post=$(sed -n 's/^ExecStopPost=-//p' "$BUILD_ROOT/valkyrie@.service")
+[[ -n $stop_post ]] || fail "no ExecStopPost in the unit"
+stop_post=${stop_post//\/etc\/valkyrie\/%i.conf/$tmp/data.conf}
+eval "$stop_post"
+[[ $(mounts_at) == 1 ]] && same_bytes "after ExecStopPost on a live mount" || fail "ExecStopPost detached a live mount"
+kill -9 "$daemon_pid"
+daemon_gone
+eval "$stop_post"
+[[ $(mounts_at) == 0 ]] || fail "ExecStopPost left the dead mount: $(grep " $mnt " /proc/self/mountinfo)"
+pass "the unit's ExecStopPost leaves a live mount alone and detaches a dead one"
 echo "all dead-mount checks passed"
