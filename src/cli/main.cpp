@@ -6,7 +6,7 @@
 // exit 1 if not), then (without --foreground) fork: the child mounts and tells the parent
 // through a pipe once the mount is ready, so `valkyrie ... && ls MOUNT` works, and lets go of
 // the caller's stderr (daemon.hpp). SIGINT/SIGTERM unmount; an external umount ends the
-// daemon; SIGHUP reopens the --log-file.
+// daemon; SIGHUP reopens the --log-file (and ends nothing).
 #include <unistd.h>
 
 #include <cstdio>
@@ -379,8 +379,9 @@ int main(int argc, char** argv) {
     });
   };
   wait_usr2();
-  // SIGHUP (logrotate) reopens the --log-file.
-  boost::asio::signal_set hup(pool.context(0));
+  // SIGHUP (logrotate) reopens the --log-file; without one it is ignored: a stray hangup (a
+  // closed terminal, `pkill -HUP valkyrie`) must not end the daemon and leave its mount dead.
+  boost::asio::signal_set hup(pool.context(0), SIGHUP);
   std::function<void()> wait_hup = [&hup, &wait_hup] {
     hup.async_wait([&wait_hup](const boost::system::error_code& ec, int) {
       if (ec) return;
@@ -391,10 +392,7 @@ int main(int argc, char** argv) {
       wait_hup();
     });
   };
-  if (!log_file.empty()) {
-    hup.add(SIGHUP);
-    wait_hup();
-  }
+  wait_hup();
   session.start();
   if (metrics_server) metrics_server->start();
   pool.start();

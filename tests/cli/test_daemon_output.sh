@@ -3,9 +3,9 @@
 # subprocess.run(capture_output=True) return once the mount answers, with nothing captured (the
 # daemon's "mounted" line included); its stdin, stdout and stderr are then /dev/null or the
 # --log-file, and its working directory /. Later lines (SIGUSR2's notice) land in --log-file,
-# which SIGHUP reopens after logrotate moved it. An error before the mount is ready still
-# reaches the caller, once. Each capture has a deadline: a daemon holding the pipe fails the test
-# rather than hanging it. Exit 77 without /dev/fuse or root.
+# which SIGHUP reopens after logrotate moved it (without one SIGHUP ends nothing). An error
+# before the mount is ready still reaches the caller, once. Each capture has a deadline: a
+# daemon holding the pipe fails the test rather than hanging it. Exit 77 without /dev/fuse or root.
 set -euo pipefail
 [[ -c /dev/fuse && $(id -u) == 0 ]] || { echo "no /dev/fuse or not root: skipped"; exit 77; }
 tmp=$(mktemp -d /tmp/valkyrie-daemonout.XXXXXX)
@@ -57,6 +57,13 @@ find_daemon
 mountpoint -q "$mnt" && [[ $(stat -c %s "$mnt/shard_000001.tar") == 1048576 ]] || fail "python capture: not mounted"
 check_detached /dev/null
 pass "subprocess.run(capture_output=True) returns with nothing captured: $(cat "$tmp/py.out")"
+# Without a log file SIGHUP is caught and ignored: a hangup must not leave the mount dead.
+sigcgt=$(awk '/^SigCgt:/ { print $2 }' "/proc/$daemon_pid/status")
+(( 0x$sigcgt & 1 )) || fail "SIGHUP is not caught (SigCgt $sigcgt): a hangup would end the daemon"
+kill -HUP "$daemon_pid"
+[[ $(wc -c <"$mnt/shard_000000.tar") == 1048576 ]] && kill -0 "$daemon_pid" ||
+  fail "SIGHUP ended the daemon"
+pass "SIGHUP without --log-file is caught and ends nothing"
 umount "$mnt"; daemon_gone
 
 # --- the shell: out=$(valkyrie ... 2>&1), with --log-file ---
