@@ -1,12 +1,12 @@
 // valkyrie: mounts an S3 bucket (or a prefix of it) read-only. See docs/usage.md.
 //
 // Start-up order: parse and validate flags (usage errors exit 2 with one line), resolve
-// credentials, check that the bucket answers (precise message and exit 1 if not), check the
-// mount point, then (without --foreground) fork: the child mounts and tells the parent through
-// a pipe once the mount is ready, so `valkyrie ... && ls MOUNT` works. SIGINT/SIGTERM unmount;
-// an external umount ends the daemon.
-#include <fcntl.h>
-#include <sys/stat.h>
+// credentials, check the mount point (a dead FUSE mount there is named, or replaced with
+// --replace-dead-mount: mount_point.hpp), check that the bucket answers (precise message and
+// exit 1 if not), then (without --foreground) fork: the child mounts and tells the parent
+// through a pipe once the mount is ready, so `valkyrie ... && ls MOUNT` works, and lets go of
+// the caller's stderr (daemon.hpp). SIGINT/SIGTERM unmount; an external umount ends the
+// daemon; SIGHUP reopens the --log-file (and ends nothing).
 #include <unistd.h>
 
 #include <cstdio>
@@ -24,6 +24,8 @@
 #include <boost/asio/use_future.hpp>
 
 #include "cache/chunk_cache.hpp"
+#include "cli/daemon.hpp"
+#include "cli/mount_point.hpp"
 #include "core/errors.hpp"
 #include "core/log.hpp"
 #include "core/memory_room.hpp"
@@ -41,11 +43,15 @@
 using namespace valkyrie;
 
 namespace {
+cli::daemon_link daemon_link;
+
 [[noreturn]] void usage_error(const std::string& msg) {
   std::cerr << "valkyrie: " << msg << " (see --help)\n";
   std::exit(2);
 }
+// Before the mount is ready a daemonized child hands the message to its parent, which prints it.
 [[noreturn]] void fatal(const std::string& msg) {
+  if (daemon_link.waiting_parent()) daemon_link.fail(msg);
   std::cerr << "valkyrie: " << msg << "\n";
   std::exit(1);
 }
@@ -78,13 +84,18 @@ int main(int argc, char** argv) {
                                           metadata_ttl = "60s", manifest, file_mode = "0444", dir_mode = "0555",
                                           prefetch_share = "50%", kernel_read_ahead = "4MiB", lookahead = "auto";
   std::string metrics_addr = "127.0.0.1:9090", log_format = "json", trace_output, trace_max_size = "64MiB";
+  std::string log_file;
   s3::client_setup setup;
   unsigned workers = 256, threads = 0, metrics_port = 0;
   bool foreground = false, allow_other = false, anonymous = false, no_metrics = false, tracing = false,
        no_control_files = false, direct_io = false, cache_prefault = false;
+  bool replace_dead_mount = false;
   unsigned uid = getuid(), gid = getgid();
   std::string disk_cache, disk_cache_size;
   app.add_option("--mount", mountpoint, "empty directory to mount on")->required();
+  app.add_flag("--replace-dead-mount", replace_dead_mount,
+               "detach a dead FUSE mount (\"Transport endpoint is not connected\") at --mount and "
+               "mount in its place");
   app.add_option("--bucket", bucket, "bucket to mount")->required();
   app.add_option("--prefix,--s3-prefix", prefix, "mount only the keys under this prefix");
   app.add_option("--region", setup.endpoint.region, "region (default: AWS_REGION, AWS_DEFAULT_REGION, us-east-1)");
@@ -126,6 +137,9 @@ int main(int argc, char** argv) {
   app.add_option("--metadata-ttl", metadata_ttl, "how long listings and attributes are cached");
   app.add_flag("-f,--foreground", foreground, "stay in the foreground");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
+  app.add_option("--log-file", log_file,
+                 "append log lines to this file (SIGHUP reopens it); without it a daemon logs to "
+                 "syslog once mounted");
   app.add_flag("--allow-other", allow_other, "let other users see the mount");
   app.add_option("--uid", uid, "owner of files");
   app.add_option("--gid", gid, "group of files");
@@ -144,6 +158,9 @@ int main(int argc, char** argv) {
 
   if (!log::set_level(log_level)) usage_error("unknown --log-level '" + log_level + "'");
   if (!log::set_format(log_format)) usage_error("unknown --log-format '" + log_format + "' (json or text)");
+  if (!log_file.empty())
+    if (auto ec = log::to_file(log_file))
+      fatal("cannot open --log-file " + log_file + ": " + ec.message());
   std::string metrics_host;
   unsigned short metrics_tcp_port = 0;
   if (!metrics::parse_listen_address(metrics_addr, metrics_host, metrics_tcp_port))
@@ -213,14 +230,10 @@ int main(int argc, char** argv) {
     manifest_text = ss.str();
   }
 
-  // The mount point: an existing, empty directory.
-  std::error_code fec;
-  auto mstat = std::filesystem::status(mountpoint, fec);
-  if (fec || !std::filesystem::exists(mstat)) fatal("mount point " + mountpoint + " does not exist");
-  if (!std::filesystem::is_directory(mstat)) fatal("mount point " + mountpoint + " is not a directory");
-  if (std::filesystem::directory_iterator(mountpoint, fec) != std::filesystem::directory_iterator())
-    fatal("mount point " + mountpoint + " is not empty (already mounted?)");
-  mountpoint = std::filesystem::absolute(mountpoint).string();
+  // The mount point: an existing, empty directory, not a live FUSE mount; a dead one is named
+  // (or detached with --replace-dead-mount).
+  if (auto problem = cli::prepare_mount_point(mountpoint, replace_dead_mount); !problem.empty())
+    fatal(problem);
 
   // A cache backed up front must fit in the memory there is: refused here, with the figure,
   // rather than left to the OOM killer (which might pick the training job).
@@ -280,41 +293,12 @@ int main(int argc, char** argv) {
   }
 
   // Daemonize now (before any thread exists); the parent waits until the mount is ready.
-  int ready_pipe[2] = {-1, -1};
-  if (!foreground) {
-    if (pipe(ready_pipe) != 0) fatal("pipe failed");
-    pid_t pid = fork();
-    if (pid < 0) fatal("fork failed");
-    if (pid > 0) {
-      close(ready_pipe[1]);
-      std::string msg;
-      char buf[512];
-      ssize_t n;
-      while ((n = read(ready_pipe[0], buf, sizeof buf)) > 0) msg.append(buf, static_cast<size_t>(n));
-      if (msg == "ok") return 0;
-      std::cerr << "valkyrie: " << (msg.empty() ? "the daemon died before the mount was ready" : msg) << "\n";
-      return 1;
-    }
-    close(ready_pipe[0]);
-    setsid();
-    int null = open("/dev/null", O_RDWR);
-    dup2(null, 0);
-    dup2(null, 1);
-    if (null > 2) close(null);
-  }
-  auto report = [&](const std::string& msg) {
-    if (ready_pipe[1] >= 0) {
-      (void)!write(ready_pipe[1], msg.data(), msg.size());
-      close(ready_pipe[1]);
-      ready_pipe[1] = -1;
-    }
-  };
+  if (!foreground) daemon_link.start();
 
   std::shared_ptr<cache::chunk_cache> cache;
   try {
     cache = std::make_shared<cache::chunk_cache>(*cache_bytes, static_cast<std::uint32_t>(*chunk_bytes));
   } catch (const std::exception& e) {
-    report(std::string("cannot create the cache: ") + e.what());
     fatal(std::string("cannot create the cache: ") + e.what());
   }
   if (cache_prefault) {
@@ -325,7 +309,6 @@ int main(int argc, char** argv) {
     auto started = std::chrono::steady_clock::now();
     if (auto ec = cache->prefault(std::max(1u, std::thread::hardware_concurrency()))) {
       std::string msg = "cannot back --cache-size " + cache_size + " with memory (--cache-prefault): " + ec.message();
-      report(msg);
       fatal(msg);
     }
     log::event("cli", spdlog::level::info, "cache prefaulted",
@@ -397,7 +380,6 @@ int main(int argc, char** argv) {
       if (metrics_addr_required) {
         std::string msg = "cannot serve metrics on " + metrics_host + ":" + std::to_string(metrics_tcp_port) +
                           ": " + srv.error().message() + " (use another --metrics-addr, or --no-metrics)";
-        report(msg);
         fatal(msg);
       }
       log::event("cli", spdlog::level::warn, "metrics are off: the default address is taken (another mount?)",
@@ -407,14 +389,12 @@ int main(int argc, char** argv) {
   if (tracing) {
     if (trace_output.empty()) trace_output = "/tmp/valkyrie_trace_" + std::to_string(getpid()) + ".json";
     if (auto ec = trace::start({trace_output, *trace_bytes})) {
-      report("cannot write the trace file " + trace_output + ": " + ec.message());
       fatal("cannot write the trace file " + trace_output + ": " + ec.message());
     }
   }
 
   fuse::session session(filesystem, pool, mopts);
   if (auto err = session.mount(); !err.empty()) {
-    report(err);
     fatal(err);
   }
   session.set_on_finished([&pool] { pool.request_stop(); });
@@ -434,17 +414,33 @@ int main(int argc, char** argv) {
     });
   };
   wait_usr2();
+  // SIGHUP (logrotate) reopens the --log-file; without one it is ignored: a stray hangup (a
+  // closed terminal, `pkill -HUP valkyrie`) must not end the daemon and leave its mount dead.
+  boost::asio::signal_set hup(pool.context(0), SIGHUP);
+  std::function<void()> wait_hup = [&hup, &wait_hup] {
+    hup.async_wait([&wait_hup](const boost::system::error_code& ec, int) {
+      if (ec) return;
+      if (auto err = log::reopen())
+        log::event("cli", spdlog::level::warn,
+                   "cannot reopen the log file (SIGHUP); still writing the old one",
+                   {{"error", err.message()}});
+      wait_hup();
+    });
+  };
+  wait_hup();
   session.start();
   if (metrics_server) metrics_server->start();
   pool.start();
   // With a manifest, the first files are fetched now, before anyone asks.
   if (order) asio::co_spawn(pool.executor(0), filesystem.warm_up_order(), asio::detached);
+  // The caller's stderr is let go of before the parent returns: this line and all later ones go
+  // to the --log-file or syslog.
+  daemon_link.ready();
   log::event("cli", spdlog::level::info, "mounted",
              {{"source", "s3://" + bucket + "/" + prefix}, {"mountpoint", mountpoint}, {"reactors", pool.size()},
               {"cache_bytes", cache->capacity()}, {"chunk_bytes", *chunk_bytes},
               {"metrics", metrics_server ? metrics_host + ":" + std::to_string(metrics_server->port()) : "off"},
               {"trace", tracing ? trace_output : "off"}});
-  report("ok");
   // Under systemd (Type=notify) the unit becomes active only now, with the mount answering.
   sd_notifyf(0, "READY=1\nSTATUS=mounted s3://%s/%s on %s", bucket.c_str(), prefix.c_str(), mountpoint.c_str());
   pool.join();

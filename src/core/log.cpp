@@ -1,14 +1,18 @@
 #include "core/log.hpp"
 
+#include <fcntl.h>
+#include <syslog.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <filesystem>
 #include <mutex>
 #include <unordered_map>
 #include <vector>
 
 #include <spdlog/details/log_msg.h>
 #include <spdlog/formatter.h>
-#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/sinks/base_sink.h>
 
 namespace valkyrie::log {
 namespace {
@@ -84,9 +88,69 @@ class line_formatter final : public spdlog::formatter {
   log::format f_;
 };
 
+// Writes each formatted line with one write(2) to a file descriptor (stderr, fd 2, until told
+// otherwise), or hands it to syslog(3). The destination changes under the sink's lock.
+class line_sink final : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  void set_fd(int fd) {
+    std::lock_guard lock(mutex_);
+    fd_ = fd;
+    syslog_ = false;
+  }
+  void set_syslog() {
+    std::lock_guard lock(mutex_);
+    if (!syslog_) openlog("valkyrie", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+    syslog_ = true;
+  }
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    spdlog::memory_buf_t buf;
+    formatter_->format(msg, buf);
+    if (syslog_) {
+      auto n = buf.size();
+      if (n > 0 && buf[n - 1] == '\n') --n;
+      ::syslog(priority(msg.level), "%.*s", static_cast<int>(n), buf.data());
+      return;
+    }
+    const char* p = buf.data();
+    size_t left = buf.size();
+    while (left > 0) {
+      ssize_t w = ::write(fd_, p, left);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return;  // nowhere to report it
+      p += w;
+      left -= static_cast<size_t>(w);
+    }
+  }
+  void flush_() override {}
+
+ private:
+  static int priority(spdlog::level::level_enum l) {
+    switch (l) {
+      case spdlog::level::trace:
+      case spdlog::level::debug:
+        return LOG_DEBUG;
+      case spdlog::level::info:
+        return LOG_INFO;
+      case spdlog::level::warn:
+        return LOG_WARNING;
+      case spdlog::level::err:
+        return LOG_ERR;
+      default:
+        return LOG_CRIT;
+    }
+  }
+  int fd_ = 2;
+  bool syslog_ = false;
+};
+
 struct registry {
   std::mutex mu;
-  spdlog::sink_ptr sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+  std::shared_ptr<line_sink> sink = std::make_shared<line_sink>();
+  std::string file_path;  // --log-file, absolute
+  int file_fd = -1;
+  bool stderr_is_file = false;  // fd 2 was pointed at the log file (detach_stderr)
   spdlog::level::level_enum level = spdlog::level::info;
   std::unordered_map<std::string, std::shared_ptr<spdlog::logger>> loggers;
   registry() { sink->set_formatter(std::make_unique<line_formatter>(format::json)); }
@@ -181,9 +245,75 @@ std::shared_ptr<spdlog::logger> get(const std::string& component) {
   if (it != r.loggers.end()) return it->second;
   auto l = std::make_shared<spdlog::logger>(component, r.sink);
   l->set_level(r.level);
-  l->flush_on(spdlog::level::trace);  // stderr: one write per line, nothing lost on a crash
+  l->flush_on(spdlog::level::trace);  // one write(2) per line: nothing lost on a crash
   r.loggers.emplace(component, l);
   return l;
+}
+
+namespace {
+int open_log(const std::string& path) {
+  return ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+}
+}  // namespace
+
+std::error_code to_file(const std::string& path) {
+  std::error_code ec;
+  auto abs = std::filesystem::absolute(path, ec).string();
+  if (ec) return ec;
+  int fd = open_log(abs);
+  if (fd < 0) return {errno, std::generic_category()};
+  auto& r = reg();
+  std::lock_guard lock(r.mu);
+  int old = r.file_fd;
+  r.sink->set_fd(fd);
+  r.file_fd = fd;
+  r.file_path = abs;
+  if (old >= 0) ::close(old);
+  return {};
+}
+
+void to_stderr() {
+  auto& r = reg();
+  std::lock_guard lock(r.mu);
+  r.sink->set_fd(2);
+  if (r.file_fd >= 0) ::close(r.file_fd);
+  r.file_fd = -1;
+  r.file_path.clear();
+  r.stderr_is_file = false;
+}
+
+std::error_code reopen() {
+  auto& r = reg();
+  std::lock_guard lock(r.mu);
+  if (r.file_fd < 0) return {};
+  int fd = open_log(r.file_path);
+  if (fd < 0) return {errno, std::generic_category()};
+  // dup2 replaces the descriptor in one step: a line being written goes to one file or the other.
+  if (::dup2(fd, r.file_fd) < 0 || (r.stderr_is_file && ::dup2(fd, 2) < 0)) {
+    std::error_code ec(errno, std::generic_category());
+    ::close(fd);
+    return ec;
+  }
+  ::fcntl(r.file_fd, F_SETFD, FD_CLOEXEC);  // (dup2 clears it)
+  ::close(fd);
+  return {};
+}
+
+std::error_code detach_stderr() {
+  auto& r = reg();
+  std::lock_guard lock(r.mu);
+  if (r.file_fd >= 0) {
+    if (::dup2(r.file_fd, 2) < 0) return {errno, std::generic_category()};
+    r.stderr_is_file = true;
+    return {};
+  }
+  int null = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
+  if (null < 0) return {errno, std::generic_category()};
+  r.sink->set_syslog();
+  int rc = ::dup2(null, 2);
+  std::error_code ec(rc < 0 ? errno : 0, std::generic_category());
+  ::close(null);
+  return ec;
 }
 
 void event(const std::string& component, spdlog::level::level_enum lvl, std::string_view msg,

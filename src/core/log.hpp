@@ -1,6 +1,8 @@
 #pragma once
-// Logging: spdlog loggers per component ("s3", "fuse", ...) sharing one stderr sink (journald
-// picks stderr up under systemd). Each line is one JSON object by default:
+// Logging: spdlog loggers per component ("s3", "fuse", ...) sharing one sink: stderr (journald
+// picks stderr up under systemd), or a --log-file, or, for a daemon detached from its caller
+// without a log file, syslog(3) (journald again where systemd runs). Each line is one JSON
+// object by default:
 //   {"time":"2026-11-26T08:00:00.123456Z","level":"warn","component":"s3","msg":"...", "attempt":2}
 // or, with the text format, "TIME LEVEL [component] msg key=value ...".
 // Facts go into fields (log::event) rather than into the message, so they can be queried.
@@ -14,6 +16,8 @@
 #include <string_view>
 #include <type_traits>
 
+#include <system_error>
+
 #include <spdlog/spdlog.h>
 
 namespace valkyrie::log {
@@ -24,12 +28,24 @@ enum class format { json, text };
 bool set_level(std::string_view level);
 spdlog::level::level_enum level();
 // The next level in trace -> debug -> info -> warn -> error -> trace (for SIGUSR2); announced
-// on stderr whatever the level. Returns its name.
+// in the log whatever the level. Returns its name.
 std::string cycle_level();
 void set_format(format f);
 // "json" or "text"; false for anything else.
 bool set_format(std::string_view name);
 std::shared_ptr<spdlog::logger> get(const std::string& component);
+
+// Lines are appended to `path` from now on (created 0640 if missing); an error if it cannot be
+// opened. Relative paths are taken from the current directory now.
+std::error_code to_file(const std::string& path);
+// Lines go to stderr again and the log file is closed (tests).
+void to_stderr();
+// For SIGHUP after logrotate moved the file: opens `path` again and writes there (stderr too,
+// once detached). Nothing without to_file. On an error the old file is kept.
+std::error_code reopen();
+// A daemon letting go of its caller's stderr: fd 2 becomes the log file, or /dev/null with the
+// lines going to syslog(3) (ident "valkyrie", facility daemon) when there is no log file.
+std::error_code detach_stderr();
 
 // One structured field: strings are quoted, numbers and booleans are not.
 struct field {

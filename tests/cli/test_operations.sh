@@ -75,7 +75,7 @@ for f in usr/local/bin/valkyrie usr/local/bin/valkyrie-s3sim sbin/mount.fuse.val
          usr/local/share/doc/valkyrie-fs/example.conf; do
   [[ -e $tmp/root/$f ]] || fail "meson install did not install $f"
 done
-grep -q '^ExecStart=/usr/local/bin/valkyrie --config /etc/valkyrie/%i.conf --foreground$' \
+grep -q '^ExecStart=/usr/local/bin/valkyrie --config /etc/valkyrie/%i.conf --foreground --replace-dead-mount$' \
   "$tmp/root/usr/local/lib/systemd/system/valkyrie@.service" || fail "unit ExecStart"
 if command -v systemd-analyze >/dev/null; then
   systemd-analyze verify --man=no "$tmp/root/usr/local/lib/systemd/system/valkyrie@.service" 2>&1 |

@@ -1,8 +1,11 @@
-// Metrics (registry, exposition, the HTTP endpoint), structured logs and the trace writer.
+// Metrics (registry, exposition, the HTTP endpoint), structured logs, the log file and the trace
+// writer.
 #include <doctest/doctest.h>
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -202,4 +205,33 @@ TEST_CASE("log lines are JSON objects with time, level, component, msg and field
   }
   CHECK(repeated == 5);  // the burst; the rest is suppressed and counted
   CHECK(lines == 7);
+}
+
+TEST_CASE("a log file is appended to, and reopened under its name after it was moved (SIGHUP)") {
+  test::temp_dir dir;
+  std::string path = (dir.path() / "valkyrie.log").string();
+  { std::ofstream(path) << "an earlier line\n"; }
+  REQUIRE(!log::to_file(path));
+  log::event("test", spdlog::level::warn, "first", {{"n", 1}});
+  std::filesystem::rename(path, path + ".1");  // what logrotate does
+  log::event("test", spdlog::level::warn, "second, still in the moved file");
+  REQUIRE(!log::reopen());
+  log::event("test", spdlog::level::warn, "third, in a new file");
+  log::to_stderr();
+  auto read = [](const std::string& p) {
+    std::ifstream in(p);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  std::string moved = read(path + ".1"), fresh = read(path);
+  CHECK(moved.rfind("an earlier line\n", 0) == 0);  // appended, not truncated
+  CHECK(moved.find("\"msg\":\"first\"") != std::string::npos);
+  CHECK(moved.find("second, still in the moved file") != std::string::npos);
+  CHECK(moved.find("third") == std::string::npos);
+  CHECK(fresh.find("third, in a new file") != std::string::npos);
+  CHECK(std::count(fresh.begin(), fresh.end(), '\n') == 1);
+  // A file that cannot be opened is an error, and lines keep going where they went.
+  CHECK(log::to_file((dir.path() / "no/such/dir/x.log").string()) ==
+        std::errc::no_such_file_or_directory);
 }
