@@ -339,7 +339,6 @@ int main(int argc, char** argv) {
       disk = std::make_shared<tier::disk_tier>(store, cache,
                                                std::max<std::uint64_t>(*chunk_bytes, std::min<std::uint64_t>(64 << 20, *cache_bytes / 8)));
     } catch (const std::exception& e) {
-      report(e.what());
       fatal(e.what());
     }
   }
