@@ -87,8 +87,8 @@ settle() {
 
 # expect_daemon_gone: the daemon exits (after umount or a signal) within 5 s.
 expect_daemon_gone() {
-  daemon_gone() { ! kill -0 "$daemon_pid" 2>/dev/null; }
-  wait_until 5 daemon_gone || fail "the daemon did not exit"
+  _daemon_exited() { ! kill -0 "$daemon_pid" 2>/dev/null; }
+  wait_until 5 _daemon_exited || fail "the daemon did not exit"
   wait "$daemon_pid" || true
   daemon_pid=
 }
