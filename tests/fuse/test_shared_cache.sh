@@ -105,9 +105,10 @@ for f in error500 reset corrupt stall; do
   start_node $n "${shared[@]}"
   check_read $n
   errors=$(metric valkyrie_shared_errors_total) checks=$(metric valkyrie_shared_check_failures_total)
+  hits=$(metric valkyrie_shared_hits_total)
   ((errors + checks > 0)) || fail "fault $f: no error or check failure counted"
   stop_node $n
-  pass "cache store fault $f: bytes exact (errors $errors, check failures $checks, hits $(metric valkyrie_shared_hits_total 2>/dev/null || echo -))"
+  pass "cache store fault $f: bytes exact (errors $errors, check failures $checks, hits $hits)"
   n=$((n + 1))
 done
 curl -sf -X POST "$store/_sim/faults" >/dev/null
