@@ -38,6 +38,7 @@
 #include "fuse/session.hpp"
 #include "prefetch/predictor.hpp"
 #include "s3/client_setup.hpp"
+#include "cli/shared_cache.hpp"
 #include "tier/disk_tier.hpp"
 
 using namespace valkyrie;
@@ -92,6 +93,7 @@ int main(int argc, char** argv) {
   bool replace_dead_mount = false;
   unsigned uid = getuid(), gid = getgid();
   std::string disk_cache, disk_cache_size;
+  cli::shared_cache_flags shared_flags;
   app.add_option("--mount", mountpoint, "empty directory to mount on")->required();
   app.add_flag("--replace-dead-mount", replace_dead_mount,
                "detach a dead FUSE mount (\"Transport endpoint is not connected\") at --mount and "
@@ -111,6 +113,7 @@ int main(int argc, char** argv) {
   app.add_option("--disk-cache", disk_cache,
                  "directory for a persistent disk tier under the memory cache (kept across mounts; one mount per directory)");
   app.add_option("--disk-cache-size", disk_cache_size, "the disk tier's size, a hard cap (e.g. 500G; needs --disk-cache)");
+  cli::add_shared_cache_options(app, shared_flags);
   app.add_option("--workers", workers,
                  "most S3 requests (and connections) in flight at once; prefetch uses at most 3/4 of them, and "
                  "no more bytes in flight than the measured link needs");
@@ -270,6 +273,7 @@ int main(int argc, char** argv) {
     auto r = fut.get();
     if (!r) fatal(bucket_problem(r.error(), bucket, opts->ep));
   }
+  auto shared_setup = cli::prepare_shared_cache(shared_flags, *opts, setup.max_connections);
 
   // The manifest's keys are checked against one full listing of the prefix.
   std::shared_ptr<prefetch::predictor> order;
@@ -343,6 +347,10 @@ int main(int argc, char** argv) {
     }
   }
   fopts.disk = disk;
+  // The shared cache tier (--shared-cache): stores from pinned memory, at most 64 MiB at once.
+  if (shared_setup)
+    fopts.shared = cli::make_shared_cache(*shared_setup, pool, cache,
+                                          std::max<std::uint64_t>(*chunk_bytes, std::min<std::uint64_t>(64 << 20, *cache_bytes / 8)));
   fopts.prefix = prefix;
   fopts.metadata_ttl = *ttl;
   // A sequential reader's window: 32 chunks (256 MiB of 8 MiB) once it has grown, the measured

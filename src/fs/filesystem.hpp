@@ -32,6 +32,7 @@
 #include "prefetch/stream.hpp"
 #include "s3/object_client.hpp"
 #include "tier/disk_tier.hpp"
+#include "tier/shared_tier.hpp"
 
 namespace valkyrie::fs {
 
@@ -82,6 +83,8 @@ struct options {
   // The disk tier under the cache (--disk-cache), if any: chunk fetches look there before S3
   // and are written back there after.
   std::shared_ptr<tier::disk_tier> disk;
+  // The shared cache tier (--shared-cache), if any: between the disk tier and S3.
+  std::shared_ptr<tier::shared_tier> shared;
 };
 
 struct open_file {

@@ -463,11 +463,16 @@ awaitable<result<list_page>> beast_client::list(list_request lr) {
 }
 
 awaitable<result<std::string>> beast_client::put(std::string key, std::string body) {
+  co_return co_await put_object(std::move(key), std::move(body), false);
+}
+
+awaitable<result<std::string>> beast_client::put_object(std::string key, std::string body, bool if_none_match) {
   request req;
   req.op = s3_op::put;
   req.verb = http::verb::put;
   req.path = opts_.ep.object_path(key);
   req.body = std::move(body);
+  if (if_none_match) req.headers.emplace_back("if-none-match", "*");
   std::size_t progress = 0;
   auto r = co_await execute(std::move(req), {}, &progress);
   if (!r) co_return r.error();

@@ -68,6 +68,9 @@ class beast_client final : public object_client {
   awaitable<result<list_page>> list(list_request request) override;
   // PutObject, for test and benchmark set-up (the filesystem itself never writes). Returns the ETag.
   awaitable<result<std::string>> put(std::string key, std::string body);
+  // PutObject, optionally with If-None-Match: * (a 412 is errc::precondition_failed, never
+  // retried).
+  awaitable<result<std::string>> put_object(std::string key, std::string body, bool if_none_match) override;
 
   const client_options& options() const { return opts_; }
   unsigned open_connections() const { return open_; }

@@ -258,3 +258,26 @@ TEST_CASE("https with a self-signed certificate trusted through a CA bundle") {
   test::client_env wrong_name("https://127.0.0.1:" + sim.port(), "syn", good, [&](client_options& o) { o.tls = *trusted; });
   CHECK(wrong_name.run(wrong_name.client->head("shard_000000.tar")).error() == errc::tls_error);
 }
+
+TEST_CASE("PUT with If-None-Match: * stores once; the second is a 412, not retried, counted by the sim") {
+  test::simulator sim({"--credentials", "AKIDSIM:sim/secret+key", "--bucket", "b"});
+  test::client_env env(sim.url(), "b", good);
+  auto first = env.run(env.client->put_object("chunk", std::string(1000, 'a'), true));
+  REQUIRE(first);
+  const auto before = env.stats->requests.load();
+  auto second = env.run(env.client->put_object("chunk", std::string(1000, 'b'), true));
+  REQUIRE(!second);
+  CHECK(second.error() == errc::precondition_failed);
+  CHECK(env.stats->requests.load() == before + 1);  // one attempt: a 412 is never retried
+  // The first write stands.
+  std::vector<char> buf(1000);
+  CHECK(env.run(env.client->get("chunk", 0, std::span<char>(buf), "")).value() == 1000);
+  CHECK(buf[999] == 'a');
+  auto stats = test::sim_admin(sim.url(), "GET", "/_sim/stats");
+  CHECK(test::stat(stats, "put_conflicts") == 1);
+  CHECK(test::stat(stats, "put") == 2);
+  // Without the header a PUT overwrites, as before.
+  CHECK(env.run(env.client->put_object("chunk", std::string(1000, 'c'), false)));
+  CHECK(env.run(env.client->get("chunk", 0, std::span<char>(buf), "")).value() == 1000);
+  CHECK(buf[0] == 'c');
+}
