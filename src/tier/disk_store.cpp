@@ -435,14 +435,11 @@ awaitable<bool> disk_store::write(cache::chunk_id id, std::vector<std::span<cons
     std::memcpy(header.p, h.data(), h.size());  // (admits() keeps it under header_bytes)
   }
   auto [file, at] = where(slot);
-  std::error_code ec;
-  std::uint64_t off = at + header_bytes;
-  for (auto& p : pieces) {
-    if ((ec = co_await file->write_at(off, p))) break;
-    off += p.size();
-  }
-  // The header last: a slot whose data write was cut short keeps its old (removed) header.
-  if (!ec) ec = co_await file->write_at(at, {header.p, header_bytes});
+  // The header and the data in one request (writev). A torn write is still never served: the
+  // slot's journal record is appended only after it completed, and a read checks the data's
+  // CRC32C against that record.
+  pieces.insert(pieces.begin(), std::span<const char>(header.p, header_bytes));
+  std::error_code ec = co_await file->writev_at(at, std::move(pieces));
   if (ec) note_error(ec, "write");
   std::lock_guard lock(mu_);
   writing_.erase(id);

@@ -96,6 +96,8 @@ class disk_store {
   // last), or nullptr: back to CLOCK. Any thread, any time; each write uses the current one.
   using rank_fn = cache::chunk_cache::rank_fn;
   void set_ranker(rank_fn ranker);
+  // Whether a ranker is set (a training order is known).
+  bool ranked() const { return ranker_.load() != nullptr; }
   // Rewrites the journal as one insert per live slot.
   std::error_code checkpoint();
 
