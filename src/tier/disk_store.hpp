@@ -128,6 +128,7 @@ class disk_store {
   void drop_locked(std::uint32_t slot);
   void release_reader_locked(std::uint32_t slot);
   void note_error(std::error_code ec, const char* what);
+  void note_error_locked(std::error_code ec, const char* what);
   void note_success();
   std::pair<block_file*, std::uint64_t> where(std::uint32_t slot) const;
 
