@@ -168,6 +168,17 @@ bool chunk_cache::evict_one(shard& s, const rank_fn* ranker, bool for_prefetch, 
     n = 0;
     for (auto it = s.prefetched.end(); it != s.prefetched.begin() && n < belady_scan; ++n) consider(s.prefetched, --it);
     if (from && incoming && furthest <= *incoming) return false;  // keep what is needed sooner
+    // Spill: the disk tier may want it first (pinned and handed over; the next turn of
+    // take_memory evicts another).
+    if (from && spill_.wants) {
+      cache_node* node = *victim;
+      entry& e = node->second;
+      if (!e.spilled && e.st == entry::state::ready && spill_.wants(node->first, furthest)) {
+        e.spilled = true;
+        spill_.take(node->first, pin_locked(shard_of(node->first), e));
+        return true;
+      }
+    }
   } else if (zone_full) {
     // Replace the zone's oldest unread chunk that is no longer wanted.
     first_of(s.prefetched, replaceable);
@@ -422,11 +433,14 @@ std::optional<chunk_ref> chunk_cache::pin_ready(const chunk_id& key) {
   std::lock_guard lock(s.mu);
   auto it = s.entries.find(key);
   if (it == s.entries.end() || it->second.st != entry::state::ready) return std::nullopt;
-  entry& e = it->second;
+  return pin_locked(si, it->second);
+}
+
+chunk_ref chunk_cache::pin_locked(unsigned shard_index, chunk_entry& e) {
   ++e.pins;
   chunk_ref ref;
   ref.cache_ = this;
-  ref.shard_ = si;
+  ref.shard_ = shard_index;
   ref.entry_ = &e;
   ref.size_ = e.size;
   std::size_t left = e.size;

@@ -342,6 +342,8 @@ int main(int argc, char** argv) {
       // Write-back from pinned cache memory: at most an eighth of the cache (64 MiB) at once.
       disk = std::make_shared<tier::disk_tier>(store, cache,
                                                std::max<std::uint64_t>(*chunk_bytes, std::min<std::uint64_t>(64 << 20, *cache_bytes / 8)));
+      // With a training order, chunks go to the disk when memory evicts them (disk_tier.hpp).
+      disk->start_spill(executors.front());
     } catch (const std::exception& e) {
       fatal(e.what());
     }
