@@ -1,0 +1,101 @@
+#include "s3/outage.hpp"
+
+#include <algorithm>
+#include <string>
+
+#include "core/log.hpp"
+#include "core/metrics.hpp"
+
+namespace valkyrie::s3 {
+namespace {
+struct outage_metrics {
+  metrics::gauge& outage;
+  metrics::counter& outages;
+  metrics::counter& gave_up;
+  static outage_metrics& get() {
+    auto& r = metrics::registry::global();
+    static outage_metrics m{
+        r.get_gauge("valkyrie_s3_outage",
+                    "1 while S3 requests have been failing for over a second, else 0"),
+        r.get_counter("valkyrie_s3_outages_total",
+                      "Outages seen: S3 failing for over a second, then answering"),
+        r.get_counter(
+            "valkyrie_s3_requests_gave_up_total",
+            "S3 requests that failed for their whole retry budget (readers got ETIMEDOUT)")};
+    return m;
+  }
+};
+
+double seconds(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+}  // namespace
+
+bool outage_monitor::begin(clock::time_point since) {
+  if (outage_.load(std::memory_order_relaxed)) return false;
+  outage_.store(true, std::memory_order_relaxed);
+  started_ = since;
+  gave_up_ = 0;
+  ++outages_;
+  auto& m = outage_metrics::get();
+  m.outage.add();
+  m.outages.add();
+  return true;
+}
+
+std::uint64_t outage_monitor::outages() const {
+  std::lock_guard lock(mu_);
+  return outages_;
+}
+
+void outage_monitor::failing(clock::time_point since, clock::time_point now, std::error_code ec,
+                             std::string_view operation, std::chrono::milliseconds budget) {
+  if (outage_.load(std::memory_order_relaxed) || now - since < threshold_) return;
+  {
+    std::lock_guard lock(mu_);
+    // Failures from before the last outage ended belong to that one.
+    if (now - std::max(since, recovered_) < threshold_ || !begin(since)) return;
+  }
+  log::event("s3", spdlog::level::warn,
+             "S3 is failing: requests are retried until it answers or their retry budget is spent",
+             {{"operation", operation},
+              {"error", ec.message()},
+              {"failing_for_seconds", seconds(now - since)},
+              {"retry_budget_seconds", seconds(budget)}});
+}
+
+void outage_monitor::gave_up(clock::time_point since, clock::time_point now, std::error_code last,
+                             std::string_view operation, std::string_view path) {
+  outage_metrics::get().gave_up.add();
+  {
+    std::lock_guard lock(mu_);
+    begin(since);  // (a budget shorter than the threshold: the outage starts here)
+    if (gave_up_++ != 0) return;
+  }
+  log::event("s3", spdlog::level::warn,
+             "S3 still failing after the retry budget: reads and lookups that need it fail with "
+             "ETIMEDOUT until it answers",
+             {{"operation", operation},
+              {"path", path},
+              {"last_error", last.message()},
+              {"failing_for_seconds", seconds(now - since)}});
+}
+
+void outage_monitor::answered(clock::time_point now) {
+  if (!outage_.load(std::memory_order_relaxed)) return;
+  clock::time_point began;
+  std::uint64_t gave_up = 0;
+  {
+    std::lock_guard lock(mu_);
+    if (!outage_.load(std::memory_order_relaxed)) return;
+    outage_.store(false, std::memory_order_relaxed);
+    recovered_ = now;
+    began = started_;
+    gave_up = gave_up_;
+  }
+  outage_metrics::get().outage.sub();
+  log::event("s3", spdlog::level::info, "S3 answers again",
+             {{"outage_seconds", seconds(now - began)}, {"requests_gave_up", gave_up}});
+}
+
+}  // namespace valkyrie::s3
