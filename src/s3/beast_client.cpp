@@ -419,6 +419,7 @@ awaitable<result<beast_client::response>> beast_client::execute(request req, std
                      {{"operation", op_name(req.op)}, {"path", req.path}, {"error", ec.message()}, {"attempts", attempt_no}});
       co_return ec;
     }
+    if (auto began = outage.began()) retries.count_from(*began);
     const auto decision = retries.after_failure(attempt_no, now, rng_);
     const auto since = *retries.failing_since();
     if (decision.what == retry_budget::verdict::out_of_attempts) {

@@ -43,6 +43,13 @@ bool outage_monitor::begin(clock::time_point since) {
   return true;
 }
 
+std::optional<outage_monitor::clock::time_point> outage_monitor::began() const {
+  if (!outage_.load(std::memory_order_relaxed)) return std::nullopt;
+  std::lock_guard lock(mu_);
+  if (!outage_.load(std::memory_order_relaxed)) return std::nullopt;
+  return started_;
+}
+
 std::uint64_t outage_monitor::outages() const {
   std::lock_guard lock(mu_);
   return outages_;

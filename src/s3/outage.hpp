@@ -3,7 +3,10 @@
 // outage is logged once, not per request or attempt, and its end too.
 //
 // An outage begins when some request has been failing for `threshold` (a lone 503 or reset is
-// not one) and ends with the first request that succeeds after that. Three lines per outage at
+// not one) and ends with the first request that succeeds after that. Its start is shared: a
+// request that fails during it counts its retry budget from then (began()), so that reads
+// started late in a long outage, and the kernel's second try of a page its read-ahead failed
+// to get, do not wait a whole budget again. Three lines per outage at
 // most: "S3 is failing" when it begins, "S3 still failing after the retry budget" when the first
 // request gives up, "S3 answers again" (with its length and how many requests gave up) when it
 // ends. Metrics: valkyrie_s3_outage (1 during one), valkyrie_s3_outages_total,
@@ -14,6 +17,7 @@
 #include <chrono>
 #include <cstdint>
 #include <mutex>
+#include <optional>
 #include <string_view>
 #include <system_error>
 
@@ -36,6 +40,10 @@ class outage_monitor {
   void answered(clock::time_point now);
 
   bool in_outage() const { return outage_.load(std::memory_order_relaxed); }
+  // When the outage in progress began (its first failure); nothing when there is none. A
+  // request failing during an outage counts its budget from here, so once an outage has
+  // outlasted the budget every request fails after one attempt, until S3 answers again.
+  std::optional<clock::time_point> began() const;
   std::uint64_t outages() const;
 
  private:

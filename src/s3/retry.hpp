@@ -4,7 +4,8 @@
 // (AWS's recommendation against synchronized retry storms), capped at max_delay so that a server
 // that comes back is noticed within a few seconds. It keeps trying until it has been failing
 // for its budget (--retry-timeout for GETs, --metadata-retry-timeout for HEAD and LIST), counted
-// from its first failure, and then fails with errc::retries_exhausted (ETIMEDOUT for a reader).
+// from its first failure (or the start of the outage it fails in, if earlier: outage.hpp), and
+// then fails with errc::retries_exhausted (ETIMEDOUT for a reader).
 // Never retried: 403, 404, 412, 416 and other answers that would come back the same.
 // An optional attempt bound (max_attempts) is for callers that must fail fast whatever the
 // budget, such as the mount-time probe: it returns the last error seen.
@@ -47,6 +48,10 @@ class retry_budget {
   decision after_failure(unsigned attempt, clock::time_point now, std::mt19937_64& rng);
   // When the first failure happened (nothing before it).
   std::optional<clock::time_point> failing_since() const { return since_; }
+  // Counts the budget from `t` if that is earlier (the start of an outage in progress).
+  void count_from(clock::time_point t) {
+    if (!since_ || t < *since_) since_ = t;
+  }
   // What is left of the budget at `now` (clock::duration::max() before any failure): an
   // attempt's connect and first-byte timeouts are cut to it, so a server that stops answering
   // without refusing does not stretch the wait past the budget.

@@ -57,6 +57,19 @@ TEST_CASE("the budget runs from the first failure; waits never pass its end") {
   CHECK(b.remaining(t0 + 11s) == clock_type::duration::zero());
 }
 
+TEST_CASE("a request failing during an outage counts its budget from the outage's start") {
+  retry_budget b(retry_policy{}, 10s);
+  std::mt19937_64 rng(1);
+  const auto t0 = clock_type::time_point(1h);
+  b.count_from(t0);
+  CHECK(b.after_failure(1, t0 + 12s, rng).what ==
+        retry_budget::verdict::out_of_time);  // one attempt, then no more
+  retry_budget c(retry_policy{}, 10s);
+  CHECK(c.after_failure(1, t0 + 5s, rng).what == retry_budget::verdict::retry);
+  c.count_from(t0 + 8s);  // later than its own first failure: changes nothing
+  CHECK(*c.failing_since() == t0 + 5s);
+}
+
 TEST_CASE("an attempt bound fails fast whatever the budget (the mount-time probe)") {
   retry_policy p;
   p.max_attempts = 2;
@@ -88,11 +101,14 @@ TEST_CASE(
     m.failing(t0 + 1s, t0 + 2s + std::chrono::milliseconds(request), err, "GetObject", 5min);
   CHECK(m.in_outage());
   CHECK(m.outages() == 1);
+  REQUIRE(m.began());
+  CHECK(*m.began() == t0 + 1s);
   m.gave_up(t0 + 1s, t0 + 6min, err, "GetObject", "/b/k");
   m.gave_up(t0 + 1s, t0 + 6min, err, "GetObject", "/b/k");
   CHECK(m.outages() == 1);
   m.answered(t0 + 7min);
   CHECK_FALSE(m.in_outage());
+  CHECK_FALSE(m.began());
   // A request that has been failing since before the recovery must fail a second past it to
   // start another outage.
   m.failing(t0 + 1s, t0 + 7min + 500ms, err, "GetObject", 5min);
