@@ -4,32 +4,18 @@
 #include <string>
 
 #include "core/log.hpp"
-#include "core/metrics.hpp"
+#include "s3/s3_metrics.hpp"
 
 namespace valkyrie::s3 {
 namespace {
-struct outage_metrics {
-  metrics::gauge& outage;
-  metrics::counter& outages;
-  metrics::counter& gave_up;
-  static outage_metrics& get() {
-    auto& r = metrics::registry::global();
-    static outage_metrics m{
-        r.get_gauge("valkyrie_s3_outage",
-                    "1 while S3 requests have been failing for over a second, else 0"),
-        r.get_counter("valkyrie_s3_outages_total",
-                      "Outages seen: S3 failing for over a second, then answering"),
-        r.get_counter(
-            "valkyrie_s3_requests_gave_up_total",
-            "S3 requests that failed for their whole retry budget (readers got ETIMEDOUT)")};
-    return m;
-  }
-};
-
 double seconds(std::chrono::steady_clock::duration d) {
   return std::chrono::duration<double>(d).count();
 }
 }  // namespace
+
+outage_monitor::outage_monitor(std::chrono::milliseconds threshold) : threshold_(threshold) {
+  s3_metrics::get();
+}
 
 bool outage_monitor::begin(clock::time_point since) {
   if (outage_.load(std::memory_order_relaxed)) return false;
@@ -37,9 +23,9 @@ bool outage_monitor::begin(clock::time_point since) {
   started_ = since;
   gave_up_ = 0;
   ++outages_;
-  auto& m = outage_metrics::get();
-  m.outage.add();
-  m.outages.add();
+  auto& m = s3_metrics::get();
+  m.outage->add();
+  m.outages->add();
   return true;
 }
 
@@ -73,7 +59,7 @@ void outage_monitor::failing(clock::time_point since, clock::time_point now, std
 
 void outage_monitor::gave_up(clock::time_point since, clock::time_point now, std::error_code last,
                              std::string_view operation, std::string_view path) {
-  outage_metrics::get().gave_up.add();
+  s3_metrics::get().requests_gave_up->add();
   {
     std::lock_guard lock(mu_);
     begin(since);  // (a budget shorter than the threshold: the outage starts here)
@@ -100,7 +86,7 @@ void outage_monitor::answered(clock::time_point now) {
     began = started_;
     gave_up = gave_up_;
   }
-  outage_metrics::get().outage.sub();
+  s3_metrics::get().outage->sub();
   log::event("s3", spdlog::level::info, "S3 answers again",
              {{"outage_seconds", seconds(now - began)}, {"requests_gave_up", gave_up}});
 }

@@ -26,8 +26,8 @@ namespace valkyrie::s3 {
 class outage_monitor {
  public:
   using clock = std::chrono::steady_clock;
-  explicit outage_monitor(std::chrono::milliseconds threshold = std::chrono::seconds(1))
-      : threshold_(threshold) {}
+  // (Registers the metrics, so that they read 0 from the start.)
+  explicit outage_monitor(std::chrono::milliseconds threshold = std::chrono::seconds(1));
 
   // A request has been failing since `since` (its first failed attempt); its last error is `ec`
   // and it retries for up to `budget`.
