@@ -3,16 +3,17 @@
 // outage is logged once, not per request or attempt, and its end too.
 //
 // An outage begins when some request has been failing for `threshold` (a lone 503 or reset is
-// not one) and ends with the first request that succeeds after that. Its start is shared: a
+// not one), counted from the later of its first failure and the end of the previous outage, and
+// ends with the first request that succeeds after that. Its start is shared: a
 // request that fails during it counts its retry budget from then (began()), so that reads
 // started late in a long outage, and the kernel's second try of a page its read-ahead failed
 // to get, do not wait a whole budget again. Three lines per outage at
 // most: "S3 is failing" when it begins, "S3 still failing after the retry budget" when the first
 // request gives up, "S3 answers again" (with its length and how many requests gave up) when it
-// ends. Metrics: valkyrie_s3_outage (1 during one), valkyrie_s3_outages_total,
-// valkyrie_s3_requests_gave_up_total.
-// Threading: any thread. The common calls (a success, a failure during an outage) read one
-// atomic; the transitions, rare, take a mutex.
+// ends (a few a minute at most, if S3 flaps). Metrics: valkyrie_s3_outage (1 during one),
+// valkyrie_s3_outages_total, valkyrie_s3_requests_gave_up_total. Threading: any thread. The common
+// calls (a success, a failure during an outage) read one atomic; the transitions, rare, take a
+// mutex.
 #include <atomic>
 #include <chrono>
 #include <cstdint>

@@ -116,9 +116,17 @@ TEST_CASE(
   m.failing(t0 + 1s, t0 + 7min + 1s, err, "GetObject", 5min);
   CHECK(m.in_outage());
   CHECK(m.outages() == 2);
+  CHECK(*m.began() ==
+        t0 + 7min);  // from the recovery, not the old failure: no budget already spent
   m.answered(t0 + 8min);
   // A budget shorter than the threshold: giving up starts (and counts) the outage.
   m.gave_up(t0 + 9min, t0 + 9min + 100ms, err, "HeadObject", "/b/k");
   CHECK(m.in_outage());
   CHECK(m.outages() == 3);
+  CHECK(*m.began() == t0 + 9min);
+  m.answered(t0 + 10min);
+  // A request in flight since before that recovery gives up after it: the new outage starts at
+  // the recovery.
+  m.gave_up(t0 + 9min, t0 + 10min + 5s, err, "GetObject", "/b/k");
+  CHECK(*m.began() == t0 + 10min);
 }
