@@ -70,10 +70,10 @@ int main(int argc, char** argv) {
   // command line win. Unknown keys are errors, so a typo is not silently ignored.
   app.set_config("--config", "", "read flags from this file (key = value, e.g. cache-size = 16G)");
   app.allow_config_extras(CLI::config_extras_mode::error);
-  std::string mountpoint, bucket, prefix,
-      cache_size = "16G", chunk_size = "8MiB", log_level = "info", metadata_ttl = "60s", manifest,
-      file_mode = "0444", dir_mode = "0555", prefetch_share = "50%", kernel_read_ahead = "4MiB",
-      lookahead = "auto", retry_timeout = "5m", metadata_retry_timeout = "5m";
+  std::string mountpoint, bucket, prefix, cache_size = "16G", chunk_size = "8MiB", log_level = "info",
+                                          metadata_ttl = "60s", manifest, file_mode = "0444", dir_mode = "0555",
+                                          prefetch_share = "50%", kernel_read_ahead = "4MiB", lookahead = "auto";
+  std::string retry_timeout = "5m", metadata_retry_timeout = "5m";
   std::string metrics_addr = "127.0.0.1:9090", log_format = "json", trace_output, trace_max_size = "64MiB";
   s3::client_setup setup;
   unsigned workers = 256, threads = 0, metrics_port = 0;
