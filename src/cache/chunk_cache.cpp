@@ -255,8 +255,13 @@ void chunk_cache::finish_fetch(const chunk_id& key, unsigned shard_index, result
       s.entries.erase(it);
     }
   }
-  // Each waiter sleeps on a timer of its own reactor: wake it there.
-  for (auto& w : waiters) asio::post(w.ex, [t = w.timer] { t->cancel(); });
+  // Each waiter sleeps on a timer of its own reactor: wake it there (the error first, if it is
+  // one to share; the post orders the write before the waiter's read).
+  const bool share = !r && r.error() == errc::retries_exhausted;
+  for (auto& w : waiters) {
+    if (share && w.failed) *w.failed = r.error();
+    asio::post(w.ex, [t = w.timer] { t->cancel(); });
+  }
 }
 
 awaitable<void> chunk_cache::run_fetch(chunk_id key, fetch_fn fetch, unsigned shard_index, chunk_buffers dest,
@@ -464,6 +469,7 @@ awaitable<result<chunk_ref>> chunk_cache::get(chunk_id key, fetch_fn fetch) {
   shard& s = *shards_[si];
   auto ex = co_await asio::this_coro::executor;
   std::shared_ptr<asio::steady_timer> timer;
+  std::shared_ptr<std::error_code> failed;  // what a fetch waited for left to share
   auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   auto& m = cache_metrics::get();
   m.lookups.add();
@@ -526,7 +532,8 @@ awaitable<result<chunk_ref>> chunk_cache::get(chunk_id key, fetch_fn fetch) {
           if (it->second.prefetched) m.prefetch_late.add();
         }
         timer->expires_at(asio::steady_timer::time_point::max());
-        it->second.waiters.push_back({ex, timer});
+        if (!failed) failed = std::make_shared<std::error_code>();
+        it->second.waiters.push_back({ex, timer, failed});
         next = wait_fetch;
       } else if (entry e; key.length() > 0 && take_memory(s, key.length(), e.extents, ranker_.load().get(), false)) {
         ++s.stats.misses;
@@ -553,6 +560,7 @@ awaitable<result<chunk_ref>> chunk_cache::get(chunk_id key, fetch_fn fetch) {
       timer->expires_after(std::chrono::milliseconds(1));
     }
     co_await timer->async_wait(use_tuple);
+    if (next == wait_fetch && failed && *failed) co_return *failed;
   }
 }
 

@@ -64,6 +64,9 @@ struct chunk_entry {
   struct waiter {
     asio::any_io_executor ex;
     std::shared_ptr<asio::steady_timer> timer;
+    // Set (before the wake-up) when the fetch failed with an error the waiter must not try to
+    // beat by fetching again (errc::retries_exhausted: S3 was failing for the whole budget).
+    std::shared_ptr<std::error_code> failed;
   };
   std::vector<extent> extents;  // the pages holding the chunk, in byte order
   std::uint64_t reserved = 0;     // bytes of those pages the chunk may fill (its length)
@@ -127,7 +130,9 @@ class chunk_cache {
 
   // The chunk, pinned; fetched with `fetch` on a miss (once, however many callers wait). Errors
   // are those of the fetch, or errc::cache_full when the shard's memory did not come free for a
-  // minute.
+  // minute. A caller that waited for another's fetch which failed fetches again itself, except
+  // after errc::retries_exhausted, which it shares: an outage that outlasted the retry budget is
+  // not waited out a second time.
   awaitable<result<chunk_ref>> get(chunk_id key, fetch_fn fetch);
   // Fetches the chunk ahead of any reader if it is neither cached nor being fetched; does not
   // wait. Its slot is taken now and its fetch queued behind other prefetches: at most

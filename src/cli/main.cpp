@@ -84,6 +84,7 @@ int main(int argc, char** argv) {
   std::string mountpoint, bucket, prefix, cache_size = "16G", chunk_size = "8MiB", log_level = "info",
                                           metadata_ttl = "60s", manifest, file_mode = "0444", dir_mode = "0555",
                                           prefetch_share = "50%", kernel_read_ahead = "4MiB", lookahead = "auto";
+  std::string retry_timeout = "5m", metadata_retry_timeout = "5m";
   std::string metrics_addr = "127.0.0.1:9090", log_format = "json", trace_output, trace_max_size = "64MiB";
   std::string log_file;
   s3::client_setup setup;
@@ -138,6 +139,12 @@ int main(int argc, char** argv) {
   app.add_option("--trace-max-size", trace_max_size, "the trace file is rotated to FILE.1 at this size");
   app.add_option("--log-format", log_format, "json (one object per line) or text");
   app.add_option("--metadata-ttl", metadata_ttl, "how long listings and attributes are cached");
+  app.add_option("--retry-timeout", retry_timeout,
+                 "how long a read waits through an S3 outage (refused connections, timeouts, "
+                 "5xx, throttling), retrying, before it fails with ETIMEDOUT (default 5m; 0: no "
+                 "retries)");
+  app.add_option("--metadata-retry-timeout", metadata_retry_timeout,
+                 "the same for lookups, opens and directory listings (HEAD, LIST; default 5m)");
   app.add_flag("-f,--foreground", foreground, "stay in the foreground");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
   app.add_option("--log-file", log_file,
@@ -199,6 +206,18 @@ int main(int argc, char** argv) {
     usage_error("bad --kernel-read-ahead '" + kernel_read_ahead + "' (0, or 4KiB to 256MiB, e.g. 4MiB)");
   auto ttl = parse_duration(metadata_ttl);
   if (!ttl) usage_error("bad --metadata-ttl '" + metadata_ttl + "' (examples: 60s, 5m)");
+  // (At most 1000 h: "wait for ever" in practice, and far from the clock's overflow.)
+  auto retry_for = parse_duration(retry_timeout);
+  if (!retry_for || *retry_for > std::chrono::hours(1000))
+    usage_error("bad --retry-timeout '" + retry_timeout +
+                "' (examples: 5m, 30s, 1h; 0: no retries; at most 1000h)");
+  auto metadata_retry_for = parse_duration(metadata_retry_timeout);
+  if (!metadata_retry_for || *metadata_retry_for > std::chrono::hours(1000))
+    usage_error("bad --metadata-retry-timeout '" + metadata_retry_timeout +
+                "' (examples: 5m, 30s; 0: no retries; at most 1000h)");
+  setup.retry.budget = std::chrono::duration_cast<std::chrono::milliseconds>(*retry_for);
+  setup.retry.metadata_budget =
+      std::chrono::duration_cast<std::chrono::milliseconds>(*metadata_retry_for);
   if (workers == 0) usage_error("--workers must be at least 1");
   unsigned lookahead_files = ~0u;
   if (lookahead != "auto") {

@@ -270,9 +270,11 @@ class filesystem {
   cache::chunk_cache::fetch_fn fetcher(cache::chunk_id chunk, bool reader_waiting);
   static constexpr std::size_t demand_part_size = 1 << 20;
   // A cold small read: its own GET into out.direct, the chunk filled in the background.
-  // False (out untouched) when the GET failed: the caller goes through the cache instead.
-  awaitable<bool> read_cold_direct(std::shared_ptr<open_file> file, std::uint64_t offset, std::uint64_t end,
-                                   read_result* out);
+  // Out untouched when the GET failed: the caller goes through the cache instead, except after
+  // errc::retries_exhausted (S3 failed for the whole budget), returned as the reader's answer
+  // rather than waited out again through the cache.
+  awaitable<std::error_code> read_cold_direct(std::shared_ptr<open_file> file, std::uint64_t offset,
+                                              std::uint64_t end, read_result* out);
   awaitable<void> fill_chunk(std::shared_ptr<open_file> file, std::uint64_t chunk);
 
   options opts_;

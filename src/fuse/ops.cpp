@@ -1,5 +1,7 @@
 // The FUSE lowlevel ops table. Each op copies what it needs out of libfuse's arguments, starts a
-// coroutine on the calling reactor and returns; the coroutine replies.
+// coroutine on the calling reactor and returns; the coroutine replies. Ops that may wait on S3
+// (lookup, open, read, readdir) answer through a pending_request (request.hpp): an interrupted
+// caller gets EINTR at once while the work goes on for the cache.
 #define FUSE_USE_VERSION 34
 #include <fcntl.h>
 #include <fuse_lowlevel.h>
@@ -15,74 +17,11 @@
 #include "core/metrics.hpp"
 #include "core/trace.hpp"
 #include "fuse/dir_stream.hpp"
+#include "fuse/request.hpp"
 #include "fuse/session.hpp"
 
 namespace valkyrie::fuse {
 namespace {
-
-// ---- metrics: requests by op, errors, latency from arrival to reply ----
-enum class op_id { lookup, forget, getattr, opendir, readdir, readdirplus, releasedir, open, read, release, statfs,
-                   access, getxattr, listxattr, write, flush, count };
-constexpr const char* op_names[] = {"lookup", "forget", "getattr", "opendir", "readdir", "readdirplus",
-                                    "releasedir", "open", "read", "release", "statfs", "access", "getxattr",
-                                    "listxattr", "write", "flush"};
-constexpr int op_count = static_cast<int>(op_id::count);
-
-struct fuse_metrics {
-  metrics::counter* requests[op_count];
-  metrics::counter* errors[op_count];
-  metrics::histogram* duration[op_count];
-  metrics::gauge* in_flight;
-  static fuse_metrics& get() {
-    static fuse_metrics m = [] {
-      fuse_metrics f;
-      auto& r = metrics::registry::global();
-      for (int i = 0; i < op_count; ++i) {
-        metrics::labels l{{"op", op_names[i]}};
-        f.requests[i] = &r.get_counter("valkyrie_fuse_requests_total",
-                                       "FUSE requests answered, by op (write: every write-type op)", l);
-        f.errors[i] = &r.get_counter("valkyrie_fuse_errors_total", "FUSE requests answered with an error, by op", l);
-        f.duration[i] = &r.get_histogram("valkyrie_fuse_request_duration_seconds",
-                                         "Time from a FUSE request's arrival to its reply, by op",
-                                         metrics::latency_buckets(), 1e-9, l);
-      }
-      f.in_flight = &r.get_gauge("valkyrie_fuse_requests_in_flight", "FUSE requests received and not yet answered");
-      return f;
-    }();
-    return m;
-  }
-};
-
-// Started when a request arrives; done() just before its reply.
-class op_timer {
- public:
-  explicit op_timer(op_id op) : op_(op), start_(std::chrono::steady_clock::now()) {
-    fuse_metrics::get().in_flight->add();
-  }
-  op_timer(op_timer&& o) noexcept : op_(o.op_), start_(o.start_), open_(o.open_) { o.open_ = false; }
-  op_timer(const op_timer&) = delete;
-  ~op_timer() { done(EIO); }  // never happens on a path that replies; keeps the gauge honest
-  void done(int err) {
-    if (!open_) return;
-    open_ = false;
-    auto& m = fuse_metrics::get();
-    int i = static_cast<int>(op_);
-    m.in_flight->sub();
-    m.requests[i]->add();
-    if (err) m.errors[i]->add();
-    m.duration[i]->observe(static_cast<std::uint64_t>((std::chrono::steady_clock::now() - start_).count()));
-  }
-
- private:
-  op_id op_;
-  std::chrono::steady_clock::time_point start_;
-  bool open_ = true;
-};
-
-void reply_err(op_timer& t, fuse_req_t req, int err) {
-  t.done(err);
-  fuse_reply_err(req, err);
-}
 
 session* self(fuse_req_t req) { return static_cast<session*>(fuse_req_userdata(req)); }
 
@@ -102,20 +41,26 @@ fuse_entry_param entry_of(session* s, const fs::attributes& a) { return valkyrie
 using file_holder = std::shared_ptr<fs::open_file>;
 
 // ---- namespace ----
-awaitable<void> do_lookup(session* s, fuse_req_t req, fuse_ino_t parent, std::string name, op_timer t) {
+awaitable<void> do_lookup(session* s, std::shared_ptr<pending_request> p, fuse_ino_t parent,
+                          std::string name) {
   auto r = co_await s->filesystem().lookup(parent, std::move(name));
+  fuse_req_t req = p->claim();
+  if (!req) {
+    if (r) s->filesystem().forget(r->ino, 1);  // the kernel never got the entry it would count
+    co_return;
+  }
   if (!r) {
-    reply_err(t, req, to_errno(r.error()));
+    reply_err(p->timer(), req, to_errno(r.error()));
     co_return;
   }
   auto e = entry_of(s, *r);
-  t.done(0);
+  p->timer().done(0);
   fuse_reply_entry(req, &e);
 }
 
 void op_lookup(fuse_req_t req, fuse_ino_t parent, const char* name) {
-  op_timer t(op_id::lookup);
-  spawn(self(req), do_lookup(self(req), req, parent, std::string(name), std::move(t)));
+  auto p = pending_request::start(req, here(self(req)), op_timer(op_id::lookup));
+  spawn(self(req), do_lookup(self(req), std::move(p), parent, std::string(name)));
 }
 
 void op_forget(fuse_req_t req, fuse_ino_t ino, uint64_t nlookup) {
@@ -157,26 +102,36 @@ void op_opendir(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   if (fuse_reply_open(req, fi) != 0) delete reinterpret_cast<dir_holder*>(fi->fh);  // interrupted
 }
 
-awaitable<void> do_readdir(fuse_req_t req, dir_holder stream, size_t size, off_t off, bool plus,
-                           op_timer t) {
-  auto page = co_await stream->page(off, size, plus);
+awaitable<void> do_readdir(std::shared_ptr<pending_request> p, dir_holder stream, size_t size, off_t off,
+                           bool plus) {
+  // The request is claimed once the listing is at hand, before any readdirplus lookup is
+  // counted: an interrupted reader (already answered EINTR) gets nothing and counts nothing.
+  fuse_req_t req = nullptr;
+  bool asked = false;
+  auto page = co_await stream->page(off, size, plus, [&] {
+    asked = true;
+    req = p->claim();
+    return req != nullptr;
+  });
+  if (!asked) req = p->claim();  // the listing failed before the page began
+  if (!req) co_return;
   if (!page) {
-    reply_err(t, req, to_errno(page.error()));
+    reply_err(p->timer(), req, to_errno(page.error()));
     co_return;
   }
-  t.done(0);
+  p->timer().done(0);
   fuse_reply_buf(req, page->data(), page->size());
 }
 
 void op_readdir(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
-  op_timer t(op_id::readdir);
   auto stream = *reinterpret_cast<dir_holder*>(fi->fh);
-  spawn(self(req), do_readdir(req, std::move(stream), size, off, false, std::move(t)));
+  auto p = pending_request::start(req, here(self(req)), op_timer(op_id::readdir));
+  spawn(self(req), do_readdir(std::move(p), std::move(stream), size, off, false));
 }
 void op_readdirplus(fuse_req_t req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
-  op_timer t(op_id::readdirplus);
   auto stream = *reinterpret_cast<dir_holder*>(fi->fh);
-  spawn(self(req), do_readdir(req, std::move(stream), size, off, true, std::move(t)));
+  auto p = pending_request::start(req, here(self(req)), op_timer(op_id::readdirplus));
+  spawn(self(req), do_readdir(std::move(p), std::move(stream), size, off, true));
 }
 void op_releasedir(fuse_req_t req, fuse_ino_t, fuse_file_info* fi) {
   op_timer t(op_id::releasedir);
@@ -254,17 +209,20 @@ std::optional<std::string> take_pending(order_handle* h, bool last_close) {
 }
 
 // ---- files ----
-awaitable<void> do_open(session* s, fuse_req_t req, fuse_ino_t ino, fuse_file_info fi, op_timer t) {
+awaitable<void> do_open(session* s, std::shared_ptr<pending_request> p, fuse_ino_t ino,
+                        fuse_file_info fi) {
   auto r = co_await s->filesystem().open(ino);
+  fuse_req_t req = p->claim();
+  if (!req) co_return;  // interrupted: no handle was handed out
   if (!r) {
-    reply_err(t, req, r.error() == errc::invalid_argument ? EISDIR : to_errno(r.error()));
+    reply_err(p->timer(), req, r.error() == errc::invalid_argument ? EISDIR : to_errno(r.error()));
     co_return;
   }
   fi.keep_cache = (*r)->keep_cache ? 1 : 0;
   fi.direct_io = s->options().direct_io ? 1 : 0;
   fi.noflush = 1;  // read-only data: nothing to flush, so close() sends no FLUSH request
   fi.fh = reinterpret_cast<uint64_t>(new file_holder(*r));
-  t.done(0);
+  p->timer().done(0);
   if (fuse_reply_open(req, &fi) != 0) delete reinterpret_cast<file_holder*>(fi.fh);  // interrupted
 }
 
@@ -272,16 +230,23 @@ void op_open(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
   op_timer t(op_id::open);
   if (is_order_file(self(req), ino)) return open_order(self(req), req, fi, t);
   if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) return reply_err(t, req, EROFS);
-  spawn(self(req), do_open(self(req), req, ino, *fi, std::move(t)));  // fuse_file_info copied: libfuse reuses it
+  auto p = pending_request::start(req, here(self(req)), std::move(t));
+  spawn(self(req),
+        do_open(self(req), std::move(p), ino, *fi));  // fuse_file_info copied: libfuse reuses it
 }
 
-awaitable<void> do_read(session* s, fuse_req_t req, file_holder file, size_t size, off_t off, op_timer t,
-                        trace::span span) {
+awaitable<void> do_read(session* s, std::shared_ptr<pending_request> p, file_holder file,
+                        size_t size, off_t off, trace::span span) {
   auto r = co_await s->filesystem().read(file, static_cast<std::uint64_t>(off), size);
+  fuse_req_t req = p->claim();
+  if (!req) {  // interrupted: the reader has EINTR; the chunks stay cached for the next read
+    if (span.active()) span.add({"errno", EINTR});
+    co_return;
+  }
   if (!r) {
     int err = to_errno(r.error());
     if (span.active()) span.add({"errno", err});
-    reply_err(t, req, err);
+    reply_err(p->timer(), req, err);
     co_return;
   }
   // Reply straight from the pinned cache chunks; the kernel copies them during this call.
@@ -289,7 +254,7 @@ awaitable<void> do_read(session* s, fuse_req_t req, file_holder file, size_t siz
   iov.reserve(r->slices.size());
   for (auto& sl : r->slices) iov.push_back({const_cast<char*>(sl.data()), sl.size()});
   if (span.active()) span.add({"bytes", std::uint64_t{r->bytes}});
-  t.done(0);
+  p->timer().done(0);
   fuse_reply_iov(req, iov.data(), static_cast<int>(iov.size()));
 }
 
@@ -308,7 +273,8 @@ void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off, fuse_file_i
   if (span.active())
     span.add({"ino", std::uint64_t{ino}}).add({"key", file->key}).add({"offset", static_cast<std::int64_t>(off)}).add(
         {"size", std::uint64_t{size}});
-  spawn(self(req), do_read(self(req), req, std::move(file), size, off, std::move(t), std::move(span)));
+  auto p = pending_request::start(req, here(self(req)), std::move(t));
+  spawn(self(req), do_read(self(req), std::move(p), std::move(file), size, off, std::move(span)));
 }
 
 void op_release(fuse_req_t req, fuse_ino_t ino, fuse_file_info* fi) {
