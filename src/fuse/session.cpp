@@ -18,7 +18,7 @@
 
 namespace valkyrie::fuse {
 
-const fuse_lowlevel_ops& operations();  // ops.cpp
+const fuse_lowlevel_ops& operations();  // libfuse_transport.cpp
 
 int to_errno(std::error_code ec) {
   if (!ec) return 0;

@@ -5,7 +5,9 @@
 // per reactor.
 // Threading: every reactor waits for the (O_NONBLOCK) /dev/fuse fd to be readable on its own
 // dup of it, drains fuse_session_receive_buf until EAGAIN into its own buffer and hands each
-// request to fuse_session_process_buf, which calls the ops on that reactor's thread. An op
+// request to fuse_session_process_buf, which calls the ops on that reactor's thread.
+// Transports: the ops (ops.hpp) are written against fuse::request (request.hpp), which carries
+// the replies and the metrics; libfuse_transport.cpp wraps libfuse's fuse_req_t in one. An op
 // starts a coroutine and returns at once; the coroutine replies when its data is there, so no
 // thread ever blocks on S3. libfuse 3.14 keeps no pointer into what an op is given: names and
 // file info are copied before the op returns.

@@ -1,0 +1,109 @@
+#pragma once
+// One FUSE request as the ops see it, whatever transport carried it (/dev/fuse through libfuse,
+// or a ring entry of FUSE over io_uring).
+//
+// A request knows its session, the reactor it arrived on (the ops' coroutines run there), the
+// caller's uid and its op (for the metrics). The reply methods end it: each counts the request
+// (by op, errors, latency from arrival) and hands the reply to the transport. A request that is
+// dropped without a reply (a bug) is answered EIO by its destructor, so the kernel never waits.
+// Ownership: ops get a request_ptr and move it into the coroutine that replies.
+// Threading: a request is touched by one thread at a time; the interrupt callback may run on any
+// thread (the transport's), so it should only post to the request's reactor.
+#ifndef FUSE_USE_VERSION
+#define FUSE_USE_VERSION 34
+#endif
+#include <fuse_lowlevel.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <sys/uio.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <span>
+
+#include "core/asio.hpp"
+
+namespace valkyrie::fuse {
+
+class session;
+
+// Requests by op in the metrics (write: every write-type op).
+enum class op_id {
+  lookup,
+  forget,
+  getattr,
+  opendir,
+  readdir,
+  readdirplus,
+  releasedir,
+  open,
+  read,
+  release,
+  statfs,
+  access,
+  getxattr,
+  listxattr,
+  write,
+  flush,
+  count
+};
+
+class request {
+ public:
+  request(session& s, op_id op, unsigned uid);
+  virtual ~request();
+  request(const request&) = delete;
+  request& operator=(const request&) = delete;
+
+  session& owner() const { return session_; }
+  unsigned uid() const { return uid_; }
+  unsigned reactor() const { return reactor_; }
+  asio::any_io_executor executor() const;
+  bool replied() const { return replied_; }
+
+  // The replies; exactly one per request. reply_open returns false when the kernel no longer
+  // wants the answer (interrupted): the caller then frees what fi.fh holds.
+  void reply_err(int err);  // 0: success with no data
+  void reply_none();        // FORGET: no reply at all
+  void reply_entry(const fuse_entry_param& e);
+  void reply_attr(const struct stat& st, double timeout);
+  bool reply_open(const fuse_file_info& fi);
+  void reply_buf(const void* data, std::size_t size);
+  void reply_data(std::span<const iovec> pieces);  // read data, gathered from the pieces
+  void reply_write(std::size_t count);
+  void reply_statfs(const struct statvfs& st);
+  void reply_xattr(std::size_t size);
+
+  // Called (once, on any thread) if the kernel interrupts this request; at once if it already
+  // has. Set before the reply only.
+  virtual void on_interrupt(std::function<void()> f) = 0;
+
+ protected:
+  // A transport's destructor calls this first: a request never answered gets EIO.
+  void abandon();
+  // The transport's part: send the reply. Return 0 or a negative errno (the reply was not taken).
+  virtual int send_err(int err) = 0;
+  virtual void send_none() = 0;
+  virtual int send_entry(const fuse_entry_param& e) = 0;
+  virtual int send_attr(const struct stat& st, double timeout) = 0;
+  virtual int send_open(const fuse_file_info& fi) = 0;
+  virtual int send_data(std::span<const iovec> pieces) = 0;
+  virtual int send_write(std::size_t count) = 0;
+  virtual int send_statfs(const struct statvfs& st) = 0;
+  virtual int send_xattr(std::size_t size) = 0;
+
+ private:
+  void done(int err);
+
+  session& session_;
+  op_id op_;
+  unsigned uid_;
+  unsigned reactor_;
+  bool replied_ = false;
+  std::chrono::steady_clock::time_point start_;
+};
+
+using request_ptr = std::unique_ptr<request>;
+
+}  // namespace valkyrie::fuse
