@@ -36,6 +36,7 @@
 #include "core/units.hpp"
 #include "fs/filesystem.hpp"
 #include "fuse/session.hpp"
+#include "fuse/uring_transport.hpp"
 #include "prefetch/predictor.hpp"
 #include "s3/client_setup.hpp"
 #include "tier/disk_tier.hpp"
@@ -84,7 +85,7 @@ int main(int argc, char** argv) {
                                           metadata_ttl = "60s", manifest, file_mode = "0444", dir_mode = "0555",
                                           prefetch_share = "50%", kernel_read_ahead = "4MiB", lookahead = "auto";
   std::string metrics_addr = "127.0.0.1:9090", log_format = "json", trace_output, trace_max_size = "64MiB";
-  std::string log_file;
+  std::string log_file, fuse_transport = "auto";
   s3::client_setup setup;
   unsigned workers = 256, threads = 0, metrics_port = 0;
   bool foreground = false, allow_other = false, anonymous = false, no_metrics = false, tracing = false,
@@ -124,6 +125,11 @@ int main(int argc, char** argv) {
                  "how far the kernel reads ahead of buffered readers, in requests of up to 1 MiB (0: the kernel's 128 KiB)");
   app.add_flag("--direct-io", direct_io,
                "reads bypass the kernel page cache (faster streaming from the chunk cache; files cannot be mmap'ed)");
+  app.add_option("--fuse-transport", fuse_transport,
+                 "how FUSE requests reach the daemon: io-uring (FUSE over io_uring: Linux >= 6.14 with the fuse "
+                 "module's enable_uring set), dev-fuse (/dev/fuse through libfuse), auto (io-uring when the kernel "
+                 "offers it, else dev-fuse)")
+      ->check(CLI::IsMember({"auto", "io-uring", "dev-fuse"}));
   app.add_flag("--no-control-files", no_control_files,
                "no /.valkyrie/order (live training order); the kernel then mounts read-only (ro)");
   auto* addr_opt = app.add_option("--metrics-addr", metrics_addr,
@@ -365,6 +371,14 @@ int main(int argc, char** argv) {
   mopts.dir_mode = dmode;
   mopts.kernel_read_only = no_control_files;
   mopts.direct_io = direct_io;
+  // auto: io_uring when the fuse module allows it (the daemon never changes that setting).
+  if (fuse_transport == "io-uring" || (fuse_transport == "auto" && fuse::kernel_offers_io_uring())) {
+    mopts.transport = fuse::mount_options::transport_kind::io_uring;
+  } else if (fuse_transport == "auto") {
+    log::event("cli", spdlog::level::info,
+               "FUSE over io_uring is off in this kernel (/sys/module/fuse/parameters/enable_uring): using /dev/fuse",
+               {});
+  }
   mopts.kernel_read_ahead = static_cast<std::uint32_t>(*kernel_ra);
   mopts.max_readahead = std::max(mopts.max_readahead, mopts.kernel_read_ahead);  // (INIT may only lower it)
   mopts.attr_timeout = std::chrono::duration<double>(*ttl).count();

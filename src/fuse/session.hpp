@@ -16,6 +16,7 @@
 // owner (--uid) or root.
 #include <atomic>
 #include <functional>
+#include <memory>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -28,6 +29,8 @@
 struct fuse_session;
 
 namespace valkyrie::fuse {
+
+class uring_transport;
 
 struct mount_options {
   std::string mountpoint;
@@ -50,6 +53,10 @@ struct mount_options {
   // kernel would refuse to open it for writing); every other write is refused by the ops with
   // EROFS either way.
   bool kernel_read_only = false;
+  // How requests reach the daemon: libfuse on /dev/fuse, or the own decoder with FUSE over
+  // io_uring (uring_transport.hpp; requests stay on /dev/fuse if the kernel does not agree).
+  enum class transport_kind { dev_fuse, io_uring };
+  transport_kind transport = transport_kind::dev_fuse;
 };
 
 int to_errno(std::error_code ec);
@@ -67,7 +74,8 @@ class session {
   void start();
   // Unmounts (from a signal handler's reactor, or any thread); the loops then end. The
   // connection is aborted with the unmount: requests still waiting for a reply fail at once
-  // (the reader sees ENOTCONN) rather than keep a detached mount, its readers and this daemon alive.
+  // (the reader sees ENOTCONN) rather than keep a detached mount, its readers and this daemon
+  // alive.
   void unmount();
   // True once every receive loop has ended (the filesystem was unmounted).
   bool finished() const { return loops_running_ == 0 && started_; }
@@ -79,6 +87,7 @@ class session {
 
  private:
   static awaitable<void> receive_loop(session* self, unsigned reactor);
+  void loop_ended();
 
   fs::filesystem& fs_;
   reactor_pool& pool_;
@@ -90,6 +99,7 @@ class session {
   // Each receive loop's dup of the /dev/fuse fd (touched on its own reactor only).
   std::vector<asio::posix::stream_descriptor*> receivers_;
   std::function<void()> on_finished_;
+  std::unique_ptr<uring_transport> uring_;  // transport_kind::io_uring
 };
 
 }  // namespace valkyrie::fuse
