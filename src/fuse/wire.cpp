@@ -230,7 +230,10 @@ fuse_init_out init_reply(const fuse_init_in& in, std::size_t in_size, const moun
   want &= kernel;
   out.flags = static_cast<std::uint32_t>(want);
   out.flags2 = static_cast<std::uint32_t>(want >> 32);
-  out.max_readahead = std::min(in.max_readahead, o.max_readahead);
+  // Not capped to the kernel's offer (as libfuse does): the kernel keeps the smaller of this and
+  // the mount's read-ahead, which the session has raised through sysfs by the time INIT is
+  // answered.
+  out.max_readahead = o.max_readahead;
   out.max_background = static_cast<std::uint16_t>(std::min(o.max_background, 0xffffu));
   out.congestion_threshold = static_cast<std::uint16_t>(out.max_background * 3 / 4);
   out.max_write = 128 << 10;  // only the order control file is written

@@ -335,6 +335,7 @@ TEST_CASE("wire: the INIT reply asks for FUSE over io_uring only when wanted and
   CHECK_FALSE((out.flags & FUSE_ATOMIC_O_TRUNC));  // not offered by this kernel
   CHECK(out.flags2 == (1u << 9));
   CHECK(out.max_pages == 256);
+  CHECK(out.max_readahead == o.max_readahead);  // not the kernel's 1 MiB: sysfs raised it
   CHECK(init_reply(in, sizeof in, o, false).flags2 == 0);
   in.flags2 = 0;  // a kernel without it
   CHECK(init_reply(in, sizeof in, o, true).flags2 == 0);
