@@ -44,7 +44,11 @@ struct fuse_metrics {
 }  // namespace
 
 request::request(session& s, op_id op, unsigned uid)
-    : session_(s), op_(op), uid_(uid), start_(std::chrono::steady_clock::now()) {
+    : session_(s),
+      op_(op),
+      uid_(uid),
+      start_(std::chrono::steady_clock::now()),
+      session_alive_(s.alive()) {
   int r = reactor_pool::current();
   reactor_ = r >= 0 ? static_cast<unsigned>(r) : 0;
   fuse_metrics::get().in_flight->add();
@@ -75,7 +79,7 @@ void request::done(int err) {
 void request::abandon() {
   if (replied_) return;
   done(EIO);
-  send_err(EIO);
+  if (session_alive_->load()) send_err(EIO);
 }
 
 void request::reply_err(int err) {

@@ -5,7 +5,8 @@
 // A request knows its session, the reactor it arrived on (the ops' coroutines run there), the
 // caller's uid and its op (for the metrics). The reply methods end it: each counts the request
 // (by op, errors, latency from arrival) and hands the reply to the transport. A request that is
-// dropped without a reply (a bug) is answered EIO by its destructor, so the kernel never waits.
+// dropped without a reply (a bug) is answered EIO by its destructor, so the kernel never waits
+// (unless the session is gone: at exit, coroutines are destroyed with the reactors).
 // Ownership: ops get a request_ptr and move it into the coroutine that replies.
 // Threading: a request is touched by one thread at a time; the interrupt callback may run on any
 // thread (the transport's), so it should only post to the request's reactor.
@@ -17,6 +18,7 @@
 #include <sys/statvfs.h>
 #include <sys/uio.h>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -82,6 +84,7 @@ class request {
  protected:
   // A transport's destructor calls this first: a request never answered gets EIO.
   void abandon();
+  bool session_alive() const { return session_alive_->load(); }
   // The transport's part: send the reply. Return 0 or a negative errno (the reply was not taken).
   virtual int send_err(int err) = 0;
   virtual void send_none() = 0;
@@ -102,6 +105,9 @@ class request {
   unsigned reactor_;
   bool replied_ = false;
   std::chrono::steady_clock::time_point start_;
+  // False once the session is gone: a request dropped after that (its coroutine destroyed with
+  // the reactors at exit) is not answered, as its transport is gone too.
+  std::shared_ptr<const std::atomic<bool>> session_alive_;
 };
 
 using request_ptr = std::unique_ptr<request>;

@@ -99,6 +99,7 @@ session::session(fs::filesystem& filesystem, reactor_pool& pool, mount_options o
     : fs_(filesystem), pool_(pool), opts_(std::move(opts)) {}
 
 session::~session() {
+  *alive_ = false;
   uring_.reset();
   if (se_) {
     if (mounted_) fuse_session_unmount(se_);

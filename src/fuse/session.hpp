@@ -84,6 +84,8 @@ class session {
   fs::filesystem& filesystem() { return fs_; }
   const mount_options& options() const { return opts_; }
   reactor_pool& pool() { return pool_; }
+  // True until the session is destroyed (held by requests that may outlive it).
+  std::shared_ptr<const std::atomic<bool>> alive() const { return alive_; }
 
  private:
   static awaitable<void> receive_loop(session* self, unsigned reactor);
@@ -100,6 +102,7 @@ class session {
   std::vector<asio::posix::stream_descriptor*> receivers_;
   std::function<void()> on_finished_;
   std::unique_ptr<uring_transport> uring_;  // transport_kind::io_uring
+  std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
 };
 
 }  // namespace valkyrie::fuse

@@ -18,7 +18,7 @@ class wire_request final : public request {
       : request(d.owner(), op, h.uid), dispatcher_(d), sink_(sink), unique_(h.unique) {}
   ~wire_request() override {
     abandon();
-    if (watched_) dispatcher_.unwatch(unique_);
+    if (watched_ && session_alive()) dispatcher_.unwatch(unique_);
   }
 
   void on_interrupt(std::function<void()> f) override {
