@@ -60,7 +60,7 @@ fio_run() {  # fio_run NAME FIO-ARGS... : prints IOPS and MiB/s
 declare -A result
 for transport in dev-fuse io-uring; do
   if [[ $transport == io-uring ]]; then echo Y >"$param"; else echo "$saved" >"$param"; fi
-  BENCH_LOG_LEVEL=info bench_mount small --cache-size 1GiB --fuse-transport "$transport"
+  BENCH_LOG_LEVEL=debug bench_mount small --cache-size 1GiB --fuse-transport "$transport"
   if [[ $transport == io-uring ]]; then
     for _ in $(seq 100); do grep -q "FUSE over io_uring: on" "$tmp/daemon.err" && break; sleep 0.05; done
     grep -q "FUSE over io_uring: on" "$tmp/daemon.err" || { cat "$tmp/daemon.err" >&2; echo "no rings" >&2; exit 1; }

@@ -327,10 +327,6 @@ int main(int argc, char** argv) {
   cache->set_prefetch_share(share);
   // auto: io_uring when the fuse module allows it (the daemon never changes that setting).
   bool use_uring = fuse_transport == "io-uring" || (fuse_transport == "auto" && fuse::kernel_offers_io_uring());
-  if (!use_uring && fuse_transport == "auto")
-    log::event("cli", spdlog::level::info,
-               "FUSE over io_uring is off in this kernel (/sys/module/fuse/parameters/enable_uring): using /dev/fuse",
-               {});
   // With io_uring, the kernel queues a request for the CPU its reader runs on and only that
   // queue's reactor can take it: reactor i is pinned to CPU i, so it runs where its readers do
   // (unpinned, waking it on another, idle CPU tripled a 4 KiB read's latency).
@@ -451,11 +447,15 @@ int main(int argc, char** argv) {
   // The caller's stderr is let go of before the parent returns: this line and all later ones go
   // to the --log-file or syslog.
   daemon_link.ready();
+  if (!use_uring && fuse_transport == "auto")
+    log::event("cli", spdlog::level::info,
+               "FUSE over io_uring is off in this kernel (/sys/module/fuse/parameters/enable_uring): using /dev/fuse",
+               {});
   log::event("cli", spdlog::level::info, "mounted",
              {{"source", "s3://" + bucket + "/" + prefix}, {"mountpoint", mountpoint}, {"reactors", pool.size()},
               {"cache_bytes", cache->capacity()}, {"chunk_bytes", *chunk_bytes},
               {"metrics", metrics_server ? metrics_host + ":" + std::to_string(metrics_server->port()) : "off"},
-              {"trace", tracing ? trace_output : "off"}});
+              {"trace", tracing ? trace_output : "off"}, {"fuse_transport", use_uring ? "io-uring" : "dev-fuse"}});
   // Under systemd (Type=notify) the unit becomes active only now, with the mount answering.
   sd_notifyf(0, "READY=1\nSTATUS=mounted s3://%s/%s on %s", bucket.c_str(), prefix.c_str(), mountpoint.c_str());
   pool.join();

@@ -373,7 +373,7 @@ void uring_transport::start_rings() {
           std::make_unique<asio::posix::stream_descriptor>(session_.pool().executor(r), rg.efd);
       asio::co_spawn(session_.pool().executor(r), rg.completions(), asio::detached);
       if (++rings_registered_ == std::min<unsigned>(session_.pool().size(), queues))
-        log::event("fuse", spdlog::level::info, "FUSE over io_uring: on",
+        log::event("fuse", spdlog::level::debug, "FUSE over io_uring: on",
                    {{"queues", std::uint64_t{queues}},
                     {"entries_per_queue", std::uint64_t{per_queue}},
                     {"rings", std::uint64_t{rings_registered_.load()}}});

@@ -55,7 +55,7 @@ stop_daemon() {
 # --- rings on ---
 echo Y >"$param"
 : >"$tmp/daemon.err"
-VALKYRIE_LOG_LEVEL=info VALKYRIE_FUSE_TRANSPORT=io-uring start_valkyrie d "$url"
+VALKYRIE_LOG_LEVEL=debug VALKYRIE_FUSE_TRANSPORT=io-uring start_valkyrie d "$url"
 wait_until 5 grep -q "FUSE over io_uring: on" "$tmp/daemon.err" || fail "the rings did not come up: $(cat "$tmp/daemon.err")"
 check_mount "io_uring"
 port=$(metrics_port)
@@ -77,7 +77,7 @@ stop_daemon
 
 # --- io-uring asked for, the kernel declines: the own decoder on /dev/fuse ---
 : >"$tmp/daemon.err"
-VALKYRIE_LOG_LEVEL=info VALKYRIE_FUSE_TRANSPORT=io-uring start_valkyrie d "$url"
+VALKYRIE_LOG_LEVEL=debug VALKYRIE_FUSE_TRANSPORT=io-uring start_valkyrie d "$url"
 wait_until 5 grep -q "did not offer FUSE over io_uring" "$tmp/daemon.err" || fail "no decline line: $(cat "$tmp/daemon.err")"
 check_mount "io-uring declined by the kernel"
 stop_daemon
