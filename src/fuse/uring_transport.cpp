@@ -107,7 +107,8 @@ struct uring_transport::ring {
     if (memory) ::munmap(memory, memory_size);
   }
 
-  // On the ring's reactor.
+  // Before the INIT reply (on the reactor that read INIT): everything but the registration,
+  // which the ring's reactor submits once the kernel has the reply.
   std::string setup(const std::vector<std::uint16_t>& qids, unsigned per_queue,
                     std::size_t payload_size) {
     const std::size_t header_size = 4096, payload_span = (payload_size + 4095) / 4096 * 4096;
@@ -140,8 +141,6 @@ struct uring_transport::ring {
       entries.push_back(std::move(e));
     }
     live = static_cast<unsigned>(entries.size());
-    int rc = io_uring_submit(&uring);
-    if (rc < 0) return std::string("registering the ring entries: ") + std::strerror(-rc);
     payload_capacity = payload_span;
     return {};
   }
@@ -319,6 +318,7 @@ void uring_transport::stop() {
         boost::system::error_code ec;
         receivers_[i]->close(ec);
       }
+      std::lock_guard lock(rings_mu_);
       if (i < rings_.size() && rings_[i]) rings_[i]->exit();
     });
 }
@@ -331,6 +331,12 @@ void uring_transport::on_init(const request_parts& r, reply_sink& sink) {
   std::uint64_t agreed = (std::uint64_t{out.flags2} << 32) & uring_abi::init_flag;
   payload_size_ = std::max<std::uint32_t>(
       {FUSE_MIN_READ_BUFFER, out.max_write, std::uint32_t{out.max_pages} * 4096});
+  // The rings are made before the kernel hears yes: once it has agreed, its requests wait
+  // until every CPU's queue has an entry, so a ring that cannot be made must mean no.
+  if (agreed && out.minor >= uring_abi::min_minor && !make_rings(payload_size_)) {
+    agreed = 0;
+    out.flags2 &= ~static_cast<std::uint32_t>(uring_abi::init_flag >> 32);
+  }
   iovec v{&out, sizeof out};
   if (int rc = sink.send(r.header->unique, 0, std::span<const iovec>(&v, 1)); rc < 0) {
     log::event("fuse", spdlog::level::err, "the INIT reply was refused",
@@ -347,26 +353,42 @@ void uring_transport::on_init(const request_parts& r, reply_sink& sink) {
   start_rings();
 }
 
-void uring_transport::start_rings() {
+bool uring_transport::make_rings(std::size_t payload_size) {
   unsigned reactors = session_.pool().size(), queues = possible_cpus();
   // Entries per queue: enough to overlap requests, bounded in memory (1 MiB payloads, mapped
   // lazily: an entry costs memory once a request of that size has used it).
-  unsigned per_queue = std::clamp(64u / std::max(queues, 1u), 2u, 16u);
-  rings_.resize(reactors);
-  for (unsigned r = 0; r < reactors; ++r) rings_[r] = std::make_unique<ring>(*this, r);
+  per_queue_ = std::clamp(64u / std::max(queues, 1u), 2u, 16u);
+  queues_ = queues;
+  std::vector<std::unique_ptr<ring>> made(reactors);
   for (unsigned r = 0; r < reactors; ++r) {
     std::vector<std::uint16_t> qids;
     for (unsigned q = r; q < queues; q += reactors) qids.push_back(static_cast<std::uint16_t>(q));
-    session_.pool().post(r, [this, r, qids, per_queue, queues] {
+    if (qids.empty()) continue;
+    made[r] = std::make_unique<ring>(*this, r);
+    auto problem = made[r]->setup(qids, per_queue_, payload_size);
+    if (!problem.empty()) {
+      log::event(
+          "fuse", spdlog::level::warn,
+          "a FUSE ring could not be set up: FUSE over io_uring is off, requests stay on /dev/fuse",
+          {{"reason", problem}, {"reactor", std::uint64_t{r}}});
+      return false;  // `made` goes, and with it what was set up
+    }
+  }
+  std::lock_guard lock(rings_mu_);
+  rings_ = std::move(made);
+  return true;
+}
+
+void uring_transport::start_rings() {
+  unsigned reactors = session_.pool().size(), queues = queues_, per_queue = per_queue_;
+  for (unsigned r = 0; r < reactors; ++r) {
+    if (!rings_[r]) continue;
+    session_.pool().post(r, [this, r, per_queue, queues] {
       auto& rg = *rings_[r];
-      if (stopping_) return;
-      if (qids.empty()) return;
-      auto problem = rg.setup(qids, per_queue, payload_size_);
-      if (!problem.empty()) {
-        log::event("fuse", spdlog::level::err,
-                   "a FUSE ring could not be set up: its queues stay on /dev/fuse",
-                   {{"reason", problem}, {"reactor", std::uint64_t{r}}});
-        rg.exit();
+      if (stopping_ || rg.dead) return;
+      if (int rc = io_uring_submit(&rg.uring); rc < 0) {
+        log::event("fuse", spdlog::level::err, "registering the FUSE ring entries failed",
+                   {{"error", std::string(std::strerror(-rc))}, {"reactor", std::uint64_t{r}}});
         return;
       }
       rg.events =

@@ -4,7 +4,9 @@
 // io_uring rings, answering each with the submission that fetches the next
 // (COMMIT_AND_FETCH).
 //
-// Start-up: libfuse still mounts. Every reactor reads its dup of /dev/fuse; the INIT reply
+// Start-up: libfuse still mounts. Every reactor reads its dup of /dev/fuse. The rings are made
+// before the INIT reply (a kernel that agreed holds every request until all queues have
+// entries, so a ring that cannot be made means no); the INIT reply
 // (written here, as libfuse 3.14 cannot) asks for FUSE_OVER_IO_URING. If the kernel agreed, each
 // reactor sets up one SQE128 ring and registers ring entries (a 288-byte header and a payload
 // buffer each) for the kernel queues it serves: queue q (CPU q) on reactor q % reactors. The
@@ -20,6 +22,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <vector>
 
 #include <boost/asio/posix/stream_descriptor.hpp>
@@ -46,6 +49,7 @@ class uring_transport {
   class dev_sink;
   awaitable<void> dev_loop(unsigned reactor);
   void on_init(const request_parts& r, reply_sink& sink);
+  bool make_rings(std::size_t payload_size);
   void start_rings();
 
   session& session_;
@@ -59,6 +63,8 @@ class uring_transport {
   std::atomic<bool> stopping_{false};
   std::atomic<unsigned> rings_registered_{0};
   std::uint32_t payload_size_ = 0;
+  unsigned queues_ = 0, per_queue_ = 0;
+  std::mutex rings_mu_;  // rings_ is filled once (at INIT) while stop() may look at it
 };
 
 // Number of possible CPUs (the kernel's queue count), from /sys/devices/system/cpu/possible.

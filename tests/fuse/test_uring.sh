@@ -57,6 +57,9 @@ echo Y >"$param"
 : >"$tmp/daemon.err"
 VALKYRIE_LOG_LEVEL=debug VALKYRIE_FUSE_TRANSPORT=io-uring start_valkyrie d "$url"
 wait_until 5 grep -q "FUSE over io_uring: on" "$tmp/daemon.err" || fail "the rings did not come up: $(cat "$tmp/daemon.err")"
+# Requests wait in the kernel until every CPU's queue has a ring entry: a missing queue hangs
+# the mount (SIGKILL is the only way out of that wait).
+timeout -s KILL 10 stat "$mnt/sub/f1" >/dev/null || fail "the mount does not answer over io_uring"
 check_mount "io_uring"
 port=$(metrics_port)
 ring=$(curl -sf "127.0.0.1:$port/metrics" | awk '$1 == "valkyrie_fuse_transport_requests_total{channel=\"ring\"}" {print $2}')
