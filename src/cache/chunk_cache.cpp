@@ -168,6 +168,17 @@ bool chunk_cache::evict_one(shard& s, const rank_fn* ranker, bool for_prefetch, 
     n = 0;
     for (auto it = s.prefetched.end(); it != s.prefetched.begin() && n < belady_scan; ++n) consider(s.prefetched, --it);
     if (from && incoming && furthest <= *incoming) return false;  // keep what is needed sooner
+    // Spill: the disk tier may want it first (pinned and handed over; the next turn of
+    // take_memory evicts another).
+    if (from && spill_.wants) {
+      cache_node* node = *victim;
+      entry& e = node->second;
+      if (!e.spilled && e.st == entry::state::ready && spill_.wants(node->first, furthest)) {
+        e.spilled = true;
+        spill_.take(node->first, pin_locked(shard_of(node->first), e));
+        return true;
+      }
+    }
   } else if (zone_full) {
     // Replace the zone's oldest unread chunk that is no longer wanted.
     first_of(s.prefetched, replaceable);
@@ -244,8 +255,13 @@ void chunk_cache::finish_fetch(const chunk_id& key, unsigned shard_index, result
       s.entries.erase(it);
     }
   }
-  // Each waiter sleeps on a timer of its own reactor: wake it there.
-  for (auto& w : waiters) asio::post(w.ex, [t = w.timer] { t->cancel(); });
+  // Each waiter sleeps on a timer of its own reactor: wake it there (the error first, if it is
+  // one to share; the post orders the write before the waiter's read).
+  const bool share = !r && r.error() == errc::retries_exhausted;
+  for (auto& w : waiters) {
+    if (share && w.failed) *w.failed = r.error();
+    asio::post(w.ex, [t = w.timer] { t->cancel(); });
+  }
 }
 
 awaitable<void> chunk_cache::run_fetch(chunk_id key, fetch_fn fetch, unsigned shard_index, chunk_buffers dest,
@@ -422,11 +438,14 @@ std::optional<chunk_ref> chunk_cache::pin_ready(const chunk_id& key) {
   std::lock_guard lock(s.mu);
   auto it = s.entries.find(key);
   if (it == s.entries.end() || it->second.st != entry::state::ready) return std::nullopt;
-  entry& e = it->second;
+  return pin_locked(si, it->second);
+}
+
+chunk_ref chunk_cache::pin_locked(unsigned shard_index, chunk_entry& e) {
   ++e.pins;
   chunk_ref ref;
   ref.cache_ = this;
-  ref.shard_ = si;
+  ref.shard_ = shard_index;
   ref.entry_ = &e;
   ref.size_ = e.size;
   std::size_t left = e.size;
@@ -450,6 +469,7 @@ awaitable<result<chunk_ref>> chunk_cache::get(chunk_id key, fetch_fn fetch) {
   shard& s = *shards_[si];
   auto ex = co_await asio::this_coro::executor;
   std::shared_ptr<asio::steady_timer> timer;
+  std::shared_ptr<std::error_code> failed;  // what a fetch waited for left to share
   auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
   auto& m = cache_metrics::get();
   m.lookups.add();
@@ -512,7 +532,8 @@ awaitable<result<chunk_ref>> chunk_cache::get(chunk_id key, fetch_fn fetch) {
           if (it->second.prefetched) m.prefetch_late.add();
         }
         timer->expires_at(asio::steady_timer::time_point::max());
-        it->second.waiters.push_back({ex, timer});
+        if (!failed) failed = std::make_shared<std::error_code>();
+        it->second.waiters.push_back({ex, timer, failed});
         next = wait_fetch;
       } else if (entry e; key.length() > 0 && take_memory(s, key.length(), e.extents, ranker_.load().get(), false)) {
         ++s.stats.misses;
@@ -539,6 +560,7 @@ awaitable<result<chunk_ref>> chunk_cache::get(chunk_id key, fetch_fn fetch) {
       timer->expires_after(std::chrono::milliseconds(1));
     }
     co_await timer->async_wait(use_tuple);
+    if (next == wait_fetch && failed && *failed) co_return *failed;
   }
 }
 

@@ -64,6 +64,9 @@ struct chunk_entry {
   struct waiter {
     asio::any_io_executor ex;
     std::shared_ptr<asio::steady_timer> timer;
+    // Set (before the wake-up) when the fetch failed with an error the waiter must not try to
+    // beat by fetching again (errc::retries_exhausted: S3 was failing for the whole budget).
+    std::shared_ptr<std::error_code> failed;
   };
   std::vector<extent> extents;  // the pages holding the chunk, in byte order
   std::uint64_t reserved = 0;     // bytes of those pages the chunk may fill (its length)
@@ -77,6 +80,7 @@ struct chunk_entry {
   std::vector<waiter> waiters;
   std::list<cache_node*>::iterator lru;  // in the hot list, or the prefetched one if in_prefetch_list; valid when ready
   bool in_prefetch_list = false;
+  bool spilled = false;  // offered to the spill hook once (set_spill)
   std::function<bool()> wanted;  // a prefetch's "still worth keeping?" (empty: a guess, replaceable)
 };
 
@@ -126,7 +130,9 @@ class chunk_cache {
 
   // The chunk, pinned; fetched with `fetch` on a miss (once, however many callers wait). Errors
   // are those of the fetch, or errc::cache_full when the shard's memory did not come free for a
-  // minute.
+  // minute. A caller that waited for another's fetch which failed fetches again itself, except
+  // after errc::retries_exhausted, which it shares: an outage that outlasted the retry budget is
+  // not waited out a second time.
   awaitable<result<chunk_ref>> get(chunk_id key, fetch_fn fetch);
   // Fetches the chunk ahead of any reader if it is neither cached nor being fetched; does not
   // wait. Its slot is taken now and its fetch queued behind other prefetches: at most
@@ -184,6 +190,19 @@ class chunk_cache {
     ranker_.store(ranker ? std::make_shared<const rank_fn>(std::move(ranker)) : nullptr);
   }
 
+  // Spill at eviction (the disk tier's write-back with a known order): before a ranked eviction
+  // drops a ready chunk, `wants(id, rank)` is asked (once per chunk); if it says yes, the chunk
+  // is pinned and handed to `take` instead of being dropped, and the eviction takes the next
+  // farthest. So the disk holds what memory gives up rather than copies of what it keeps. Both
+  // are called with a shard locked: cheap, no calls into the cache, and `take` must keep the
+  // ref (releasing it there would deadlock): it releases it later, on another turn. Set before
+  // use.
+  struct spill_hook {
+    std::function<bool(const chunk_id&, std::uint64_t rank)> wants;
+    std::function<void(const chunk_id&, chunk_ref)> take;
+  };
+  void set_spill(spill_hook hook) { spill_ = std::move(hook); }
+
   std::uint32_t chunk_size() const { return chunk_size_; }
   std::uint64_t capacity() const { return arena_bytes_; }
   // The capacity in chunks of the default size.
@@ -210,6 +229,8 @@ class chunk_cache {
 
   unsigned shard_of(const chunk_id& k) const { return static_cast<unsigned>(k.hash() % shards_.size()); }
   chunk_buffers buffers_of(const chunk_entry& e) const;
+  // With the shard locked: a ready entry pinned.
+  chunk_ref pin_locked(unsigned shard_index, chunk_entry& e);
   // With the shard locked: pages for `bytes`, evicting unpinned chunks while needed (least
   // recently used, or read furthest in the future with a ranker). `incoming` is the rank of a
   // prefetched chunk (nullopt for a reader's): it evicts only chunks needed later than itself.
@@ -244,6 +265,7 @@ class chunk_cache {
   std::uint32_t chunk_size_;
   std::vector<std::unique_ptr<shard>> shards_;
   std::atomic<std::shared_ptr<const rank_fn>> ranker_;  // null: LRU
+  spill_hook spill_;
   // Prefetches waiting for their turn, by source, oldest (nearest) first in each. Only
   // prefetch() and the end of a prefetch take this lock; readers never do.
   std::mutex queue_mu_;

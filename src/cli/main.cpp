@@ -39,6 +39,7 @@
 #include "fuse/uring_transport.hpp"
 #include "prefetch/predictor.hpp"
 #include "s3/client_setup.hpp"
+#include "cli/shared_cache.hpp"
 #include "tier/disk_tier.hpp"
 
 using namespace valkyrie;
@@ -84,6 +85,7 @@ int main(int argc, char** argv) {
   std::string mountpoint, bucket, prefix, cache_size = "16G", chunk_size = "8MiB", log_level = "info",
                                           metadata_ttl = "60s", manifest, file_mode = "0444", dir_mode = "0555",
                                           prefetch_share = "50%", kernel_read_ahead = "4MiB", lookahead = "auto";
+  std::string retry_timeout = "5m", metadata_retry_timeout = "5m";
   std::string metrics_addr = "127.0.0.1:9090", log_format = "json", trace_output, trace_max_size = "64MiB";
   std::string log_file, fuse_transport = "auto";
   s3::client_setup setup;
@@ -93,6 +95,7 @@ int main(int argc, char** argv) {
   bool replace_dead_mount = false;
   unsigned uid = getuid(), gid = getgid();
   std::string disk_cache, disk_cache_size;
+  cli::shared_cache_flags shared_flags;
   app.add_option("--mount", mountpoint, "empty directory to mount on")->required();
   app.add_flag("--replace-dead-mount", replace_dead_mount,
                "detach a dead FUSE mount (\"Transport endpoint is not connected\") at --mount and "
@@ -112,6 +115,7 @@ int main(int argc, char** argv) {
   app.add_option("--disk-cache", disk_cache,
                  "directory for a persistent disk tier under the memory cache (kept across mounts; one mount per directory)");
   app.add_option("--disk-cache-size", disk_cache_size, "the disk tier's size, a hard cap (e.g. 500G; needs --disk-cache)");
+  cli::add_shared_cache_options(app, shared_flags);
   app.add_option("--workers", workers,
                  "most S3 requests (and connections) in flight at once; prefetch uses at most 3/4 of them, and "
                  "no more bytes in flight than the measured link needs");
@@ -141,6 +145,12 @@ int main(int argc, char** argv) {
   app.add_option("--trace-max-size", trace_max_size, "the trace file is rotated to FILE.1 at this size");
   app.add_option("--log-format", log_format, "json (one object per line) or text");
   app.add_option("--metadata-ttl", metadata_ttl, "how long listings and attributes are cached");
+  app.add_option("--retry-timeout", retry_timeout,
+                 "how long a read waits through an S3 outage (refused connections, timeouts, "
+                 "5xx, throttling), retrying, before it fails with ETIMEDOUT (default 5m; 0: no "
+                 "retries)");
+  app.add_option("--metadata-retry-timeout", metadata_retry_timeout,
+                 "the same for lookups, opens and directory listings (HEAD, LIST; default 5m)");
   app.add_flag("-f,--foreground", foreground, "stay in the foreground");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error");
   app.add_option("--log-file", log_file,
@@ -202,6 +212,18 @@ int main(int argc, char** argv) {
     usage_error("bad --kernel-read-ahead '" + kernel_read_ahead + "' (0, or 4KiB to 256MiB, e.g. 4MiB)");
   auto ttl = parse_duration(metadata_ttl);
   if (!ttl) usage_error("bad --metadata-ttl '" + metadata_ttl + "' (examples: 60s, 5m)");
+  // (At most 1000 h: "wait for ever" in practice, and far from the clock's overflow.)
+  auto retry_for = parse_duration(retry_timeout);
+  if (!retry_for || *retry_for > std::chrono::hours(1000))
+    usage_error("bad --retry-timeout '" + retry_timeout +
+                "' (examples: 5m, 30s, 1h; 0: no retries; at most 1000h)");
+  auto metadata_retry_for = parse_duration(metadata_retry_timeout);
+  if (!metadata_retry_for || *metadata_retry_for > std::chrono::hours(1000))
+    usage_error("bad --metadata-retry-timeout '" + metadata_retry_timeout +
+                "' (examples: 5m, 30s; 0: no retries; at most 1000h)");
+  setup.retry.budget = std::chrono::duration_cast<std::chrono::milliseconds>(*retry_for);
+  setup.retry.metadata_budget =
+      std::chrono::duration_cast<std::chrono::milliseconds>(*metadata_retry_for);
   if (workers == 0) usage_error("--workers must be at least 1");
   unsigned lookahead_files = ~0u;
   if (lookahead != "auto") {
@@ -276,6 +298,7 @@ int main(int argc, char** argv) {
     auto r = fut.get();
     if (!r) fatal(bucket_problem(r.error(), bucket, opts->ep));
   }
+  auto shared_setup = cli::prepare_shared_cache(shared_flags, *opts, setup.max_connections);
 
   // The manifest's keys are checked against one full listing of the prefix.
   std::shared_ptr<prefetch::predictor> order;
@@ -349,11 +372,17 @@ int main(int argc, char** argv) {
       // Write-back from pinned cache memory: at most an eighth of the cache (64 MiB) at once.
       disk = std::make_shared<tier::disk_tier>(store, cache,
                                                std::max<std::uint64_t>(*chunk_bytes, std::min<std::uint64_t>(64 << 20, *cache_bytes / 8)));
+      // With a training order, chunks go to the disk when memory evicts them (disk_tier.hpp).
+      disk->start_spill(executors.front());
     } catch (const std::exception& e) {
       fatal(e.what());
     }
   }
   fopts.disk = disk;
+  // The shared cache tier (--shared-cache): stores from pinned memory, at most 64 MiB at once.
+  if (shared_setup)
+    fopts.shared = cli::make_shared_cache(*shared_setup, pool, cache,
+                                          std::max<std::uint64_t>(*chunk_bytes, std::min<std::uint64_t>(64 << 20, *cache_bytes / 8)));
   fopts.prefix = prefix;
   fopts.metadata_ttl = *ttl;
   // A sequential reader's window: 32 chunks (256 MiB of 8 MiB) once it has grown, the measured

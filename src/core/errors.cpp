@@ -29,6 +29,8 @@ class category final : public std::error_category {
       case errc::cache_full: return "cache full: every chunk is in use";
       case errc::invalid_argument: return "invalid argument";
       case errc::cancelled: return "cancelled";
+      case errc::retries_exhausted:
+        return "S3 kept failing for the whole retry budget";
     }
     return "unknown valkyrie error";
   }

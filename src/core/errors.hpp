@@ -33,6 +33,9 @@ enum class errc {
   cache_full,             // every cache slot pinned or in flight for too long
   invalid_argument,
   cancelled,
+  // S3 kept failing (refused connections, timeouts, resets, 5xx, throttling) for the whole
+  // retry budget (--retry-timeout, --metadata-retry-timeout): the outage outlasted it.
+  retries_exhausted,
 };
 
 const std::error_category& valkyrie_category() noexcept;

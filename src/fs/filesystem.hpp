@@ -32,6 +32,7 @@
 #include "prefetch/stream.hpp"
 #include "s3/object_client.hpp"
 #include "tier/disk_tier.hpp"
+#include "tier/shared_tier.hpp"
 
 namespace valkyrie::fs {
 
@@ -82,6 +83,8 @@ struct options {
   // The disk tier under the cache (--disk-cache), if any: chunk fetches look there before S3
   // and are written back there after.
   std::shared_ptr<tier::disk_tier> disk;
+  // The shared cache tier (--shared-cache), if any: between the disk tier and S3.
+  std::shared_ptr<tier::shared_tier> shared;
 };
 
 struct open_file {
@@ -267,9 +270,11 @@ class filesystem {
   cache::chunk_cache::fetch_fn fetcher(cache::chunk_id chunk, bool reader_waiting);
   static constexpr std::size_t demand_part_size = 1 << 20;
   // A cold small read: its own GET into out.direct, the chunk filled in the background.
-  // False (out untouched) when the GET failed: the caller goes through the cache instead.
-  awaitable<bool> read_cold_direct(std::shared_ptr<open_file> file, std::uint64_t offset, std::uint64_t end,
-                                   read_result* out);
+  // Out untouched when the GET failed: the caller goes through the cache instead, except after
+  // errc::retries_exhausted (S3 failed for the whole budget), returned as the reader's answer
+  // rather than waited out again through the cache.
+  awaitable<std::error_code> read_cold_direct(std::shared_ptr<open_file> file, std::uint64_t offset,
+                                              std::uint64_t end, read_result* out);
   awaitable<void> fill_chunk(std::shared_ptr<open_file> file, std::uint64_t chunk);
 
   options opts_;

@@ -75,7 +75,9 @@ bool filesystem::on_disk(const cache::chunk_id& chunk) const {
 
 cache::chunk_cache::fetch_fn filesystem::fetcher(cache::chunk_id chunk, bool reader_waiting) {
   auto s3 = s3_fetcher(chunk, reader_waiting);
-  // With a disk tier: the disk first, S3 on a miss (then written back to the disk).
+  // With a shared tier: the shared bucket before S3 (S3's chunks stored there after).
+  if (opts_.shared) s3 = opts_.shared->wrap(chunk, std::move(s3), reader_waiting ? demand_part_size : std::size_t{1} << 40);
+  // With a disk tier: the disk first, then the shared tier or S3 (then written back to the disk).
   return opts_.disk ? opts_.disk->wrap(std::move(chunk), std::move(s3)) : s3;
 }
 
@@ -301,12 +303,15 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
   // blocks (below), never whole chunks it did not ask for.
   if (sequential && first == last && end - offset <= opts_.cold_read_direct_max) {
     auto key = cache_->chunk(file->object, first);
-    // (a chunk on the disk tier comes from there sooner than a GET would)
-    if (key.length() > opts_.cold_read_direct_min_chunk && !cache_->present(key) &&
+    // (a chunk on the disk tier comes from there sooner than a GET would; with a shared tier the
+    // chunk is likely there, and a GET of the origin is what that tier saves)
+    if (key.length() > opts_.cold_read_direct_min_chunk && !cache_->present(key) && !opts_.shared &&
         !(opts_.disk && opts_.disk->store().contains(key))) {
       auto asked = std::chrono::steady_clock::now();
-      served = co_await read_cold_direct(file, offset, end, &out);
+      auto ec = co_await read_cold_direct(file, offset, end, &out);
       stalled += std::chrono::steady_clock::now() - asked;
+      if (ec) co_return ec;
+      served = !out.slices.empty();
     }
   }
   for (std::uint64_t c = first; !served && c <= last; ++c) {
@@ -362,8 +367,9 @@ awaitable<void> filesystem::fill_chunk(std::shared_ptr<open_file> file, std::uin
   (void)ref;  // cached for the reads that follow; released at once
 }
 
-awaitable<bool> filesystem::read_cold_direct(std::shared_ptr<open_file> file, std::uint64_t offset, std::uint64_t end,
-                                             read_result* out) {
+awaitable<std::error_code> filesystem::read_cold_direct(std::shared_ptr<open_file> file,
+                                                        std::uint64_t offset, std::uint64_t end,
+                                                        read_result* out) {
   const std::uint64_t chunk = offset / cache_->chunk_size();
   auto here = co_await asio::this_coro::executor;
   asio::co_spawn(here, fill_chunk(file, chunk), asio::detached);
@@ -374,11 +380,12 @@ awaitable<bool> filesystem::read_cold_direct(std::shared_ptr<open_file> file, st
   if (got && link_) link_->observe(*got, std::chrono::steady_clock::now() - asked);
   if (!got || *got != dest.size()) {
     out->direct.clear();
-    co_return false;
+    if (!got && got.error() == errc::retries_exhausted) co_return got.error();
+    co_return std::error_code{};
   }
   out->slices.push_back(std::span<const char>(out->direct));
   out->bytes = out->direct.size();
-  co_return true;
+  co_return std::error_code{};
 }
 
 }  // namespace valkyrie::fs

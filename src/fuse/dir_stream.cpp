@@ -37,7 +37,8 @@ fuse_entry_param entry_of(const mount_options& o, const fs::attributes& a) {
   return e;
 }
 
-awaitable<result<std::vector<char>>> dir_stream::page(off_t off, std::size_t size, bool plus) {
+awaitable<result<std::vector<char>>> dir_stream::page(off_t off, std::size_t size, bool plus,
+                                                      std::function<bool()> proceed) {
   // The directory's shared snapshot: paging through it copies nothing. A page after the first
   // resumes in the snapshot the first one came from, whatever the filesystem has listed since.
   std::shared_ptr<const fs::dir_listing> listing;
@@ -52,6 +53,7 @@ awaitable<result<std::vector<char>>> dir_stream::page(off_t off, std::size_t siz
     std::lock_guard lock(mu_);
     snapshot_ = listing;
   }
+  if (proceed && !proceed()) co_return make_error_code(std::errc::operation_canceled);
   std::vector<char> buf(size);
   std::size_t used = 0;
   // (libfuse's fuse_add_direntry* only measure and format: they need no request.)

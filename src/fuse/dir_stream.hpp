@@ -17,6 +17,7 @@
 #include <fuse_lowlevel.h>
 #include <sys/stat.h>
 
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <vector>
@@ -36,7 +37,11 @@ class dir_stream {
 
   // One reply of at most `size` bytes from offset `off`, in the kernel's dirent format
   // (fuse_direntplus records when `plus`). Empty at the end of the directory.
-  awaitable<result<std::vector<char>>> page(off_t off, std::size_t size, bool plus);
+  // `proceed`, when given, is asked once the listing is at hand and before any lookup is
+  // counted: false (the caller was interrupted) ends the page with operation_aborted, counting
+  // nothing.
+  awaitable<result<std::vector<char>>> page(off_t off, std::size_t size, bool plus,
+                                            std::function<bool()> proceed = {});
 
  private:
   fs::filesystem& fs_;

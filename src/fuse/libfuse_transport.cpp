@@ -19,12 +19,14 @@ class libfuse_request final : public request {
         req_(req) {}
   ~libfuse_request() override { abandon(); }
 
-  void on_interrupt(std::function<void()> f) override {
+ protected:
+  void hook_interrupt(std::function<void()> f) override {
     interrupt_ = std::move(f);
     fuse_req_interrupt_func(req_, &libfuse_request::interrupted, this);
   }
-
- protected:
+  // (Takes the request's lock: waits for a callback in progress. libfuse would only clear the
+  // hook when the reply frees the request, not wait for it.)
+  void unhook_interrupt() override { fuse_req_interrupt_func(req_, nullptr, nullptr); }
   int send_err(int err) override { return fuse_reply_err(req_, err); }
   void send_none() override { fuse_reply_none(req_); }
   int send_entry(const fuse_entry_param& e) override { return fuse_reply_entry(req_, &e); }
@@ -41,6 +43,7 @@ class libfuse_request final : public request {
   int send_xattr(std::size_t size) override { return fuse_reply_xattr(req_, size); }
 
  private:
+  // Any reactor's thread, under libfuse's request lock.
   static void interrupted(fuse_req_t, void* self) {
     auto* r = static_cast<libfuse_request*>(self);
     if (r->interrupt_) r->interrupt_();

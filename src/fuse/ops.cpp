@@ -1,6 +1,8 @@
 // The FUSE ops, against fuse::request (see ops.hpp). Each op copies what it needs out of its
 // arguments, starts a coroutine on the request's reactor when it must wait, and returns; the
-// coroutine replies.
+// coroutine replies. Ops that may wait on S3 (lookup, open, read, readdir) answer through a
+// pending_request (request.hpp): an interrupted caller gets EINTR at once while the work goes on
+// for the cache.
 #include "fuse/ops.hpp"
 
 #include <fcntl.h>
@@ -41,8 +43,13 @@ fuse_entry_param entry_of(session* s, const fs::attributes& a) {
 using file_holder = std::shared_ptr<fs::open_file>;
 
 // ---- namespace ----
-awaitable<void> do_lookup(session* s, request_ptr req, fuse_ino_t parent, std::string name) {
+awaitable<void> do_lookup(session* s, pending_ptr p, fuse_ino_t parent, std::string name) {
   auto r = co_await s->filesystem().lookup(parent, std::move(name));
+  request* req = p->claim();
+  if (!req) {
+    if (r) s->filesystem().forget(r->ino, 1);  // the kernel never got the entry it would count
+    co_return;
+  }
   if (!r) {
     req->reply_err(to_errno(r.error()));
     co_return;
@@ -53,8 +60,18 @@ awaitable<void> do_lookup(session* s, request_ptr req, fuse_ino_t parent, std::s
 // An open directory: fh holds its dir_stream (shared with the pages being answered).
 using dir_holder = std::shared_ptr<dir_stream>;
 
-awaitable<void> do_readdir(request_ptr req, dir_holder stream, size_t size, off_t off, bool plus) {
-  auto page = co_await stream->page(off, size, plus);
+awaitable<void> do_readdir(pending_ptr p, dir_holder stream, size_t size, off_t off, bool plus) {
+  // The request is claimed once the listing is at hand, before any readdirplus lookup is
+  // counted: an interrupted reader (already answered EINTR) gets nothing and counts nothing.
+  request* req = nullptr;
+  bool asked = false;
+  auto page = co_await stream->page(off, size, plus, [&] {
+    asked = true;
+    req = p->claim();
+    return req != nullptr;
+  });
+  if (!asked) req = p->claim();  // the listing failed before the page began
+  if (!req) co_return;
   if (!page) {
     req->reply_err(to_errno(page.error()));
     co_return;
@@ -131,8 +148,10 @@ std::optional<std::string> take_pending(order_handle* h, bool last_close) {
 }
 
 // ---- files ----
-awaitable<void> do_open(session* s, request_ptr req, fuse_ino_t ino, fuse_file_info fi) {
+awaitable<void> do_open(session* s, pending_ptr p, fuse_ino_t ino, fuse_file_info fi) {
   auto r = co_await s->filesystem().open(ino);
+  request* req = p->claim();
+  if (!req) co_return;  // interrupted: no handle was handed out
   if (!r) {
     req->reply_err(r.error() == errc::invalid_argument ? EISDIR : to_errno(r.error()));
     co_return;
@@ -144,9 +163,14 @@ awaitable<void> do_open(session* s, request_ptr req, fuse_ino_t ino, fuse_file_i
   if (!req->reply_open(fi)) delete reinterpret_cast<file_holder*>(fi.fh);  // interrupted
 }
 
-awaitable<void> do_read(session* s, request_ptr req, file_holder file, size_t size, off_t off,
+awaitable<void> do_read(session* s, pending_ptr p, file_holder file, size_t size, off_t off,
                         trace::span span) {
   auto r = co_await s->filesystem().read(file, static_cast<std::uint64_t>(off), size);
+  request* req = p->claim();
+  if (!req) {  // interrupted: the reader has EINTR; the chunks stay cached for the next read
+    if (span.active()) span.add({"errno", EINTR});
+    co_return;
+  }
   if (!r) {
     int err = to_errno(r.error());
     if (span.active()) span.add({"errno", err});
@@ -166,7 +190,7 @@ awaitable<void> do_read(session* s, request_ptr req, file_holder file, size_t si
 void op_lookup(request_ptr req, fuse_ino_t parent, const char* name) {
   auto* s = self(req);
   auto ex = req->executor();
-  spawn(ex, do_lookup(s, std::move(req), parent, std::string(name)));
+  spawn(ex, do_lookup(s, pending_request::start(std::move(req)), parent, std::string(name)));
 }
 
 void op_forget(request_ptr req, fuse_ino_t ino, uint64_t nlookup) {
@@ -201,12 +225,13 @@ void op_opendir(request_ptr req, fuse_ino_t ino, fuse_file_info* fi) {
 void op_readdir(request_ptr req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
   auto stream = *reinterpret_cast<dir_holder*>(fi->fh);
   auto ex = req->executor();
-  spawn(ex, do_readdir(std::move(req), std::move(stream), size, off, false));
+  spawn(ex,
+        do_readdir(pending_request::start(std::move(req)), std::move(stream), size, off, false));
 }
 void op_readdirplus(request_ptr req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
   auto stream = *reinterpret_cast<dir_holder*>(fi->fh);
   auto ex = req->executor();
-  spawn(ex, do_readdir(std::move(req), std::move(stream), size, off, true));
+  spawn(ex, do_readdir(pending_request::start(std::move(req)), std::move(stream), size, off, true));
 }
 void op_releasedir(request_ptr req, fuse_ino_t, fuse_file_info* fi) {
   delete reinterpret_cast<dir_holder*>(fi->fh);
@@ -218,8 +243,8 @@ void op_open(request_ptr req, fuse_ino_t ino, fuse_file_info* fi) {
   if (is_order_file(s, ino)) return open_order(s, std::move(req), fi);
   if ((fi->flags & O_ACCMODE) != O_RDONLY || (fi->flags & O_TRUNC)) return req->reply_err(EROFS);
   auto ex = req->executor();
-  spawn(ex,
-        do_open(s, std::move(req), ino, *fi));  // fuse_file_info copied: the transport reuses it
+  // fuse_file_info copied: the transport reuses it
+  spawn(ex, do_open(s, pending_request::start(std::move(req)), ino, *fi));
 }
 
 void op_read(request_ptr req, fuse_ino_t ino, size_t size, off_t off, fuse_file_info* fi) {
@@ -238,7 +263,8 @@ void op_read(request_ptr req, fuse_ino_t ino, size_t size, off_t off, fuse_file_
         .add({"offset", static_cast<std::int64_t>(off)})
         .add({"size", std::uint64_t{size}});
   auto ex = req->executor();
-  spawn(ex, do_read(s, std::move(req), std::move(file), size, off, std::move(span)));
+  spawn(ex, do_read(s, pending_request::start(std::move(req)), std::move(file), size, off,
+                    std::move(span)));
 }
 
 void op_release(request_ptr req, fuse_ino_t ino, fuse_file_info* fi) {

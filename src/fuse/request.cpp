@@ -1,5 +1,7 @@
 #include "fuse/request.hpp"
 
+#include <boost/asio/post.hpp>
+
 #include "core/metrics.hpp"
 #include "fuse/session.hpp"
 
@@ -12,10 +14,11 @@ constexpr const char* op_names[] = {
 constexpr int op_count = static_cast<int>(op_id::count);
 static_assert(std::size(op_names) == op_count);
 
-// Requests by op, errors, latency from arrival to reply.
+// Requests by op, errors, latency from arrival to reply, interrupts.
 struct fuse_metrics {
   metrics::counter* requests[op_count];
   metrics::counter* errors[op_count];
+  metrics::counter* interrupted[op_count];
   metrics::histogram* duration[op_count];
   metrics::gauge* in_flight;
   static fuse_metrics& get() {
@@ -29,6 +32,9 @@ struct fuse_metrics {
                            "FUSE requests answered, by op (write: every write-type op)", l);
         f.errors[i] = &r.get_counter("valkyrie_fuse_errors_total",
                                      "FUSE requests answered with an error, by op", l);
+        f.interrupted[i] = &r.get_counter(
+            "valkyrie_fuse_interrupted_total",
+            "FUSE requests answered EINTR because their caller was interrupted, by op", l);
         f.duration[i] = &r.get_histogram("valkyrie_fuse_request_duration_seconds",
                                          "Time from a FUSE request's arrival to its reply, by op",
                                          metrics::latency_buckets(), 1e-9, l);
@@ -76,29 +82,47 @@ void request::done(int err) {
       static_cast<std::uint64_t>((std::chrono::steady_clock::now() - start_).count()));
 }
 
+void request::on_interrupt(std::function<void()> f) {
+  hooked_ = true;
+  hook_interrupt(std::move(f));
+}
+
+void request::unhook() {
+  if (!hooked_) return;
+  hooked_ = false;
+  unhook_interrupt();
+}
+
 void request::abandon() {
   if (replied_) return;
   done(EIO);
-  if (session_alive_->load()) send_err(EIO);
+  if (!session_alive_->load()) return;
+  unhook();
+  send_err(EIO);
 }
 
 void request::reply_err(int err) {
+  unhook();
   done(err);
   send_err(err);
 }
 void request::reply_none() {
+  unhook();
   done(0);
   send_none();
 }
 void request::reply_entry(const fuse_entry_param& e) {
+  unhook();
   done(0);
   send_entry(e);
 }
 void request::reply_attr(const struct stat& st, double timeout) {
+  unhook();
   done(0);
   send_attr(st, timeout);
 }
 bool request::reply_open(const fuse_file_info& fi) {
+  unhook();
   done(0);
   return send_open(fi) == 0;
 }
@@ -107,20 +131,55 @@ void request::reply_buf(const void* data, std::size_t size) {
   reply_data(std::span<const iovec>(&one, size ? 1 : 0));
 }
 void request::reply_data(std::span<const iovec> pieces) {
+  unhook();
   done(0);
   send_data(pieces);
 }
 void request::reply_write(std::size_t count) {
+  unhook();
   done(0);
   send_write(count);
 }
 void request::reply_statfs(const struct statvfs& st) {
+  unhook();
   done(0);
   send_statfs(st);
 }
 void request::reply_xattr(std::size_t size) {
+  unhook();
   done(0);
   send_xattr(size);
+}
+
+void request::reply_interrupted() {
+  fuse_metrics::get().interrupted[static_cast<int>(op_)]->add();
+  reply_err(EINTR);
+}
+
+pending_ptr pending_request::start(request_ptr req) {
+  auto ex = req->executor();
+  auto* r = req.get();
+  auto p = std::make_shared<pending_request>(std::move(req));
+  // Any thread, the transport's lock held: hand it over, nothing more. (Called at once, from
+  // here, if the INTERRUPT came first.)
+  r->on_interrupt([w = std::weak_ptr<pending_request>(p), ex] {
+    asio::post(ex, [w] {
+      if (auto self = w.lock()) self->interrupted();
+    });
+  });
+  return p;
+}
+
+request* pending_request::claim() {
+  if (answered_) return nullptr;
+  answered_ = true;
+  return req_.get();
+}
+
+void pending_request::interrupted() {
+  if (answered_) return;
+  answered_ = true;
+  req_->reply_interrupted();
 }
 
 }  // namespace valkyrie::fuse

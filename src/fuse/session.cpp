@@ -35,7 +35,9 @@ int to_errno(std::error_code ec) {
     case errc::no_credentials: return EACCES;
     case errc::precondition_failed: return ESTALE;  // the object changed under an open file
     case errc::invalid_argument: return EINVAL;
-    case errc::timeout: return ETIMEDOUT;
+    case errc::timeout:
+    case errc::retries_exhausted:
+      return ETIMEDOUT;  // S3 failed for the whole --retry-timeout
     case errc::cache_full: return ENOMEM;
     case errc::cancelled: return EINTR;
     case errc::connect_failed: return EHOSTUNREACH;

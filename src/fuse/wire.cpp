@@ -21,12 +21,16 @@ class wire_request final : public request {
     if (watched_ && session_alive()) dispatcher_.unwatch(unique_);
   }
 
-  void on_interrupt(std::function<void()> f) override {
+ protected:
+  void hook_interrupt(std::function<void()> f) override {
     watched_ = true;
     dispatcher_.watch(unique_, std::move(f));
   }
-
- protected:
+  // (The dispatcher calls hooks under its lock: this waits for one in progress.)
+  void unhook_interrupt() override {
+    watched_ = false;
+    dispatcher_.unwatch(unique_);
+  }
   int send_err(int err) override { return finish(-err, {}); }
   void send_none() override { finish_none(); }
   int send_entry(const fuse_entry_param& e) override {

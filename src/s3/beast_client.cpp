@@ -188,6 +188,7 @@ beast_client::beast_client(asio::any_io_executor ex, client_options opts)
     : ex_(ex), opts_(std::move(opts)), stats_(opts_.stats), rng_(std::random_device{}()),
       resolver_(ex) {
   if (!stats_) stats_ = std::make_shared<client_stats>();
+  if (!opts_.outage) opts_.outage = std::make_shared<outage_monitor>();
   if (!opts_.credentials)
     opts_.credentials = std::make_shared<static_credentials_provider>(credentials{}, "anonymous");
   if (opts_.max_connections == 0) opts_.max_connections = 1;
@@ -198,7 +199,7 @@ beast_client::~beast_client() {
   s3_metrics::get().connections->sub(static_cast<std::int64_t>(idle_.size()));
 }
 
-awaitable<std::error_code> beast_client::connect(connection* c) {
+awaitable<std::error_code> beast_client::connect(connection* c, std::chrono::milliseconds timeout) {
   auto now = std::chrono::steady_clock::now();
   if (resolved_.empty() || now - resolved_at_ > std::chrono::seconds(60)) {
     auto [ec, results] = co_await resolver_.async_resolve(opts_.ep.host, opts_.ep.port, use_tuple);
@@ -207,7 +208,7 @@ awaitable<std::error_code> beast_client::connect(connection* c) {
     resolved_at_ = now;
   }
   auto& tcp_stream = c->tcp();
-  tcp_stream.expires_after(opts_.timeouts.connect);
+  tcp_stream.expires_after(timeout);
   auto [cec, ep] = co_await tcp_stream.async_connect(resolved_, use_tuple);
   if (cec) co_return make_error_code(cec == beast::error::timeout ? errc::timeout : errc::connect_failed);
   s3_metrics::get().connections->add();  // from here on, release() or the destructor takes it back
@@ -218,7 +219,7 @@ awaitable<std::error_code> beast_client::connect(connection* c) {
     if (!SSL_set_tlsext_host_name(c->secure->native_handle(), opts_.ep.host.c_str()))
       co_return make_error_code(errc::tls_error);
     c->secure->set_verify_callback(asio::ssl::host_name_verification(opts_.ep.host));
-    tcp_stream.expires_after(opts_.timeouts.connect);
+    tcp_stream.expires_after(timeout);
     auto [hec] = co_await c->secure->async_handshake(asio::ssl::stream_base::client, use_tuple);
     if (hec) co_return make_error_code(hec == beast::error::timeout ? errc::timeout : errc::tls_error);
   }
@@ -227,7 +228,8 @@ awaitable<std::error_code> beast_client::connect(connection* c) {
   co_return std::error_code{};
 }
 
-awaitable<result<std::unique_ptr<beast_client::connection>>> beast_client::acquire(bool* reused) {
+awaitable<result<std::unique_ptr<beast_client::connection>>> beast_client::acquire(
+    bool* reused, std::chrono::milliseconds connect_timeout) {
   for (;;) {
     auto now = std::chrono::steady_clock::now();
     while (!idle_.empty()) {
@@ -245,7 +247,7 @@ awaitable<result<std::unique_ptr<beast_client::connection>>> beast_client::acqui
     if (open_ < opts_.max_connections) {
       ++open_;
       auto c = std::make_unique<connection>(ex_, opts_.ep.tls ? opts_.tls.get() : nullptr);
-      auto ec = co_await connect(c.get());
+      auto ec = co_await connect(c.get(), connect_timeout);
       if (ec) {
         release(nullptr, false);
         co_return ec;
@@ -275,7 +277,8 @@ void beast_client::release(std::unique_ptr<connection> c, bool reusable) {
 
 awaitable<result<beast_client::response>> beast_client::attempt(const request* req,
                                                                 std::span<char> dest,
-                                                                std::size_t* got, bool* stale) {
+                                                                std::size_t* got, bool* stale,
+                                                                client_timeouts timeouts) {
   *stale = false;
   auto creds = co_await opts_.credentials->get();
   if (!creds) co_return creds.error();
@@ -308,7 +311,7 @@ awaitable<result<beast_client::response>> beast_client::attempt(const request* r
   msg.keep_alive(true);
 
   bool reused = false;
-  auto conn = co_await acquire(&reused);
+  auto conn = co_await acquire(&reused, timeouts.connect);
   if (!conn) co_return conn.error();
   auto c = std::move(*conn);
   c->buffer.clear();
@@ -321,11 +324,11 @@ awaitable<result<beast_client::response>> beast_client::attempt(const request* r
   bool answered = false, reusable = false;
   result<response> r = make_error_code(errc::protocol_error);
   if (c->secure)
-    r = co_await exchange(&*c->secure, &c->tcp(), &c->buffer, &msg, dest, req->body_limit,
-                          opts_.timeouts, got, &answered, &reusable, &header_at);
+    r = co_await exchange(&*c->secure, &c->tcp(), &c->buffer, &msg, dest, req->body_limit, timeouts,
+                          got, &answered, &reusable, &header_at);
   else
-    r = co_await exchange(&*c->plain, &c->tcp(), &c->buffer, &msg, dest, req->body_limit,
-                          opts_.timeouts, got, &answered, &reusable, &header_at);
+    r = co_await exchange(&*c->plain, &c->tcp(), &c->buffer, &msg, dest, req->body_limit, timeouts,
+                          got, &answered, &reusable, &header_at);
   m.in_flight->sub();
   auto done_at = std::chrono::steady_clock::now();
   m.requests(req->op, r ? r->status : 0).add();
@@ -350,6 +353,13 @@ awaitable<result<beast_client::response>> beast_client::execute(request req, std
     span.add({"path", req.path});
     if (req.ranged) span.add({"offset", std::uint64_t{req.offset}}).add({"length", std::uint64_t{dest.size()}});
   }
+  // GETs (and PUTs) wait through an outage for --retry-timeout, HEAD and LIST for
+  // --metadata-retry-timeout.
+  const bool metadata = req.op == s3_op::head || req.op == s3_op::list;
+  const std::chrono::milliseconds budget =
+      metadata ? opts_.retry.metadata_budget : opts_.retry.budget;
+  retry_budget retries(opts_.retry, budget);
+  outage_monitor& outage = *opts_.outage;
   for (unsigned attempt_no = 1;; ++attempt_no) {
     std::span<char> remaining = dest;
     if (req.ranged) {
@@ -362,15 +372,31 @@ awaitable<result<beast_client::response>> beast_client::execute(request req, std
                         req.headers.end());
       req.headers.emplace_back("range", "bytes=" + std::to_string(first) + "-" + std::to_string(last));
     }
+    // Once failing, a server that no longer answers at all (no refusal) must not stretch the
+    // wait past the budget: connect and first byte get at most what is left of it (a body
+    // that flows is left alone).
+    client_timeouts timeouts = opts_.timeouts;
+    if (auto left = retries.remaining(std::chrono::steady_clock::now());
+        left != retry_budget::clock::duration::max()) {
+      auto cut = std::max(std::chrono::duration_cast<std::chrono::milliseconds>(left),
+                          std::chrono::milliseconds(100));
+      timeouts.connect = std::min(timeouts.connect, cut);
+      timeouts.first_byte = std::min(timeouts.first_byte, cut);
+    }
     std::size_t got = 0;
     bool stale = false;
-    auto r = co_await attempt(&req, remaining, &got, &stale);
+    auto r = co_await attempt(&req, remaining, &got, &stale, timeouts);
     *progress += got;
     std::error_code ec;
     if (span.active()) span.add({"attempt", attempt_no}).add({"status", r ? r->status : 0u});
-    if (r && r->status / 100 == 2) co_return r;
+    const auto now = std::chrono::steady_clock::now();
+    if (r && r->status / 100 == 2) {
+      outage.answered(now);
+      co_return r;
+    }
     if (r) ec = error_from_response(r->status, parse_error_body(r->body));
     else ec = r.error();
+    if (r && !is_retryable(ec)) outage.answered(now);  // (S3 answered, if only to say no)
 
     if (stale && stale_retries < 2) {
       // The server closed this pooled connection while it sat idle: not the request's fault.
@@ -387,12 +413,33 @@ awaitable<result<beast_client::response>> beast_client::execute(request req, std
       --attempt_no;
       continue;
     }
-    if (!is_retryable(ec) || attempt_no >= opts_.retry.max_attempts) {
-      if (attempt_no > 1 || is_retryable(ec))
+    if (!is_retryable(ec)) {
+      if (attempt_no > 1)
         log::limited("s3", spdlog::level::warn, "gave-up", "S3 request failed after retries",
                      {{"operation", op_name(req.op)}, {"path", req.path}, {"error", ec.message()}, {"attempts", attempt_no}});
       co_return ec;
     }
+    if (auto began = outage.began()) retries.count_from(*began);
+    const auto decision = retries.after_failure(attempt_no, now, rng_);
+    const auto since = *retries.failing_since();
+    if (decision.what == retry_budget::verdict::out_of_attempts) {
+      log::limited("s3", spdlog::level::warn, "gave-up", "S3 request failed after retries",
+                   {{"operation", op_name(req.op)},
+                    {"path", req.path},
+                    {"error", ec.message()},
+                    {"attempts", attempt_no}});
+      co_return ec;
+    }
+    if (decision.what == retry_budget::verdict::out_of_time) {
+      outage.gave_up(since, now, ec, op_name(req.op), req.path);
+      log::event("s3", spdlog::level::debug, "S3 request gave up: retry budget spent",
+                 {{"operation", op_name(req.op)},
+                  {"path", req.path},
+                  {"error", ec.message()},
+                  {"attempts", attempt_no}});
+      co_return make_error_code(errc::retries_exhausted);
+    }
+    outage.failing(since, now, ec, op_name(req.op), budget);
     stats_->retries.fetch_add(1, std::memory_order_relaxed);
     const char* reason = "other";
     switch (static_cast<errc>(ec.value())) {
@@ -407,7 +454,7 @@ awaitable<result<beast_client::response>> beast_client::execute(request req, std
     m.retries(reason).add();
     log::event("s3", spdlog::level::debug, "retrying S3 request",
                {{"operation", op_name(req.op)}, {"path", req.path}, {"reason", reason}, {"attempt", attempt_no}});
-    asio::steady_timer timer(ex_, backoff_delay(opts_.retry, attempt_no, rng_));
+    asio::steady_timer timer(ex_, decision.delay);
     co_await timer.async_wait(use_tuple);
   }
 }
@@ -463,11 +510,16 @@ awaitable<result<list_page>> beast_client::list(list_request lr) {
 }
 
 awaitable<result<std::string>> beast_client::put(std::string key, std::string body) {
+  co_return co_await put_object(std::move(key), std::move(body), false);
+}
+
+awaitable<result<std::string>> beast_client::put_object(std::string key, std::string body, bool if_none_match) {
   request req;
   req.op = s3_op::put;
   req.verb = http::verb::put;
   req.path = opts_.ep.object_path(key);
   req.body = std::move(body);
+  if (if_none_match) req.headers.emplace_back("if-none-match", "*");
   std::size_t progress = 0;
   auto r = co_await execute(std::move(req), {}, &progress);
   if (!r) co_return r.error();

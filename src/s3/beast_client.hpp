@@ -8,7 +8,11 @@
 // Invariants: every network operation runs under a timeout (connect, first byte, stalled body);
 // a GET body is read straight into the caller's memory; a connection goes back to the pool only
 // after its response was read completely; a stale pooled connection (closed by the server while
-// idle) is retried once on a fresh connection without counting as an attempt.
+// idle) is retried once on a fresh connection without counting as an attempt. A request that
+// fails transiently is retried for its budget (retry.hpp), from its first failure: backoff
+// waits are timers on the reactor, so other requests and cached reads go on meanwhile; once
+// failing, an attempt's connect and first-byte timeouts are cut to what is left of the budget.
+// Outages are logged once for all reactors (outage_monitor).
 #include <atomic>
 #include <deque>
 #include <memory>
@@ -21,6 +25,7 @@
 #include "s3/credentials.hpp"
 #include "s3/endpoint.hpp"
 #include "s3/object_client.hpp"
+#include "s3/outage.hpp"
 #include "s3/retry.hpp"
 
 namespace valkyrie::s3 {
@@ -51,6 +56,8 @@ struct client_options {
   std::shared_ptr<credentials_provider> credentials;
   std::shared_ptr<asio::ssl::context> tls;  // required when ep.tls
   std::shared_ptr<client_stats> stats;      // optional
+  std::shared_ptr<outage_monitor>
+      outage;  // shared by every reactor's client (optional: one of its own)
   unsigned max_connections = 64;
   client_timeouts timeouts;
   retry_policy retry;
@@ -68,6 +75,9 @@ class beast_client final : public object_client {
   awaitable<result<list_page>> list(list_request request) override;
   // PutObject, for test and benchmark set-up (the filesystem itself never writes). Returns the ETag.
   awaitable<result<std::string>> put(std::string key, std::string body);
+  // PutObject, optionally with If-None-Match: * (a 412 is errc::precondition_failed, never
+  // retried).
+  awaitable<result<std::string>> put_object(std::string key, std::string body, bool if_none_match) override;
 
   const client_options& options() const { return opts_; }
   unsigned open_connections() const { return open_; }
@@ -79,9 +89,10 @@ class beast_client final : public object_client {
  private:
   awaitable<result<response>> execute(request req, std::span<char> dest, std::size_t* progress);
   awaitable<result<response>> attempt(const request* req, std::span<char> dest, std::size_t* got,
-                                      bool* stale);
-  awaitable<result<std::unique_ptr<connection>>> acquire(bool* reused);
-  awaitable<std::error_code> connect(connection* c);
+                                      bool* stale, client_timeouts timeouts);
+  awaitable<result<std::unique_ptr<connection>>> acquire(bool* reused,
+                                                         std::chrono::milliseconds connect_timeout);
+  awaitable<std::error_code> connect(connection* c, std::chrono::milliseconds timeout);
   void release(std::unique_ptr<connection> c, bool reusable);
 
   asio::any_io_executor ex_;

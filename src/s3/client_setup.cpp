@@ -26,6 +26,7 @@ result<client_options> prepare_client_options(const client_setup& setup) {
   opts.timeouts = setup.timeouts;
   opts.retry = setup.retry;
   opts.stats = std::make_shared<client_stats>();
+  opts.outage = std::make_shared<outage_monitor>();  // one for every copy: outages logged once
   return opts;
 }
 

@@ -26,6 +26,9 @@ class fault_client final : public object_client {
   awaitable<result<std::size_t>> get(std::string key, std::uint64_t offset, std::span<char> dest,
                                      std::string if_match) override;
   awaitable<result<list_page>> list(list_request request) override;
+  awaitable<result<std::string>> put_object(std::string key, std::string body, bool if_none_match) override;
+  // The next n successful GETs have one byte of what they return flipped (a corrupt body).
+  void corrupt_next(unsigned n);
 
   std::atomic<std::uint64_t> injected{0};
 
@@ -41,6 +44,7 @@ class fault_client final : public object_client {
   unsigned fail_next_ = 0;
   std::error_code next_error_;
   std::chrono::milliseconds delay_{0};
+  unsigned corrupt_next_ = 0;
 };
 
 }  // namespace valkyrie::s3

@@ -10,6 +10,10 @@ namespace valkyrie::s3 {
 
 std::string memory_client::put(const std::string& key, std::string data) {
   std::lock_guard lock(mu_);
+  return store(key, std::move(data));
+}
+
+std::string memory_client::store(const std::string& key, std::string data) {
   object o;
   o.info.key = key;
   o.info.size = data.size();
@@ -52,6 +56,17 @@ awaitable<result<std::size_t>> memory_client::get(std::string key, std::uint64_t
   std::memcpy(dest.data(), data->data() + offset, n);
   bytes.fetch_add(n, std::memory_order_relaxed);
   co_return n;
+}
+
+awaitable<result<std::string>> memory_client::put_object(std::string key, std::string body,
+                                                         bool if_none_match) {
+  puts.fetch_add(1, std::memory_order_relaxed);
+  std::lock_guard lock(mu_);
+  if (if_none_match && objects_.count(key)) {
+    put_conflicts.fetch_add(1, std::memory_order_relaxed);
+    co_return make_error_code(errc::precondition_failed);
+  }
+  co_return store(key, std::move(body));
 }
 
 awaitable<result<list_page>> memory_client::list(list_request request) {

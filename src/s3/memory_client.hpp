@@ -20,14 +20,16 @@ class memory_client final : public object_client {
   awaitable<result<std::size_t>> get(std::string key, std::uint64_t offset, std::span<char> dest,
                                      std::string if_match) override;
   awaitable<result<list_page>> list(list_request request) override;
+  awaitable<result<std::string>> put_object(std::string key, std::string body, bool if_none_match) override;
 
-  std::atomic<std::uint64_t> heads{0}, gets{0}, lists{0}, bytes{0};
+  std::atomic<std::uint64_t> heads{0}, gets{0}, lists{0}, bytes{0}, puts{0}, put_conflicts{0};
 
  private:
   struct object {
     object_info info;
     std::shared_ptr<const std::string> data;
   };
+  std::string store(const std::string& key, std::string data);  // (mu_ held)
   std::mutex mu_;
   std::map<std::string, object> objects_;
   std::uint64_t version_ = 0;

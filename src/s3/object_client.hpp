@@ -33,6 +33,12 @@ class object_client {
 
   // One page of ListObjectsV2.
   virtual awaitable<result<list_page>> list(list_request request) = 0;
+
+  // PutObject (the shared cache tier's writes; the filesystem itself never writes). With
+  // if_none_match the server refuses (errc::precondition_failed, 412) when the key exists, so
+  // of N writers of one key exactly one stores it (S3, the simulator; servers that ignore the
+  // header overwrite). Returns the new ETag. Default: errc::invalid_argument (not supported).
+  virtual awaitable<result<std::string>> put_object(std::string key, std::string body, bool if_none_match);
 };
 
 }  // namespace valkyrie::s3

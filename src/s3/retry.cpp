@@ -31,4 +31,21 @@ std::chrono::milliseconds backoff_delay(const retry_policy& policy, unsigned att
   return std::chrono::milliseconds(dist(rng));
 }
 
+retry_budget::decision retry_budget::after_failure(unsigned attempt, clock::time_point now,
+                                                   std::mt19937_64& rng) {
+  if (!since_) since_ = now;
+  if (policy_.max_attempts != 0 && attempt >= policy_.max_attempts)
+    return {verdict::out_of_attempts, {}};
+  const clock::time_point end = *since_ + budget_;
+  if (now >= end) return {verdict::out_of_time, {}};
+  clock::duration delay = backoff_delay(policy_, attempt, rng);
+  return {verdict::retry, std::min(delay, end - now)};
+}
+
+retry_budget::clock::duration retry_budget::remaining(clock::time_point now) const {
+  if (!since_) return clock::duration::max();
+  const clock::time_point end = *since_ + budget_;
+  return now >= end ? clock::duration::zero() : end - now;
+}
+
 }  // namespace valkyrie::s3

@@ -45,6 +45,13 @@ s3_metrics::s3_metrics() {
   credential_refreshes_failed = &r.get_counter("valkyrie_credential_refreshes_total",
                                                "Credential fetches from their source (IMDS, ECS, process, ...)",
                                                {{"result", "error"}});
+  outage = &r.get_gauge("valkyrie_s3_outage",
+                        "1 while S3 requests have been failing for over a second, else 0");
+  outages = &r.get_counter("valkyrie_s3_outages_total",
+                           "Outages: S3 failing for over a second, until it answered");
+  requests_gave_up = &r.get_counter(
+      "valkyrie_s3_requests_gave_up_total",
+      "S3 requests that failed for their whole retry budget (readers got ETIMEDOUT)");
 }
 
 s3_metrics& s3_metrics::get() {

@@ -20,6 +20,9 @@ struct s3_metrics {
   metrics::counter* connections_opened;
   metrics::counter* credential_refreshes_ok;
   metrics::counter* credential_refreshes_failed;
+  metrics::gauge* outage;  // 1 during an outage (outage_monitor)
+  metrics::counter* outages;
+  metrics::counter* requests_gave_up;  // failed for their whole retry budget
 
   static s3_metrics& get();
 

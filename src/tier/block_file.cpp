@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <mutex>
@@ -21,6 +22,23 @@ namespace {
 
 std::error_code io_error() {
   return std::make_error_code(std::errc::io_error);
+}
+
+// After `done` bytes of `bufs` went out in one request: the rest, piece by piece.
+awaitable<std::error_code> finish_pieces(block_file& f, std::uint64_t offset,
+                                         std::vector<std::span<const char>> bufs,
+                                         std::size_t done) {
+  for (auto& b : bufs) {
+    if (done >= b.size()) {
+      done -= b.size();
+      offset += b.size();
+      continue;
+    }
+    if (auto ec = co_await f.write_at(offset + done, b.subspan(done))) co_return ec;
+    offset += b.size();
+    done = 0;
+  }
+  co_return std::error_code();
 }
 
 class direct_file final : public block_file {
@@ -65,6 +83,31 @@ class direct_file final : public block_file {
     }
     co_return std::error_code();
 #endif
+  }
+
+  awaitable<std::error_code> writev_at(std::uint64_t offset,
+                                       std::vector<std::span<const char>> bufs) override {
+    std::size_t total = 0;
+    for (auto& b : bufs) total += b.size();
+#if defined(BOOST_ASIO_HAS_FILE)
+    auto* file = co_await handle();
+    if (!file) co_return io_error();
+    std::vector<asio::const_buffer> seq;
+    for (auto& b : bufs) seq.emplace_back(b.data(), b.size());
+    auto [ec, n] = co_await file->async_write_some_at(offset, seq, use_tuple);
+    if (ec) co_return std::error_code(ec.value(), std::system_category());
+#else
+    std::vector<iovec> iov;
+    for (auto& b : bufs) iov.push_back({const_cast<char*>(b.data()), b.size()});
+    ssize_t n;
+    do {
+      n = ::pwritev(fd_, iov.data(), static_cast<int>(iov.size()), static_cast<off_t>(offset));
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) co_return std::error_code(errno, std::system_category());
+#endif
+    if (static_cast<std::size_t>(n) == total) co_return std::error_code();
+    if (n == 0) co_return io_error();
+    co_return co_await finish_pieces(*this, offset, std::move(bufs), static_cast<std::size_t>(n));
   }
 
   awaitable<std::error_code> write_at(std::uint64_t offset, std::span<const char> buf) override {
@@ -130,6 +173,12 @@ class fault_file final : public block_file {
     }
     co_return co_await inner_->read_at(offset, buf);
   }
+  awaitable<std::error_code> writev_at(std::uint64_t offset,
+                                       std::vector<std::span<const char>> bufs) override {
+    ++plan_->writes;
+    if (int e = plan_->write_errno.load()) co_return std::error_code(e, std::system_category());
+    co_return co_await inner_->writev_at(offset, std::move(bufs));
+  }
   awaitable<std::error_code> write_at(std::uint64_t offset, std::span<const char> buf) override {
     ++plan_->writes;
     if (int e = plan_->write_errno.load()) co_return std::error_code(e, std::system_category());
@@ -142,6 +191,11 @@ class fault_file final : public block_file {
 };
 
 }  // namespace
+
+awaitable<std::error_code> block_file::writev_at(std::uint64_t offset,
+                                                 std::vector<std::span<const char>> bufs) {
+  co_return co_await finish_pieces(*this, offset, std::move(bufs), 0);
+}
 
 std::shared_ptr<block_file> open_direct_file(const std::string& path, std::uint64_t size) {
   bool direct = true;

@@ -16,6 +16,7 @@
 #include <span>
 #include <string>
 #include <system_error>
+#include <vector>
 
 #include "core/asio.hpp"
 
@@ -29,6 +30,10 @@ class block_file {
   // The whole buffer or an error (a short read or write is an error: errc io_error).
   virtual awaitable<std::error_code> read_at(std::uint64_t offset, std::span<char> buf) = 0;
   virtual awaitable<std::error_code> write_at(std::uint64_t offset, std::span<const char> buf) = 0;
+  // The pieces one after another from `offset`, in one request where the file can (writev: a
+  // slot's header and its data together); a short write finishes piece by piece.
+  virtual awaitable<std::error_code> writev_at(std::uint64_t offset,
+                                               std::vector<std::span<const char>> bufs);
   virtual bool direct() const = 0;
 };
 

@@ -226,12 +226,16 @@ bool disk_store::usable_locked() {
 }
 
 void disk_store::note_error(std::error_code ec, const char* what) {
+  std::lock_guard lock(mu_);
+  note_error_locked(ec, what);
+}
+
+void disk_store::note_error_locked(std::error_code ec, const char* what) {
   auto& m = detail::tier_metrics::get();
   m.errors.add();
   log::limited("tier", spdlog::level::warn, "disk_io", "disk cache I/O error: reads go to S3",
                {{"dir", opts_.dir}, {"op", what}, {"error", ec.message()}}, 1,
                std::chrono::seconds(60));
-  std::lock_guard lock(mu_);
   ++stats_.errors;
   if (++consecutive_errors_ >= opts_.max_consecutive_errors &&
       disabled_until_ == std::chrono::steady_clock::time_point{}) {
@@ -435,14 +439,11 @@ awaitable<bool> disk_store::write(cache::chunk_id id, std::vector<std::span<cons
     std::memcpy(header.p, h.data(), h.size());  // (admits() keeps it under header_bytes)
   }
   auto [file, at] = where(slot);
-  std::error_code ec;
-  std::uint64_t off = at + header_bytes;
-  for (auto& p : pieces) {
-    if ((ec = co_await file->write_at(off, p))) break;
-    off += p.size();
-  }
-  // The header last: a slot whose data write was cut short keeps its old (removed) header.
-  if (!ec) ec = co_await file->write_at(at, {header.p, header_bytes});
+  // The header and the data in one request (writev). A torn write is still never served: the
+  // slot's journal record is appended only after it completed, and a read checks the data's
+  // CRC32C against that record.
+  pieces.insert(pieces.begin(), std::span<const char>(header.p, header_bytes));
+  std::error_code ec = co_await file->writev_at(at, std::move(pieces));
   if (ec) note_error(ec, "write");
   std::lock_guard lock(mu_);
   writing_.erase(id);
@@ -468,9 +469,13 @@ awaitable<bool> disk_store::write(cache::chunk_id id, std::vector<std::span<cons
   m.bytes_written.add(rec.length);
   std::string r;
   encode_insert(r, slot, rec);
+  // A journal that cannot grow (the filesystem full: ENOSPC) is an error like the data's: the
+  // chunk is served from memory's index now but not found after a restart; repeated, the
+  // store steps aside.
   if (auto jec = journal_.append(r)) {
-    log::limited("tier", spdlog::level::warn, "disk_journal", "disk cache journal append failed",
-                 {{"dir", opts_.dir}, {"error", jec.message()}}, 1, std::chrono::seconds(60));
+    note_error_locked(jec, "journal");
+  } else {
+    consecutive_errors_ = 0;
   }
   if (journal_.appended_records() > 2ull * stats_.used_slots + 4096) {
     std::string all;

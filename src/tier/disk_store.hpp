@@ -96,6 +96,8 @@ class disk_store {
   // last), or nullptr: back to CLOCK. Any thread, any time; each write uses the current one.
   using rank_fn = cache::chunk_cache::rank_fn;
   void set_ranker(rank_fn ranker);
+  // Whether a ranker is set (a training order is known).
+  bool ranked() const { return ranker_.load() != nullptr; }
   // Rewrites the journal as one insert per live slot.
   std::error_code checkpoint();
 
@@ -126,6 +128,7 @@ class disk_store {
   void drop_locked(std::uint32_t slot);
   void release_reader_locked(std::uint32_t slot);
   void note_error(std::error_code ec, const char* what);
+  void note_error_locked(std::error_code ec, const char* what);
   void note_success();
   std::pair<block_file*, std::uint64_t> where(std::uint32_t slot) const;
 

@@ -9,8 +9,18 @@
 // once; beyond that the chunk's identity waits in a queue (no memory held: at most
 // max_queued, the oldest dropped first, counted), and is pinned when its turn comes; a chunk
 // the cache evicted before its turn is not written (counted).
+// When to write: without a training order, at fetch (as above: the disk is inclusive of memory,
+// a CLOCK cache of everything fetched). With one (the store has a ranker), at eviction instead
+// (start_spill: the cache's spill hook): memory keeps the chunks needed soonest and gives the
+// disk the ones it drops, which the disk keeps or declines by next use, so memory and disk
+// together hold what one cache of both sizes would (Belady across both) rather than the disk
+// duplicating memory's chunks. A spill pins the chunk (it is not dropped until written) and
+// counts against the same write_back_bytes; beyond them, or for a chunk outside the order, the
+// chunk is dropped unwritten (counted). A chunk already on the disk is not offered.
+// The queue of identities is bounded by bytes (the cache's capacity: a chunk queued longer than
+// that is likely evicted before its turn), not by count, so small chunks queue as deep.
 // Threading: wrap() and the fetches run on any reactor; the write-back runs on the reactor that
-// fetched the chunk.
+// fetched the chunk; spills on the executor given to start_spill.
 #include <atomic>
 #include <cstdint>
 #include <deque>
@@ -27,6 +37,8 @@ class disk_tier : public std::enable_shared_from_this<disk_tier> {
   disk_tier(std::shared_ptr<disk_store> store, std::shared_ptr<cache::chunk_cache> cache,
             std::uint64_t write_back_bytes);
   cache::chunk_cache::fetch_fn wrap(cache::chunk_id id, cache::chunk_cache::fetch_fn next);
+  // Installs the cache's spill hook (write-back at eviction with an order), spills run on `ex`.
+  void start_spill(asio::any_io_executor ex);
   disk_store& store() const { return *store_; }
   // Bytes being written back now, and chunks waiting for their turn.
   std::uint64_t write_back_in_flight() const { return in_flight_.load(); }
@@ -36,10 +48,11 @@ class disk_tier : public std::enable_shared_from_this<disk_tier> {
   awaitable<result<std::size_t>> fetch(cache::chunk_id id, cache::chunk_cache::fetch_fn next,
                                        cache::chunk_buffers dest);
   awaitable<void> write_back(cache::chunk_id id);
+  awaitable<void> spill(cache::chunk_id id, std::shared_ptr<cache::chunk_ref> ref);
+  bool spill_wanted(const cache::chunk_id& id, std::uint64_t rank);
+  void done_writing(std::uint64_t len);
   // Starts queued write-backs while there is room (any thread).
   void pump(asio::any_io_executor ex);
-
-  static constexpr std::size_t max_queued = 4096;
 
   std::shared_ptr<disk_store> store_;
   std::shared_ptr<cache::chunk_cache> cache_;
@@ -47,6 +60,9 @@ class disk_tier : public std::enable_shared_from_this<disk_tier> {
   std::mutex mu_;
   std::uint64_t in_flight_bytes_ = 0;  // guarded by mu_
   std::deque<cache::chunk_id> queue_;  // guarded by mu_
+  std::uint64_t queued_bytes_ = 0;     // their bytes (guarded by mu_)
+  std::uint64_t queue_limit_;
+  asio::any_io_executor spill_ex_;
   std::atomic<std::uint64_t> in_flight_{0};
 };
 

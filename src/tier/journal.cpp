@@ -189,7 +189,13 @@ journal journal::open(const std::string& path,
 }
 
 std::error_code journal::append(std::string_view framed) {
-  if (auto ec = write_all(fd_, framed)) return ec;
+  const off_t at = ::lseek(fd_, 0, SEEK_CUR);
+  if (auto ec = write_all(fd_, framed)) {
+    // (a record cut short, by ENOSPC say, would end the replay there: later appends must
+    // follow the last good one)
+    if (at >= 0 && ::ftruncate(fd_, at) == 0) ::lseek(fd_, at, SEEK_SET);
+    return ec;
+  }
   bytes_ += framed.size();
   ++appended_;
   return {};

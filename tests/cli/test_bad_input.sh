@@ -29,6 +29,9 @@ expect 2 "bad --cache-size '12XB'"      -- "$v" "${good[@]}" --cache-size 12XB
 expect 2 "bad --chunk-size"             -- "$v" "${good[@]}" --chunk-size 1
 expect 2 "smaller than two chunks"      -- "$v" "${good[@]}" --cache-size 8MiB
 expect 2 "bad --metadata-ttl"           -- "$v" "${good[@]}" --metadata-ttl soon
+expect 2 "bad --retry-timeout '-1s'"   -- "$v" "${good[@]}" --retry-timeout -1s
+expect 2 "bad --retry-timeout '2000h'" -- "$v" "${good[@]}" --retry-timeout 2000h
+expect 2 "bad --metadata-retry-timeout"  -- "$v" "${good[@]}" --metadata-retry-timeout later
 expect 2 "bad --file-mode"              -- "$v" "${good[@]}" --file-mode 999
 expect 2 "unknown --log-level"          -- "$v" "${good[@]}" --log-level loud
 expect 2 "unknown --log-format 'xml'"   -- "$v" "${good[@]}" --log-format xml

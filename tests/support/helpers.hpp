@@ -127,12 +127,13 @@ class child {
   FILE* out_ = nullptr;
 };
 
-// valkyrie-s3sim started with extra arguments; url() is its http(s)://host:port.
+// valkyrie-s3sim started with extra arguments; url() is its http(s)://host:port. `listen` picks
+// the address (a fixed port: a server that comes back where it was).
 class simulator {
  public:
-  explicit simulator(std::vector<std::string> args) {
-    std::vector<std::string> argv{env_or("VALKYRIE_S3SIM", "valkyrie-s3sim"), "--listen",
-                                  "127.0.0.1:0", "--threads", "2"};
+  explicit simulator(std::vector<std::string> args, std::string listen = "127.0.0.1:0") {
+    std::vector<std::string> argv{env_or("VALKYRIE_S3SIM", "valkyrie-s3sim"), "--listen", listen,
+                                  "--threads", "2"};
     argv.insert(argv.end(), args.begin(), args.end());
     proc_ = std::make_unique<child>(argv);
     std::string line = proc_->wait_for_line("listening on ");
@@ -140,6 +141,8 @@ class simulator {
   }
   const std::string& url() const { return url_; }
   std::string port() const { return url_.substr(url_.rfind(':') + 1); }
+  // Ends the server now (SIGTERM): its port refuses connections from here on.
+  void stop() { proc_->stop(); }
 
  private:
   std::unique_ptr<child> proc_;

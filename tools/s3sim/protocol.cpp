@@ -18,7 +18,7 @@ std::optional<fault_kind> parse_fault_kind(std::string_view name) {
 }
 
 void server_counters::reset() {
-  for (auto* c : {&get, &head, &list, &put, &other, &admin, &auth_failures, &precondition_failures,
+  for (auto* c : {&get, &head, &list, &put, &other, &admin, &auth_failures, &precondition_failures, &put_conflicts,
                   &bytes_sent, &connections})
     c->store(0);
   for (auto& f : faults) f.store(0);
@@ -37,6 +37,7 @@ std::string server_counters::to_json() const {
   }
   s += "},\"auth_failures\":" + std::to_string(auth_failures.load()) +
        ",\"precondition_failures\":" + std::to_string(precondition_failures.load()) +
+       ",\"put_conflicts\":" + std::to_string(put_conflicts.load()) +
        ",\"bytes_sent\":" + std::to_string(bytes_sent.load()) +
        ",\"connections\":" + std::to_string(connections.load()) + "}";
   return s;

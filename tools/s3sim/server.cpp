@@ -78,7 +78,7 @@ struct server::state {
     return std::nullopt;
   }
 
-  // Faults apply to object GETs; throttling and 500s also to HEAD and LIST.
+  // Faults apply to object GETs; throttling and 500s also to HEAD, LIST and PUT.
   fault_kind pick_fault(bool object_get) {
     std::lock_guard lock(fault_mu);
     if (!scheduled.empty()) {
@@ -386,13 +386,31 @@ awaitable<void> serve(std::shared_ptr<server::state> st, Stream* stream, beast::
         answer = make_reply(200, "", "");
       } else if (verb == http::verb::put) {
         st->counters.put.fetch_add(1);
+        fault = st->pick_fault(false);
+        // If-None-Match: * (S3's conditional write): 412 when the key exists.
+        const bool if_none_match = req[http::field::if_none_match] == "*";
         if (!st->objects.has_bucket(t.bucket)) {
           answer = error_reply(404, "NoSuchBucket", "The specified bucket does not exist", t.raw_path);
+        } else if (fault == fault_kind::slowdown || fault == fault_kind::error500) {
+          st->counters.faults[static_cast<int>(fault)].fetch_add(1);
+          answer = fault == fault_kind::slowdown
+                       ? error_reply(503, "SlowDown", "Please reduce your request rate.", t.raw_path)
+                       : error_reply(500, "InternalError", "We encountered an internal error.", t.raw_path);
         } else {
-          std::string etag = st->objects.put(t.bucket, t.key, std::move(req.body()));
-          answer = make_reply(200, "", "");
-          answer->msg.set(http::field::etag, etag);
+          std::optional<std::string> etag = if_none_match
+                                                ? st->objects.put_if_absent(t.bucket, t.key, std::move(req.body()))
+                                                : st->objects.put(t.bucket, t.key, std::move(req.body()));
+          if (etag) {
+            answer = make_reply(200, "", "");
+            answer->msg.set(http::field::etag, *etag);
+          } else {
+            st->counters.precondition_failures.fetch_add(1);
+            st->counters.put_conflicts.fetch_add(1);
+            answer = error_reply(412, "PreconditionFailed",
+                                 "At least one of the pre-conditions you specified did not hold", t.raw_path);
+          }
         }
+        fault = fault_kind::none;  // (a PUT's answer is text: no body faults)
       } else if (!get_or_head) {
         st->counters.other.fetch_add(1);
         answer = error_reply(405, "MethodNotAllowed", "The specified method is not allowed", t.raw_path);

@@ -49,6 +49,7 @@ struct server_counters {
   std::atomic<std::uint64_t> get{0}, head{0}, list{0}, put{0}, other{0}, admin{0};
   std::atomic<std::uint64_t> auth_failures{0}, precondition_failures{0}, bytes_sent{0},
       connections{0};
+  std::atomic<std::uint64_t> put_conflicts{0};  // PUTs with If-None-Match: * refused (412)
   std::atomic<std::uint64_t> faults[fault_kinds] = {};
   void reset();
   std::string to_json() const;

@@ -46,7 +46,7 @@ std::size_t store::load_directory(const std::filesystem::path& dir) {
     auto& bucket = buckets_[b.path().filename().string()];
     for (auto& f : fs::recursive_directory_iterator(b.path())) {
       if (!f.is_regular_file()) continue;
-      struct stat st{};
+      struct stat st {};
       if (::stat(f.path().c_str(), &st) != 0) continue;
       stored_object o;
       o.source = stored_object::kind::file;
@@ -55,17 +55,17 @@ std::size_t store::load_directory(const std::filesystem::path& dir) {
       o.info.size = static_cast<std::uint64_t>(st.st_size);
       // Files are not hashed at start-up (they may be large): the ETag is derived from the
       // file's identity and modification time, so it changes whenever the file does.
-      std::uint64_t id = synthetic::seed_for(std::to_string(st.st_ino) + ":" + std::to_string(st.st_size),
-                                             std::to_string(st.st_mtim.tv_sec) + "." +
-                                                 std::to_string(st.st_mtim.tv_nsec));
+      std::uint64_t id = synthetic::seed_for(
+          std::to_string(st.st_ino) + ":" + std::to_string(st.st_size),
+          std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec));
       // Multipart-style ("...-1"), as S3 gives uploads in parts: clients (rclone) check an
       // ETag without "-" as the body's MD5.
       char etag[48];
       std::snprintf(etag, sizeof etag, "\"%016llx%016llx-1\"", static_cast<unsigned long long>(id),
                     static_cast<unsigned long long>(st.st_size));
       o.info.etag = etag;
-      o.info.last_modified = std::chrono::system_clock::time_point(
-          std::chrono::seconds(st.st_mtim.tv_sec));
+      o.info.last_modified =
+          std::chrono::system_clock::time_point(std::chrono::seconds(st.st_mtim.tv_sec));
       bucket.infos[o.info.key] = o.info;
       bucket.objects[o.info.key] = std::move(o);
       ++added;
@@ -87,7 +87,8 @@ std::string synthetic_etag(std::uint64_t seed, std::uint64_t size) {
     return md5_etag(body);
   }
   std::snprintf(etag, sizeof etag, "\"%016llx%016llx-%llu\"", static_cast<unsigned long long>(seed),
-                static_cast<unsigned long long>(size), static_cast<unsigned long long>((size + part - 1) / part));
+                static_cast<unsigned long long>(size),
+                static_cast<unsigned long long>((size + part - 1) / part));
   return etag;
 }
 }  // namespace
@@ -113,15 +114,28 @@ void store::add_synthetic(const std::string& bucket_name, std::uint64_t count, s
 }
 
 std::string store::put(const std::string& bucket_name, const std::string& key, std::string data) {
+  return *store_object(bucket_name, key, std::move(data), false);
+}
+
+std::optional<std::string> store::put_if_absent(const std::string& bucket_name,
+                                                const std::string& key, std::string data) {
+  return store_object(bucket_name, key, std::move(data), true);
+}
+
+std::optional<std::string> store::store_object(const std::string& bucket_name,
+                                               const std::string& key, std::string data,
+                                               bool only_if_absent) {
   stored_object o;
   o.source = stored_object::kind::memory;
   o.info.key = key;
   o.info.size = data.size();
   o.info.etag = md5_etag(data);
-  o.info.last_modified = std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
+  o.info.last_modified =
+      std::chrono::time_point_cast<std::chrono::seconds>(std::chrono::system_clock::now());
   o.data = std::make_shared<const std::string>(std::move(data));
   std::unique_lock lock(mu_);
   auto& bucket = buckets_[bucket_name];
+  if (only_if_absent && bucket.objects.count(key)) return std::nullopt;
   std::string etag = o.info.etag;
   bucket.infos[key] = o.info;
   bucket.objects[key] = std::move(o);
@@ -137,7 +151,8 @@ std::optional<stored_object> store::find(const std::string& bucket, const std::s
   return it->second;
 }
 
-std::optional<s3::list_page> store::list(const std::string& bucket, const s3::list_request& req) const {
+std::optional<s3::list_page> store::list(const std::string& bucket,
+                                         const s3::list_request& req) const {
   std::shared_lock lock(mu_);
   auto b = buckets_.find(bucket);
   if (b == buckets_.end()) return std::nullopt;

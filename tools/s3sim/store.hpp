@@ -35,12 +35,17 @@ class store {
   void add_synthetic(const std::string& bucket, std::uint64_t count, std::uint64_t size,
                      const std::string& prefix);
   std::string put(const std::string& bucket, const std::string& key, std::string data);
+  // PUT with If-None-Match: *: stores only when the key is absent (checked and stored under
+  // one lock, so of two racing writers exactly one wins). nullopt: the key existed.
+  std::optional<std::string> put_if_absent(const std::string& bucket, const std::string& key, std::string data);
 
   std::optional<stored_object> find(const std::string& bucket, const std::string& key) const;
   // nullopt: no such bucket.
   std::optional<s3::list_page> list(const std::string& bucket, const s3::list_request& req) const;
 
  private:
+  std::optional<std::string> store_object(const std::string& bucket, const std::string& key, std::string data,
+                                          bool only_if_absent);
   mutable std::shared_mutex mu_;
   struct bucket_data {
     std::map<std::string, stored_object> objects;

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# The shared cache tier's figures: node 2's cold read from the cache bucket against that store's
+# link, and the origin bytes when two nodes read at the same time.
+# Origin: valkyrie-s3sim (no link model); cache store: a second valkyrie-s3sim behind the link
+# model (LINK_TOTAL, LINK_CONN, LINK_LATENCY). Node 1 reads FILES x SIZE and stores it; node 2
+# (fresh daemon, own memory cache, no disk tier) reads it with dd; the link's own figure is
+# valkyrie-s3 get of a SIZE object from the store.
+# Usage: tools/bench-shared.sh [BUILD_DIR]   (root, /dev/fuse)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+build=$(realpath "${1:-build}")
+files=${FILES:-2} size=${SIZE:-512MiB}
+link=(--total-bandwidth "${LINK_TOTAL:-1GiB}" --conn-bandwidth "${LINK_CONN:-64MiB}" --first-byte-latency "${LINK_LATENCY:-5ms}")
+export AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench-secret AWS_EC2_METADATA_DISABLED=true
+tmp=$(mktemp -d /tmp/valkyrie-bench-shared.XXXXXX)
+pids=() mnts=()
+cleanup() {
+  set +e
+  for m in "${mnts[@]}"; do mountpoint -q "$m" && { umount "$m" || umount -l "$m"; }; done
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
+  wait 2>/dev/null
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+sim() {  # sim NAME FLAGS...: prints the URL
+  local name=$1
+  shift
+  "$build/tools/valkyrie-s3sim" --listen 127.0.0.1:0 --credentials "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" "$@" \
+    >"$tmp/$name.out" 2>"$tmp/$name.err" &
+  pids+=("$!")
+  for _ in $(seq 100); do [[ -s $tmp/$name.out ]] && break; sleep 0.05; done
+  head -1 "$tmp/$name.out" | awk '{print $3}'
+}
+origin=$(sim origin --synthetic "data:$files:$size:ds/")
+store=$(sim store --bucket cache "${link[@]}")
+stat_of() { curl -sf "$1/_sim/stats" | sed -E "s/.*\"$2\":([0-9]+).*/\1/"; }
+node() {  # node N: mounts, sets $port
+  local m="$tmp/mnt$1"
+  mkdir -p "$m"
+  mnts+=("$m")
+  "$build/src/cli/valkyrie" --mount "$m" --bucket data --endpoint "$origin" --foreground --log-level info \
+    --metrics-addr 127.0.0.1:0 --cache-size 2GiB --shared-cache s3://cache/bench --shared-cache-endpoint "$store" \
+    2>>"$tmp/node$1.err" &
+  pids+=("$!")
+  for _ in $(seq 100); do mountpoint -q "$m" && break; sleep 0.05; done
+  for _ in $(seq 100); do grep -q '"metrics":"' "$tmp/node$1.err" && break; sleep 0.05; done
+  port=$(grep -o '"metrics":"[^"]*"' "$tmp/node$1.err" | tail -1 | sed 's/.*:\([0-9]*\)"$/\1/')
+}
+metric() { curl -sf "127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m {printf "%d\n", $2}'; }
+mibs() { awk -v b="$1" -v s="$2" 'BEGIN {printf "%.0f", b / s / 1048576}'; }
+total=$((files * $(numfmt --from=iec "${size%iB}")))
+
+# Node 1 fills the store.
+node 1
+cat "$tmp"/mnt1/ds/* >/dev/null
+for _ in $(seq 600); do [[ $(metric valkyrie_shared_write_back_pending) == 0 ]] && break; sleep 0.1; done
+echo "node 1: stored $(metric valkyrie_shared_puts_total) chunks; origin sent $(stat_of "$origin" bytes_sent) of $total bytes"
+umount "$tmp/mnt1"
+
+# The link: one object of SIZE straight from the store with the S3 client (parallel ranges).
+"$build/tools/valkyrie-s3" --endpoint "$store" --bucket cache --threads 1 ls --prefix bench/ | awk '{print $3}' >"$tmp/chunks"
+head -c "$(numfmt --from=iec "${size%iB}")" /dev/zero >"$tmp/obj"
+"$build/tools/valkyrie-s3" --endpoint "$store" --bucket cache --threads 1 put probe "$tmp/obj" >/dev/null
+t0=$(date +%s.%N)
+"$build/tools/valkyrie-s3" --endpoint "$store" --bucket cache get probe -o /dev/null >/dev/null
+t1=$(date +%s.%N)
+bytes=$(stat -c %s "$tmp/obj")
+link_mibs=$(mibs "$bytes" "$(echo "$t1 - $t0" | bc)")
+echo "link (valkyrie-s3 get of a $size object from the store): $link_mibs MiB/s"
+
+# Node 2, cold: dd of every file.
+curl -sf -X POST "$origin/_sim/reset-stats" >/dev/null
+node 2
+t0=$(date +%s.%N)
+for f in "$tmp"/mnt2/ds/*; do dd if="$f" of=/dev/null bs=4M status=none; done
+t1=$(date +%s.%N)
+node2_mibs=$(mibs "$total" "$(echo "$t1 - $t0" | bc)")
+echo "node 2 cold (dd through the mount): $node2_mibs MiB/s = $(awk -v a="$node2_mibs" -v b="$link_mibs" 'BEGIN {printf "%.2f", a / b}') x the link; origin GETs $(stat_of "$origin" get), shared hits $(metric valkyrie_shared_hits_total)"
+umount "$tmp/mnt2"
+
+# Both at once on a fresh prefix: what the origin sends.
+curl -sf -X POST "$origin/_sim/reset-stats" >/dev/null
+for n in 3 4; do
+  m="$tmp/mnt$n"; mkdir -p "$m"; mnts+=("$m")
+  "$build/src/cli/valkyrie" --mount "$m" --bucket data --endpoint "$origin" --foreground --log-level info \
+    --metrics-addr 127.0.0.1:0 --cache-size 2GiB --shared-cache s3://cache/both --shared-cache-endpoint "$store" \
+    2>>"$tmp/node$n.err" &
+  pids+=("$!")
+  for _ in $(seq 100); do mountpoint -q "$m" && break; sleep 0.05; done
+done
+cat "$tmp"/mnt3/ds/* >/dev/null &
+r3=$!
+cat "$tmp"/mnt4/ds/* >/dev/null
+wait $r3
+echo "two nodes at once: the origin sent $(stat_of "$origin" bytes_sent) bytes for a $total-byte dataset ($(awk -v a="$(stat_of "$origin" bytes_sent)" -v b="$total" 'BEGIN {printf "%.2f", a / b}') x)"
