@@ -36,7 +36,7 @@ bench_start_sim() {
 bench_mount() {
   local bucket=$1
   shift
-  "$build/src/cli/valkyrie" --mount "$mnt" --bucket "$bucket" --endpoint "$url" --foreground --log-level warn \
+  "$build/src/cli/valkyrie" --mount "$mnt" --bucket "$bucket" --endpoint "$url" --foreground --log-level "${BENCH_LOG_LEVEL:-warn}" \
     --no-metrics ${VALKYRIE_ARGS:-} "$@" 2>>"$tmp/daemon.err" &
   daemon_pid=$!
   for _ in $(seq 100); do mountpoint -q "$mnt" && return 0; sleep 0.05; done

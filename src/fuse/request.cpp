@@ -1,16 +1,13 @@
-#define FUSE_USE_VERSION 34
 #include "fuse/request.hpp"
-
-#include <fuse_lowlevel.h>
-
-#include <cerrno>
 
 #include <boost/asio/post.hpp>
 
 #include "core/metrics.hpp"
+#include "fuse/session.hpp"
 
 namespace valkyrie::fuse {
 namespace {
+
 constexpr const char* op_names[] = {
     "lookup", "forget",  "getattr", "opendir", "readdir",  "readdirplus", "releasedir", "open",
     "read",   "release", "statfs",  "access",  "getxattr", "listxattr",   "write",      "flush"};
@@ -49,15 +46,33 @@ struct fuse_metrics {
     return m;
   }
 };
+
 }  // namespace
 
-op_timer::op_timer(op_id op) : op_(op), start_(std::chrono::steady_clock::now()) {
+request::request(session& s, op_id op, unsigned uid)
+    : session_(s),
+      op_(op),
+      uid_(uid),
+      start_(std::chrono::steady_clock::now()),
+      session_alive_(s.alive()) {
+  int r = reactor_pool::current();
+  reactor_ = r >= 0 ? static_cast<unsigned>(r) : 0;
   fuse_metrics::get().in_flight->add();
 }
 
-void op_timer::done(int err) {
-  if (!open_) return;
-  open_ = false;
+// Derived destructors cannot send (their part is gone by now): a transport's destructor calls
+// abandon() first. Here only the metrics are kept honest.
+request::~request() {
+  done(EIO);
+}
+
+asio::any_io_executor request::executor() const {
+  return session_.pool().executor(reactor_);
+}
+
+void request::done(int err) {
+  if (replied_) return;
+  replied_ = true;
   auto& m = fuse_metrics::get();
   int i = static_cast<int>(op_);
   m.in_flight->sub();
@@ -67,38 +82,104 @@ void op_timer::done(int err) {
       static_cast<std::uint64_t>((std::chrono::steady_clock::now() - start_).count()));
 }
 
-void reply_err(op_timer& t, fuse_req_t req, int err) {
-  t.done(err);
-  fuse_reply_err(req, err);
+void request::on_interrupt(std::function<void()> f) {
+  hooked_ = true;
+  hook_interrupt(std::move(f));
 }
 
-std::shared_ptr<pending_request> pending_request::start(fuse_req_t req, asio::any_io_executor ex,
-                                                        op_timer t) {
-  auto p = std::make_shared<pending_request>(req, std::move(ex), std::move(t));
-  // (Called at once, from here, if the INTERRUPT came first.)
-  fuse_req_interrupt_func(req, &pending_request::on_interrupt, p.get());
+void request::unhook() {
+  if (!hooked_) return;
+  hooked_ = false;
+  unhook_interrupt();
+}
+
+void request::abandon() {
+  if (replied_) return;
+  done(EIO);
+  if (!session_alive_->load()) return;
+  unhook();
+  send_err(EIO);
+}
+
+void request::reply_err(int err) {
+  unhook();
+  done(err);
+  send_err(err);
+}
+void request::reply_none() {
+  unhook();
+  done(0);
+  send_none();
+}
+void request::reply_entry(const fuse_entry_param& e) {
+  unhook();
+  done(0);
+  send_entry(e);
+}
+void request::reply_attr(const struct stat& st, double timeout) {
+  unhook();
+  done(0);
+  send_attr(st, timeout);
+}
+bool request::reply_open(const fuse_file_info& fi) {
+  unhook();
+  done(0);
+  return send_open(fi) == 0;
+}
+void request::reply_buf(const void* data, std::size_t size) {
+  iovec one{const_cast<void*>(data), size};
+  reply_data(std::span<const iovec>(&one, size ? 1 : 0));
+}
+void request::reply_data(std::span<const iovec> pieces) {
+  unhook();
+  done(0);
+  send_data(pieces);
+}
+void request::reply_write(std::size_t count) {
+  unhook();
+  done(0);
+  send_write(count);
+}
+void request::reply_statfs(const struct statvfs& st) {
+  unhook();
+  done(0);
+  send_statfs(st);
+}
+void request::reply_xattr(std::size_t size) {
+  unhook();
+  done(0);
+  send_xattr(size);
+}
+
+void request::reply_interrupted() {
+  fuse_metrics::get().interrupted[static_cast<int>(op_)]->add();
+  reply_err(EINTR);
+}
+
+pending_ptr pending_request::start(request_ptr req) {
+  auto ex = req->executor();
+  auto* r = req.get();
+  auto p = std::make_shared<pending_request>(std::move(req));
+  // Any thread, the transport's lock held: hand it over, nothing more. (Called at once, from
+  // here, if the INTERRUPT came first.)
+  r->on_interrupt([w = std::weak_ptr<pending_request>(p), ex] {
+    asio::post(ex, [w] {
+      if (auto self = w.lock()) self->interrupted();
+    });
+  });
   return p;
 }
 
-void pending_request::on_interrupt(fuse_req_t, void* data) {
-  // Any reactor's thread, the request's lock held by libfuse: hand it over, nothing more.
-  auto* self = static_cast<pending_request*>(data);
-  asio::post(self->ex_, [keep = self->shared_from_this()] { keep->interrupted(); });
-}
-
-fuse_req_t pending_request::claim() {
+request* pending_request::claim() {
   if (answered_) return nullptr;
   answered_ = true;
-  fuse_req_interrupt_func(req_, nullptr, nullptr);  // waits for a callback in progress
-  return req_;
+  return req_.get();
 }
 
 void pending_request::interrupted() {
   if (answered_) return;
   answered_ = true;
-  fuse_req_interrupt_func(req_, nullptr, nullptr);
-  fuse_metrics::get().interrupted[static_cast<int>(timer_.op())]->add();
-  reply_err(timer_, req_, EINTR);
+  req_->reply_interrupted();
 }
 
 }  // namespace valkyrie::fuse

@@ -15,10 +15,11 @@
 
 #include "core/errors.hpp"
 #include "core/log.hpp"
+#include "fuse/uring_transport.hpp"
 
 namespace valkyrie::fuse {
 
-const fuse_lowlevel_ops& operations();  // ops.cpp
+const fuse_lowlevel_ops& operations();  // libfuse_transport.cpp
 
 int to_errno(std::error_code ec) {
   if (!ec) return 0;
@@ -100,6 +101,8 @@ session::session(fs::filesystem& filesystem, reactor_pool& pool, mount_options o
     : fs_(filesystem), pool_(pool), opts_(std::move(opts)) {}
 
 session::~session() {
+  *alive_ = false;
+  uring_.reset();
   if (se_) {
     if (mounted_) fuse_session_unmount(se_);
     fuse_session_destroy(se_);
@@ -137,6 +140,11 @@ std::string session::mount() {
 void session::start() {
   started_ = true;
   loops_running_ = pool_.size();
+  if (opts_.transport == mount_options::transport_kind::io_uring) {
+    uring_ = std::make_unique<uring_transport>(*this, fuse_session_fd(se_), true, [this] { loop_ended(); });
+    uring_->start();
+    return;
+  }
   receivers_.assign(pool_.size(), nullptr);
   for (unsigned i = 0; i < pool_.size(); ++i)
     asio::co_spawn(pool_.executor(i), receive_loop(this, i), asio::detached);
@@ -152,6 +160,7 @@ void session::unmount() {
   // detached mount gets an error instead of waiting forever, holding the mount and this daemon.
   fuse_session_unmount(se_);
   mounted_ = false;
+  if (uring_) return uring_->stop();  // its own dups of the fd, and its rings
   for (unsigned i = 0; i < receivers_.size(); ++i)
     pool_.post(i, [this, i] {
       if (!receivers_[i]) return;
@@ -185,7 +194,11 @@ awaitable<void> session::receive_loop(session* self, unsigned reactor) {
   std::free(buf.mem);
   self->receivers_[reactor] = nullptr;
   log::get("fuse")->debug("receive loop of reactor {} ended", reactor);
-  if (--self->loops_running_ == 0 && self->on_finished_) self->on_finished_();
+  self->loop_ended();
+}
+
+void session::loop_ended() {
+  if (--loops_running_ == 0 && on_finished_) on_finished_();
 }
 
 }  // namespace valkyrie::fuse

@@ -5,7 +5,9 @@
 // per reactor.
 // Threading: every reactor waits for the (O_NONBLOCK) /dev/fuse fd to be readable on its own
 // dup of it, drains fuse_session_receive_buf until EAGAIN into its own buffer and hands each
-// request to fuse_session_process_buf, which calls the ops on that reactor's thread. An op
+// request to fuse_session_process_buf, which calls the ops on that reactor's thread.
+// Transports: the ops (ops.hpp) are written against fuse::request (request.hpp), which carries
+// the replies and the metrics; libfuse_transport.cpp wraps libfuse's fuse_req_t in one. An op
 // starts a coroutine and returns at once; the coroutine replies when its data is there, so no
 // thread ever blocks on S3. libfuse 3.14 keeps no pointer into what an op is given: names and
 // file info are copied before the op returns.
@@ -14,6 +16,7 @@
 // owner (--uid) or root.
 #include <atomic>
 #include <functional>
+#include <memory>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -26,6 +29,8 @@
 struct fuse_session;
 
 namespace valkyrie::fuse {
+
+class uring_transport;
 
 struct mount_options {
   std::string mountpoint;
@@ -48,6 +53,10 @@ struct mount_options {
   // kernel would refuse to open it for writing); every other write is refused by the ops with
   // EROFS either way.
   bool kernel_read_only = false;
+  // How requests reach the daemon: libfuse on /dev/fuse, or the own decoder with FUSE over
+  // io_uring (uring_transport.hpp; requests stay on /dev/fuse if the kernel does not agree).
+  enum class transport_kind { dev_fuse, io_uring };
+  transport_kind transport = transport_kind::dev_fuse;
 };
 
 int to_errno(std::error_code ec);
@@ -65,7 +74,8 @@ class session {
   void start();
   // Unmounts (from a signal handler's reactor, or any thread); the loops then end. The
   // connection is aborted with the unmount: requests still waiting for a reply fail at once
-  // (the reader sees ENOTCONN) rather than keep a detached mount, its readers and this daemon alive.
+  // (the reader sees ENOTCONN) rather than keep a detached mount, its readers and this daemon
+  // alive.
   void unmount();
   // True once every receive loop has ended (the filesystem was unmounted).
   bool finished() const { return loops_running_ == 0 && started_; }
@@ -74,9 +84,12 @@ class session {
   fs::filesystem& filesystem() { return fs_; }
   const mount_options& options() const { return opts_; }
   reactor_pool& pool() { return pool_; }
+  // True until the session is destroyed (held by requests that may outlive it).
+  std::shared_ptr<const std::atomic<bool>> alive() const { return alive_; }
 
  private:
   static awaitable<void> receive_loop(session* self, unsigned reactor);
+  void loop_ended();
 
   fs::filesystem& fs_;
   reactor_pool& pool_;
@@ -88,6 +101,8 @@ class session {
   // Each receive loop's dup of the /dev/fuse fd (touched on its own reactor only).
   std::vector<asio::posix::stream_descriptor*> receivers_;
   std::function<void()> on_finished_;
+  std::unique_ptr<uring_transport> uring_;  // transport_kind::io_uring
+  std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
 };
 
 }  // namespace valkyrie::fuse
