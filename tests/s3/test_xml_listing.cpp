@@ -156,6 +156,12 @@ TEST_CASE("endpoints: AWS, custom, path and virtual-hosted styles") {
   CHECK(local->host_header == "127.0.0.1:9000");
   CHECK(local->object_path("x") == "/b1/x");
 
+  // An empty port is the scheme's default (RFC 3986), not port "" (found by tests/fuzz/fuzz_sigv4).
+  auto empty_port = resolve_endpoint({"b1", "", "http://127.0.0.1:/", false});
+  REQUIRE(empty_port);
+  CHECK(empty_port->port == "80");
+  CHECK(empty_port->host_header == "127.0.0.1");
+
   auto vhost = resolve_endpoint({"data", "", "https://s3.example.com", false});
   CHECK(vhost->host == "data.s3.example.com");
   CHECK(vhost->host_header == "data.s3.example.com");
