@@ -13,6 +13,8 @@ trap 'rm -rf "$reports"' EXIT
 
 export ASAN_OPTIONS="log_path=$reports/asan:halt_on_error=1:abort_on_error=1:detect_leaks=1:check_initialization_order=1:strict_string_checks=1:detect_invalid_pointer_pairs=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export UBSAN_OPTIONS="log_path=$reports/ubsan:halt_on_error=1:abort_on_error=1:print_stacktrace=1:suppressions=$here/ubsan.supp${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
+# Tests skip what a sanitizer makes meaningless (memory bounds: shadow memory is in the RSS).
+export VALKYRIE_SANITIZER=address,undefined
 export LSAN_OPTIONS="suppressions=$here/lsan.supp:print_suppressions=0${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 
 "$@"
