@@ -11,7 +11,10 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 reports=$(mktemp -d "${TMPDIR:-/tmp}/valkyrie-sanitize.XXXXXX") || exit 1
 trap 'rm -rf "$reports"' EXIT
 
-export ASAN_OPTIONS="log_path=$reports/asan:halt_on_error=1:abort_on_error=1:detect_leaks=1:check_initialization_order=1:strict_string_checks=1:detect_invalid_pointer_pairs=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
+# GCC links UBSan as a runtime of its own that ignores log_path next to ASan and prints to stderr;
+# with -fno-sanitize-recover and abort_on_error its report ends in abort(), and handle_abort=1
+# makes ASan write that abort, with its stack, to a file here. (Any other abort counts too.)
+export ASAN_OPTIONS="log_path=$reports/asan:halt_on_error=1:abort_on_error=1:handle_abort=1:detect_leaks=1:check_initialization_order=1:strict_string_checks=1:detect_invalid_pointer_pairs=0${ASAN_OPTIONS:+:$ASAN_OPTIONS}"
 export UBSAN_OPTIONS="log_path=$reports/ubsan:halt_on_error=1:abort_on_error=1:print_stacktrace=1:suppressions=$here/ubsan.supp${UBSAN_OPTIONS:+:$UBSAN_OPTIONS}"
 # Tests skip what a sanitizer makes meaningless (memory bounds: shadow memory is in the RSS).
 export VALKYRIE_SANITIZER=address,undefined
