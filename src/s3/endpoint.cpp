@@ -57,6 +57,7 @@ result<endpoint> resolve_endpoint(const endpoint_options& opts) {
     base_host = "s3." + ep.region + ".amazonaws.com";
     ep.port = "443";
   } else {
+    if (!plausible_url(url)) return make_error_code(errc::invalid_argument);
     auto parsed = boost::urls::parse_absolute_uri(url);
     if (!parsed) return make_error_code(errc::invalid_argument);
     std::string scheme(parsed->scheme());
