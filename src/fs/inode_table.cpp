@@ -20,7 +20,8 @@ inode_table::node* inode_table::make_node(std::string_view name, bool directory)
   n->directory = directory;
   n->name_len = static_cast<std::uint8_t>(name.size());
   if (directory) new (n->dir()) dir_state{};
-  std::memcpy(const_cast<char*>(n->name().data()), name.data(), name.size());
+  // (The root's name is empty and may have no data pointer: memcpy from null is undefined.)
+  if (!name.empty()) std::memcpy(const_cast<char*>(n->name().data()), name.data(), name.size());
   return n;
 }
 

@@ -118,6 +118,9 @@ std::string session::mount() {
   for (auto& a : args) argv.push_back(a.data());
   fuse_args fargs = FUSE_ARGS_INIT(static_cast<int>(argv.size()), argv.data());
   se_ = fuse_session_new(&fargs, &operations(), sizeof(fuse_lowlevel_ops), this);
+  // fuse_session_new's option parsing may have replaced argv with a copy of its own; the
+  // session keeps nothing of it.
+  fuse_opt_free_args(&fargs);
   if (!se_) return "cannot create the FUSE session (bad FUSE options?)";
   std::error_code ec;
   // (Before mounting: resolving the path afterwards would ask this very session.)

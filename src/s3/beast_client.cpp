@@ -158,7 +158,12 @@ awaitable<result<beast_client::response>> exchange(Stream* stream, beast::tcp_st
     co_return resp;
   }
 
-  // Everything else (errors, listings, PUT answers) is read as text.
+  // Everything else (errors, listings, PUT answers) is read as text. The header was parsed
+  // without a body limit, so a Content-Length over the limit is refused here: the text parser
+  // would otherwise reserve it all at once (std::bad_alloc for "Content-Length: 2^63-1", a
+  // daemon killed by one answer; found by tests/fuzz/fuzz_http_response).
+  if (auto cl = head_parser.content_length(); cl && *cl > body_limit)
+    co_return make_error_code(errc::protocol_error);
   http::response_parser<http::string_body> text_parser(std::move(head_parser));
   text_parser.body_limit(body_limit);
   tcp->expires_after(timeouts.stall * 4);

@@ -99,7 +99,10 @@ result<credentials> parse_credentials_json(std::string_view json) {
   if (parser.parse(json.data(), json.size()).get(doc)) return make_error_code(errc::protocol_error);
   std::string_view id, secret, token, expiration, code;
   if (!doc["Code"].get(code) && code != "Success") return make_error_code(errc::access_denied);
-  if (doc["AccessKeyId"].get(id) || doc["SecretAccessKey"].get(secret))
+  // An empty key id would make the client send unsigned requests, an empty secret wrong
+  // signatures: the document is broken either way.
+  if (doc["AccessKeyId"].get(id) || doc["SecretAccessKey"].get(secret) || id.empty() ||
+      secret.empty())
     return make_error_code(errc::protocol_error);
   credentials c;
   c.access_key_id = id;

@@ -57,6 +57,7 @@ result<endpoint> resolve_endpoint(const endpoint_options& opts) {
     base_host = "s3." + ep.region + ".amazonaws.com";
     ep.port = "443";
   } else {
+    if (!plausible_url(url)) return make_error_code(errc::invalid_argument);
     auto parsed = boost::urls::parse_absolute_uri(url);
     if (!parsed) return make_error_code(errc::invalid_argument);
     std::string scheme(parsed->scheme());
@@ -65,7 +66,8 @@ result<endpoint> resolve_endpoint(const endpoint_options& opts) {
     else return make_error_code(errc::invalid_argument);
     base_host = std::string(parsed->encoded_host());
     if (base_host.empty()) return make_error_code(errc::invalid_argument);
-    if (parsed->has_port()) {
+    // "http://host:/" has an empty port, which RFC 3986 says means the default one.
+    if (parsed->has_port() && !parsed->port().empty()) {
       ep.port = std::string(parsed->port());
       explicit_port = true;
     } else {

@@ -7,6 +7,7 @@
 #include <boost/url/parse.hpp>
 
 #include "core/errors.hpp"
+#include "s3/uri.hpp"
 
 namespace valkyrie::s3 {
 namespace beast = boost::beast;
@@ -14,10 +15,12 @@ namespace http = beast::http;
 
 awaitable<result<http_reply>> http_fetch(std::string method, std::string url, header_list headers,
                                          std::chrono::milliseconds timeout) {
+  if (!plausible_url(url)) co_return make_error_code(errc::invalid_argument);
   auto parsed = boost::urls::parse_absolute_uri(url);
   if (!parsed || parsed->scheme() != "http") co_return make_error_code(errc::invalid_argument);
   std::string host(parsed->encoded_host());
-  std::string port = parsed->has_port() ? std::string(parsed->port()) : "80";
+  // An empty port ("http://host:/") is the default one (RFC 3986).
+  std::string port = parsed->port().empty() ? "80" : std::string(parsed->port());
   std::string target(parsed->encoded_resource());
   if (target.empty()) target = "/";
 

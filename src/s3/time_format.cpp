@@ -1,6 +1,8 @@
 #include "s3/time_format.hpp"
 
+#include <cstdint>
 #include <ctime>
+#include <limits>
 
 namespace valkyrie::s3 {
 namespace {
@@ -10,7 +12,13 @@ std::optional<sys_time> parse_with(std::string_view s, const char* fmt, std::str
   const char* end = strptime(text.c_str(), fmt, &tm);
   if (!end) return std::nullopt;
   if (rest) *rest = s.substr(static_cast<std::size_t>(end - text.c_str()));
-  return std::chrono::system_clock::from_time_t(timegm(&tm));
+  // system_clock counts nanoseconds in 64 bits (years 1678 to 2262): a date outside that range
+  // (a server's "9999-12-31") is no date rather than an overflow. One second of margin for the
+  // fraction parse_iso8601 adds.
+  constexpr std::time_t limit = std::numeric_limits<std::int64_t>::max() / 1000000000 - 1;
+  std::time_t t = timegm(&tm);
+  if (t < -limit || t > limit) return std::nullopt;
+  return std::chrono::system_clock::from_time_t(t);
 }
 }  // namespace
 

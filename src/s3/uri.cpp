@@ -41,4 +41,18 @@ bool uri_decode(std::string_view in, std::string& out) {
   }
   return true;
 }
+
+bool plausible_url(std::string_view url) {
+  auto alpha = [](char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z'); };
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  auto colon = url.find("://");
+  if (colon == std::string_view::npos || colon == 0 || !alpha(url[0])) return false;
+  for (char c : url.substr(0, colon))
+    if (!alpha(c) && !digit(c) && c != '+' && c != '-' && c != '.') return false;
+  // unreserved, gen-delims, sub-delims and '%'
+  static constexpr std::string_view allowed = "-._~:/?#[]@!$&'()*+,;=%";
+  for (char c : url)
+    if (!alpha(c) && !digit(c) && allowed.find(c) == std::string_view::npos) return false;
+  return true;
+}
 }  // namespace valkyrie::s3

@@ -10,4 +10,9 @@ std::string uri_encode(std::string_view in, bool keep_slash);
 // Percent-decoding; '+' is left alone (S3's encoding-type=url never produces it for spaces).
 // Returns false on a malformed escape.
 bool uri_decode(std::string_view in, std::string& out);
+// Whether `url` can be an http(s) URL at all: "SCHEME://" then only characters RFC 3986 allows
+// in a URI. Checked before Boost.URL parses it: Boost 1.81's parse_absolute_uri fails an
+// assertion (abort) on "SCHEME:" followed by one character that cannot start a path, such as
+// "http:?" or "http: ".
+bool plausible_url(std::string_view url);
 }  // namespace valkyrie::s3

@@ -206,6 +206,11 @@ TEST_CASE("temporary credentials are refreshed ahead of expiry without stalling 
 TEST_CASE("credential documents are validated") {
   CHECK(parse_credentials_json("{").error() == errc::protocol_error);
   CHECK(parse_credentials_json(R"({"AccessKeyId":"A"})").error() == errc::protocol_error);
+  // Present but empty: no usable credentials either (found by tests/fuzz/fuzz_credentials_json).
+  CHECK(parse_credentials_json(R"({"AccessKeyId":"","SecretAccessKey":"B"})").error() ==
+        errc::protocol_error);
+  CHECK(parse_credentials_json(R"({"AccessKeyId":"A","SecretAccessKey":""})").error() ==
+        errc::protocol_error);
   CHECK(parse_credentials_json(R"({"Code":"Failure","AccessKeyId":"A","SecretAccessKey":"B"})").error() ==
         errc::access_denied);
   CHECK(parse_credentials_json(R"({"AccessKeyId":"A","SecretAccessKey":"B","Expiration":"soon"})").error() ==

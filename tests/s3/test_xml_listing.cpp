@@ -77,6 +77,11 @@ TEST_CASE("dates in both S3 formats") {
   REQUIRE(h);
   CHECK(format_http_date(*h) == "Thu, 26 Nov 2026 05:41:27 GMT");
   CHECK_FALSE(parse_iso8601("yesterday"));
+  // system_clock's nanoseconds end in 2262: later dates are refused, not overflowed (found by
+  // tests/fuzz/fuzz_dates, undefined behaviour before).
+  CHECK(parse_iso8601("2262-01-01T00:00:00Z"));
+  CHECK_FALSE(parse_iso8601("9999-12-31T23:59:59.999Z"));
+  CHECK_FALSE(parse_http_date("Fri, 31 Dec 9999 23:59:59 GMT"));
 }
 
 namespace {
@@ -151,6 +156,12 @@ TEST_CASE("endpoints: AWS, custom, path and virtual-hosted styles") {
   CHECK(local->host_header == "127.0.0.1:9000");
   CHECK(local->object_path("x") == "/b1/x");
 
+  // An empty port is the scheme's default (RFC 3986), not port "" (found by tests/fuzz/fuzz_sigv4).
+  auto empty_port = resolve_endpoint({"b1", "", "http://127.0.0.1:/", false});
+  REQUIRE(empty_port);
+  CHECK(empty_port->port == "80");
+  CHECK(empty_port->host_header == "127.0.0.1");
+
   auto vhost = resolve_endpoint({"data", "", "https://s3.example.com", false});
   CHECK(vhost->host == "data.s3.example.com");
   CHECK(vhost->host_header == "data.s3.example.com");
@@ -169,5 +180,12 @@ TEST_CASE("endpoints: AWS, custom, path and virtual-hosted styles") {
 
   CHECK(resolve_endpoint({"b", "", "ftp://x", false}).error() == errc::invalid_argument);
   CHECK(resolve_endpoint({"b", "", "not a url", false}).error() == errc::invalid_argument);
+  // Boost.URL 1.81 aborts on these (an assertion); they are refused before it parses them
+  // (found by tests/fuzz/fuzz_sigv4).
+  CHECK(resolve_endpoint({"b", "", "http: ", false}).error() == errc::invalid_argument);
+  CHECK(resolve_endpoint({"b", "", "http:?", false}).error() == errc::invalid_argument);
+  CHECK(resolve_endpoint({"b", "", "https:[", false}).error() == errc::invalid_argument);
+  CHECK(resolve_endpoint({"b", "", "http://host/a b", false}).error() == errc::invalid_argument);
+  CHECK(resolve_endpoint({"b", "", "http://[::1]:9000/base", false}));
   CHECK(resolve_endpoint({"", "", "", false}).error() == errc::invalid_argument);
 }

@@ -20,14 +20,19 @@ class http_server {
   using request = boost::beast::http::request<boost::beast::http::string_body>;
   using handler = std::function<std::pair<unsigned, std::string>(const request&)>;
 
-  explicit http_server(handler h) : handler_(std::move(h)), acceptor_(ctx_) {
+  explicit http_server(handler h) : handler_(std::move(h)) {
     using tcp = asio::ip::tcp;
     tcp::endpoint ep(asio::ip::make_address("127.0.0.1"), 0);
-    acceptor_.open(ep.protocol());
-    acceptor_.bind(ep);
-    acceptor_.listen();
-    port_ = acceptor_.local_endpoint().port();
-    asio::co_spawn(ctx_, accept_loop(this), asio::detached);
+    tcp::acceptor acceptor(ctx_);
+    acceptor.open(ep.protocol());
+    acceptor.bind(ep);
+    acceptor.listen();
+    port_ = acceptor.local_endpoint().port();
+    // The accept loop owns the acceptor, so the pending accept is abandoned with it when ctx_
+    // shuts down. (An acceptor destroyed before its io_context while an accept is pending
+    // makes Boost 1.81's io_uring backend destroy that accept after the socket service is
+    // freed: a use after free, found by the sanitizer build.)
+    asio::co_spawn(ctx_, accept_loop(this, std::move(acceptor)), asio::detached);
     thread_ = std::thread([this] { ctx_.run(); });
   }
   ~http_server() {
@@ -38,9 +43,9 @@ class http_server {
   unsigned requests() const { return requests_; }
 
  private:
-  static awaitable<void> accept_loop(http_server* self) {
+  static awaitable<void> accept_loop(http_server* self, asio::ip::tcp::acceptor acceptor) {
     for (;;) {
-      auto [ec, socket] = co_await self->acceptor_.async_accept(use_tuple);
+      auto [ec, socket] = co_await acceptor.async_accept(use_tuple);
       if (ec) co_return;
       asio::co_spawn(self->ctx_, session(self, std::move(socket)), asio::detached);
     }
@@ -67,7 +72,6 @@ class http_server {
 
   handler handler_;
   asio::io_context ctx_;
-  asio::ip::tcp::acceptor acceptor_;
   unsigned short port_ = 0;
   std::thread thread_;
   std::atomic<unsigned> requests_{0};
