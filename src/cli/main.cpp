@@ -324,6 +324,13 @@ int main(int argc, char** argv) {
   // Daemonize now (before any thread exists); the parent waits until the mount is ready.
   if (!foreground) daemon_link.start();
 
+  // auto: io_uring when the fuse module allows it (the daemon never changes that setting).
+  bool use_uring = fuse_transport == "io-uring" || (fuse_transport == "auto" && fuse::kernel_offers_io_uring());
+  // With io_uring, the kernel queues a request for the CPU its reader runs on and only that
+  // queue's reactor can take it: reactor i is pinned to CPU i, so it runs where its readers do
+  // (unpinned, waking it on another, idle CPU tripled a 4 KiB read's latency).
+  // Made before everything that runs on it and destroyed after all of it (see the end of main).
+  reactor_pool pool({threads, use_uring});
   std::shared_ptr<cache::chunk_cache> cache;
   try {
     cache = std::make_shared<cache::chunk_cache>(*cache_bytes, static_cast<std::uint32_t>(*chunk_bytes));
@@ -348,12 +355,6 @@ int main(int argc, char** argv) {
   // a connection instead of queueing behind read-ahead.
   cache->set_prefetch_limit(workers - std::max(1u, workers / 4));
   cache->set_prefetch_share(share);
-  // auto: io_uring when the fuse module allows it (the daemon never changes that setting).
-  bool use_uring = fuse_transport == "io-uring" || (fuse_transport == "auto" && fuse::kernel_offers_io_uring());
-  // With io_uring, the kernel queues a request for the CPU its reader runs on and only that
-  // queue's reactor can take it: reactor i is pinned to CPU i, so it runs where its readers do
-  // (unpinned, waking it on another, idle CPU tripled a 4 KiB read's latency).
-  reactor_pool pool({threads, use_uring});
   std::vector<std::shared_ptr<s3::object_client>> clients;
   std::vector<asio::any_io_executor> executors;
   for (unsigned i = 0; i < pool.size(); ++i) {
@@ -488,6 +489,10 @@ int main(int argc, char** argv) {
   // Under systemd (Type=notify) the unit becomes active only now, with the mount answering.
   sd_notifyf(0, "READY=1\nSTATUS=mounted s3://%s/%s on %s", bucket.c_str(), prefix.c_str(), mountpoint.c_str());
   pool.join();
+  // Coroutines still suspended (reads in flight at SIGTERM) are destroyed now, while the cache,
+  // the tiers and the clients they hold pins and sockets of exist; those go at the end of main,
+  // and the reactors' contexts after them.
+  pool.destroy_pending_work();
   sd_notify(0, "STOPPING=1");
   if (tracing) trace::stop();
   log::event("cli", spdlog::level::info, "unmounted", {{"mountpoint", mountpoint}});

@@ -8,7 +8,16 @@
 namespace valkyrie {
 namespace {
 thread_local int current_reactor = -1;
-}
+
+// io_context keeps shutdown() (destroy every pending operation, keep the services) protected: its
+// destructor runs it just before it frees the services. Reached through a derived class so that
+// pending coroutines can be destroyed while what they refer to (the cache, the clients) exists.
+struct shutdown_access : asio::io_context {
+  // Destroys ctx's pending work; &shutdown_access::shutdown names execution_context's member,
+  // so it is callable on any io_context.
+  static void destroy_pending(asio::io_context& ctx) { (ctx.*(&shutdown_access::shutdown))(); }
+};
+}  // namespace
 
 reactor_pool::reactor_pool(options opts) : opts_(opts) {
   unsigned n = opts_.threads ? opts_.threads : std::max(1u, std::thread::hardware_concurrency());
@@ -18,7 +27,9 @@ reactor_pool::reactor_pool(options opts) : opts_(opts) {
   }
 }
 
-reactor_pool::~reactor_pool() { stop(); }
+reactor_pool::~reactor_pool() {
+  stop();
+}
 
 void reactor_pool::start() {
   if (!threads_.empty()) return;
@@ -62,6 +73,16 @@ void reactor_pool::drain_and_join() {
   join();
 }
 
-int reactor_pool::current() { return current_reactor; }
+void reactor_pool::destroy_pending_work() {
+  join();
+  // Twice: a coroutine's destructor may post a handler (a pin released wakes its waiters), which
+  // the first pass queued and the second destroys.
+  for (int pass = 0; pass < 2; ++pass)
+    for (auto& c : contexts_) shutdown_access::destroy_pending(*c);
+}
+
+int reactor_pool::current() {
+  return current_reactor;
+}
 
 }  // namespace valkyrie

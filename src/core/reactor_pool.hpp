@@ -6,6 +6,9 @@
 // reactor needs no lock. Work moves between reactors only by post().
 // Invariants: contexts exist from construction to destruction; threads run between start() and
 // stop(); stop() is idempotent and joins every thread.
+// Teardown: join(), then destroy_pending_work() while everything the reactors' coroutines refer to
+// still exists, then destroy those objects (their timers and sockets need the contexts), then the
+// pool last.
 #include <functional>
 #include <memory>
 #include <thread>
@@ -45,6 +48,10 @@ class reactor_pool {
   void stop();
   // Lets the reactors finish their outstanding work, then joins.
   void drain_and_join();
+  // After join(): destroys every reactor's pending work (coroutines suspended on I/O or timers,
+  // queued handlers), running their destructors on the calling thread. The contexts stay usable
+  // for destroying I/O objects until the pool itself goes. Idempotent.
+  void destroy_pending_work();
 
   template <class F>
   void post(unsigned i, F&& f) {
