@@ -98,7 +98,7 @@ bool is_order_file(session* s, fuse_ino_t ino) {
   return ino == fs::order_file_ino && s->filesystem().opts().control_files;
 }
 order_handle* order_of(fuse_file_info* fi) {
-  return reinterpret_cast<order_handle*>(fi->fh);
+  return handle_table::get<order_handle>(fi->fh);
 }
 
 bool may_write_order(session* s, const request_ptr& req) {
@@ -112,10 +112,10 @@ void open_order(session* s, request_ptr req, fuse_file_info* fi) {
   h->writer = writer;
   h->truncated = writer && (fi->flags & O_TRUNC);  // ": > order" clears the order (at release)
   if ((fi->flags & O_ACCMODE) != O_WRONLY) h->snapshot = s->filesystem().order_text();
-  fi->fh = reinterpret_cast<uint64_t>(h);
+  fi->fh = s->handles().adopt(h);
   fi->direct_io = 1;  // stat says 0 bytes; reads return the whole text regardless
   fi->keep_cache = 0;
-  if (!req->reply_open(*fi)) delete h;  // interrupted
+  if (!req->reply_open(*fi)) s->handles().release<order_handle>(fi->fh);  // interrupted
 }
 
 // `req`: the flush to answer; none when applied at release (nobody to tell).
@@ -159,8 +159,8 @@ awaitable<void> do_open(session* s, pending_ptr p, fuse_ino_t ino, fuse_file_inf
   fi.keep_cache = (*r)->keep_cache ? 1 : 0;
   fi.direct_io = s->options().direct_io ? 1 : 0;
   fi.noflush = 1;  // read-only data: nothing to flush, so close() sends no FLUSH request
-  fi.fh = reinterpret_cast<uint64_t>(new file_holder(*r));
-  if (!req->reply_open(fi)) delete reinterpret_cast<file_holder*>(fi.fh);  // interrupted
+  fi.fh = s->handles().adopt(new file_holder(*r));
+  if (!req->reply_open(fi)) s->handles().release<file_holder>(fi.fh);  // interrupted
 }
 
 awaitable<void> do_read(session* s, pending_ptr p, file_holder file, size_t size, off_t off,
@@ -216,25 +216,25 @@ void op_opendir(request_ptr req, fuse_ino_t ino, fuse_file_info* fi) {
   auto r = s->filesystem().getattr(ino);
   if (!r) return req->reply_err(to_errno(r.error()));
   if (!r->directory) return req->reply_err(ENOTDIR);
-  fi->fh = reinterpret_cast<uint64_t>(
+  fi->fh = s->handles().adopt(
       new dir_holder(std::make_shared<dir_stream>(s->filesystem(), s->options(), ino)));
   fi->cache_readdir = 0;
-  if (!req->reply_open(*fi)) delete reinterpret_cast<dir_holder*>(fi->fh);  // interrupted
+  if (!req->reply_open(*fi)) s->handles().release<dir_holder>(fi->fh);  // interrupted
 }
 
 void op_readdir(request_ptr req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
-  auto stream = *reinterpret_cast<dir_holder*>(fi->fh);
+  auto stream = *handle_table::get<dir_holder>(fi->fh);
   auto ex = req->executor();
   spawn(ex,
         do_readdir(pending_request::start(std::move(req)), std::move(stream), size, off, false));
 }
 void op_readdirplus(request_ptr req, fuse_ino_t, size_t size, off_t off, fuse_file_info* fi) {
-  auto stream = *reinterpret_cast<dir_holder*>(fi->fh);
+  auto stream = *handle_table::get<dir_holder>(fi->fh);
   auto ex = req->executor();
   spawn(ex, do_readdir(pending_request::start(std::move(req)), std::move(stream), size, off, true));
 }
 void op_releasedir(request_ptr req, fuse_ino_t, fuse_file_info* fi) {
-  delete reinterpret_cast<dir_holder*>(fi->fh);
+  self(req)->handles().release<dir_holder>(fi->fh);
   req->reply_err(0);
 }
 
@@ -256,7 +256,7 @@ void op_read(request_ptr req, fuse_ino_t ino, size_t size, off_t off, fuse_file_
     return req->reply_buf(h->snapshot.data() + from, std::min(size, h->snapshot.size() - from));
   }
   trace::span span("fuse.read", "fuse");
-  auto file = *reinterpret_cast<file_holder*>(fi->fh);
+  auto file = *handle_table::get<file_holder>(fi->fh);
   if (span.active())
     span.add({"ino", std::uint64_t{ino}})
         .add({"key", file->key})
@@ -270,16 +270,15 @@ void op_read(request_ptr req, fuse_ino_t ino, size_t size, off_t off, fuse_file_
 void op_release(request_ptr req, fuse_ino_t ino, fuse_file_info* fi) {
   auto* s = self(req);
   if (is_order_file(s, ino)) {
-    std::unique_ptr<order_handle> h(order_of(fi));
     // Left unapplied (no flush after the last write, or a bare truncation): applied now, with no
     // one to tell the result.
-    if (auto text = take_pending(h.get(), true))
+    if (auto text = take_pending(order_of(fi), true))
       spawn(req->executor(), do_set_order(s, nullptr, std::move(*text)));
+    s->handles().release<order_handle>(fi->fh);
     return req->reply_err(0);
   }
-  auto* holder = reinterpret_cast<file_holder*>(fi->fh);
-  s->filesystem().release(*holder);
-  delete holder;
+  s->filesystem().release(*handle_table::get<file_holder>(fi->fh));
+  s->handles().release<file_holder>(fi->fh);
   req->reply_err(0);
 }
 

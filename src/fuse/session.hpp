@@ -25,6 +25,7 @@
 
 #include "core/reactor_pool.hpp"
 #include "fs/filesystem.hpp"
+#include "fuse/handle_table.hpp"
 
 struct fuse_session;
 
@@ -84,6 +85,8 @@ class session {
   fs::filesystem& filesystem() { return fs_; }
   const mount_options& options() const { return opts_; }
   reactor_pool& pool() { return pool_; }
+  // The fh of every open file and directory (freed at the end for those never released).
+  handle_table& handles() { return handles_; }
   // True until the session is destroyed (held by requests that may outlive it).
   std::shared_ptr<const std::atomic<bool>> alive() const { return alive_; }
 
@@ -103,6 +106,7 @@ class session {
   std::function<void()> on_finished_;
   std::unique_ptr<uring_transport> uring_;  // transport_kind::io_uring
   std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
+  handle_table handles_;
 };
 
 }  // namespace valkyrie::fuse

@@ -171,15 +171,6 @@ readers=()
 for i in 1 2 3; do (cat "$mnt/sizes/big_100MiB" >/dev/null 2>&1 || true) & readers+=($!); done
 reading() { (($(reads_answered) > reads0)); }
 wait_until 10 reading || fail "the readers' reads never reached the daemon"
-# KNOWN DEFECT (sanitizer build only waits): when the daemon exits with reads in flight, a
-# chunk's waiter timer can outlive its reactor's io_context at teardown (AddressSanitizer:
-# heap-use-after-free in ~chunk_cache after ~reactor_pool, 1 run in 3). Until the teardown
-# order is fixed, the sanitizer build lets the readers finish before SIGTERM; the normal build
-# checks SIGTERM in the middle of the reads.
-if [[ -n ${VALKYRIE_SANITIZER:-} ]]; then
-  readers_finished() { local p; for p in "${readers[@]}"; do kill -0 "$p" 2>/dev/null && return 1; done; return 0; }
-  wait_until 120 readers_finished || fail "the readers did not finish"
-fi
 kill -TERM "$daemon_pid"
 expect_daemon_gone
 readers_done() { local p; for p in "${readers[@]}"; do kill -0 "$p" 2>/dev/null && return 1; done; return 0; }
