@@ -37,7 +37,8 @@ chunk_ref& chunk_ref::operator=(chunk_ref&& o) noexcept {
   return *this;
 }
 
-void chunk_ref::slice(std::size_t from, std::size_t to, std::vector<std::span<const char>>& out) const {
+void chunk_ref::slice(std::size_t from, std::size_t to,
+                      std::vector<std::span<const char>>& out) const {
   std::size_t at = 0;  // chunk offset of the current piece
   for (auto& p : pieces_) {
     std::size_t end = at + p.size();
@@ -78,7 +79,8 @@ chunk_cache::chunk_cache(std::uint64_t capacity, std::uint32_t chunk_size, unsig
   shards = std::min(shards, slots());
   const std::uint32_t per_shard = pages / shards;
   for (unsigned i = 0; i < shards; ++i)
-    shards_.push_back(std::make_unique<shard>(i * per_shard, i + 1 == shards ? pages - i * per_shard : per_shard));
+    shards_.push_back(std::make_unique<shard>(i * per_shard,
+                                              i + 1 == shards ? pages - i * per_shard : per_shard));
   cache_metrics::get().capacity.add(static_cast<std::int64_t>(arena_bytes_));
 }
 
@@ -97,7 +99,8 @@ std::error_code chunk_cache::prefault(unsigned threads) {
         return;
       }
       // Older kernels: the first write to each page backs it.
-      for (std::uint64_t at = 0; at < n; at += page) static_cast<volatile char*>(arena_ + from)[at] = 0;
+      for (std::uint64_t at = 0; at < n; at += page)
+        static_cast<volatile char*>(arena_ + from)[at] = 0;
     });
   }
   for (auto& w : workers) w.join();
@@ -110,8 +113,10 @@ chunk_cache::~chunk_cache() {
   m.prefetch_limit_bytes.sub(static_cast<std::int64_t>(bytes_limit_published_));
   for (auto& s : shards_)
     for (auto& [_, e] : s->entries) {
-      if (e.st != entry::state::ready) m.filling.sub(static_cast<std::int64_t>(e.reserved));
-      else m.zone(e).sub(static_cast<std::int64_t>(e.size));
+      if (e.st != entry::state::ready)
+        m.filling.sub(static_cast<std::int64_t>(e.reserved));
+      else
+        m.zone(e).sub(static_cast<std::int64_t>(e.size));
     }
   if (arena_) ::munmap(arena_, arena_bytes_);
 }
@@ -120,19 +125,22 @@ chunk_buffers chunk_cache::buffers_of(const chunk_entry& e) const {
   chunk_buffers out;
   std::uint64_t left = e.reserved;
   for (auto& x : e.extents) {
-    std::uint64_t n = std::min<std::uint64_t>(left, std::uint64_t{x.count} * page_allocator::page_size);
+    std::uint64_t n =
+        std::min<std::uint64_t>(left, std::uint64_t{x.count} * page_allocator::page_size);
     out.emplace_back(arena_ + std::uint64_t{x.first} * page_allocator::page_size, n);
     left -= n;
   }
   return out;
 }
 
-bool chunk_cache::take_memory(shard& s, std::uint64_t bytes, std::vector<extent>& out, const rank_fn* ranker,
-                              bool for_prefetch, std::optional<std::uint64_t> incoming) {
+bool chunk_cache::take_memory(shard& s, std::uint64_t bytes, std::vector<extent>& out,
+                              const rank_fn* ranker, bool for_prefetch,
+                              std::optional<std::uint64_t> incoming) {
   bytes = std::max<std::uint64_t>(bytes, 1);
   for (;;) {
     // The prefetch zone is full: prefetches may only replace unread prefetches nobody wants.
-    const bool zone_full = !ranker && for_prefetch && prefetch_held_.load() + bytes > prefetch_bound_;
+    const bool zone_full =
+        !ranker && for_prefetch && prefetch_held_.load() + bytes > prefetch_bound_;
     if (!zone_full && s.memory.allocate(bytes, max_extents, out)) return true;
     if (!evict_one(s, ranker, for_prefetch, zone_full, incoming)) return false;
   }
@@ -164,9 +172,11 @@ bool chunk_cache::evict_one(shard& s, const rank_fn* ranker, bool for_prefetch, 
       if (!from || r > furthest) from = &l, victim = it, furthest = r;
     };
     std::size_t n = 0;
-    for (auto it = s.lru.begin(); it != s.lru.end() && n < belady_scan; ++it, ++n) consider(s.lru, it);
+    for (auto it = s.lru.begin(); it != s.lru.end() && n < belady_scan; ++it, ++n)
+      consider(s.lru, it);
     n = 0;
-    for (auto it = s.prefetched.end(); it != s.prefetched.begin() && n < belady_scan; ++n) consider(s.prefetched, --it);
+    for (auto it = s.prefetched.end(); it != s.prefetched.begin() && n < belady_scan; ++n)
+      consider(s.prefetched, --it);
     if (from && incoming && furthest <= *incoming) return false;  // keep what is needed sooner
     // Spill: the disk tier may want it first (pinned and handed over; the next turn of
     // take_memory evicts another).
@@ -201,10 +211,12 @@ bool chunk_cache::evict_one(shard& s, const rank_fn* ranker, bool for_prefetch, 
   }
   if (trace::enabled())
     trace::instant("cache.evict", "cache",
-                   {{"key", node->first.object->key}, {"chunk", std::uint64_t{node->first.index}},
+                   {{"key", node->first.object->key},
+                    {"chunk", std::uint64_t{node->first.index}},
                     {"read", e.read ? 1 : 0},
                     {"rank", ranker ? std::to_string((*ranker)(node->first)) : std::string("lru")},
-                    {"for", incoming ? std::to_string(*incoming) : std::string(for_prefetch ? "prefetch" : "reader")}});
+                    {"for", incoming ? std::to_string(*incoming)
+                                     : std::string(for_prefetch ? "prefetch" : "reader")}});
   leave_prefetch_zone(e);
   s.memory.release(e.extents);
   from->erase(victim);
@@ -218,8 +230,9 @@ void chunk_cache::leave_prefetch_zone(chunk_entry& e) {
 }
 
 void chunk_cache::set_prefetch_share(double share) {
-  prefetch_bound_ = std::max<std::uint64_t>(chunk_size_, static_cast<std::uint64_t>(static_cast<double>(arena_bytes_) *
-                                                                                  std::clamp(share, 0.0, 1.0)));
+  prefetch_bound_ = std::max<std::uint64_t>(
+      chunk_size_,
+      static_cast<std::uint64_t>(static_cast<double>(arena_bytes_) * std::clamp(share, 0.0, 1.0)));
 }
 
 void chunk_cache::unpin(unsigned shard_index, chunk_entry* entry) {
@@ -264,11 +277,14 @@ void chunk_cache::finish_fetch(const chunk_id& key, unsigned shard_index, result
   }
 }
 
-awaitable<void> chunk_cache::run_fetch(chunk_id key, fetch_fn fetch, unsigned shard_index, chunk_buffers dest,
-                                       std::shared_ptr<result<std::size_t>> out, bool prefetched) {
+awaitable<void> chunk_cache::run_fetch(chunk_id key, fetch_fn fetch, unsigned shard_index,
+                                       chunk_buffers dest, std::shared_ptr<result<std::size_t>> out,
+                                       bool prefetched) {
   trace::span span("cache.fill", "cache");
   if (span.active())
-    span.add({"key", key.object->key}).add({"chunk", std::uint64_t{key.index}}).add({"prefetch", prefetched ? 1 : 0});
+    span.add({"key", key.object->key})
+        .add({"chunk", std::uint64_t{key.index}})
+        .add({"prefetch", prefetched ? 1 : 0});
   metrics::timer fill_time(cache_metrics::get().fill_seconds);
   auto r = co_await fetch(std::move(dest));
   fill_time.stop();
@@ -277,7 +293,6 @@ awaitable<void> chunk_cache::run_fetch(chunk_id key, fetch_fn fetch, unsigned sh
   if (out) *out = r;
   finish_fetch(key, shard_index, r);
 }
-
 
 bool chunk_cache::contains(const chunk_id& key) const {
   const shard& s = *shards_[shard_of(key)];
@@ -293,6 +308,26 @@ std::optional<chunk_ref> chunk_cache::pin_ready(const chunk_id& key) {
   auto it = s.entries.find(key);
   if (it == s.entries.end() || it->second.st != entry::state::ready) return std::nullopt;
   return pin_locked(si, it->second);
+}
+
+awaitable<std::optional<chunk_ref>> chunk_cache::pin_when_ready(chunk_id key) {
+  const unsigned si = shard_of(key);
+  shard& s = *shards_[si];
+  auto ex = co_await asio::this_coro::executor;
+  std::shared_ptr<asio::steady_timer> timer;
+  for (;;) {
+    {
+      std::lock_guard lock(s.mu);
+      auto it = s.entries.find(key);
+      if (it == s.entries.end() || it->second.queued) co_return std::nullopt;
+      if (it->second.st == entry::state::ready) co_return pin_locked(si, it->second);
+      // Filling: woken by finish_fetch (the timer is cancelled), whatever the fetch's outcome.
+      if (!timer) timer = std::make_shared<asio::steady_timer>(ex);
+      timer->expires_at(asio::steady_timer::time_point::max());
+      it->second.waiters.push_back({ex, timer, nullptr});
+    }
+    co_await timer->async_wait(use_tuple);
+  }
 }
 
 chunk_ref chunk_cache::pin_locked(unsigned shard_index, chunk_entry& e) {
@@ -337,7 +372,8 @@ awaitable<result<chunk_ref>> chunk_cache::get(chunk_id key, fetch_fn fetch) {
       if (it != s.entries.end() && it->second.st == entry::state::ready) {
         entry& e = it->second;
         ++e.pins;
-        s.lru.splice(s.lru.end(), e.in_prefetch_list ? s.prefetched : s.lru, e.lru);  // (to the hot zone)
+        s.lru.splice(s.lru.end(), e.in_prefetch_list ? s.prefetched : s.lru,
+                     e.lru);  // (to the hot zone)
         e.in_prefetch_list = false;
         if (first_try) {
           ++s.stats.hits;
@@ -351,7 +387,8 @@ awaitable<result<chunk_ref>> chunk_cache::get(chunk_id key, fetch_fn fetch) {
             m.hot_zone.add(static_cast<std::int64_t>(e.size));
             m.prefetch_used.add();
             if (first_try)
-              m.prefetch_lead.observe(static_cast<std::uint64_t>((std::chrono::steady_clock::now() - e.ready_at).count()));
+              m.prefetch_lead.observe(static_cast<std::uint64_t>(
+                  (std::chrono::steady_clock::now() - e.ready_at).count()));
           }
         }
         chunk_ref ref;
@@ -389,7 +426,8 @@ awaitable<result<chunk_ref>> chunk_cache::get(chunk_id key, fetch_fn fetch) {
         if (!failed) failed = std::make_shared<std::error_code>();
         it->second.waiters.push_back({ex, timer, failed});
         next = wait_fetch;
-      } else if (entry e; key.length() > 0 && take_memory(s, key.length(), e.extents, ranker_.load().get(), false)) {
+      } else if (entry e; key.length() > 0 &&
+                          take_memory(s, key.length(), e.extents, ranker_.load().get(), false)) {
         ++s.stats.misses;
         e.reserved = key.length();
         e.read = true;  // a reader's own fetch: hot from the start
@@ -434,12 +472,14 @@ cache_stats chunk_cache::stats() const {
 }
 
 std::string chunk_cache::check_invariants() const {
-  std::vector<std::uint8_t> held(arena_bytes_ / page_allocator::page_size, 0);  // pages held by entries
+  std::vector<std::uint8_t> held(arena_bytes_ / page_allocator::page_size,
+                                 0);  // pages held by entries
   std::uint64_t unread_prefetches = 0, queued = 0;
   for (auto& sp : shards_) {
     std::lock_guard lock(sp->mu);
     const shard& s = *sp;
-    if (auto problem = s.memory.check_invariants(); !problem.empty()) return "page allocator: " + problem;
+    if (auto problem = s.memory.check_invariants(); !problem.empty())
+      return "page allocator: " + problem;
     std::uint64_t entry_pages = 0;
     std::size_t hot = 0, prefetched = 0;
     for (auto& node : s.entries) {
@@ -450,23 +490,27 @@ std::string chunk_cache::check_invariants() const {
           if (held[p]++) return "page " + std::to_string(p) + " is held twice";
           ++pages;
         }
-      if (pages * page_allocator::page_size < e.reserved) return "a chunk has fewer pages than its length";
+      if (pages * page_allocator::page_size < e.reserved)
+        return "a chunk has fewer pages than its length";
       entry_pages += pages;
       if (e.prefetched && !e.read) unread_prefetches += e.reserved;
       if (e.queued) ++queued;
       if (e.st != entry::state::ready) continue;
       ++(e.in_prefetch_list ? prefetched : hot);
-      if (e.in_prefetch_list != (e.prefetched && !e.read)) return "a ready chunk is in the wrong zone's list";
+      if (e.in_prefetch_list != (e.prefetched && !e.read))
+        return "a ready chunk is in the wrong zone's list";
       if (*e.lru != &node) return "a ready chunk's list position names another chunk";
     }
-    if (hot != s.lru.size() || prefetched != s.prefetched.size()) return "the zone lists and the ready entries differ";
+    if (hot != s.lru.size() || prefetched != s.prefetched.size())
+      return "the zone lists and the ready entries differ";
     if (entry_pages + s.memory.free_pages() != s.memory.page_count())
       return "a shard's pages do not add up: " + std::to_string(entry_pages) + " held + " +
-             std::to_string(s.memory.free_pages()) + " free != " + std::to_string(s.memory.page_count());
+             std::to_string(s.memory.free_pages()) +
+             " free != " + std::to_string(s.memory.page_count());
   }
   if (unread_prefetches != prefetch_held_.load())
-    return "the prefetch zone counts " + std::to_string(prefetch_held_.load()) + " bytes, the entries say " +
-           std::to_string(unread_prefetches);
+    return "the prefetch zone counts " + std::to_string(prefetch_held_.load()) +
+           " bytes, the entries say " + std::to_string(unread_prefetches);
   return {};
 }
 

@@ -69,7 +69,7 @@ struct chunk_entry {
     std::shared_ptr<std::error_code> failed;
   };
   std::vector<extent> extents;  // the pages holding the chunk, in byte order
-  std::uint64_t reserved = 0;     // bytes of those pages the chunk may fill (its length)
+  std::uint64_t reserved = 0;   // bytes of those pages the chunk may fill (its length)
   enum class state { fetching, ready } st = state::fetching;
   std::size_t size = 0;
   unsigned pins = 0;
@@ -78,10 +78,12 @@ struct chunk_entry {
   bool queued = false;      // a prefetch waiting for its turn: no request sent yet
   std::chrono::steady_clock::time_point ready_at{};
   std::vector<waiter> waiters;
-  std::list<cache_node*>::iterator lru;  // in the hot list, or the prefetched one if in_prefetch_list; valid when ready
+  // In the hot list, or the prefetched one if in_prefetch_list; valid when ready.
+  std::list<cache_node*>::iterator lru;
   bool in_prefetch_list = false;
   bool spilled = false;  // offered to the spill hook once (set_spill)
-  std::function<bool()> wanted;  // a prefetch's "still worth keeping?" (empty: a guess, replaceable)
+  // A prefetch's "still worth keeping?" (empty: a guess, replaceable).
+  std::function<bool()> wanted;
 };
 
 // A pinned, ready chunk: its bytes stay valid and in place until the ref is released.
@@ -93,7 +95,9 @@ class chunk_ref {
   ~chunk_ref() { release(); }
   // The bytes, when they lie in one piece (a chunk allocated in one extent: always on a fresh
   // or unfragmented shard); pieces() in general.
-  std::span<const char> data() const { return pieces_.empty() ? std::span<const char>() : pieces_.front(); }
+  std::span<const char> data() const {
+    return pieces_.empty() ? std::span<const char>() : pieces_.front();
+  }
   const std::vector<std::span<const char>>& pieces() const { return pieces_; }
   std::size_t size() const { return size_; }
   // Appends the spans holding bytes [from, to) of the chunk to `out`.
@@ -138,7 +142,7 @@ class chunk_cache {
   // wait. Its slot is taken now and its fetch queued behind other prefetches: at most
   // prefetch_limit run at once (nearest first: in the order asked), so a reader's own fetch
   // (get) never queues behind them, and a reader that asks for a queued chunk starts it at once.
-// A local prefetch (a disk tier read) has its own queue and limit and takes no S3 turn.
+  // A local prefetch (a disk tier read) has its own queue and limit and takes no S3 turn.
   // `wanted`, if given, is asked when the prefetch's turn comes (with the shard locked: cheap,
   // no calls into the cache): false, with no reader waiting, drops it and frees the slot.
   // Returns false when nothing was queued (present, in flight, or no slot to be had).
@@ -166,15 +170,22 @@ class chunk_cache {
   void set_prefetch_share(double share);
   std::uint64_t prefetch_zone_bound() const { return prefetch_bound_; }
   // Bytes held by prefetched chunks nobody has read yet (in flight or ready).
-  std::uint64_t prefetch_zone_bytes() const { return prefetch_held_.load(std::memory_order_relaxed); }
+  std::uint64_t prefetch_zone_bytes() const {
+    return prefetch_held_.load(std::memory_order_relaxed);
+  }
   bool contains(const chunk_id& key) const;
   // The chunk pinned if it is ready, without counting a lookup or touching its zone or recency
   // (for copying it elsewhere: the disk tier's write-back); nullopt if it is absent or filling.
   std::optional<chunk_ref> pin_ready(const chunk_id& key);
+  // The same once the chunk is ready: waits while it is being fetched (no polling); nullopt if
+  // it is absent, only queued, or its fetch failed.
+  awaitable<std::optional<chunk_ref>> pin_when_ready(chunk_id key);
   // Cached or being fetched (or queued).
   bool present(const chunk_id& key) const;
   // The id of chunk `index` of `object` in this cache's default layout (chunk_size()).
-  chunk_id chunk(version_ref object, std::uint64_t index) const { return {std::move(object), chunk_size_, index}; }
+  chunk_id chunk(version_ref object, std::uint64_t index) const {
+    return {std::move(object), chunk_size_, index};
+  }
   // With a known future order: how far in the future a chunk will be read (larger: later).
   // Eviction then takes the unpinned chunk read furthest in the future (Belady) instead of the
   // least recently used one, and a prefetch is refused rather than evict a chunk needed sooner
@@ -227,7 +238,9 @@ class chunk_cache {
     cache_stats stats;
   };
 
-  unsigned shard_of(const chunk_id& k) const { return static_cast<unsigned>(k.hash() % shards_.size()); }
+  unsigned shard_of(const chunk_id& k) const {
+    return static_cast<unsigned>(k.hash() % shards_.size());
+  }
   chunk_buffers buffers_of(const chunk_entry& e) const;
   // With the shard locked: a ready entry pinned.
   chunk_ref pin_locked(unsigned shard_index, chunk_entry& e);
@@ -236,8 +249,8 @@ class chunk_cache {
   // prefetched chunk (nullopt for a reader's): it evicts only chunks needed later than itself.
   // False (nothing taken) when the memory cannot be had.
   // `for_prefetch`: the prefetch zone's bound applies.
-  bool take_memory(shard& s, std::uint64_t bytes, std::vector<extent>& out, const rank_fn* ranker, bool for_prefetch,
-                   std::optional<std::uint64_t> incoming = std::nullopt);
+  bool take_memory(shard& s, std::uint64_t bytes, std::vector<extent>& out, const rank_fn* ranker,
+                   bool for_prefetch, std::optional<std::uint64_t> incoming = std::nullopt);
   // With the shard locked: evicts one unpinned chunk by the policy above; false if none may go.
   bool evict_one(shard& s, const rank_fn* ranker, bool for_prefetch, bool zone_full,
                  std::optional<std::uint64_t> incoming);
@@ -274,12 +287,13 @@ class chunk_cache {
   std::deque<pending_prefetch> local_queue_;  // local prefetches waiting (guarded by queue_mu_)
   unsigned local_running_ = 0;                // started and not finished (guarded by queue_mu_)
   unsigned local_limit_ = 16;
-  unsigned prefetching_ = 0;         // started and not finished (guarded by queue_mu_)
+  unsigned prefetching_ = 0;             // started and not finished (guarded by queue_mu_)
   std::uint64_t prefetching_bytes_ = 0;  // their bytes (guarded by queue_mu_)
   unsigned prefetch_limit_ = ~0u;
   std::uint64_t prefetch_bytes_limit_ = ~std::uint64_t{0};
   std::uint64_t bytes_limit_published_ = 0;  // what the limit gauge holds from this cache
-  std::atomic<std::uint64_t> prefetch_held_{0};  // bytes of prefetched chunks not read yet, in flight or ready
+  std::atomic<std::uint64_t> prefetch_held_{
+      0};  // bytes of prefetched chunks not read yet, in flight or ready
   std::uint64_t prefetch_bound_ = 1;
 };
 

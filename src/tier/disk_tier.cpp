@@ -85,19 +85,9 @@ void disk_tier::pump(asio::any_io_executor ex) {
 awaitable<void> disk_tier::write_back(cache::chunk_id id) {
   auto self = shared_from_this();
   const std::uint64_t len = id.length();
-  // (co_spawn starts inline on this reactor: let the fetch return and the chunk become ready;
-  // the cache's completion may take a few turns of the reactor, or another reactor's)
-  auto ex = co_await asio::this_coro::executor;
-  std::optional<cache::chunk_ref> ref;
-  for (unsigned turn = 0; turn < 2000; ++turn) {
-    if (turn < 16) {
-      co_await asio::post(ex, asio::use_awaitable);
-    } else {
-      asio::steady_timer t(ex, std::chrono::milliseconds(1));
-      co_await t.async_wait(asio::use_awaitable);
-    }
-    if ((ref = cache_->pin_ready(id)) || !cache_->present(id)) break;
-  }
+  // (co_spawn starts inline on this reactor, inside the fetch: the chunk becomes ready when the
+  // fetch has returned to the cache)
+  std::optional<cache::chunk_ref> ref = co_await cache_->pin_when_ready(id);
   if (ref) {
     std::vector<std::span<const char>> pieces = ref->pieces();
     co_await store_->write(id, std::move(pieces));
