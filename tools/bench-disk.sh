@@ -14,8 +14,8 @@
 #     disk alone), and the same run without an order (LRU memory, CLOCK disk).
 #  c  disk use (the data files' allocated bytes, and the whole directory) sampled every 0.1 s
 #     during part b's runs, never above --disk-cache-size.
-#  d  D_FILES x D_SIZE (150 x 64 MiB) in 64 KiB chunks, link model without the first-byte
-#     latency (it only slows the filling): two thirds of the files read and written back (102,400
+#  d  D_FILES x D_SIZE (240 x 64 MiB) in 64 KiB chunks, link model without the first-byte
+#     latency (it only slows the filling): two thirds of the files read and written back (163,840
 #     chunks), the rest read and the daemon killed (-9) half way, then a mount again: the index
 #     time and chunks from the "disk cache opened" log line, and a full re-read whose S3 bytes
 #     are at most the bytes not on the disk (no chunk complete on disk fetched again).
@@ -32,7 +32,7 @@ work=$(mktemp -d "$base/valkyrie-bench-disk.XXXXXX")
 bench_remove_on_exit "$work"
 echo "tier directory: $work on $(findmnt -n -o SOURCE,FSTYPE -T "$work" | tr -s ' ')"
 A_FILES=${A_FILES:-64} A_SIZE=${A_SIZE:-64MiB}
-D_FILES=${D_FILES:-150} D_SIZE=${D_SIZE:-64MiB}
+D_FILES=${D_FILES:-240} D_SIZE=${D_SIZE:-64MiB}
 link=(--first-byte-latency 30ms --conn-bandwidth 64MiB --total-bandwidth 1GiB)
 
 to_bytes() { numfmt --from=iec-i "${1%B}"; }
