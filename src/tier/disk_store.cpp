@@ -223,8 +223,8 @@ bool disk_store::usable_locked() {
   disabled_until_ = {};
   consecutive_errors_ = 0;
   stats_.disabled = false;
-  log::event("tier", spdlog::level::info, "disk cache in use again after I/O errors or slow operations",
-             {{"dir", opts_.dir}});
+  log::event("tier", spdlog::level::info,
+             "disk cache in use again after I/O errors or slow operations", {{"dir", opts_.dir}});
   return true;
 }
 
