@@ -472,10 +472,10 @@ awaitable<bool> disk_store::write(cache::chunk_id id, std::vector<std::span<cons
   std::error_code ec = co_await file->writev_at(at, std::move(pieces));
   const auto took = std::chrono::steady_clock::now() - started;
   std::lock_guard lock(mu_);
-  note_io_locked(ec, took, "write");
   writing_.erase(id);
   auto& s = slots_[slot];
   if (ec) {
+    note_io_locked(ec, took, "write");
     s.st = slot_state::state::free;
     free_.push_back(slot);
     ++stats_.writes_dropped;
@@ -497,8 +497,10 @@ awaitable<bool> disk_store::write(cache::chunk_id id, std::vector<std::span<cons
   encode_insert(r, slot, rec);
   // A journal that cannot grow (the filesystem full: ENOSPC) is an error like the data's: the
   // chunk is served from memory's index now but not found after a restart; repeated, the
-  // store steps aside.
-  if (auto jec = journal_.append(r)) note_error_locked(jec, "journal");
+  // store steps aside. (One outcome per write: data written on time does not end the streak
+  // when its record could not be journaled.)
+  const auto jec = journal_.append(r);
+  note_io_locked(jec, took, jec ? "journal" : "write");
   if (journal_.appended_records() > 2ull * stats_.used_slots + 4096) {
     std::string all;
     for (std::uint32_t i = 0; i < slots_.size(); ++i)

@@ -3,8 +3,8 @@
 # 1. --disk-cache-size larger than the filesystem: preallocation fails (ENOSPC) and the daemon
 #    exits with a clear message, nothing mounted.
 # 2. The filesystem filled up under a running tier (64 x 256 KiB chunks; a filler file takes every free block, so
-#    the journal cannot grow): its failed appends are counted as tier errors (ENOSPC in the log),
-#    reads go on, bytes exact, the mount alive.
+#    the journal cannot grow): its failed appends are counted as tier errors (ENOSPC in the log)
+#    and step the tier aside (logged once), reads go on, bytes exact, the mount alive.
 # (EIO through device-mapper's error target is not here: this machine has no device-mapper.)
 # Exit 77 without root, /dev/fuse, losetup or mkfs.ext4, or if no loop device can be had.
 set -euo pipefail
@@ -75,9 +75,13 @@ wait_until 20 errors_counted ||
   fail "no tier error counted on a full filesystem ($(metric valkyrie_disk_bytes_written_total) bytes written back)"
 grep -q '"op":"journal","error":"No space left on device"' "$tmp/daemon.err" ||
   fail "no ENOSPC from the journal in the log: $(grep -m3 'disk cache' "$tmp/daemon.err")"
+# The first pass's write-backs fail to journal one after another (no disk read between them: the
+# tier was empty): five in a row and the tier steps aside, logged once.
+stepped=$(grep -c 'disk cache stepped aside' "$tmp/daemon.err" || true)
+[[ $stepped == 1 ]] || fail "the tier stepped aside $stepped times, not once: $(grep -m3 'disk cache' "$tmp/daemon.err")"
 check_read  # (the bytes still exact after the errors)
 kill -0 "$daemon_pid" || fail "the daemon died"
-pass "filesystem full under the tier: bytes exact three times, $(metric valkyrie_disk_errors_total) tier errors counted (journal ENOSPC), mount alive"
+pass "filesystem full under the tier: bytes exact three times, $(metric valkyrie_disk_errors_total) tier errors counted (journal ENOSPC), stepped aside once, mount alive"
 # Room again: the tier goes on (unmount and mount again: what was journaled is there).
 rm -f "$tmp/fs/filler"
 umount "$mnt"
