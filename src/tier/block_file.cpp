@@ -165,6 +165,7 @@ class fault_file final : public block_file {
   bool direct() const override { return inner_->direct(); }
   awaitable<std::error_code> read_at(std::uint64_t offset, std::span<char> buf) override {
     ++plan_->reads;
+    co_await delay();
     if (int e = plan_->read_errno.load()) co_return std::error_code(e, std::system_category());
     if (plan_->short_reads.load() && buf.size() > block_align) {
       // The first half arrives, then the end of the file: what a truncated file gives.
@@ -176,16 +177,24 @@ class fault_file final : public block_file {
   awaitable<std::error_code> writev_at(std::uint64_t offset,
                                        std::vector<std::span<const char>> bufs) override {
     ++plan_->writes;
+    co_await delay();
     if (int e = plan_->write_errno.load()) co_return std::error_code(e, std::system_category());
     co_return co_await inner_->writev_at(offset, std::move(bufs));
   }
   awaitable<std::error_code> write_at(std::uint64_t offset, std::span<const char> buf) override {
     ++plan_->writes;
+    co_await delay();
     if (int e = plan_->write_errno.load()) co_return std::error_code(e, std::system_category());
     co_return co_await inner_->write_at(offset, buf);
   }
 
  private:
+  awaitable<void> delay() {
+    const unsigned ms = plan_->delay_ms.load();
+    if (ms == 0) co_return;
+    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(ms));
+    (void)co_await t.async_wait(use_tuple);
+  }
   std::shared_ptr<block_file> inner_;
   std::shared_ptr<fault_plan> plan_;
 };

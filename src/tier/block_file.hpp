@@ -1,6 +1,6 @@
 #pragma once
 // The files the disk tier stores data in, behind an interface so that tests can inject faults
-// (EIO, ENOSPC, short reads) the way s3/fault_client does for S3.
+// (EIO, ENOSPC, short reads, a slow disk) the way s3/fault_client does for S3.
 //
 // direct_file: a preallocated file opened with O_DIRECT (no page cache, no copy: reads and
 // writes go straight between the caller's page-aligned memory and the disk). With the
@@ -45,9 +45,11 @@ std::shared_ptr<block_file> open_direct_file(const std::string& path, std::uint6
 
 // Faults to inject into every file opened through fault_opener (set from the test; atomics).
 struct fault_plan {
-  std::atomic<int> read_errno{0};             // nonzero: every read fails with it
-  std::atomic<int> write_errno{0};            // nonzero: every write fails with it (ENOSPC, EIO)
-  std::atomic<bool> short_reads{false};       // reads return half the bytes
+  std::atomic<int> read_errno{0};        // nonzero: every read fails with it
+  std::atomic<int> write_errno{0};       // nonzero: every write fails with it (ENOSPC, EIO)
+  std::atomic<bool> short_reads{false};  // reads return half the bytes
+  std::atomic<unsigned> delay_ms{0};     // nonzero: every read and write waits this long first (a
+                                         // timer on the calling reactor: a slow disk)
   std::atomic<unsigned> reads{0}, writes{0};  // calls seen
 };
 file_opener fault_opener(std::shared_ptr<fault_plan> plan, file_opener inner = open_direct_file);

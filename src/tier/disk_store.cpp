@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -74,6 +75,8 @@ void disk_store::open_files() {
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     throw std::runtime_error("--disk-cache " + dir + ": not a directory (create it first)");
   stride_ = header_bytes + round_up(opts_.chunk_size, block_align);
+  slow_limit_ =
+      opts_.slow_after * std::max<std::uint64_t>(1, (opts_.chunk_size + (8 << 20) - 1) >> 23);
   const std::uint64_t nslots = opts_.size / stride_;
   if (nslots == 0)
     throw std::runtime_error("--disk-cache-size " + std::to_string(opts_.size) +
@@ -220,14 +223,9 @@ bool disk_store::usable_locked() {
   disabled_until_ = {};
   consecutive_errors_ = 0;
   stats_.disabled = false;
-  log::event("tier", spdlog::level::info, "disk cache in use again after I/O errors",
-             {{"dir", opts_.dir}});
+  log::event("tier", spdlog::level::info,
+             "disk cache in use again after I/O errors or slow operations", {{"dir", opts_.dir}});
   return true;
-}
-
-void disk_store::note_error(std::error_code ec, const char* what) {
-  std::lock_guard lock(mu_);
-  note_error_locked(ec, what);
 }
 
 void disk_store::note_error_locked(std::error_code ec, const char* what) {
@@ -237,20 +235,41 @@ void disk_store::note_error_locked(std::error_code ec, const char* what) {
                {{"dir", opts_.dir}, {"op", what}, {"error", ec.message()}}, 1,
                std::chrono::seconds(60));
   ++stats_.errors;
+  count_fault_locked();
+}
+
+void disk_store::note_io_locked(std::error_code ec, std::chrono::steady_clock::duration took,
+                                const char* what) {
+  if (ec) return note_error_locked(ec, what);
+  if (took <= slow_limit_) {
+    consecutive_errors_ = 0;
+    return;
+  }
+  detail::tier_metrics::get().slow.add();
+  ++stats_.slow;
+  log::limited("tier", spdlog::level::warn, "disk_slow",
+               "disk cache operation slower than its limit: the disk is slow",
+               {{"dir", opts_.dir},
+                {"op", what},
+                {"seconds", std::chrono::duration<double>(took).count()},
+                {"limit_seconds", std::chrono::duration<double>(slow_limit_).count()}},
+               1, std::chrono::seconds(60));
+  count_fault_locked();
+}
+
+void disk_store::count_fault_locked() {
   if (++consecutive_errors_ >= opts_.max_consecutive_errors &&
       disabled_until_ == std::chrono::steady_clock::time_point{}) {
     disabled_until_ = std::chrono::steady_clock::now() + opts_.retry_after;
     stats_.disabled = true;
-    log::event("tier", spdlog::level::warn, "disk cache stepped aside after repeated I/O errors",
+    log::event("tier", spdlog::level::warn,
+               "disk cache stepped aside after repeated I/O errors or slow operations",
                {{"dir", opts_.dir},
-                {"errors", consecutive_errors_},
+                {"in_a_row", consecutive_errors_},
+                {"errors", stats_.errors},
+                {"slow", stats_.slow},
                 {"retry_in_seconds", std::chrono::duration<double>(opts_.retry_after).count()}});
   }
-}
-
-void disk_store::note_success() {
-  std::lock_guard lock(mu_);
-  consecutive_errors_ = 0;
 }
 
 void disk_store::drop_locked(std::uint32_t slot) {
@@ -262,7 +281,9 @@ void disk_store::drop_locked(std::uint32_t slot) {
   detail::tier_metrics::get().used_bytes.sub(s.rec.length);
   std::string rec;
   encode_remove(rec, slot);
-  (void)journal_.append(rec);
+  // (if it cannot be journaled, the slot's header, rewritten before reuse, still tells a replayed
+  // stale record from what the slot holds: a check failure, never old bytes)
+  if (auto jec = journal_.append(rec)) note_error_locked(jec, "journal");
   if (s.readers > 0) {
     s.st = slot_state::state::dropped;  // freed by its last reader
   } else {
@@ -335,6 +356,7 @@ awaitable<std::optional<std::size_t>> disk_store::read(cache::chunk_id id,
   std::error_code ec;
   bool bad = false;  // a check failed: the slot goes
   if (ok) {
+    const auto started = std::chrono::steady_clock::now();
     auto [file, at] = where(slot);
     aligned_block header(header_bytes);
     ec = co_await file->read_at(at, {header.p, header_bytes});
@@ -349,16 +371,19 @@ awaitable<std::optional<std::size_t>> disk_store::read(cache::chunk_id id,
       ec = co_await file->read_at(off, pieces[i]);
       off += pieces[i].size();
     }
+    const auto took = std::chrono::steady_clock::now() - started;  // (the disk's time alone)
+    {
+      std::lock_guard lock(mu_);
+      note_io_locked(ec, took, "read");
+    }
     if (!ec && !bad) {
       std::uint32_t crc = crc32c_seed;
       for (auto& p : dest) crc = crc32c(p, crc);
       bad = crc != rec.crc;
     }
   }
-  if (ec) note_error(ec, "read");
   std::lock_guard lock(mu_);
   if (ok && !ec && !bad) {
-    consecutive_errors_ = 0;
     release_reader_locked(slot);
     ++stats_.hits;
     stats_.bytes_read += rec.length;
@@ -443,19 +468,20 @@ awaitable<bool> disk_store::write(cache::chunk_id id, std::vector<std::span<cons
   // slot's journal record is appended only after it completed, and a read checks the data's
   // CRC32C against that record.
   pieces.insert(pieces.begin(), std::span<const char>(header.p, header_bytes));
+  const auto started = std::chrono::steady_clock::now();
   std::error_code ec = co_await file->writev_at(at, std::move(pieces));
-  if (ec) note_error(ec, "write");
+  const auto took = std::chrono::steady_clock::now() - started;
   std::lock_guard lock(mu_);
   writing_.erase(id);
   auto& s = slots_[slot];
   if (ec) {
+    note_io_locked(ec, took, "write");
     s.st = slot_state::state::free;
     free_.push_back(slot);
     ++stats_.writes_dropped;
     m.writes_dropped.add();
     co_return false;
   }
-  consecutive_errors_ = 0;
   s.st = slot_state::state::used;
   s.rec = rec;
   s.ref = false;
@@ -471,17 +497,15 @@ awaitable<bool> disk_store::write(cache::chunk_id id, std::vector<std::span<cons
   encode_insert(r, slot, rec);
   // A journal that cannot grow (the filesystem full: ENOSPC) is an error like the data's: the
   // chunk is served from memory's index now but not found after a restart; repeated, the
-  // store steps aside.
-  if (auto jec = journal_.append(r)) {
-    note_error_locked(jec, "journal");
-  } else {
-    consecutive_errors_ = 0;
-  }
+  // store steps aside. (One outcome per write: data written on time does not end the streak
+  // when its record could not be journaled.)
+  const auto jec = journal_.append(r);
+  note_io_locked(jec, took, jec ? "journal" : "write");
   if (journal_.appended_records() > 2ull * stats_.used_slots + 4096) {
     std::string all;
     for (std::uint32_t i = 0; i < slots_.size(); ++i)
       if (slots_[i].st == slot_state::state::used) encode_insert(all, i, slots_[i].rec);
-    (void)journal_.rewrite(all);
+    if (auto jec = journal_.rewrite(all)) note_error_locked(jec, "checkpoint");
   }
   co_return true;
 }

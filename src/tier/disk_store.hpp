@@ -21,10 +21,19 @@
 // With one (set_ranker: the memory cache's next-use rank), placement is Belady
 // (disk_placement.cpp): a full store evicts the slot whose next use is farthest, and a chunk
 // needed later than every chunk the store holds is not written at all (declined, counted).
-// Faults: an I/O error (EIO, ENOSPC, a short read) is a miss or a dropped write, counted and
-// logged (rate-limited); after max_consecutive_errors errors in a row the store steps aside
-// (every read a miss, every write dropped) for retry_after, then tries again. It never fails a
-// read: callers fall back to S3.
+// Faults: an I/O error (EIO, ENOSPC, a short read; a journal append or checkpoint that fails,
+// as on a full filesystem) is a miss or a dropped write, counted and logged (rate-limited).
+// A slow disk: each chunk's read (header and data) and write is timed, and one that took longer
+// than slow_after (per 8 MiB of chunk) counts as slow (valkyrie_disk_slow_total, logged
+// rate-limited); its data is still served or stored, it completed correctly. A slow operation
+// and an error both count towards the same streak: after max_consecutive_errors of them in a
+// row (an operation on time and without error ends the streak) the store steps aside (every
+// read a miss without touching the disk, every write dropped), logged once, for retry_after,
+// then tries again. It never fails a read: callers fall back to S3.
+// A read in flight is not raced against S3: the disk writes straight into the cache's memory
+// (O_DIRECT), which cannot be handed to a second fetch while the first may still land in it, so
+// a slow read's reader waits for it; the readers after the step-aside go to S3. (A disk that
+// never completes an operation is not detected: it is timed when it completes.)
 // Threading: read/write from any reactor; one mutex guards the slot table, the index and the
 // journal, never held across I/O.
 #include <atomic>
@@ -52,13 +61,21 @@ struct store_options {
   std::uint32_t chunk_size = 8 << 20;     // slot data bytes (the cache's chunk size)
   unsigned files = 4;                     // data files (fewer if there are fewer slots)
   file_opener opener = open_direct_file;  // tests inject faults here
-  unsigned max_consecutive_errors = 5;
+  unsigned max_consecutive_errors = 5;    // errors or slow operations in a row: step aside
   std::chrono::steady_clock::duration retry_after = std::chrono::seconds(30);
+  // A chunk read or write (of up to 8 MiB; proportionally longer for bigger chunks) slower than
+  // this is slow. 2 s: a healthy NVMe moves 8 MiB in ~3 ms, a SATA SSD in ~20 ms, even a hard
+  // disk in ~100 ms (queued behind a burst of concurrent reads, a few hundred ms), while S3
+  // brings a chunk in ~0.1-0.5 s. A disk at 4 MB/s (a failing drive retrying sectors, a network
+  // volume out of burst credits) is slower than going to S3, and the threshold leaves a healthy
+  // disk under load far below it.
+  std::chrono::steady_clock::duration slow_after = std::chrono::seconds(2);
 };
 
 struct store_stats {
   std::uint64_t hits = 0, misses = 0, bytes_read = 0, bytes_written = 0, writes = 0,
                 writes_dropped = 0, check_failures = 0, errors = 0;
+  std::uint64_t slow = 0;             // reads and writes slower than slow_after (completed)
   std::uint64_t writes_declined = 0;  // needed later than all the store holds (with an order)
   std::uint32_t slots = 0, used_slots = 0;
   std::uint64_t used_bytes = 0;
@@ -127,9 +144,12 @@ class disk_store {
   void scan_victims_locked(const rank_fn& rank);
   void drop_locked(std::uint32_t slot);
   void release_reader_locked(std::uint32_t slot);
-  void note_error(std::error_code ec, const char* what);
   void note_error_locked(std::error_code ec, const char* what);
-  void note_success();
+  // A data read or write that completed (ec: its error) after `took`: counts an error or a slow
+  // operation towards the streak that steps the store aside, or ends the streak.
+  void note_io_locked(std::error_code ec, std::chrono::steady_clock::duration took,
+                      const char* what);
+  void count_fault_locked();
   std::pair<block_file*, std::uint64_t> where(std::uint32_t slot) const;
 
   store_options opts_;
@@ -162,9 +182,10 @@ class disk_store {
   std::shared_ptr<const rank_fn> victims_for_;  // the ranker victims_ was scanned with
   std::vector<victim> victims_;
   unsigned evictions_since_scan_ = 0;
-  std::vector<std::uint32_t> touched_;  // slots read since the scan (with a ranker)
-  bool touched_overflow_ = false;       // too many to keep: scan again
-  unsigned consecutive_errors_ = 0;
+  std::vector<std::uint32_t> touched_;                // slots read since the scan (with a ranker)
+  bool touched_overflow_ = false;                     // too many to keep: scan again
+  unsigned consecutive_errors_ = 0;                   // errors and slow operations in a row
+  std::chrono::steady_clock::duration slow_limit_{};  // slow_after for this chunk size
   std::chrono::steady_clock::time_point disabled_until_{};
 };
 

@@ -15,6 +15,7 @@ struct tier_metrics {
   metrics::counter& writes_declined;
   metrics::counter& check_failures;
   metrics::counter& errors;
+  metrics::counter& slow;
 
   static tier_metrics& get() {
     static tier_metrics m = make();
@@ -45,6 +46,9 @@ struct tier_metrics {
                       "fetched from S3)"),
         r.get_counter("valkyrie_disk_errors_total",
                       "I/O errors on the disk tier's files (the read went to S3)"),
+        r.get_counter("valkyrie_disk_slow_total",
+                      "Disk tier reads and writes slower than their limit (2 s per 8 MiB chunk): "
+                      "served, but counted with the errors towards stepping aside"),
     };
   }
 };

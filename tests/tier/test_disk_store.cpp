@@ -1,5 +1,6 @@
 // disk_store: restart without data reads, bit flips, ETag changes, the lock, the exact cap,
-// CLOCK eviction, I/O faults (EIO, ENOSPC, short reads) and the replay time of 100,000 records.
+// CLOCK eviction, I/O faults (EIO, ENOSPC, short reads, a slow disk) and the replay time of 100,000
+// records.
 #include <doctest/doctest.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -282,6 +283,81 @@ TEST_CASE("store: ENOSPC and EIO on writes drop the write; short reads are misse
   CHECK(s->stats().errors == 3);
   plan->short_reads = false;
   CHECK(get(io, *s, b));
+}
+
+TEST_CASE(
+    "store: a slow disk is counted; slow operations in a row step the store aside, retried later") {
+  test::temp_dir dir;
+  test::io_loop io;
+  auto plan = std::make_shared<fault_plan>();
+  auto o = options_for(dir, 16, plan);
+  o.max_consecutive_errors = 3;
+  o.retry_after = std::chrono::milliseconds(300);
+  // 50 ms: far above a 64 KiB read of a temporary file, even on a loaded machine, and a quarter
+  // of the injected delay (every read and write waits 200 ms on a timer: a chunk's read is two
+  // requests, its header and its data).
+  o.slow_after = std::chrono::milliseconds(50);
+  auto s = disk_store::open(o);
+  std::vector<cache::chunk_id> ids;
+  for (int i = 0; i < 10; ++i) ids.push_back(chunk_of("k" + std::to_string(i), 0, cs, cs));
+  for (auto& id : ids) REQUIRE(put(io, *s, id));
+  REQUIRE(s->stats().slow == 0);
+  auto wait_until_back = [&](const cache::chunk_id& id) {
+    // Stepped aside: a miss at once, without the file; after retry_after the read reaches it.
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (std::chrono::steady_clock::now() < deadline) {
+      if (get(io, *s, id)) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  };
+
+  plan->delay_ms = 200;
+  // Slow but correct: the data is served (bytes compared) and stored, and each one counts.
+  CHECK(get(io, *s, ids[0]));
+  CHECK(get(io, *s, ids[1]));
+  CHECK(s->stats().slow == 2);
+  CHECK(!s->stats().disabled);
+  auto late = chunk_of("late", 0, cs, cs);
+  CHECK(put(io, *s, late));  // the third slow operation in a row
+  CHECK(s->contains(late));
+  CHECK(s->stats().slow == 3);
+  CHECK(s->stats().errors == 0);  // (slow is not an I/O error)
+  CHECK(s->stats().hits == 2);
+  CHECK(s->stats().disabled);
+
+  // Stepped aside: reads are misses and writes dropped, the file untouched.
+  const unsigned reads_before = plan->reads, writes_before = plan->writes;
+  const auto dropped_before = s->stats().writes_dropped;
+  auto started = std::chrono::steady_clock::now();
+  CHECK(!get(io, *s, ids[5]));
+  CHECK(!put(io, *s, chunk_of("while-off", 0, cs, cs)));
+  CHECK(std::chrono::steady_clock::now() - started < std::chrono::milliseconds(200));
+  CHECK(plan->reads == reads_before);
+  CHECK(plan->writes == writes_before);
+  CHECK(s->stats().writes_dropped == dropped_before + 1);
+  CHECK(s->stats().slow == 3);
+
+  // Retried after retry_after: still slow, so three more in a row step it aside again.
+  REQUIRE(wait_until_back(ids[5]));  // (a slow hit: the file was read)
+  CHECK(plan->reads > reads_before);
+  CHECK(s->stats().slow == 4);
+  CHECK(!s->stats().disabled);
+  CHECK(get(io, *s, ids[6]));
+  CHECK(get(io, *s, ids[7]));
+  CHECK(s->stats().slow == 6);
+  CHECK(s->stats().disabled);
+
+  // The disk is fast again: after retry_after hits resume, none slow, all slots kept.
+  plan->delay_ms = 0;
+  REQUIRE(wait_until_back(ids[8]));
+  CHECK(!s->stats().disabled);
+  for (auto& id : ids) CHECK(get(io, *s, id));
+  CHECK(get(io, *s, late));
+  CHECK(put(io, *s, chunk_of("after", 0, cs, cs)));
+  CHECK(s->stats().slow == 6);
+  CHECK(s->stats().errors == 0);
+  CHECK(s->stats().check_failures == 0);
 }
 
 TEST_CASE("store: 100000 journal records replay in well under 2 s") {
