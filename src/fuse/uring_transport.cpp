@@ -124,7 +124,9 @@ struct uring_transport::ring {
       return std::string("io_uring_queue_init: ") + std::strerror(-rc);
     initialised = true;
     device = ::dup(transport.fd_);
-    efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    // Blocking: the reactor reads it as one io_uring operation (Asio's readv), which both waits
+    // for the signal and consumes it; a non-blocking one took a poll and a read(2) per wake-up.
+    efd = ::eventfd(0, EFD_CLOEXEC);
     if (device < 0 || efd < 0) return std::string("dup/eventfd: ") + std::strerror(errno);
     if (int rc = io_uring_register_eventfd(&uring, efd); rc < 0)
       return std::string("io_uring_register_eventfd: ") + std::strerror(-rc);
@@ -250,11 +252,9 @@ struct uring_transport::ring {
   awaitable<void> completions() {
     asio::posix::stream_descriptor* ev = events.get();
     for (;;) {
-      auto [ec] = co_await ev->async_wait(asio::posix::stream_descriptor::wait_read, use_tuple);
+      std::uint64_t count = 0;
+      auto [ec, n] = co_await ev->async_read_some(asio::buffer(&count, sizeof count), use_tuple);
       if (ec || dead) break;
-      std::uint64_t count;
-      while (::read(efd, &count, sizeof count) > 0) {
-      }
       drain();
       if (live == 0) break;
     }
