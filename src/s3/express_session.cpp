@@ -164,9 +164,10 @@ std::shared_ptr<express_session> make_express_session(const client_options& base
   opts.max_connections = 1;
   // Short: the callers' own retries (or the origin standing in for a shared cache) persist.
   if (opts.retry.max_attempts == 0 || opts.retry.max_attempts > 2) opts.retry.max_attempts = 2;
+  // Requests wait for a CreateSession about as long as for an answer of their own; one that
+  // takes longer goes on in the background, for the requests after them.
   session_timing timing;
-  auto one = opts.timeouts.connect + opts.timeouts.first_byte + 4 * opts.timeouts.stall;
-  timing.wait_timeout = one * opts.retry.max_attempts + opts.retry.max_delay;
+  timing.wait_timeout = opts.timeouts.connect + opts.timeouts.first_byte + opts.timeouts.stall;
   if (given) timing = *given;
   return std::make_shared<express_session>([opts]() { return create_with(opts); }, opts.ep.bucket,
                                            timing);

@@ -99,8 +99,9 @@ class express_session : public std::enable_shared_from_this<express_session> {
 result<credentials> parse_create_session(std::string_view xml);
 
 // The session for one bucket's clients: CreateSession is sent through a one-connection client on
-// the calling reactor, with `base`'s endpoint, TLS, timeouts and long-term credentials. Without
-// `timing`, the defaults with a wait_timeout that covers two CreateSession attempts.
+// the calling reactor, with `base`'s endpoint, TLS, timeouts and long-term credentials (at most
+// 2 attempts). Without `timing`, the defaults with wait_timeout = connect + first-byte + stall
+// timeouts.
 std::shared_ptr<express_session> make_express_session(
     const client_options& base, std::optional<session_timing> timing = std::nullopt);
 
