@@ -107,6 +107,11 @@ int main(int argc, char** argv) {
   app.add_flag("--force-path-style", setup.endpoint.force_path_style, "path-style requests");
   app.add_flag("--no-sign-request", anonymous, "anonymous access (public buckets)");
   app.add_option("--profile", setup.credentials.profile, "credentials profile (default: AWS_PROFILE)");
+  std::string express_session = "auto";
+  app.add_option("--express-session", express_session,
+                 "S3 Express One Zone session authentication (CreateSession): auto (for directory "
+                 "buckets, NAME--AZID--x-s3), on, off")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
   app.add_option("--cache-size", cache_size, "memory for cached data, a hard cap (e.g. 16G, 512MiB)");
   app.add_flag("--cache-prefault", cache_prefault,
                "back all of --cache-size with memory at start: no page faults while reading, and a node "
@@ -275,6 +280,7 @@ int main(int argc, char** argv) {
   // Credentials, endpoint, and one request to see that the bucket answers.
   setup.endpoint.bucket = bucket;
   setup.credentials.anonymous = anonymous;
+  setup.express = *s3::parse_express_mode(express_session);
   unsigned nthreads = threads ? threads : std::max(1u, std::thread::hardware_concurrency());
   setup.max_connections = std::max(1u, (workers + nthreads - 1) / nthreads);
   auto opts = s3::prepare_client_options(setup);

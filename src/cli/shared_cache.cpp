@@ -53,6 +53,10 @@ void add_shared_cache_options(CLI::App& app, shared_cache_flags& f) {
       "CA certificates for the shared cache's TLS (default: AWS_CA_BUNDLE, else the system store)");
   app.add_flag("--shared-cache-no-verify-tls", f.no_verify_tls,
                "do not verify the shared cache's TLS certificate (test set-ups only)");
+  app.add_option("--shared-cache-express-session", f.express_session,
+                 "S3 Express One Zone session authentication (CreateSession) for the shared cache: "
+                 "auto (for directory buckets, NAME--AZID--x-s3), on, off")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
   app.add_option(
       "--shared-cache-key-file", f.key_file,
       "file with a secret key (at least 16 bytes): chunks are authenticated with HMAC-SHA256, and "
@@ -64,7 +68,7 @@ std::optional<shared_cache_setup> prepare_shared_cache(const shared_cache_flags&
                                                        unsigned max_connections) {
   if (f.url.empty()) {
     if (!f.endpoint.empty() || !f.region.empty() || !f.profile.empty() || !f.ca_bundle.empty() ||
-        !f.key_file.empty() || f.no_verify_tls || f.force_path_style)
+        !f.key_file.empty() || f.no_verify_tls || f.force_path_style || f.express_session != "auto")
       usage_error("--shared-cache-* options need --shared-cache s3://BUCKET[/PREFIX]");
     return std::nullopt;
   }
@@ -76,6 +80,12 @@ std::optional<shared_cache_setup> prepare_shared_cache(const shared_cache_flags&
   if (!prefix.empty() && prefix.back() != '/') prefix += '/';
   if (prefix.find("//") != std::string::npos || (!prefix.empty() && prefix.front() == '/'))
     usage_error("bad --shared-cache prefix in '" + f.url + "' (no empty path segments)");
+
+  if (s3::is_directory_bucket(bucket) && f.endpoint.empty() &&
+      s3::directory_bucket_zone(bucket).empty())
+    usage_error(
+        "--shared-cache bucket '" + bucket +
+        "' ends in --x-s3 but names no zone (NAME--AZID--x-s3, e.g. cache--usw2-az1--x-s3)");
 
   shared_cache_setup out;
   if (!f.key_file.empty()) {
@@ -97,7 +107,10 @@ std::optional<shared_cache_setup> prepare_shared_cache(const shared_cache_flags&
   setup.endpoint.endpoint_url = f.endpoint;
   setup.endpoint.region = f.region.empty() ? origin.ep.region : f.region;
   setup.endpoint.force_path_style = f.force_path_style;
+  // An explicit profile wins over the environment (which the origin may be using).
   setup.credentials.profile = f.profile;
+  setup.credentials.profile_only = !f.profile.empty();
+  setup.express = *s3::parse_express_mode(f.express_session);
   setup.ca_bundle = f.ca_bundle;
   setup.verify_tls = !f.no_verify_tls;
   setup.max_connections = max_connections;
@@ -113,15 +126,12 @@ std::optional<shared_cache_setup> prepare_shared_cache(const shared_cache_flags&
       usage_error("bad --shared-cache-endpoint or --shared-cache bucket");
     if (opts.error() == errc::tls_error)
       fatal("cannot set up TLS for --shared-cache (--shared-cache-ca-bundle?)");
-    if (opts.error() == errc::no_credentials) fatal("no credentials for --shared-cache");
+    if (opts.error() == errc::no_credentials) {
+      if (!f.profile.empty())
+        fatal("no credentials in profile '" + f.profile + "' (--shared-cache-profile)");
+      fatal("no credentials for --shared-cache");
+    }
     fatal("cannot set up --shared-cache: " + opts.error().message());
-  }
-  // An explicit profile wins over the environment (which the origin may be using).
-  if (!f.profile.empty()) {
-    auto c = s3::credentials_from_profile(f.profile);
-    if (!c) fatal("no credentials in profile '" + f.profile + "' (--shared-cache-profile)");
-    opts->credentials =
-        std::make_shared<s3::static_credentials_provider>(*c, "profile " + f.profile);
   }
   out.client = *opts;
   out.tier.prefix = prefix;
@@ -142,6 +152,7 @@ std::shared_ptr<tier::shared_tier> make_shared_cache(const shared_cache_setup& s
              {{"bucket", setup.client.ep.bucket},
               {"prefix", o.prefix},
               {"endpoint", setup.client.ep.url()},
+              {"express_session", setup.client.session ? "on" : "off"},
               {"hmac", o.mac_key.empty() ? "off" : "on"}});
   return std::make_shared<tier::shared_tier>(std::move(o), std::move(clients), std::move(cache));
 }

@@ -18,6 +18,7 @@ namespace valkyrie::cli {
 struct shared_cache_flags {
   std::string url;  // s3://BUCKET[/PREFIX]
   std::string endpoint, region, profile, ca_bundle, key_file;
+  std::string express_session = "auto";  // auto, on, off
   bool no_verify_tls = false, force_path_style = false;
 };
 

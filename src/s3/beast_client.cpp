@@ -89,7 +89,7 @@ std::string encode_query(const std::vector<std::pair<std::string, std::string>>&
   std::string out;
   for (auto& [k, v] : sorted) {
     out += out.empty() ? "?" : "&";
-    out += k + "=" + v;
+    out += v.empty() ? k : k + "=" + v;  // "?session", as S3 documents it (signed as "session=")
   }
   return out;
 }
@@ -283,10 +283,18 @@ void beast_client::release(std::unique_ptr<connection> c, bool reusable) {
 awaitable<result<beast_client::response>> beast_client::attempt(const request* req,
                                                                 std::span<char> dest,
                                                                 std::size_t* got, bool* stale,
-                                                                client_timeouts timeouts) {
+                                                                client_timeouts timeouts,
+                                                                std::string* session_token) {
   *stale = false;
-  auto creds = co_await opts_.credentials->get();
+  // S3 Express: the session's keys, but CreateSession itself is signed with the long-term ones.
+  auto session = req->op == s3_op::create_session ? nullptr : opts_.session;
+  result<credentials> creds = make_error_code(errc::no_credentials);
+  if (session)
+    creds = co_await session->get();
+  else
+    creds = co_await opts_.credentials->get();
   if (!creds) co_return creds.error();
+  if (session) *session_token = creds->session_token;
 
   http::request<http::string_body> msg{req->verb, req->path + encode_query(req->query), 11};
   msg.set(http::field::host, opts_.ep.host_header);
@@ -306,10 +314,12 @@ awaitable<result<beast_client::response>> beast_client::attempt(const request* r
     sig.headers.emplace_back("x-amz-date", date);
     sig.headers.emplace_back("x-amz-content-sha256", payload_hash);
     if (!creds->session_token.empty()) {
-      msg.set("x-amz-security-token", creds->session_token);
-      sig.headers.emplace_back("x-amz-security-token", creds->session_token);
+      const char* header = session ? "x-amz-s3session-token" : "x-amz-security-token";
+      msg.set(header, creds->session_token);
+      sig.headers.emplace_back(header, creds->session_token);
     }
-    msg.set(http::field::authorization, authorization(sig, *creds, date, opts_.ep.region));
+    msg.set(http::field::authorization,
+            authorization(sig, *creds, date, opts_.ep.region, opts_.ep.signing_service));
   }
   if (req->verb == http::verb::put) msg.body() = req->body;
   msg.prepare_payload();
@@ -349,10 +359,12 @@ awaitable<result<beast_client::response>> beast_client::attempt(const request* r
 awaitable<result<beast_client::response>> beast_client::execute(request req, std::span<char> dest,
                                                                 std::size_t* progress) {
   *progress = 0;
-  bool refreshed_credentials = false;
+  bool refreshed_credentials = false, refreshed_session = false;
   unsigned stale_retries = 0;
   auto& m = s3_metrics::get();
-  static constexpr const char* span_names[] = {"s3.GetObject", "s3.HeadObject", "s3.ListObjectsV2", "s3.PutObject"};
+  static constexpr const char* span_names[] = {"s3.GetObject", "s3.HeadObject", "s3.ListObjectsV2",
+                                               "s3.PutObject", "s3.CreateSession"};
+  static_assert(std::size(span_names) == static_cast<std::size_t>(s3_op::count));
   trace::span span(span_names[static_cast<int>(req.op)], "s3");
   if (span.active()) {
     span.add({"path", req.path});
@@ -360,7 +372,8 @@ awaitable<result<beast_client::response>> beast_client::execute(request req, std
   }
   // GETs (and PUTs) wait through an outage for --retry-timeout, HEAD and LIST for
   // --metadata-retry-timeout.
-  const bool metadata = req.op == s3_op::head || req.op == s3_op::list;
+  const bool metadata =
+      req.op == s3_op::head || req.op == s3_op::list || req.op == s3_op::create_session;
   const std::chrono::milliseconds budget =
       metadata ? opts_.retry.metadata_budget : opts_.retry.budget;
   retry_budget retries(opts_.retry, budget);
@@ -390,7 +403,8 @@ awaitable<result<beast_client::response>> beast_client::execute(request req, std
     }
     std::size_t got = 0;
     bool stale = false;
-    auto r = co_await attempt(&req, remaining, &got, &stale, timeouts);
+    std::string session_token;
+    auto r = co_await attempt(&req, remaining, &got, &stale, timeouts, &session_token);
     *progress += got;
     std::error_code ec;
     if (span.active()) span.add({"attempt", attempt_no}).add({"status", r ? r->status : 0u});
@@ -409,6 +423,16 @@ awaitable<result<beast_client::response>> beast_client::execute(request req, std
       --attempt_no;
       stats_->stale_retries.fetch_add(1, std::memory_order_relaxed);
       m.retries("stale_connection").add();
+      continue;
+    }
+    if (!session_token.empty() && !refreshed_session &&
+        (ec == errc::expired_token || (r && r->status == 403))) {
+      // Refused with an S3 Express session (expired, or revoked): once more with a new one.
+      refreshed_session = true;
+      opts_.session->invalidate(session_token);
+      stats_->session_retries.fetch_add(1, std::memory_order_relaxed);
+      m.retries("expired_session").add();
+      --attempt_no;
       continue;
     }
     if (ec == errc::expired_token && !refreshed_credentials) {
@@ -512,6 +536,20 @@ awaitable<result<list_page>> beast_client::list(list_request lr) {
   auto r = co_await execute(std::move(req), {}, &progress);
   if (!r) co_return r.error();
   co_return parse_list_response(r->body);
+}
+
+awaitable<result<credentials>> beast_client::create_session(std::string mode) {
+  request req;
+  req.op = s3_op::create_session;
+  req.verb = http::verb::get;
+  req.path = opts_.ep.base_path.empty() ? "/" : opts_.ep.base_path;
+  req.query = {{"session", ""}};
+  req.headers.emplace_back("x-amz-create-session-mode", mode);
+  req.body_limit = 64 * 1024;
+  std::size_t progress = 0;
+  auto r = co_await execute(std::move(req), {}, &progress);
+  if (!r) co_return r.error();
+  co_return parse_create_session(r->body);
 }
 
 awaitable<result<std::string>> beast_client::put(std::string key, std::string body) {

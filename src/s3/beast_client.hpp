@@ -13,6 +13,9 @@
 // waits are timers on the reactor, so other requests and cached reads go on meanwhile; once
 // failing, an attempt's connect and first-byte timeouts are cut to what is left of the budget.
 // Outages are logged once for all reactors (outage_monitor).
+// With an express_session (S3 Express directory buckets), requests are signed with the session's
+// keys and carry x-amz-s3session-token; a request refused with 403 or ExpiredToken is sent once
+// more with a new session (express_session.hpp).
 #include <atomic>
 #include <deque>
 #include <memory>
@@ -24,6 +27,7 @@
 
 #include "s3/credentials.hpp"
 #include "s3/endpoint.hpp"
+#include "s3/express_session.hpp"
 #include "s3/object_client.hpp"
 #include "s3/outage.hpp"
 #include "s3/retry.hpp"
@@ -41,6 +45,7 @@ struct client_stats {
   std::atomic<std::uint64_t> requests{0};        // attempts sent, retries included
   std::atomic<std::uint64_t> retries{0};
   std::atomic<std::uint64_t> stale_retries{0};   // stale pooled connections replaced
+  std::atomic<std::uint64_t> session_retries{0};  // sent again with a new S3 Express session
   std::atomic<std::uint64_t> connections_opened{0};
   std::atomic<std::uint64_t> bytes_received{0};  // object bytes into caller memory
   std::atomic<std::uint64_t> retries_slow_down{0}, retries_server_error{0}, retries_reset{0},
@@ -53,7 +58,9 @@ result<std::shared_ptr<asio::ssl::context>> make_tls_context(std::string ca_bund
 
 struct client_options {
   endpoint ep;
-  std::shared_ptr<credentials_provider> credentials;
+  std::shared_ptr<credentials_provider> credentials;  // long-term (or STS) credentials
+  // Set: S3 Express session authentication; shared by the clients of all reactors.
+  std::shared_ptr<express_session> session;
   std::shared_ptr<asio::ssl::context> tls;  // required when ep.tls
   std::shared_ptr<client_stats> stats;      // optional
   std::shared_ptr<outage_monitor>
@@ -78,6 +85,9 @@ class beast_client final : public object_client {
   // PutObject, optionally with If-None-Match: * (a 412 is errc::precondition_failed, never
   // retried).
   awaitable<result<std::string>> put_object(std::string key, std::string body, bool if_none_match) override;
+  // CreateSession (S3 Express): signed with the long-term credentials; mode "ReadWrite" or
+  // "ReadOnly". Used by express_session (a client without a session of its own).
+  awaitable<result<credentials>> create_session(std::string mode);
 
   const client_options& options() const { return opts_; }
   unsigned open_connections() const { return open_; }
@@ -89,7 +99,8 @@ class beast_client final : public object_client {
  private:
   awaitable<result<response>> execute(request req, std::span<char> dest, std::size_t* progress);
   awaitable<result<response>> attempt(const request* req, std::span<char> dest, std::size_t* got,
-                                      bool* stale, client_timeouts timeouts);
+                                      bool* stale, client_timeouts timeouts,
+                                      std::string* session_token);
   awaitable<result<std::unique_ptr<connection>>> acquire(bool* reused,
                                                          std::chrono::milliseconds connect_timeout);
   awaitable<std::error_code> connect(connection* c, std::chrono::milliseconds timeout);

@@ -225,6 +225,12 @@ awaitable<result<std::shared_ptr<credentials_provider>>> resolve_credentials(cre
   using provider_ptr = std::shared_ptr<credentials_provider>;
   if (opts.anonymous)
     co_return provider_ptr(std::make_shared<static_credentials_provider>(credentials{}, "anonymous"));
+  if (opts.profile_only && !opts.profile.empty()) {
+    auto c = credentials_from_profile(opts.profile);
+    if (!c) co_return make_error_code(errc::no_credentials);
+    co_return provider_ptr(
+        std::make_shared<static_credentials_provider>(*c, "profile " + opts.profile));
+  }
   if (auto c = credentials_from_environment())
     co_return provider_ptr(std::make_shared<static_credentials_provider>(*c, "environment"));
   std::string profile = opts.profile.empty() ? env("AWS_PROFILE") : opts.profile;

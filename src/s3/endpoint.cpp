@@ -32,6 +32,19 @@ bool dns_compatible(const std::string& bucket) {
 }
 }  // namespace
 
+bool is_directory_bucket(std::string_view bucket) {
+  constexpr std::string_view suffix = "--x-s3";
+  return bucket.size() > suffix.size() && bucket.substr(bucket.size() - suffix.size()) == suffix;
+}
+
+std::string directory_bucket_zone(std::string_view bucket) {
+  if (!is_directory_bucket(bucket)) return "";
+  auto base = bucket.substr(0, bucket.size() - 6);
+  auto sep = base.rfind("--");
+  if (sep == std::string_view::npos || sep == 0 || sep + 2 == base.size()) return "";
+  return std::string(base.substr(sep + 2));
+}
+
 std::string endpoint::url() const {
   return std::string(tls ? "https://" : "http://") + host_header + base_path;
 }
@@ -52,9 +65,17 @@ result<endpoint> resolve_endpoint(const endpoint_options& opts) {
   std::string url = opts.endpoint_url.empty() ? env("AWS_ENDPOINT_URL") : opts.endpoint_url;
   std::string base_host;
   bool explicit_port = false;
+  const bool directory = is_directory_bucket(opts.bucket);
+  if (directory) ep.signing_service = "s3express";
   if (url.empty()) {
     ep.tls = true;
-    base_host = "s3." + ep.region + ".amazonaws.com";
+    if (directory) {
+      std::string zone = directory_bucket_zone(opts.bucket);
+      if (zone.empty()) return make_error_code(errc::invalid_argument);
+      base_host = "s3express-" + zone + "." + ep.region + ".amazonaws.com";
+    } else {
+      base_host = "s3." + ep.region + ".amazonaws.com";
+    }
     ep.port = "443";
   } else {
     if (!plausible_url(url)) return make_error_code(errc::invalid_argument);

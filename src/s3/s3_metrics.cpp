@@ -10,6 +10,7 @@ const char* op_name(s3_op op) {
     case s3_op::head: return "HeadObject";
     case s3_op::list: return "ListObjectsV2";
     case s3_op::put: return "PutObject";
+    case s3_op::create_session: return "CreateSession";
     default: return "unknown";
   }
 }

@@ -6,7 +6,7 @@
 
 namespace valkyrie::s3 {
 
-enum class s3_op { get, head, list, put, count };
+enum class s3_op { get, head, list, put, create_session, count };
 
 struct s3_metrics {
   // Answers by operation and HTTP status ("error": no HTTP answer, e.g. reset or timeout).
@@ -31,9 +31,9 @@ struct s3_metrics {
   static constexpr unsigned statuses[] = {200, 204, 206, 304, 400, 403, 404, 409, 412, 416, 429, 500, 502, 503, 504};
   static constexpr unsigned status_slots = std::size(statuses) + 2;  // + "other", "error"
   metrics::counter* requests_[static_cast<int>(s3_op::count)][status_slots];
-  static constexpr const char* retry_reasons[] = {"slow_down", "server_error", "connection_reset", "truncated_body",
-                                                  "timeout", "connect_failed", "stale_connection", "expired_token",
-                                                  "other"};
+  static constexpr const char* retry_reasons[] = {
+      "slow_down",      "server_error",     "connection_reset", "truncated_body",  "timeout",
+      "connect_failed", "stale_connection", "expired_token",    "expired_session", "other"};
   metrics::counter* retries_[std::size(retry_reasons)];
 };
 

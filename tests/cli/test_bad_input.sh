@@ -43,6 +43,10 @@ expect 2 "bad --trace-max-size"         -- "$v" "${good[@]}" --trace-max-size 1
 expect 2 "bad --prefetch-share '0'"    -- "$v" "${good[@]}" --prefetch-share 0
 expect 2 "bad --kernel-read-ahead '1k'" -- "$v" "${good[@]}" --kernel-read-ahead 1k
 expect 2 "bad --prefetch-share '150%'" -- "$v" "${good[@]}" --prefetch-share 150%
+expect 2 "--express-session: maybe not in \{auto,on,off\}" -- "$v" "${good[@]}" --express-session maybe
+expect 2 "--shared-cache-\* options need --shared-cache" -- "$v" "${good[@]}" --shared-cache-express-session on
+expect 2 "--shared-cache-express-session: always not in" -- "$v" "${good[@]}" --shared-cache s3://c --shared-cache-express-session always
+expect 2 "bucket 'c--x-s3' ends in --x-s3 but names no zone" -- "$v" "${good[@]}" --shared-cache s3://c--x-s3
 # A metrics address the user chose must be free (the default one may be taken: a warning).
 /usr/bin/python3 -c 'import socket,time,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", 0)); s.listen(1); print(s.getsockname()[1], flush=True); time.sleep(60)' >"$tmp/busy.port" &
 extra_pids+=($!)

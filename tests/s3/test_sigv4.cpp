@@ -185,3 +185,81 @@ TEST_CASE("signatures match botocore on random requests") {
   }
   CHECK(i == ours.size());
 }
+
+// S3 Express session requests (what beast_client signs with an express_session): the session's
+// keys, the service s3express, the token in x-amz-s3session-token; compared with botocore's
+// S3ExpressAuth (or, in botocores without it, its SigV4 with that header set).
+TEST_CASE("S3 Express session signatures match botocore") {
+  int status = 0;
+  test::shell("/usr/bin/python3 -c 'import botocore' 2>/dev/null", &status);
+  if (status != 0) {
+    MESSAGE("python3-botocore is not installed: skipped");
+    return;
+  }
+  std::mt19937 rng(11);
+  const std::vector<std::string> pieces = {"a", "Z", "0", " ",        "+",    "%",  "~",
+                                           "/", "=", "&", "\xc3\xa9", "dir/", "x y"};
+  auto random_string = [&](int max_len) {
+    std::string s;
+    int n = 1 + static_cast<int>(rng() % max_len);
+    for (int i = 0; i < n; ++i) s += pieces[rng() % pieces.size()];
+    return s;
+  };
+  std::ostringstream input;
+  std::vector<std::string> ours;
+  for (int i = 0; i < 60; ++i) {
+    std::string host = "cache--use1-az4--x-s3.s3express-use1-az4.us-east-1.amazonaws.com";
+    std::string key = random_string(10);
+    std::vector<std::pair<std::string, std::string>> query, headers;
+    if (i % 5 == 1) {
+      query = {{"list-type", "2"}, {"prefix", random_string(6)}};
+      key.clear();
+    }
+    if (i % 2 == 0) headers.emplace_back("range", "bytes=0-" + std::to_string(i * 4096 + 1));
+    if (i % 7 == 0) headers.emplace_back("if-none-match", "*");
+    // Session tokens and secrets are base64: '+', '/' and '='.
+    std::string token = "AgAAA" + std::to_string(i) + "+session/token==";
+    std::string date =
+        "2026112" + std::to_string(8 + i % 2) + "T1" + std::to_string(i % 10) + "0000Z";
+    credentials creds{"ASIASESSION" + std::to_string(i), "sess+ion/" + random_string(5), token, {}};
+    request_to_sign req;
+    req.method = "GET";
+    req.canonical_uri = "/" + uri_encode(key, true);
+    req.query = query;
+    req.headers = {{"host", host},
+                   {"x-amz-date", date},
+                   {"x-amz-content-sha256", std::string(empty_payload_sha256)},
+                   {"x-amz-s3session-token", token}};
+    for (auto& h : headers) req.headers.push_back(h);
+    ours.push_back(authorization(req, creds, date, "us-east-1", "s3express"));
+    auto join = [](const std::vector<std::pair<std::string, std::string>>& kv) {
+      std::string s;
+      for (auto& [k, v] : kv) s += (s.empty() ? "" : "&") + hex(k) + "=" + hex(v);
+      return s;
+    };
+    input << "GET\t" << hex(host) << "\t" << hex(key) << "\t" << join(query) << "\t"
+          << join(headers) << "\t" << hex(creds.access_key_id) << "\t"
+          << hex(creds.secret_access_key) << "\t" << hex(token) << "\t" << hex(date) << "\t"
+          << hex("us-east-1") << "\t" << hex("s3express") << "\n";
+  }
+  test::temp_dir dir;
+  std::string in_path = (dir.path() / "requests.tsv").string();
+  {
+    std::ofstream f(in_path);
+    f << input.str();
+  }
+  std::string script = test::env_or("SOURCE_ROOT", ".") + "/tests/s3/botocore_sign.py";
+  std::string out = test::shell("/usr/bin/python3 " + script + " < " + in_path, &status);
+  REQUIRE(status == 0);
+  std::istringstream lines(out);
+  std::string line;
+  std::size_t i = 0;
+  while (std::getline(lines, line)) {
+    REQUIRE(i < ours.size());
+    CHECK_MESSAGE(line == ours[i], "request " << i);
+    CHECK(line.find("/us-east-1/s3express/aws4_request") != std::string::npos);
+    CHECK(line.find("x-amz-s3session-token") != std::string::npos);
+    ++i;
+  }
+  CHECK(i == ours.size());
+}

@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
   std::string listen = "127.0.0.1:0", data_dir, credentials_arg, region = "us-east-1";
   std::vector<std::string> synthetic_args, bucket_args, fault_args;
   std::string first_byte = "0ms", conn_bw = "0", total_bw = "0", stall_time = "60s",
-              keepalive = "60s", tls_cert, tls_key, log_level = "warn";
+              keepalive = "60s", tls_cert, tls_key, log_level = "warn", session_lifetime = "300s";
   unsigned threads = 0;
   std::uint64_t fault_seed = 42;
   app.add_option("--listen", listen, "HOST:PORT to listen on (port 0 picks a free one)");
@@ -44,6 +44,9 @@ int main(int argc, char** argv) {
   app.add_option("--credentials", credentials_arg,
                  "AKID:SECRET[:SESSION_TOKEN]: verify SigV4 signatures with these keys");
   app.add_option("--region", region, "region expected in signatures");
+  app.add_option(
+      "--session-lifetime", session_lifetime,
+      "lifetime of S3 Express sessions (CreateSession on buckets named *--x-s3), e.g. 5s");
   app.add_option("--first-byte-latency", first_byte, "delay before each response (e.g. 30ms)");
   app.add_option("--conn-bandwidth", conn_bw, "bytes per second per connection (e.g. 64MiB; 0: unlimited)");
   app.add_option("--total-bandwidth", total_bw, "bytes per second for all connections (e.g. 1GiB)");
@@ -73,6 +76,9 @@ int main(int argc, char** argv) {
   opts.first_byte_latency = duration_arg("--first-byte-latency", first_byte);
   opts.stall_time = duration_arg("--stall-time", stall_time);
   opts.keepalive_timeout = duration_arg("--keepalive-timeout", keepalive);
+  opts.session_lifetime = duration_arg("--session-lifetime", session_lifetime);
+  if (opts.session_lifetime <= std::chrono::nanoseconds::zero())
+    usage_error("--session-lifetime must be above 0");
   opts.conn_bandwidth = static_cast<double>(size_arg("--conn-bandwidth", conn_bw));
   opts.total_bandwidth = static_cast<double>(size_arg("--total-bandwidth", total_bw));
   opts.fault_seed = fault_seed;

@@ -18,8 +18,9 @@ std::optional<fault_kind> parse_fault_kind(std::string_view name) {
 }
 
 void server_counters::reset() {
-  for (auto* c : {&get, &head, &list, &put, &other, &admin, &auth_failures, &precondition_failures, &put_conflicts,
-                  &bytes_sent, &connections})
+  for (auto* c :
+       {&get, &head, &list, &put, &other, &admin, &create_session, &auth_failures,
+        &expired_sessions, &precondition_failures, &put_conflicts, &bytes_sent, &connections})
     c->store(0);
   for (auto& f : faults) f.store(0);
 }
@@ -29,13 +30,14 @@ std::string server_counters::to_json() const {
   s += "\"get\":" + std::to_string(get.load()) + ",\"head\":" + std::to_string(head.load()) +
        ",\"list\":" + std::to_string(list.load()) + ",\"put\":" + std::to_string(put.load()) +
        ",\"other\":" + std::to_string(other.load()) + ",\"admin\":" + std::to_string(admin.load()) +
-       "}";
+       ",\"create_session\":" + std::to_string(create_session.load()) + "}";
   s += ",\"faults\":{";
   for (int i = 1; i < fault_kinds; ++i) {
     if (i > 1) s += ",";
     s += "\"" + std::string(fault_names[i]) + "\":" + std::to_string(faults[i].load());
   }
   s += "},\"auth_failures\":" + std::to_string(auth_failures.load()) +
+       ",\"expired_sessions\":" + std::to_string(expired_sessions.load()) +
        ",\"precondition_failures\":" + std::to_string(precondition_failures.load()) +
        ",\"put_conflicts\":" + std::to_string(put_conflicts.load()) +
        ",\"bytes_sent\":" + std::to_string(bytes_sent.load()) +

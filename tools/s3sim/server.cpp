@@ -1,5 +1,6 @@
 #include "server.hpp"
 
+#include "auth.hpp"
 #include "protocol.hpp"
 
 #include <fcntl.h>
@@ -59,23 +60,17 @@ struct server::state {
   double probability[fault_kinds];
   std::chrono::nanoseconds stall_time;
   std::deque<fault_kind> scheduled;
-  // Credentials the server accepts: --credentials, plus any added through the admin API. Like
-  // STS, a rotation leaves the older sets valid until their own expiration.
-  mutable std::mutex credentials_mu;
-  std::vector<s3::credentials> accepted;
+  authenticator auth;
 
   state(server_options o, store& s, server_counters& c)
-      : opts(std::move(o)), objects(s), counters(c), total(opts.total_bandwidth),
-        rng(opts.fault_seed), stall_time(opts.stall_time) {
+      : opts(std::move(o)),
+        objects(s),
+        counters(c),
+        total(opts.total_bandwidth),
+        rng(opts.fault_seed),
+        stall_time(opts.stall_time),
+        auth(opts.region, opts.credentials, opts.session_lifetime, &c.expired_sessions) {
     std::copy(std::begin(opts.fault_probability), std::end(opts.fault_probability), probability);
-    if (opts.credentials) accepted.push_back(*opts.credentials);
-  }
-
-  std::optional<s3::credentials> credentials_for(const std::string& access_key_id) const {
-    std::lock_guard lock(credentials_mu);
-    for (auto& c : accepted)
-      if (c.access_key_id == access_key_id) return c;
-    return std::nullopt;
   }
 
   // Faults apply to object GETs; throttling and 500s also to HEAD, LIST and PUT.
@@ -99,64 +94,10 @@ struct server::state {
 };
 
 namespace {
-// Returns an error reply when the request's SigV4 signature does not verify.
-std::optional<reply> check_signature(const server::state& st, const request_t& req,
-                                     const parsed_target& t) {
-  auto auth = req[http::field::authorization];
-  if (auth.empty())
-    return error_reply(403, "AccessDenied", "Anonymous access is forbidden", t.raw_path);
-  auto parsed = s3::parse_authorization(auth);
-  if (!parsed)
-    return error_reply(400, "AuthorizationHeaderMalformed", "The authorization header is malformed",
-                       t.raw_path);
-  auto known = st.credentials_for(parsed->access_key_id);
-  if (!known)
-    return error_reply(403, "InvalidAccessKeyId",
-                       "The AWS Access Key Id you provided does not exist in our records.", t.raw_path);
-  const s3::credentials& creds = *known;
-  if (parsed->region != st.opts.region)
-    return error_reply(400, "AuthorizationHeaderMalformed",
-                       "the region '" + parsed->region + "' is wrong; expecting '" + st.opts.region + "'",
-                       t.raw_path, st.opts.region);
-  if (!creds.session_token.empty() && req["x-amz-security-token"] != creds.session_token)
-    return error_reply(403, "InvalidToken", "The provided token is malformed or otherwise invalid.",
-                       t.raw_path);
-  if (creds.expiration && std::chrono::system_clock::now() >= *creds.expiration)
-    return error_reply(400, "ExpiredToken", "The provided token has expired.", t.raw_path);
-  std::string date(req["x-amz-date"]);
-  auto when = s3::parse_iso8601(date.size() == 16 ? date.substr(0, 4) + "-" + date.substr(4, 2) + "-" +
-                                                        date.substr(6, 5) + ":" + date.substr(11, 2) +
-                                                        ":" + date.substr(13, 3)
-                                                  : std::string());
-  if (!when || date.substr(0, 8) != parsed->date ||
-      std::chrono::abs(std::chrono::system_clock::now() - *when) > std::chrono::minutes(15))
-    return error_reply(403, "RequestTimeTooSkewed",
-                       "The difference between the request time and the current time is too large.",
-                       t.raw_path);
-  s3::request_to_sign sig;
-  sig.method = std::string(req.method_string());
-  sig.canonical_uri = t.raw_path;
-  sig.query = t.query;
-  for (auto& name : parsed->signed_headers) {
-    auto it = req.find(name);
-    if (it == req.end())
-      return error_reply(403, "SignatureDoesNotMatch", "A signed header is missing", t.raw_path);
-    sig.headers.emplace_back(name, std::string(it->value()));
-  }
-  sig.payload_hash = std::string(req["x-amz-content-sha256"]);
-  if (sig.payload_hash.empty())
-    return error_reply(400, "InvalidRequest", "Missing x-amz-content-sha256", t.raw_path);
-  if (sig.payload_hash != s3::unsigned_payload && sig.payload_hash != s3::sha256_hex(req.body()))
-    return error_reply(400, "XAmzContentSHA256Mismatch",
-                       "The provided 'x-amz-content-sha256' header does not match what was computed.",
-                       t.raw_path);
-  std::string sts = s3::string_to_sign(s3::canonical_request(sig), date, parsed->region, parsed->service);
-  std::string expected = s3::signature(creds.secret_access_key, sts, date, parsed->region, parsed->service);
-  if (!s3::equal_constant_time(expected, parsed->signature))
-    return error_reply(403, "SignatureDoesNotMatch",
-                       "The request signature we calculated does not match the signature you provided.",
-                       t.raw_path);
-  return std::nullopt;
+bool has_query(const parsed_target& t, const std::string& name) {
+  bool present = false;
+  query_value(t, name, &present);
+  return present;
 }
 
 reply admin(server::state& st, const request_t& req, const parsed_target& t) {
@@ -202,8 +143,7 @@ reply admin(server::state& st, const request_t& req, const parsed_target& t) {
       c.expiration = std::chrono::system_clock::now() +
                      std::chrono::duration_cast<std::chrono::system_clock::duration>(*d);
     }
-    std::lock_guard lock(st.credentials_mu);
-    st.accepted.push_back(c);
+    st.auth.accept(c);
     return make_reply(200, "{}", "application/json");
   }
   if (path == "/_sim/faults/next") {
@@ -363,8 +303,8 @@ awaitable<void> serve(std::shared_ptr<server::state> st, Stream* stream, beast::
       answer = error_reply(400, "InvalidURI", "Couldn't parse the specified URI.", t.raw_path);
     } else if (is_admin) {
       answer = admin(*st, req, t);
-    } else if (st->opts.credentials) {
-      answer = check_signature(*st, req, t);
+    } else {
+      answer = st->auth.check(req, t);
       if (answer) st->counters.auth_failures.fetch_add(1);
     }
 
@@ -411,6 +351,13 @@ awaitable<void> serve(std::shared_ptr<server::state> st, Stream* stream, beast::
           }
         }
         fault = fault_kind::none;  // (a PUT's answer is text: no body faults)
+      } else if (verb == http::verb::get && t.key.empty() && has_query(t, "session")) {
+        // S3 Express CreateSession (authenticated above with long-term credentials).
+        st->counters.create_session.fetch_add(1);
+        answer = st->objects.has_bucket(t.bucket)
+                     ? st->auth.create_session(t.bucket)
+                     : error_reply(404, "NoSuchBucket", "The specified bucket does not exist",
+                                   t.raw_path);
       } else if (!get_or_head) {
         st->counters.other.fetch_add(1);
         answer = error_reply(405, "MethodNotAllowed", "The specified method is not allowed", t.raw_path);

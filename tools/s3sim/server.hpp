@@ -1,8 +1,9 @@
 #pragma once
 // valkyrie-s3sim's HTTP server: S3's REST API (GET with ranges, HEAD, ListObjectsV2, PUT, bucket
-// HEAD/PUT) on the project's reactors, with SigV4 verification, a link model (first-byte
-// latency, per-connection and total bandwidth) and fault injection; /_sim/ holds the admin API
-// (request counters, faults at run time).
+// HEAD/PUT, CreateSession for S3 Express directory buckets) on the project's reactors, with
+// SigV4 verification (auth.hpp), a link model (first-byte latency, per-connection and total
+// bandwidth) and fault injection; /_sim/ holds the admin API (request counters, faults at run
+// time).
 //
 // Threading: the acceptor runs on reactor 0 and hands each connection to the next reactor;
 // a connection stays on its reactor. Shared state (store, counters, pacer, faults) is
@@ -35,6 +36,7 @@ std::optional<fault_kind> parse_fault_kind(std::string_view name);
 struct server_options {
   std::string region = "us-east-1";
   std::optional<s3::credentials> credentials;  // unset: requests are not authenticated
+  std::chrono::nanoseconds session_lifetime = std::chrono::minutes(5);  // S3 Express sessions
   std::chrono::nanoseconds first_byte_latency{0};
   double conn_bandwidth = 0;   // bytes per second per connection; 0: unlimited
   double total_bandwidth = 0;  // bytes per second, all connections; 0: unlimited
@@ -47,8 +49,10 @@ struct server_options {
 
 struct server_counters {
   std::atomic<std::uint64_t> get{0}, head{0}, list{0}, put{0}, other{0}, admin{0};
+  std::atomic<std::uint64_t> create_session{0};  // S3 Express CreateSession answered
   std::atomic<std::uint64_t> auth_failures{0}, precondition_failures{0}, bytes_sent{0},
       connections{0};
+  std::atomic<std::uint64_t> expired_sessions{0};  // refused: the S3 Express session expired
   std::atomic<std::uint64_t> put_conflicts{0};  // PUTs with If-None-Match: * refused (412)
   std::atomic<std::uint64_t> faults[fault_kinds] = {};
   void reset();
