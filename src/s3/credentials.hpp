@@ -81,7 +81,7 @@ class refreshing_credentials_provider final
 
 struct credential_options {
   bool anonymous = false;          // sign nothing (public buckets)
-  std::string profile;             // overrides AWS_PROFILE
+  std::string profile{};           // overrides AWS_PROFILE
   bool profile_only = false;       // the profile, and nothing else (not the environment first)
   std::chrono::seconds refresh_ahead{300};
   std::chrono::milliseconds http_timeout{2000};
