@@ -57,9 +57,10 @@ for _ in $(seq 600); do [[ $(metric valkyrie_shared_write_back_pending) == 0 ]] 
 echo "node 1: stored $(metric valkyrie_shared_puts_total) chunks; origin sent $(stat_of "$origin" bytes_sent) of $total bytes"
 umount "$tmp/mnt1"
 
-# ROUNDS rounds, alternating: the link (one SIZE object straight from the store with the S3
-# client: 32 ranged GETs of 8 MiB in flight, what fills a link of 64 MiB/s connections), then
-# node 2 cold (a fresh daemon, own empty memory cache: dd of every file).
+# ROUNDS rounds, alternating: the link (one SIZE object straight from the store: 32 ranged GETs
+# of 8 MiB in flight, what fills a link of 64 MiB/s connections), then
+# node 2 cold (a fresh daemon, own empty memory cache: dd of every file), through the page cache
+# and with --direct-io.
 head -c "$(numfmt --from=iec "${size%iB}")" /dev/zero >"$tmp/obj"
 "$build/tools/valkyrie-s3" --endpoint "$store" --bucket cache --threads 1 put probe "$tmp/obj" >/dev/null
 bytes=$(stat -c %s "$tmp/obj")
@@ -77,16 +78,21 @@ for round in $(seq "${ROUNDS:-3}"); do
   [[ $got == "$bytes" ]] || { echo "the link probe got $got of $bytes bytes" >&2; exit 1; }
   t1=$(date +%s.%N)
   link_mibs=$(mibs "$bytes" "$(echo "$t1 - $t0" | bc)")
-  curl -sf -X POST "$origin/_sim/reset-stats" >/dev/null
-  node 2
-  t0=$(date +%s.%N)
-  for f in "$tmp"/mnt2/ds/*; do dd if="$f" of=/dev/null bs=4M status=none; done
-  t1=$(date +%s.%N)
-  node2_mibs=$(mibs "$total" "$(echo "$t1 - $t0" | bc)")
-  echo "round $round: link (curl, 32 ranged GETs in flight, a $size object from the store) $link_mibs MiB/s; node 2 cold (dd through the mount) $node2_mibs MiB/s = $(awk -v a="$node2_mibs" -v b="$link_mibs" 'BEGIN {printf "%.2f", a / b}') x the link; origin GETs $(stat_of "$origin" get), shared hits $(metric valkyrie_shared_hits_total)"
-  umount "$tmp/mnt2"
-  kill "${pids[-1]}" 2>/dev/null || true
-  wait "${pids[-1]}" 2>/dev/null || true
+  line="round $round: link (curl, 32 ranged GETs in flight, a $size object from the store) $link_mibs MiB/s"
+  # Node 2 through the page cache, then with --direct-io (replies straight into dd's buffer).
+  for variant in page-cache direct-io; do
+    curl -sf -X POST "$origin/_sim/reset-stats" >/dev/null
+    NODE_FLAGS=$([[ $variant == direct-io ]] && echo --direct-io || true) node 2
+    t0=$(date +%s.%N)
+    for f in "$tmp"/mnt2/ds/*; do dd if="$f" of=/dev/null bs=4M status=none; done
+    t1=$(date +%s.%N)
+    node2_mibs=$(mibs "$total" "$(echo "$t1 - $t0" | bc)")
+    line+="; node 2 cold, $variant: $node2_mibs MiB/s = $(awk -v a="$node2_mibs" -v b="$link_mibs" 'BEGIN {printf "%.2f", a / b}') x (origin GETs $(stat_of "$origin" get), shared hits $(metric valkyrie_shared_hits_total))"
+    umount "$tmp/mnt2"
+    kill "${pids[-1]}" 2>/dev/null || true
+    wait "${pids[-1]}" 2>/dev/null || true
+  done
+  echo "$line"
 done
 
 # Both at once on a fresh prefix: what the origin sends.
