@@ -3,16 +3,17 @@
 //
 // With a next-use rank (the memory cache's: larger is later), a full store evicts the slot read
 // farthest in the future (a packed slot's rank: its member needed soonest; the open packed slot
-// is never a victim), and only for a chunk needed sooner than it: a chunk needed later than
-// everything the store holds is declined (not written), as the offline optimum (Belady with
-// bypass) does. Finding the farthest slot without ranking every slot on every write: a scan
-// keeps the victim_batch farthest slots (sorted, nearest first); every used slot outside that
-// list ranked no farther than its first when scanned, and a slot stored later joins the list if
-// it ranks farther than that. So the list's last entry is the farthest slot while the order's
-// cursor stands still; as it moves, ranks change (a chunk read is next needed an epoch later),
-// so each candidate is ranked again before it goes: a changed rank (the cursor moved) rebuilds
-// the list, as do victim_batch evictions and a new order; slots read since the scan (a read
-// moves a chunk's next use to the next epoch) are ranked again and join it if farther. Cost: a
+// is never a victim, and a small chunk appended to it takes no victim and is never declined:
+// only opening a packed slot is placed by rank), and only for a chunk needed sooner than it: a
+// chunk needed later than everything the store holds is declined (not written), as the offline
+// optimum (Belady with bypass) does. Finding the farthest slot without ranking every slot on every
+// write: a scan keeps the victim_batch farthest slots (sorted, nearest first); every used slot
+// outside that list ranked no farther than its first when scanned, and a slot stored later joins
+// the list if it ranks farther than that. So the list's last entry is the farthest slot while the
+// order's cursor stands still; as it moves, ranks change (a chunk read is next needed an epoch
+// later), so each candidate is ranked again before it goes: a changed rank (the cursor moved)
+// rebuilds the list, as do victim_batch evictions and a new order; slots read since the scan (a
+// read moves a chunk's next use to the next epoch) are ranked again and join it if farther. Cost: a
 // scan of the slots per eviction after the cursor moved (at most once per file read), a few
 // ranks otherwise.
 #include <algorithm>
