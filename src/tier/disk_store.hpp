@@ -29,7 +29,8 @@
 // (block_file), on the calling reactor.
 // Integrity: an insert is journaled only after its data and header writes completed; a read
 // checks the header against the journal's record and the data's CRC32C, and any mismatch is
-// a miss that drops the slot (counted). A slot is journaled as removed before it is reused.
+// a miss that drops the chunk (its slot, or that member of a packed slot; counted). A slot is
+// journaled as removed before it is reused.
 // So a torn write (kill -9, power loss) and a slot rewritten under a stale journal are never
 // served, and a new ETag is a different identity that never finds old bytes.
 // Eviction without a training order: CLOCK over the slots (a hit sets the slot's reference bit;

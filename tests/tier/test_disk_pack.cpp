@@ -8,6 +8,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 
 #include "tier/journal.hpp"
@@ -306,4 +307,47 @@ TEST_CASE("pack: a store holds >= 90% of the 110 KiB objects its bytes could hol
     if (chunk == (8u << 20)) CHECK(double(n) >= 0.9 * double(by_bytes));
     for (std::size_t i = 0; i < ids.size(); i += 37) CHECK(get(io, *s, ids[i]));
   }
+}
+
+TEST_CASE("pack: with an order a packed slot ranks as its member needed soonest") {
+  test::temp_dir dir;
+  test::io_loop io;
+  auto s = disk_store::open(options_for(dir, 4));
+  std::map<std::string, std::uint64_t> ranks;
+  s->set_ranker([&](const cache::chunk_id& id) { return ranks.at(id.object->key); });
+  // Four 60 KiB chunks to a slot: slot A needed at 10..13, B at 20..23, C at 1 and 100..102,
+  // D (the open one) at 30..33.
+  const std::vector<std::vector<std::uint64_t>> slots = {
+      {10, 11, 12, 13}, {20, 21, 22, 23}, {1, 100, 101, 102}, {30, 31, 32, 33}};
+  std::vector<std::vector<cache::chunk_id>> held_in(4);
+  for (std::size_t k = 0; k < slots.size(); ++k)
+    for (auto r : slots[k]) {
+      auto id = small("r" + std::to_string(r), 60 * 1024);
+      ranks[id.object->key] = r;
+      REQUIRE(put(io, *s, id));
+      held_in[k].push_back(id);
+    }
+  auto all_in = [&](std::size_t k) { return held(*s, held_in[k]) == held_in[k].size(); };
+  auto none_in = [&](std::size_t k) { return held(*s, held_in[k]) == 0; };
+  auto chunk = [&](std::uint64_t r) {
+    auto id = small("n" + std::to_string(r), 60 * 1024);
+    ranks[id.object->key] = r;
+    return id;
+  };
+  // Needed at 5: the slot whose soonest member is farthest (D, 30) goes, not C (its 100..102
+  // are farther, but it is needed at 1).
+  REQUIRE(put(io, *s, chunk(5)));
+  CHECK(none_in(3));
+  CHECK((all_in(0) && all_in(1) && all_in(2)));
+  for (std::uint64_t r : {6, 7, 8}) REQUIRE(put(io, *s, chunk(r)));  // (the new open slot)
+  // Needed at 25: every slot is needed sooner (A 10, B 20, C 1, the new one 5): declined.
+  CHECK(!put(io, *s, chunk(25)));
+  CHECK(s->stats().writes_declined == 1);
+  CHECK((all_in(0) && all_in(1) && all_in(2)));
+  // Needed at 15: B (20) goes.
+  REQUIRE(put(io, *s, chunk(15)));
+  CHECK(none_in(1));
+  CHECK((all_in(0) && all_in(2)));
+  CHECK(get(io, *s, chunk(15)));
+  for (auto& id : held_in[2]) CHECK(get(io, *s, id));
 }
