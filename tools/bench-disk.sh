@@ -19,11 +19,15 @@
 #     chunks), the rest read and the daemon killed (-9) half way, then a mount again: the index
 #     time and chunks from the "disk cache opened" log line, and a full re-read whose S3 bytes
 #     are at most the bytes not on the disk (no chunk complete on disk fetched again).
+#  e  small objects: E_FILES x 110 KiB (1000), --cache-size 64MiB, a tier of E_TIER (128 MiB: 15
+#     slots of 8 MiB) that holds them all only if small chunks are packed: the objects the tier
+#     holds after one epoch (the order file's "# disk tier:" line) beside its slots, and a second
+#     epoch's S3 bytes beside the dataset's.
 # Usage: tools/bench-disk.sh [BUILD_DIR] [PARTS]   (root, /dev/fuse, fio)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
-parts=${2:-abcd}
+parts=${2:-abcde}
 export AWS_ACCESS_KEY_ID=AKIDDISK AWS_SECRET_ACCESS_KEY=disk-bench-secret AWS_EC2_METADATA_DISABLED=true
 source tools/bench-lib.sh
 bench_init disk
@@ -33,6 +37,7 @@ bench_remove_on_exit "$work"
 echo "tier directory: $work on $(findmnt -n -o SOURCE,FSTYPE -T "$work" | tr -s ' ')"
 A_FILES=${A_FILES:-64} A_SIZE=${A_SIZE:-64MiB}
 D_FILES=${D_FILES:-240} D_SIZE=${D_SIZE:-64MiB}
+E_FILES=${E_FILES:-1000} E_TIER=${E_TIER:-128MiB}
 link=(--first-byte-latency 30ms --conn-bandwidth 64MiB --total-bandwidth 1GiB)
 
 to_bytes() { numfmt --from=iec-i "${1%B}"; }
@@ -255,4 +260,25 @@ if [[ $parts == *d* ]]; then
   bench_unmount
   echo "  after kill -9: $chunks chunks ($used bytes) indexed in $secs s (startup, no data read)"
   echo "  re-read: S3 sent $sent bytes in $gets GETs; bytes not on the disk: $((b - used)): $([[ $sent -le $((b - used)) ]] && echo 'no chunk on disk fetched again' || echo 'CHUNKS ON DISK FETCHED AGAIN')"
+fi
+
+if [[ $parts == *e* ]]; then
+  [[ -n $sim_pid ]] && { kill "$sim_pid"; wait "$sim_pid" 2>/dev/null || true; sim_pid=; }
+  bench_start_sim --synthetic "small:$E_FILES:110KiB" "${link[@]}"
+  e_bytes=$((E_FILES * 110 * 1024))
+  echo "== e: $E_FILES x 110 KiB ($e_bytes bytes), tier $E_TIER, memory 64 MiB"
+  mkdir -p "$work/e"
+  /usr/bin/python3 -c 'import sys; print("\n".join(f"shard_{i:06d}.tar" for i in range(int(sys.argv[1]))))' "$E_FILES" >"$tmp/e1"
+  mount_tier small --cache-size 64MiB --disk-cache "$work/e" --disk-cache-size "$E_TIER"
+  read -r b1 s1 < <(epoch "$tmp/e1")
+  settle
+  tier_line=$(grep '^# disk tier:' "$mnt/.valkyrie/order")
+  echo "  epoch 1: $(rate "$b1" "$s1") MiB/s; $tier_line"
+  echo "  writes dropped $(metric valkyrie_disk_writes_dropped_total), declined $(metric valkyrie_disk_writes_declined_total)"
+  drop_caches
+  reset_stats
+  read -r b2 s2 < <(epoch "$tmp/e1")
+  sent=$(sim_stat bytes_sent)
+  echo "  epoch 2: $(rate "$b2" "$s2") MiB/s; S3 sent $sent of $b2 bytes ($(frac "$sent" "$b2")); disk hits $(metric valkyrie_disk_hits_total)"
+  bench_unmount
 fi

@@ -1,10 +1,11 @@
 // Prewarm of the disk tier (`valkyrie warm`): an order text that starts with the line "#!warm",
 // written to /.valkyrie/order, is not a training order: it asks for the disk tier to be filled
 // with those files' chunks, in that order (every file in listing order when it names none), up
-// to the tier's size in chunks. Chunks go from S3 straight to the disk through a few buffers of
-// the job's own (warm_workers, one chunk each): the memory cache, the order in force and the
-// readers' prefetch budget are not touched. Chunks already on the disk are counted, not fetched.
-// A new warm request cancels the one running. Progress is the "# warm:" line of the order file.
+// to the tier's size (the disk bytes each chunk takes: a slot, or its share of a packed slot).
+// Chunks go from S3 straight to the disk through a few buffers of the job's own (warm_workers, one
+// chunk each): the memory cache, the order in force and the readers' prefetch budget are not
+// touched. Chunks already on the disk are counted, not fetched. A new warm request cancels the one
+// running. Progress is the "# warm:" line of the order file.
 #include <cstdlib>
 
 #include "core/log.hpp"
@@ -30,16 +31,31 @@ awaitable<result<order_update>> filesystem::start_warm(std::vector<std::string> 
     for (auto& [k, info] : *known) keys.push_back(k);  // (the map is in listing order)
   std::unordered_set<std::string> seen;
   const std::uint64_t cs = cache_->chunk_size();
+  // Up to the slots the plan takes, packing small chunks as the store does (in the plan's order;
+  // the workers' writes finish nearly in it).
+  std::uint64_t slots_left = store.slots(), open_room = 0;
+  bool full = false;
   for (auto& k : keys) {
-    if (plan->size() >= store.slots()) break;
+    if (full) break;
     if (!seen.insert(k).second) continue;  // (a later epoch of the same file)
     auto it = known->find(k);
     if (it == known->end()) continue;
     const auto& info = it->second;
     auto object = cache::make_version(opts_.bucket, opts_.prefix + k, info.etag, info.size);
-    for (std::uint64_t i = 0; i * cs < info.size && plan->size() < store.slots(); ++i) {
+    for (std::uint64_t i = 0; i * cs < info.size && !full; ++i) {
       auto id = cache_->chunk(object, i);
       if (!store.admits(id)) continue;
+      const std::uint64_t need = store.footprint(id);
+      const bool packed = need < store.slot_stride();
+      if (packed && need <= open_room) {
+        open_room -= need;
+      } else if (slots_left == 0) {
+        full = true;
+        break;
+      } else {
+        --slots_left;
+        open_room = packed ? store.slot_stride() - need : open_room;
+      }
       st->planned_bytes += id.length();
       plan->push_back(std::move(id));
     }
@@ -106,8 +122,10 @@ std::string filesystem::disk_text() const {
   auto s = opts_.disk->store().stats();
   std::string out = "# disk tier: " + std::to_string(s.used_bytes) + " of " +
                     std::to_string(std::uint64_t{s.slots} * opts_.disk->store().chunk_size()) +
-                    " bytes used, " + std::to_string(s.used_slots) + " of " +
-                    std::to_string(s.slots) + " chunks\n";
+                    " bytes used, " + std::to_string(s.chunks) + " chunks in " +
+                    std::to_string(s.used_slots) + " of " + std::to_string(s.slots) + " slots (" +
+                    std::to_string(s.packed_chunks) + " small ones packed in " +
+                    std::to_string(s.packed_slots) + ")\n";
   if (auto w = warm_.load())
     out += std::string("# warm: ") +
            (w->cancelled  ? "cancelled"

@@ -2,16 +2,18 @@
 // disk_store.cpp).
 //
 // With a next-use rank (the memory cache's: larger is later), a full store evicts the slot read
-// farthest in the future, and only for a chunk needed sooner than it: a chunk needed later than
-// everything the store holds is declined (not written), as the offline optimum (Belady with
-// bypass) does. Finding the farthest slot without ranking every slot on every write: a scan
-// keeps the victim_batch farthest slots (sorted, nearest first); every used slot outside that
-// list ranked no farther than its first when scanned, and a slot stored later joins the list if
-// it ranks farther than that. So the list's last entry is the farthest slot while the order's
-// cursor stands still; as it moves, ranks change (a chunk read is next needed an epoch later),
-// so each candidate is ranked again before it goes: a changed rank (the cursor moved) rebuilds
-// the list, as do victim_batch evictions and a new order; slots read since the scan (a read
-// moves a chunk's next use to the next epoch) are ranked again and join it if farther. Cost: a
+// farthest in the future (a packed slot's rank: its member needed soonest; the open packed slot
+// is never a victim, and a small chunk appended to it takes no victim and is never declined:
+// only opening a packed slot is placed by rank), and only for a chunk needed sooner than it: a
+// chunk needed later than everything the store holds is declined (not written), as the offline
+// optimum (Belady with bypass) does. Finding the farthest slot without ranking every slot on every
+// write: a scan keeps the victim_batch farthest slots (sorted, nearest first); every used slot
+// outside that list ranked no farther than its first when scanned, and a slot stored later joins
+// the list if it ranks farther than that. So the list's last entry is the farthest slot while the
+// order's cursor stands still; as it moves, ranks change (a chunk read is next needed an epoch
+// later), so each candidate is ranked again before it goes: a changed rank (the cursor moved)
+// rebuilds the list, as do victim_batch evictions and a new order; slots read since the scan (a
+// read moves a chunk's next use to the next epoch) are ranked again and join it if farther. Cost: a
 // scan of the slots per eviction after the cursor moved (at most once per file read), a few
 // ranks otherwise.
 #include <algorithm>
@@ -32,8 +34,8 @@ void disk_store::scan_victims_locked(const rank_fn& rank) {
   auto farther = [](const victim& a, const victim& b) { return a.rank > b.rank; };
   for (std::uint32_t i = 0; i < slots_.size(); ++i) {
     const auto& s = slots_[i];
-    if (s.st != slot_state::state::used) continue;
-    victim v{rank(s.rec.id), i, s.rec.seq};
+    if (s.st != slot_state::state::used || open_ == i) continue;
+    victim v{slot_rank(rank, s), i, s.gen};
     if (victims_.size() < victim_batch) {
       victims_.push_back(v);
       std::push_heap(victims_.begin(), victims_.end(), farther);
@@ -49,7 +51,7 @@ void disk_store::scan_victims_locked(const rank_fn& rank) {
 void disk_store::note_ranked_locked(std::uint32_t slot, std::uint64_t rank) {
   // (an empty list says nothing about the slots outside it: the next eviction scans)
   if (victims_.empty() || rank < victims_.front().rank) return;
-  victim v{rank, slot, slots_[slot].rec.seq};
+  victim v{rank, slot, slots_[slot].gen};
   victims_.insert(
       std::upper_bound(victims_.begin(), victims_.end(), v,
                        [](const victim& a, const victim& b) { return a.rank < b.rank; }),
@@ -80,8 +82,8 @@ std::optional<std::uint32_t> disk_store::take_slot_ranked_locked(const rank_fn& 
     // Slots read since: their next use moved (later, usually); farther than the list's first,
     // they join it.
     for (auto slot : touched_)
-      if (slots_[slot].st == slot_state::state::used)
-        note_ranked_locked(slot, rank(slots_[slot].rec.id));
+      if (slots_[slot].st == slot_state::state::used && open_ != slot)
+        note_ranked_locked(slot, slot_rank(rank, slots_[slot]));
     touched_.clear();
   }
   for (std::size_t tries = 0; tries < 4 * victim_batch; ++tries) {
@@ -93,9 +95,10 @@ std::optional<std::uint32_t> disk_store::take_slot_ranked_locked(const rank_fn& 
     const victim v = victims_.back();
     victims_.pop_back();
     auto& s = slots_[v.slot];
-    if (s.st != slot_state::state::used || s.rec.seq != v.seq) continue;  // gone since
-    if (s.readers > 0) continue;  // being read now: needed now, not a victim
-    const std::uint64_t now = rank(s.rec.id);
+    if (s.st != slot_state::state::used || s.gen != v.seq || open_ == v.slot) continue;  // gone
+    // Being read or written now: needed now, not a victim.
+    if (s.readers > 0 || s.writers > 0) continue;
+    const std::uint64_t now = slot_rank(rank, s);
     if (now != v.rank) {
       // The order's cursor moved since the scan (every rank shifts with it): rank them all
       // again, once per eviction.

@@ -114,10 +114,16 @@ void disk_store::open_files() {
   per_file_ = static_cast<std::uint32_t>((nslots + nfiles - 1) / nfiles);
   const unsigned used_files = static_cast<unsigned>((nslots + per_file_ - 1) / per_file_);
   std::ostringstream meta;
-  meta << "valkyrie-disk-cache 1 slot_bytes=" << stride_ << " chunk_bytes=" << opts_.chunk_size
+  meta << "valkyrie-disk-cache 2 slot_bytes=" << stride_ << " chunk_bytes=" << opts_.chunk_size
        << " slots=" << nslots << " files=" << used_files << "\n";
   const std::string meta_path = dir + "/meta", journal_path = dir + "/journal";
-  if (read_small_file(meta_path) != meta.str()) {
+  if (const auto old = read_small_file(meta_path); old != meta.str()) {
+    if (!old.empty())  // (format 1: no packed slots, records without offsets; or a new size)
+      log::event("tier", spdlog::level::warn,
+                 "disk cache directory has another format or geometry: starting it empty",
+                 {{"dir", dir},
+                  {"was", old.substr(0, old.find('\n'))},
+                  {"now", meta.str().substr(0, meta.str().size() - 1)}});
     ::unlink(meta_path.c_str());
     ::unlink(journal_path.c_str());
     for (unsigned i = used_files; i < 64; ++i)
@@ -146,47 +152,21 @@ void disk_store::open_files() {
   } catch (const std::system_error& e) {
     throw std::runtime_error(std::string("--disk-cache: ") + e.what());
   }
-  for (std::uint32_t i = static_cast<std::uint32_t>(nslots); i-- > 0;) {
-    if (slots_[i].st == slot_state::state::used) {
-      ++stats_.used_slots;
-      stats_.used_bytes += slots_[i].rec.length;
-    } else {
-      free_.push_back(i);
-    }
-  }
+  finish_replay();
   stats_.slots = static_cast<std::uint32_t>(nslots);
   auto& m = detail::tier_metrics::get();
   m.capacity_bytes.add(static_cast<std::int64_t>(nslots * stride_));
   m.used_bytes.add(static_cast<std::int64_t>(stats_.used_bytes));
-  if (stats_.replay.records > 2ull * stats_.used_slots + 1024) checkpoint();
+  if (stats_.replay.records > 2ull * stats_.chunks + 1024) checkpoint();
   log::event("tier", spdlog::level::info, "disk cache opened",
              {{"dir", dir},
               {"slots", nslots},
-              {"chunks", stats_.used_slots},
+              {"chunks", stats_.chunks},
+              {"packed_slots", stats_.packed_slots},
               {"records", stats_.replay.records},
               {"torn_bytes", stats_.replay.torn_bytes},
               {"replay_seconds", stats_.replay.seconds},
               {"direct", stats_.direct}});
-}
-
-void disk_store::replay(const journal_record& r) {
-  if (r.slot >= slots_.size()) return;
-  auto& s = slots_[r.slot];
-  if (s.st == slot_state::state::used) {
-    index_.erase(s.rec.id);
-    s.st = slot_state::state::free;
-  }
-  if (r.type == record_type::remove) return;
-  if (r.rec.id.chunk_size != opts_.chunk_size || r.rec.length != r.rec.id.length()) return;
-  seq_ = std::max(seq_, r.rec.seq);
-  auto [it, fresh] = index_.emplace(r.rec.id, r.slot);
-  if (!fresh) {  // (the same chunk in two slots: the newer record wins)
-    slots_[it->second].st = slot_state::state::free;
-    it->second = r.slot;
-  }
-  s.st = slot_state::state::used;
-  s.rec = r.rec;
-  s.ref = false;
 }
 
 disk_store::~disk_store() {
@@ -275,10 +255,19 @@ void disk_store::count_fault_locked() {
 void disk_store::drop_locked(std::uint32_t slot) {
   auto& s = slots_[slot];
   if (s.st != slot_state::state::used) return;
-  index_.erase(s.rec.id);
+  for (auto& mb : s.members) {
+    index_.erase(mb.rec.id);
+    stats_.used_bytes -= mb.rec.length;
+    detail::tier_metrics::get().used_bytes.sub(mb.rec.length);
+  }
+  stats_.chunks -= s.members.size();
+  if (s.packed) {
+    stats_.packed_chunks -= s.members.size();
+    --stats_.packed_slots;
+  }
+  s.members.clear();
+  if (open_ == slot) open_.reset();
   --stats_.used_slots;
-  stats_.used_bytes -= s.rec.length;
-  detail::tier_metrics::get().used_bytes.sub(s.rec.length);
   std::string rec;
   encode_remove(rec, slot);
   // (if it cannot be journaled, the slot's header, rewritten before reuse, still tells a replayed
@@ -312,7 +301,7 @@ std::optional<std::uint32_t> disk_store::take_slot_locked() {
     const std::uint32_t i = hand_;
     hand_ = static_cast<std::uint32_t>((hand_ + 1) % n);
     auto& s = slots_[i];
-    if (s.st != slot_state::state::used || s.readers > 0) continue;
+    if (s.st != slot_state::state::used || s.readers > 0 || s.writers > 0 || open_ == i) continue;
     if (s.ref) {
       s.ref = false;
       continue;
@@ -327,18 +316,23 @@ std::optional<std::uint32_t> disk_store::take_slot_locked() {
 awaitable<std::optional<std::size_t>> disk_store::read(cache::chunk_id id,
                                                        cache::chunk_buffers dest) {
   auto& m = detail::tier_metrics::get();
-  std::uint32_t slot = 0;
+  std::uint32_t slot = 0, offset = 0;
   slot_record rec;
+  bool packed = false;
   {
     std::lock_guard lock(mu_);
     auto it = usable_locked() ? index_.find(id) : index_.end();
-    if (it == index_.end()) {
+    const member* mb =
+        it == index_.end() ? nullptr : find_member(slots_[it->second.slot], it->second.offset);
+    if (!mb) {
       ++stats_.misses;
       m.misses.add();
       co_return std::nullopt;
     }
-    slot = it->second;
+    slot = it->second.slot;
+    offset = it->second.offset;
     auto& s = slots_[slot];
+    packed = s.packed;
     ++s.readers;
     s.ref = true;
     if (victims_for_) {  // (placed by the order: its next use moves on)
@@ -347,7 +341,7 @@ awaitable<std::optional<std::size_t>> disk_store::read(cache::chunk_id id,
       else
         touched_overflow_ = true;
     }
-    rec = s.rec;
+    rec = mb->rec;
   }
   std::vector<std::span<char>> pieces;
   std::size_t total = 0;
@@ -357,14 +351,15 @@ awaitable<std::optional<std::size_t>> disk_store::read(cache::chunk_id id,
   bool bad = false;  // a check failed: the slot goes
   if (ok) {
     const auto started = std::chrono::steady_clock::now();
-    auto [file, at] = where(slot);
+    auto [file, base] = where(slot);
+    const std::uint64_t at = base + offset;
     aligned_block header(header_bytes);
     ec = co_await file->read_at(at, {header.p, header_bytes});
     if (!ec) {
       journal_record h;
       bad = decode_record({header.p, header_bytes - 0}, h) == 0 || h.type != record_type::insert ||
-            h.slot != slot || h.rec.seq != rec.seq || h.rec.crc != rec.crc ||
-            h.rec.length != rec.length || !(h.rec.id == id);
+            h.slot != slot || h.offset != offset || h.packed != packed || h.rec.seq != rec.seq ||
+            h.rec.crc != rec.crc || h.rec.length != rec.length || !(h.rec.id == id);
     }
     std::uint64_t off = at + header_bytes;
     for (std::size_t i = 0; !ec && !bad && i < pieces.size(); ++i) {
@@ -394,15 +389,26 @@ awaitable<std::optional<std::size_t>> disk_store::read(cache::chunk_id id,
   if (bad) {
     ++stats_.check_failures;
     m.check_failures.add();
-    log::limited(
-        "tier", spdlog::level::warn, "disk_check",
-        "disk cache chunk failed its check: dropped, read from S3",
-        {{"dir", opts_.dir}, {"slot", slot}, {"key", id.object->key}, {"chunk", id.index}});
+    log::limited("tier", spdlog::level::warn, "disk_check",
+                 "disk cache chunk failed its check: dropped, read from S3",
+                 {{"dir", opts_.dir},
+                  {"slot", slot},
+                  {"offset", offset},
+                  {"key", id.object->key},
+                  {"chunk", id.index}});
   }
   // A chunk that cannot be read back (check failure or I/O error) goes; it is written again
   // after its next fetch.
-  if ((bad || ec) && slots_[slot].st == slot_state::state::used && slots_[slot].rec.seq == rec.seq)
-    drop_locked(slot);
+  if (bad || ec) {
+    auto& s = slots_[slot];
+    const member* now = s.st == slot_state::state::used ? find_member(s, offset) : nullptr;
+    if (now && now->rec.seq == rec.seq) {
+      if (s.packed)
+        drop_member_locked(slot, offset);  // (the others are checked when read)
+      else
+        drop_locked(slot);
+    }
+  }
   release_reader_locked(slot);
   ++stats_.misses;
   m.misses.add();
@@ -424,10 +430,11 @@ awaitable<bool> disk_store::write(cache::chunk_id id, std::vector<std::span<cons
     count_dropped();
     co_return false;
   }
-  std::uint32_t slot = 0;
+  std::uint32_t slot = 0, offset = 0;
   slot_record rec;
   rec.id = id;
   rec.length = static_cast<std::uint32_t>(total);
+  const bool packed = packs(total);
   // With a training order: placed by next use (disk_placement.cpp).
   const auto ranker = ranker_.load();
   const std::uint64_t rank = ranker ? (*ranker)(id) : 0;
@@ -439,7 +446,18 @@ awaitable<bool> disk_store::write(cache::chunk_id id, std::vector<std::span<cons
       m.writes_dropped.add();
       co_return false;
     }
-    auto taken = ranker ? take_slot_ranked_locked(*ranker, rank) : take_slot_locked();
+    if (packed) {  // (a small chunk: appended to the open packed slot, disk_pack.cpp)
+      auto at = reserve_packed_locked(ranker.get(), rank, total);
+      if (!at) co_return false;
+      slot = at->slot;
+      offset = at->offset;
+      ++slots_[slot].writers;
+      writing_.insert(id);
+      rec.seq = ++seq_;
+    }
+    auto taken = packed   ? std::optional<std::uint32_t>(slot)
+                 : ranker ? take_slot_ranked_locked(*ranker, rank)
+                          : take_slot_locked();
     if (!taken && ranker) {
       ++stats_.writes_declined;
       m.writes_declined.add();
@@ -450,20 +468,23 @@ awaitable<bool> disk_store::write(cache::chunk_id id, std::vector<std::span<cons
       m.writes_dropped.add();
       co_return false;
     }
-    slot = *taken;
-    slots_[slot].st = slot_state::state::writing;
-    writing_.insert(id);
-    rec.seq = ++seq_;
+    if (!packed) {
+      slot = *taken;
+      slots_[slot].st = slot_state::state::writing;
+      writing_.insert(id);
+      rec.seq = ++seq_;
+    }
   }
   rec.crc = crc32c_seed;
   for (auto& p : data) rec.crc = crc32c(p, rec.crc);
   aligned_block header(header_bytes);
   {
     std::string h;
-    encode_insert(h, slot, rec);
+    encode_insert(h, slot, offset, packed, rec);
     std::memcpy(header.p, h.data(), h.size());  // (admits() keeps it under header_bytes)
   }
-  auto [file, at] = where(slot);
+  auto [file, base] = where(slot);
+  const std::uint64_t at = base + offset;
   // The header and the data in one request (writev). A torn write is still never served: the
   // slot's journal record is appended only after it completed, and a read checks the data's
   // CRC32C against that record.
@@ -474,37 +495,49 @@ awaitable<bool> disk_store::write(cache::chunk_id id, std::vector<std::span<cons
   std::lock_guard lock(mu_);
   writing_.erase(id);
   auto& s = slots_[slot];
+  if (packed) --s.writers;
   if (ec) {
     note_io_locked(ec, took, "write");
-    s.st = slot_state::state::free;
-    free_.push_back(slot);
+    if (packed) {
+      free_if_empty_locked(slot);  // (its room is not reused: the slot stays as it is)
+    } else {
+      s.st = slot_state::state::free;
+      free_.push_back(slot);
+    }
     ++stats_.writes_dropped;
     m.writes_dropped.add();
     co_return false;
   }
-  s.st = slot_state::state::used;
-  s.rec = rec;
-  s.ref = false;
-  index_[id] = slot;
-  if (ranker) note_ranked_locked(slot, rank);
-  ++stats_.used_slots;
+  s.members.push_back({offset, rec});
+  index_[id] = {slot, offset};
+  ++stats_.chunks;
+  if (packed) {
+    ++stats_.packed_chunks;
+    if (ranker && open_ != slot) note_ranked_locked(slot, slot_rank(*ranker, s));
+  } else {
+    s.st = slot_state::state::used;
+    s.packed = false;
+    s.gen = rec.seq;
+    s.ref = false;
+    ++stats_.used_slots;
+    if (ranker) note_ranked_locked(slot, rank);
+  }
   ++stats_.writes;
   stats_.used_bytes += rec.length;
   stats_.bytes_written += rec.length;
   m.used_bytes.add(rec.length);
   m.bytes_written.add(rec.length);
   std::string r;
-  encode_insert(r, slot, rec);
+  encode_insert(r, slot, offset, packed, rec);
   // A journal that cannot grow (the filesystem full: ENOSPC) is an error like the data's: the
   // chunk is served from memory's index now but not found after a restart; repeated, the
   // store steps aside. (One outcome per write: data written on time does not end the streak
   // when its record could not be journaled.)
   const auto jec = journal_.append(r);
   note_io_locked(jec, took, jec ? "journal" : "write");
-  if (journal_.appended_records() > 2ull * stats_.used_slots + 4096) {
+  if (journal_.appended_records() > 2ull * stats_.chunks + 4096) {
     std::string all;
-    for (std::uint32_t i = 0; i < slots_.size(); ++i)
-      if (slots_[i].st == slot_state::state::used) encode_insert(all, i, slots_[i].rec);
+    for (std::uint32_t i = 0; i < slots_.size(); ++i) encode_slot(all, i);
     if (auto jec = journal_.rewrite(all)) note_error_locked(jec, "checkpoint");
   }
   co_return true;
@@ -513,9 +546,8 @@ awaitable<bool> disk_store::write(cache::chunk_id id, std::vector<std::span<cons
 std::error_code disk_store::checkpoint() {
   std::lock_guard lock(mu_);
   std::string all;
-  all.reserve(std::size_t{stats_.used_slots} * 160);
-  for (std::uint32_t i = 0; i < slots_.size(); ++i)
-    if (slots_[i].st == slot_state::state::used) encode_insert(all, i, slots_[i].rec);
+  all.reserve(std::size_t{stats_.chunks} * 160);
+  for (std::uint32_t i = 0; i < slots_.size(); ++i) encode_slot(all, i);
   return journal_.rewrite(all);
 }
 

@@ -2,18 +2,35 @@
 // tier: the persistent local disk tier under the memory cache (memory -> disk -> S3).
 //
 // disk_store owns DIR (--disk-cache): `files` preallocated data files (data.0 ...) cut into
-// fixed slots, the journal (the index), `meta` (the geometry) and `lock` (flock: one daemon
-// per directory). A slot is a 4 KiB header (the chunk's identity, length, CRC32C and write
-// sequence: the journal's insert record) followed by chunk_size bytes of data; one chunk takes
-// one slot whatever its length (a small object's chunk too: sub-slots are a later step), and
-// only chunks of the store's chunk size are admitted (a random reader's small blocks are not).
+// fixed slots, the journal (the index), `meta` (the geometry and format) and `lock` (flock: one
+// daemon per directory). A slot is chunk_size bytes of data behind a 4 KiB header (the chunk's
+// identity, length, CRC32C and write sequence: the journal's insert record); only chunks of the
+// store's chunk size are admitted (a random reader's small blocks are not).
+// A chunk of more than a quarter of the chunk size (pack_limit) takes a whole slot. A smaller one
+// (a small object's only chunk: a 110 KiB JPEG) is packed (disk_pack.cpp): the store keeps one
+// open packed slot and appends each small chunk to it at the next 4 KiB-aligned offset, as its
+// own 4 KiB header (the same encoding, with its offset) and its data; a chunk that does not fit
+// closes the slot and opens a fresh one, taken like any slot (CLOCK or Belady evicts a victim).
+// The index maps a chunk to (slot, offset) and each slot lists its members. Evicting a packed
+// slot drops every member (one journaled remove of the slot); a member that fails its check or
+// cannot be read is dropped alone (journaled as remove_member), and a closed packed slot left
+// without members is freed. A hit on any member sets its slot's reference bit; with an order a
+// packed slot ranks as its member needed soonest (it goes only when all of them can). The open
+// slot is never a victim. Waste: at most a packed slot's tail, 4 KiB of header and the last
+// page's padding per small chunk (a 110 KiB chunk takes 116 KiB: an 8 MiB slot holds 70 of
+// them, 94% of what its bytes would hold; a 2 TB tier ~17 M rather than 250,000).
+// used_bytes (and valkyrie_disk_used_bytes) count the data bytes of the chunks held, packed or
+// not; used_slots counts slots in use; chunks and packed_chunks count members.
+// Format: meta's first line names format 2 (packed slots, the offset in the journal's records);
+// a directory of another format or geometry is started empty (logged once), never misread.
 // The cap is exact: slots = size / (4 KiB + chunk size), and the data files hold exactly the
 // slots; the journal is outside it (kept to about twice its live records by checkpoints).
 // Reads and writes are O_DIRECT between the caller's page-aligned memory and the disk
 // (block_file), on the calling reactor.
 // Integrity: an insert is journaled only after its data and header writes completed; a read
 // checks the header against the journal's record and the data's CRC32C, and any mismatch is
-// a miss that drops the slot (counted). A slot is journaled as removed before it is reused.
+// a miss that drops the chunk (its slot, or that member of a packed slot; counted). A slot is
+// journaled as removed before it is reused.
 // So a torn write (kill -9, power loss) and a slot rewritten under a stale journal are never
 // served, and a new ETag is a different identity that never finds old bytes.
 // Eviction without a training order: CLOCK over the slots (a hit sets the slot's reference bit;
@@ -78,7 +95,10 @@ struct store_stats {
   std::uint64_t slow = 0;             // reads and writes slower than slow_after (completed)
   std::uint64_t writes_declined = 0;  // needed later than all the store holds (with an order)
   std::uint32_t slots = 0, used_slots = 0;
-  std::uint64_t used_bytes = 0;
+  std::uint32_t packed_slots = 0;  // of used_slots: slots of small chunks (open one included)
+  std::uint64_t chunks = 0;        // chunks held (whole or packed)
+  std::uint64_t packed_chunks = 0;
+  std::uint64_t used_bytes = 0;  // data bytes of the chunks held
   replay_stats replay;
   bool disabled = false;
   bool direct = false;  // O_DIRECT on the data files
@@ -122,13 +142,31 @@ class disk_store {
   std::uint32_t slots() const { return static_cast<std::uint32_t>(slots_.size()); }
   std::uint64_t slot_stride() const { return stride_; }
   std::uint32_t chunk_size() const { return opts_.chunk_size; }
+  // Chunks of at most this many bytes are packed (a quarter of the chunk size).
+  std::uint32_t pack_limit() const { return opts_.chunk_size / 4; }
+  // The disk bytes a chunk takes: a slot, or its header and pages in a packed slot.
+  std::uint64_t footprint(const cache::chunk_id& id) const;
+  // Bytes of the data files (slots x stride).
+  std::uint64_t capacity() const { return slots_.size() * stride_; }
 
  private:
+  // One chunk in a slot: at offset 0 alone, or one of a packed slot's members.
+  struct member {
+    std::uint32_t offset = 0;
+    slot_record rec;
+  };
+  struct location {
+    std::uint32_t slot = 0, offset = 0;
+  };
   struct slot_state {
     enum class state : std::uint8_t { free, used, writing, dropped } st = state::free;
     bool ref = false;
+    bool packed = false;
     unsigned readers = 0;
-    slot_record rec;
+    unsigned writers = 0;    // packed: member writes in flight
+    std::uint32_t fill = 0;  // packed: bytes taken (the next member's offset)
+    std::uint64_t gen = 0;   // changes when the slot is taken again (placement's check)
+    std::vector<member> members;
   };
   explicit disk_store(store_options opts);
   void open_files();
@@ -143,6 +181,20 @@ class disk_store {
   void note_ranked_locked(std::uint32_t slot, std::uint64_t rank);
   void scan_victims_locked(const rank_fn& rank);
   void drop_locked(std::uint32_t slot);
+  // disk_pack.cpp: small chunks in packed slots.
+  bool packs(std::uint64_t length) const { return length <= pack_limit(); }
+  // Reserves room for a small chunk in the open packed slot (opening one, which may evict or,
+  // with an order, decline); nullopt: not stored (counted).
+  std::optional<location> reserve_packed_locked(const rank_fn* rank, std::uint64_t incoming,
+                                                std::uint64_t length);
+  void close_open_locked(const rank_fn* rank);
+  void drop_member_locked(std::uint32_t slot, std::uint32_t offset);
+  // A packed slot no longer open nor written, without members: freed.
+  void free_if_empty_locked(std::uint32_t slot);
+  const member* find_member(const slot_state& s, std::uint32_t offset) const;
+  std::uint64_t slot_rank(const rank_fn& rank, const slot_state& s) const;
+  void encode_slot(std::string& out, std::uint32_t slot) const;
+  void finish_replay();
   void release_reader_locked(std::uint32_t slot);
   void note_error_locked(std::error_code ec, const char* what);
   // A data read or write that completed (ec: its error) after `took`: counts an error or a slow
@@ -160,7 +212,8 @@ class disk_store {
 
   mutable std::mutex mu_;
   std::vector<slot_state> slots_;
-  std::unordered_map<cache::chunk_id, std::uint32_t, cache::chunk_id_hash> index_;
+  std::unordered_map<cache::chunk_id, location, cache::chunk_id_hash> index_;
+  std::optional<std::uint32_t> open_;  // the packed slot small chunks are appended to
   std::unordered_set<cache::chunk_id, cache::chunk_id_hash> writing_;
   std::vector<std::uint32_t> free_;
   std::uint32_t hand_ = 0;

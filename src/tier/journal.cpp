@@ -14,7 +14,7 @@ namespace valkyrie::tier {
 
 namespace {
 
-constexpr std::string_view magic = "VKYJRN01";
+constexpr std::string_view magic = "VKYJRN02";
 constexpr std::uint32_t max_payload = 1 << 16;
 
 template <class T>
@@ -72,10 +72,13 @@ std::error_code write_all(int fd, std::string_view s) {
 
 }  // namespace
 
-void encode_insert(std::string& out, std::uint32_t slot, const slot_record& r) {
+void encode_insert(std::string& out, std::uint32_t slot, std::uint32_t offset, bool packed,
+                   const slot_record& r) {
   std::string p;
   put<std::uint8_t>(p, static_cast<std::uint8_t>(record_type::insert));
   put<std::uint32_t>(p, slot);
+  put<std::uint32_t>(p, offset);
+  put<std::uint8_t>(p, packed ? 1 : 0);
   put<std::uint64_t>(p, r.seq);
   put<std::uint32_t>(p, r.length);
   put<std::uint32_t>(p, r.crc);
@@ -95,6 +98,14 @@ void encode_remove(std::string& out, std::uint32_t slot) {
   frame(out, p);
 }
 
+void encode_remove_member(std::string& out, std::uint32_t slot, std::uint32_t offset) {
+  std::string p;
+  put<std::uint8_t>(p, static_cast<std::uint8_t>(record_type::remove_member));
+  put<std::uint32_t>(p, slot);
+  put<std::uint32_t>(p, offset);
+  frame(out, p);
+}
+
 std::size_t decode_record(std::string_view in, journal_record& out) {
   if (in.size() < 8) return 0;
   std::uint32_t len, crc;
@@ -107,10 +118,19 @@ std::size_t decode_record(std::string_view in, journal_record& out) {
   out.slot = r.get<std::uint32_t>();
   if (type == static_cast<std::uint8_t>(record_type::remove)) {
     out.type = record_type::remove;
-    return r.ok ? 8 + len : 0;
+    return r.ok && r.in.empty() ? 8 + len : 0;
+  }
+  if (type == static_cast<std::uint8_t>(record_type::remove_member)) {
+    out.type = record_type::remove_member;
+    out.offset = r.get<std::uint32_t>();
+    return r.ok && r.in.empty() ? 8 + len : 0;
   }
   if (type != static_cast<std::uint8_t>(record_type::insert)) return 0;
   out.type = record_type::insert;
+  out.offset = r.get<std::uint32_t>();
+  const auto packed = r.get<std::uint8_t>();
+  if (packed > 1) return 0;
+  out.packed = packed == 1;
   out.rec.seq = r.get<std::uint64_t>();
   out.rec.length = r.get<std::uint32_t>();
   out.rec.crc = r.get<std::uint32_t>();

@@ -2,9 +2,13 @@
 // The disk tier's index on disk: an append-only journal of slot records, each framed with its
 // length and a CRC32C, replayed at start in one sequential read (no data is read).
 //
-// Records: insert (slot -> chunk identity, data length, data CRC, write sequence) and remove
-// (slot is free). An insert is appended only after the slot's data and header writes have
-// completed; a remove before a slot is overwritten. Replay applies records in order and stops
+// Records: insert (slot and offset in it -> chunk identity, data length, data CRC, write
+// sequence, whether the slot is packed with small chunks), remove (the slot is free, with every
+// chunk in it) and remove_member (one chunk of a packed slot is gone). An insert is appended
+// only after the chunk's data and header writes have completed; a remove before a slot is
+// overwritten. Format 2 (magic VKYJRN02) added the offset and the packed flag: a journal of
+// format 1 is not replayed (the store's meta file names the format; an old directory starts
+// empty). Replay applies records in order and stops
 // at the first record that is torn or fails its CRC (a kill -9 or power loss in mid-append):
 // the tail from there is cut off, so later appends follow good records. A checkpoint rewrites
 // the journal as one insert per live slot (to a temporary file, fsync'd, renamed over it).
@@ -29,17 +33,21 @@ struct slot_record {
   std::uint64_t seq = 0;     // write sequence: a rewritten slot gets a new one
 };
 
-enum class record_type : std::uint8_t { insert = 1, remove = 2 };
+enum class record_type : std::uint8_t { insert = 1, remove = 2, remove_member = 3 };
 
 struct journal_record {
   record_type type = record_type::insert;
   std::uint32_t slot = 0;
-  slot_record rec;  // insert only
+  std::uint32_t offset = 0;  // insert and remove_member: the chunk's header's offset in the slot
+  bool packed = false;       // insert: the slot holds several small chunks (disk_pack.cpp)
+  slot_record rec;           // insert only
 };
 
 // Appends one framed record (u32 payload length, u32 CRC32C of the payload, payload).
-void encode_insert(std::string& out, std::uint32_t slot, const slot_record& r);
+void encode_insert(std::string& out, std::uint32_t slot, std::uint32_t offset, bool packed,
+                   const slot_record& r);
 void encode_remove(std::string& out, std::uint32_t slot);
+void encode_remove_member(std::string& out, std::uint32_t slot, std::uint32_t offset);
 // One framed record from the front of `in`: the bytes it took, or 0 if it is torn or corrupt.
 std::size_t decode_record(std::string_view in, journal_record& out);
 

@@ -7,11 +7,13 @@
 # 3. A tier of 10 chunks and warm without an order file (listing order): 10 chunks planned and
 #    written (up to the tier's size), and reading the first files of the listing sends 0 GETs
 #    (--lookahead 0: no prefetch of the files after them, which are not on the disk).
+# 4. Small objects packed: a tier of 2 slots and warm of the 10 x 110 KiB files: all 10 planned and
+#    written into one packed slot ("# disk tier:" line), then read with 0 GETs, bytes exact.
 # Exit 77 without /dev/fuse or root.
 set -euo pipefail
 [[ -c /dev/fuse && $(id -u) == 0 ]] || { echo "no /dev/fuse or not root: skipped"; exit 77; }
 tmp=$(mktemp -d /tmp/valkyrie-warm.XXXXXX)
-mnt="$tmp/mnt"; mkdir -p "$mnt" "$tmp/disk" "$tmp/disk2" "$tmp/ref"
+mnt="$tmp/mnt"; mkdir -p "$mnt" "$tmp/disk" "$tmp/disk2" "$tmp/disk3" "$tmp/ref"
 source "$(dirname "$0")/lib.sh"
 export AWS_ACCESS_KEY_ID=AKIDWARM AWS_SECRET_ACCESS_KEY=warm/secret AWS_EC2_METADATA_DISABLED=true
 start_sim --synthetic data:8:20MiB:big/ --synthetic data:10:110KiB:small/
@@ -66,5 +68,20 @@ read_exact big/shard_000000.tar big/shard_000001.tar big/shard_000002.tar  # (9 
 gets=$(sim_stat get)
 [[ $gets == 0 ]] || fail "reading the first files of the listing after warm sent $gets GETs"
 pass "a 10-chunk tier: warm stops at 10 chunks; the listing's first files read with 0 GETs"
+umount "$mnt"
+expect_daemon_gone
+
+# --- 4. small objects packed: a tier of 2 slots takes all 10 x 110 KiB ---
+start_valkyrie data "$url" --cache-size 256MiB --lookahead 0 --disk-cache "$tmp/disk3" --disk-cache-size $((2 * slot))
+grep '^small/' <<<"$keys" >"$tmp/small-order"
+out=$("$valkyrie" warm "$mnt" "$tmp/small-order" 2>&1) || fail "warm of the small files failed: $out"
+grep -q "^warm done: 10 chunks written" <<<"$out" || fail "warm of 10 small files into 2 slots said: $out"
+tier=$(grep '^# disk tier:' "$mnt/.valkyrie/order")
+grep -q "10 chunks in 1 of 2 slots (10 small ones packed in 1)" <<<"$tier" || fail "disk tier line: $tier"
+reset_stats
+read_exact $(cat "$tmp/small-order")
+gets=$(sim_stat get)
+[[ $gets == 0 ]] || fail "reading the small files after warm sent $gets GETs"
+pass "small objects packed: 10 x 110 KiB warmed into one slot of a 2-slot tier, read with 0 GETs ($tier)"
 umount "$mnt"
 expect_daemon_gone

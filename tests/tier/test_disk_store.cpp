@@ -382,7 +382,7 @@ TEST_CASE("store: 100000 journal records replay in well under 2 s") {
   o.opener = [](const std::string&, std::uint64_t) { return std::make_shared<null_file>(); };
   { auto s = disk_store::open(o); }  // (writes the geometry)
   {
-    std::string all = "VKYJRN01";
+    std::string all = "VKYJRN02";
     for (std::uint64_t i = 0; i < n; ++i) {
       slot_record r;
       r.id = chunk_of(
@@ -391,7 +391,7 @@ TEST_CASE("store: 100000 journal records replay in well under 2 s") {
       r.length = small;
       r.crc = static_cast<std::uint32_t>(i);
       r.seq = i + 1;
-      encode_insert(all, static_cast<std::uint32_t>(i), r);
+      encode_insert(all, static_cast<std::uint32_t>(i), 0, false, r);
     }
     std::ofstream f(dir.path() / "journal", std::ios::binary | std::ios::trunc);
     f.write(all.data(), static_cast<std::streamsize>(all.size()));

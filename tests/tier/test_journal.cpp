@@ -50,7 +50,8 @@ TEST_CASE("journal records round-trip; a torn tail is ignored and cut off") {
         path, [](const journal_record&) {}, st);
     std::string recs;
     for (int i = 0; i < 10; ++i)
-      encode_insert(recs, static_cast<std::uint32_t>(i), rec_of("k" + std::to_string(i), i + 1));
+      encode_insert(recs, static_cast<std::uint32_t>(i), 0, false,
+                    rec_of("k" + std::to_string(i), i + 1));
     encode_remove(recs, 3);
     REQUIRE(!j.append(recs));
   }
@@ -71,7 +72,7 @@ TEST_CASE("journal records round-trip; a torn tail is ignored and cut off") {
   const auto good_size = std::filesystem::file_size(path);
   {
     std::string more;
-    encode_insert(more, 11, rec_of("torn", 99));
+    encode_insert(more, 11, 0, false, rec_of("torn", 99));
     std::ofstream f(path, std::ios::app | std::ios::binary);
     f.write(more.data(), static_cast<std::streamsize>(more.size() / 2));
   }
@@ -85,7 +86,7 @@ TEST_CASE("journal records round-trip; a torn tail is ignored and cut off") {
     CHECK(std::filesystem::file_size(path) == good_size);
     // Appends after the cut are read back.
     std::string after;
-    encode_insert(after, 12, rec_of("after", 100));
+    encode_insert(after, 12, 0, false, rec_of("after", 100));
     REQUIRE(!j.append(after));
   }
   replay_stats st3;
@@ -103,7 +104,8 @@ TEST_CASE("journal: a record with a flipped bit ends the replay there") {
         path, [](const journal_record&) {}, st);
     std::string recs;
     for (int i = 0; i < 5; ++i)
-      encode_insert(recs, static_cast<std::uint32_t>(i), rec_of("k" + std::to_string(i), i + 1));
+      encode_insert(recs, static_cast<std::uint32_t>(i), 0, false,
+                    rec_of("k" + std::to_string(i), i + 1));
     REQUIRE(!j.append(recs));
   }
   // Flip a bit inside the third record's key.
@@ -131,10 +133,10 @@ TEST_CASE("journal: a checkpoint replaces the records") {
     auto j = journal::open(
         path, [](const journal_record&) {}, st);
     std::string recs;
-    for (int i = 0; i < 50; ++i) encode_insert(recs, 0, rec_of("k", i + 1));
+    for (int i = 0; i < 50; ++i) encode_insert(recs, 0, 0, false, rec_of("k", i + 1));
     REQUIRE(!j.append(recs));
     std::string one;
-    encode_insert(one, 7, rec_of("kept", 51));
+    encode_insert(one, 7, 0, false, rec_of("kept", 51));
     REQUIRE(!j.rewrite(one));
     CHECK(j.appended_records() == 0);
     std::string later;
@@ -145,4 +147,43 @@ TEST_CASE("journal: a checkpoint replaces the records") {
   REQUIRE(all.size() == 2);
   CHECK(all[0].rec.id.object->key == "kept");
   CHECK(all[1].type == record_type::remove);
+}
+
+TEST_CASE("journal: a packed member's offset and flag round-trip; remove_member names one") {
+  test::temp_dir dir;
+  const std::string path = (dir.path() / "journal").string();
+  replay_stats st;
+  {
+    auto j = journal::open(
+        path, [](const journal_record&) {}, st);
+    std::string recs;
+    encode_insert(recs, 5, 0, true, rec_of("a", 1));
+    encode_insert(recs, 5, 8192, true, rec_of("b", 2));
+    encode_remove_member(recs, 5, 8192);
+    encode_insert(recs, 6, 0, false, rec_of("c", 3));
+    REQUIRE(!j.append(recs));
+  }
+  auto got = replay_all(path, st);
+  REQUIRE(got.size() == 4);
+  CHECK((got[0].type == record_type::insert && got[0].slot == 5 && got[0].offset == 0 &&
+         got[0].packed && got[0].rec.id.object->key == "a"));
+  CHECK((got[1].type == record_type::insert && got[1].offset == 8192 && got[1].packed &&
+         got[1].rec.seq == 2));
+  CHECK((got[2].type == record_type::remove_member && got[2].slot == 5 && got[2].offset == 8192));
+  CHECK((got[3].type == record_type::insert && got[3].slot == 6 && !got[3].packed));
+  CHECK(st.torn_bytes == 0);
+}
+
+TEST_CASE("journal: a journal of format 1 (magic VKYJRN01) is not replayed") {
+  test::temp_dir dir;
+  const std::string path = (dir.path() / "journal").string();
+  {
+    std::string old = "VKYJRN01";
+    encode_insert(old, 1, 0, false, rec_of("x", 1));
+    std::ofstream f(path, std::ios::binary);
+    f.write(old.data(), static_cast<std::streamsize>(old.size()));
+  }
+  replay_stats st;
+  CHECK(replay_all(path, st).empty());
+  CHECK(st.records == 0);
 }
