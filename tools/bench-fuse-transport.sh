@@ -5,6 +5,7 @@
 #    open+close, and a 4 KiB pread at random offsets (--direct-io: every read reaches the daemon);
 #  - 4 KiB random-read IOPS (fio, 4 jobs) and 1 MiB sequential reads (fio, 1 job), --direct-io.
 # Sets the fuse module's enable_uring for the io_uring mounts and restores it on exit.
+# URING_POLL: --fuse-uring-poll for the mounts (default 30us, the daemon's default; 0: off).
 # Usage: tools/bench-fuse-transport.sh [BUILD_DIR] [SECONDS per fio run]   (root, /dev/fuse, fio)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -60,7 +61,7 @@ fio_run() {  # fio_run NAME FIO-ARGS... : prints IOPS and MiB/s
 declare -A result
 for transport in dev-fuse io-uring; do
   if [[ $transport == io-uring ]]; then echo Y >"$param"; else echo "$saved" >"$param"; fi
-  BENCH_LOG_LEVEL=debug bench_mount small --cache-size 1GiB --fuse-transport "$transport"
+  BENCH_LOG_LEVEL=debug bench_mount small --cache-size 1GiB --fuse-transport "$transport" --fuse-uring-poll "${URING_POLL:-30us}"
   if [[ $transport == io-uring ]]; then
     for _ in $(seq 100); do grep -q "FUSE over io_uring: on" "$tmp/daemon.err" && break; sleep 0.05; done
     grep -q "FUSE over io_uring: on" "$tmp/daemon.err" || { cat "$tmp/daemon.err" >&2; echo "no rings" >&2; exit 1; }
@@ -69,7 +70,7 @@ for transport in dev-fuse io-uring; do
   result[$transport,stat]=$(latency stat)
   result[$transport,open]=$(latency open)
   bench_unmount
-  bench_mount big --cache-size 1GiB --fuse-transport "$transport" --direct-io
+  bench_mount big --cache-size 1GiB --fuse-transport "$transport" --fuse-uring-poll "${URING_POLL:-30us}" --direct-io
   big=$(find "$mnt" -type f | head -1)
   cat "$big" >/dev/null
   result[$transport,read4k]=$(latency read "$big")

@@ -15,6 +15,7 @@
 // (to_errno); write-type ops get EROFS, except writes of the order control file by the mount's
 // owner (--uid) or root.
 #include <atomic>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <string>
@@ -58,6 +59,8 @@ struct mount_options {
   // io_uring (uring_transport.hpp; requests stay on /dev/fuse if the kernel does not agree).
   enum class transport_kind { dev_fuse, io_uring };
   transport_kind transport = transport_kind::dev_fuse;
+  // io_uring only: how long a ring is watched after a reply before its reactor sleeps (0: not).
+  std::chrono::microseconds uring_poll{30};
 };
 
 int to_errno(std::error_code ec);

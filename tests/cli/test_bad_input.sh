@@ -42,6 +42,7 @@ expect 1 "--disk-cache $tmp/nodir: not a directory" -- "$v" "${good[@]}" --disk-
 expect 2 "bad --trace-max-size"         -- "$v" "${good[@]}" --trace-max-size 1
 expect 2 "bad --prefetch-share '0'"    -- "$v" "${good[@]}" --prefetch-share 0
 expect 2 "bad --kernel-read-ahead '1k'" -- "$v" "${good[@]}" --kernel-read-ahead 1k
+expect 2 "bad --fuse-uring-poll '5ms'" -- "$v" "${good[@]}" --fuse-uring-poll 5ms
 expect 2 "bad --prefetch-share '150%'" -- "$v" "${good[@]}" --prefetch-share 150%
 expect 2 "--express-session: maybe not in \{auto,on,off\}" -- "$v" "${good[@]}" --express-session maybe
 expect 2 "--shared-cache-\* options need --shared-cache" -- "$v" "${good[@]}" --shared-cache-express-session on
