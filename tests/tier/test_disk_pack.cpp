@@ -18,6 +18,8 @@ using namespace valkyrie;
 using namespace valkyrie::tier;
 using test::aligned_buffer;
 using test::chunk_of;
+using test::get;
+using test::put;
 
 namespace {
 
@@ -47,18 +49,6 @@ store_options options_for(const test::temp_dir& dir, std::uint64_t slots, std::u
 // A small object: one chunk of its own length.
 cache::chunk_id small(const std::string& key, std::uint64_t length, std::uint32_t chunk = cs) {
   return chunk_of(key, 0, chunk, length);
-}
-
-bool put(test::io_loop& io, disk_store& s, const cache::chunk_id& id) {
-  aligned_buffer b(id.length());
-  test::fill(b.span(), id.object->key, id.index);
-  return io.run(s.write(id, b.cpieces()));
-}
-
-bool get(test::io_loop& io, disk_store& s, const cache::chunk_id& id) {
-  aligned_buffer b(id.length());
-  auto r = io.run(s.read(id, b.pieces()));
-  return r && *r == id.length() && test::matches(b.span(), id.object->key, id.index);
 }
 
 std::size_t held(disk_store& s, const std::vector<cache::chunk_id>& ids) {

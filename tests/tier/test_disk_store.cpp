@@ -18,6 +18,8 @@ using namespace valkyrie;
 using namespace valkyrie::tier;
 using test::aligned_buffer;
 using test::chunk_of;
+using test::get;
+using test::put;
 
 namespace {
 
@@ -33,19 +35,6 @@ store_options options_for(const test::temp_dir& dir, std::uint64_t slots,
   o.files = 2;
   if (plan) o.opener = fault_opener(plan);
   return o;
-}
-
-bool put(test::io_loop& io, disk_store& s, const cache::chunk_id& id) {
-  aligned_buffer b(id.length());
-  test::fill(b.span(), id.object->key, id.index);
-  return io.run(s.write(id, b.cpieces()));
-}
-
-// Reads the chunk; true if it was a hit with the right bytes.
-bool get(test::io_loop& io, disk_store& s, const cache::chunk_id& id) {
-  aligned_buffer b(id.length());
-  auto r = io.run(s.read(id, b.pieces()));
-  return r && *r == id.length() && test::matches(b.span(), id.object->key, id.index);
 }
 
 std::uint64_t dir_data_bytes(const test::temp_dir& dir) {

@@ -65,4 +65,18 @@ inline cache::chunk_id chunk_of(const std::string& key, std::uint64_t index,
   return {cache::make_version("bucket", key, etag, object_size), chunk_size, index};
 }
 
+// Writes the chunk's test pattern to the store; true if it was stored.
+inline bool put(io_loop& io, tier::disk_store& s, const cache::chunk_id& id) {
+  aligned_buffer b(id.length());
+  fill(b.span(), id.object->key, id.index);
+  return io.run(s.write(id, b.cpieces()));
+}
+
+// Reads the chunk; true if it was a hit with the right bytes.
+inline bool get(io_loop& io, tier::disk_store& s, const cache::chunk_id& id) {
+  aligned_buffer b(id.length());
+  auto r = io.run(s.read(id, b.pieces()));
+  return r && *r == id.length() && matches(b.span(), id.object->key, id.index);
+}
+
 }  // namespace valkyrie::test
