@@ -18,8 +18,7 @@ set -euo pipefail
 tmp=$(mktemp -d /tmp/valkyrie-shared.XXXXXX)
 mnt="$tmp/mnt"; mkdir -p "$mnt" "$tmp/ref"
 source "$(dirname "$0")/lib.sh"
-node_mnts=()
-trap 'for m in "${node_mnts[@]}"; do mountpoint -q "$m" && { umount "$m" || umount -l "$m"; }; done; cleanup' EXIT
+source "$(dirname "$0")/nodes.sh"
 export AWS_ACCESS_KEY_ID=AKIDSHARED AWS_SECRET_ACCESS_KEY=shared/secret AWS_EC2_METADATA_DISABLED=true
 
 # The origin, then the cache store (start_sim sets $url and $server_pid: keep both).
@@ -40,21 +39,6 @@ for k in $keys; do mkdir -p "$tmp/ref/$(dirname "$k")"; s3ref get "$k" -o "$tmp/
 ds_bytes=$(cd "$tmp/ref" && find ds -type f -printf '%s\n' | awk '{s += $1} END {print s}')
 curl -sf -X POST "$origin/_sim/reset-stats" >/dev/null
 
-# start_node N [FLAGS...]: daemon N on $tmp/mntN, its log in $tmp/daemonN.err; sets $port.
-start_node() {
-  local n=$1
-  shift
-  local m="$tmp/mnt$n"
-  mkdir -p "$m"
-  node_mnts+=("$m")
-  "$BUILD_ROOT/src/cli/valkyrie" --mount "$m" --bucket data --endpoint "$origin" --foreground --log-level info \
-    --metrics-addr 127.0.0.1:0 --cache-size 256MiB "$@" 2>>"$tmp/daemon$n.err" &
-  extra_pids+=("$!")
-  for _ in $(seq 100); do mountpoint -q "$m" && break; sleep 0.05; done
-  mountpoint -q "$m" || { cat "$tmp/daemon$n.err" >&2; fail "node $n did not mount"; }
-  for _ in $(seq 100); do grep -q '"metrics":"' "$tmp/daemon$n.err" && break; sleep 0.05; done
-  port=$(grep -o '"metrics":"[^"]*"' "$tmp/daemon$n.err" | tail -1 | sed 's/.*:\([0-9]*\)"$/\1/')
-}
 stop_node() { umount "$tmp/mnt$1"; }
 metric() { curl -sf "127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m {printf "%d\n", $2}'; }
 # check_read N: node N's bytes of the dataset equal the references.
