@@ -16,6 +16,7 @@
 using namespace valkyrie;
 using namespace valkyrie::tier;
 using test::chunk_of;
+using test::read_through;
 
 namespace {
 
@@ -70,28 +71,6 @@ std::size_t optimum(const std::vector<int>& seq, std::size_t capacity) {
     }
   }
   return hits;
-}
-
-cache::chunk_cache::fetch_fn s3_fetch(cache::chunk_id id, std::shared_ptr<std::atomic<int>> calls) {
-  return [id, calls](cache::chunk_buffers dest) -> awaitable<result<std::size_t>> {
-    ++*calls;
-    std::size_t at = 0;
-    for (auto& p : dest) {
-      for (std::size_t i = 0; i < p.size(); ++i)
-        p[i] = test::pattern(id.object->key, id.index, at + i);
-      at += p.size();
-    }
-    co_return at;
-  };
-}
-
-awaitable<bool> read_through(cache::chunk_cache& c, disk_tier& tier, cache::chunk_id id,
-                             std::shared_ptr<std::atomic<int>> calls) {
-  auto ref = co_await c.get(id, tier.wrap(id, s3_fetch(id, calls)));
-  if (!ref) co_return false;
-  std::string bytes;
-  for (auto& p : ref->pieces()) bytes.append(p.data(), p.size());
-  co_return bytes.size() == id.length() && test::matches(bytes, id.object->key, id.index);
 }
 
 struct outcome {

@@ -12,37 +12,13 @@
 using namespace valkyrie;
 using namespace valkyrie::tier;
 using test::chunk_of;
+using test::idle;
+using test::s3_fetch;
+using test::read_through;
 
 namespace {
 
 constexpr std::uint32_t cs = 64 * 1024;
-
-// "S3": fills the chunk with its pattern and counts the calls.
-cache::chunk_cache::fetch_fn s3_fetch(cache::chunk_id id, std::shared_ptr<std::atomic<int>> calls) {
-  return [id, calls](cache::chunk_buffers dest) -> awaitable<result<std::size_t>> {
-    ++*calls;
-    std::size_t at = 0;
-    for (auto& p : dest) {
-      for (std::size_t i = 0; i < p.size(); ++i)
-        p[i] = test::pattern(id.object->key, id.index, at + i);
-      at += p.size();
-    }
-    co_return at;
-  };
-}
-
-awaitable<bool> read_through(cache::chunk_cache& c, disk_tier& tier, cache::chunk_id id,
-                             std::shared_ptr<std::atomic<int>> calls) {
-  auto ref = co_await c.get(id, tier.wrap(id, s3_fetch(id, calls)));
-  if (!ref) co_return false;
-  std::string bytes;
-  for (auto& p : ref->pieces()) bytes.append(p.data(), p.size());
-  co_return bytes.size() == id.length() && test::matches(bytes, id.object->key, id.index);
-}
-
-awaitable<void> idle() {
-  co_return;
-}
 
 }  // namespace
 

@@ -18,6 +18,8 @@
 using namespace valkyrie;
 using namespace valkyrie::tier;
 using test::chunk_of;
+using test::idle;
+using test::s3_fetch;
 
 namespace {
 
@@ -34,32 +36,10 @@ std::vector<std::span<const char>> one(const std::string& s) {
   return {std::span<const char>(s)};
 }
 
-// "S3": fills the chunk with its pattern and counts the calls.
-cache::chunk_cache::fetch_fn s3_fetch(cache::chunk_id id, std::shared_ptr<std::atomic<int>> calls) {
-  return [id, calls](cache::chunk_buffers dest) -> awaitable<result<std::size_t>> {
-    ++*calls;
-    std::size_t at = 0;
-    for (auto& p : dest) {
-      for (std::size_t i = 0; i < p.size(); ++i)
-        p[i] = test::pattern(id.object->key, id.index, at + i);
-      at += p.size();
-    }
-    co_return at;
-  };
-}
-
 awaitable<bool> read_through(cache::chunk_cache& c, shared_tier& tier, cache::chunk_id id,
                              std::shared_ptr<std::atomic<int>> calls,
                              std::size_t part = 16 * 1024) {
-  auto ref = co_await c.get(id, tier.wrap(id, s3_fetch(id, calls), part));
-  if (!ref) co_return false;
-  std::string bytes;
-  for (auto& p : ref->pieces()) bytes.append(p.data(), p.size());
-  co_return bytes.size() == id.length() && test::matches(bytes, id.object->key, id.index);
-}
-
-awaitable<void> idle() {
-  co_return;
+  return test::read_through(c, tier, std::move(id), std::move(calls), part);
 }
 
 std::vector<cache::chunk_id> dataset() {

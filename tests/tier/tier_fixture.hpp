@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -15,6 +16,7 @@
 
 #include <boost/asio/use_future.hpp>
 
+#include "cache/chunk_cache.hpp"
 #include "helpers.hpp"
 #include "tier/disk_store.hpp"
 
@@ -77,6 +79,37 @@ inline bool get(io_loop& io, tier::disk_store& s, const cache::chunk_id& id) {
   aligned_buffer b(id.length());
   auto r = io.run(s.read(id, b.pieces()));
   return r && *r == id.length() && matches(b.span(), id.object->key, id.index);
+}
+
+// "S3" for the tiers' tests: fills the chunk with its pattern and counts the calls.
+inline cache::chunk_cache::fetch_fn s3_fetch(cache::chunk_id id,
+                                             std::shared_ptr<std::atomic<int>> calls) {
+  return [id, calls](cache::chunk_buffers dest) -> awaitable<result<std::size_t>> {
+    ++*calls;
+    std::size_t at = 0;
+    for (auto& p : dest) {
+      for (std::size_t i = 0; i < p.size(); ++i) p[i] = pattern(id.object->key, id.index, at + i);
+      at += p.size();
+    }
+    co_return at;
+  };
+}
+
+// Reads the chunk through the cache and `tier` (its wrap(id, s3_fetch, wrap_args...)); true if
+// it came back whole with the right bytes.
+template <class Tier, class... WrapArgs>
+awaitable<bool> read_through(cache::chunk_cache& c, Tier& tier, cache::chunk_id id,
+                             std::shared_ptr<std::atomic<int>> calls, WrapArgs... wrap_args) {
+  auto ref = co_await c.get(id, tier.wrap(id, s3_fetch(id, calls), wrap_args...));
+  if (!ref) co_return false;
+  std::string bytes;
+  for (auto& p : ref->pieces()) bytes.append(p.data(), p.size());
+  co_return bytes.size() == id.length() && matches(bytes, id.object->key, id.index);
+}
+
+// One turn of the loop: lets work the last step started (write-backs, stores) begin.
+inline awaitable<void> idle() {
+  co_return;
 }
 
 }  // namespace valkyrie::test
