@@ -9,6 +9,7 @@
 #include "core/reactor_pool.hpp"
 #include "core/trace.hpp"
 #include "fs/fs_metrics.hpp"
+#include "s3/parallel_get.hpp"
 
 namespace valkyrie::fs {
 
@@ -20,7 +21,7 @@ namespace {
 awaitable<result<std::size_t>> get_pieces(s3::object_client* client, cache::version_ref object,
                                           std::uint64_t offset, cache::chunk_buffers dest, std::size_t part,
                                           prefetch::link_estimator* link) {
-  std::vector<std::pair<std::uint64_t, std::span<char>>> gets;  // (object offset, memory)
+  s3::part_list gets;
   for (auto& piece : dest) {
     for (std::size_t at = 0; at < piece.size(); at += part)
       gets.emplace_back(offset + at, piece.subspan(at, std::min(part, piece.size() - at)));
@@ -32,32 +33,12 @@ awaitable<result<std::size_t>> get_pieces(s3::object_client* client, cache::vers
     if (r && link) link->observe(*r, std::chrono::steady_clock::now() - started);
     co_return r;
   }
-  struct state {
-    std::size_t remaining = 0, bytes = 0;
-    std::error_code error;
-    std::shared_ptr<asio::steady_timer> done;
-  };
-  auto ex = co_await asio::this_coro::executor;
-  auto st = std::make_shared<state>();
-  st->done = std::make_shared<asio::steady_timer>(ex, asio::steady_timer::time_point::max());
-  st->remaining = gets.size();
-  for (auto& [at, piece] : gets) {
-    asio::co_spawn(ex, client->get(object->key, at, piece, object->etag),
-                   [st, want = piece.size(), started, link](std::exception_ptr e, result<std::size_t> r) {
-                     if (e || !r) {
-                       if (!st->error) st->error = e ? make_error_code(errc::protocol_error) : r.error();
-                     } else if (*r != want) {
-                       if (!st->error) st->error = make_error_code(errc::truncated_body);
-                     } else {
-                       st->bytes += *r;
-                       if (link) link->observe(*r, std::chrono::steady_clock::now() - started);
-                     }
-                     if (--st->remaining == 0) st->done->cancel();
-                   });
-  }
-  co_await st->done->async_wait(use_tuple);
-  if (st->error) co_return st->error;
-  co_return st->bytes;
+  auto r = co_await s3::get_parts(client, object->key, object->etag, std::move(gets),
+                                  [link](std::size_t bytes, std::chrono::steady_clock::duration took) {
+                                    if (link) link->observe(bytes, took);
+                                  });
+  if (r.first_failure) co_return r.first_failure;
+  co_return r.bytes;
 }
 }  // namespace
 

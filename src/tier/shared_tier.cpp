@@ -5,44 +5,24 @@
 #include "core/errors.hpp"
 #include "core/log.hpp"
 #include "core/reactor_pool.hpp"
+#include "s3/parallel_get.hpp"
 #include "tier/shared_format.hpp"
 #include "tier/shared_metrics.hpp"
 
 namespace valkyrie::tier {
 
 namespace {
-using part_list =
-    std::vector<std::pair<std::uint64_t, std::span<char>>>;  // (object offset, memory)
+using s3::part_list;
 
-// Every ranged GET of `parts` at once on this reactor; the first error, else how many parts
-// came short (not 0: the object is shorter than the identity says).
+// Every ranged GET of `parts` at once on this reactor; the error (a 404 over any other: the
+// object is simply not there), else how many parts came short (not 0: the object is shorter
+// than the identity says).
 awaitable<result<std::size_t>> get_all(s3::object_client* client, std::string key,
                                        part_list parts) {
-  struct state {
-    std::size_t remaining = 0, short_parts = 0;
-    std::error_code error;
-    std::shared_ptr<asio::steady_timer> done;
-  };
-  auto ex = co_await asio::this_coro::executor;
-  auto st = std::make_shared<state>();
-  st->done = std::make_shared<asio::steady_timer>(ex, asio::steady_timer::time_point::max());
-  st->remaining = parts.size();
-  for (auto& [at, piece] : parts) {
-    asio::co_spawn(ex, client->get(key, at, piece, ""),
-                   [st, want = piece.size()](std::exception_ptr e, result<std::size_t> r) {
-                     if (e || !r) {
-                       // (a 404 wins over other errors: the object is simply not there)
-                       std::error_code ec = e ? make_error_code(errc::protocol_error) : r.error();
-                       if (!st->error || ec == errc::not_found) st->error = ec;
-                     } else if (*r != want) {
-                       ++st->short_parts;
-                     }
-                     if (--st->remaining == 0) st->done->cancel();
-                   });
-  }
-  co_await st->done->async_wait(use_tuple);
-  if (st->error) co_return st->error;
-  co_return st->short_parts;
+  auto r = co_await s3::get_parts(client, std::move(key), "", std::move(parts));
+  if (r.not_found) co_return make_error_code(errc::not_found);
+  if (r.first_error) co_return r.first_error;
+  co_return r.short_parts;
 }
 }  // namespace
 
