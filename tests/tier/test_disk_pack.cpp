@@ -37,13 +37,7 @@ std::uint64_t packed_bytes(std::uint64_t length) {
 
 store_options options_for(const test::temp_dir& dir, std::uint64_t slots, std::uint32_t chunk = cs,
                           unsigned files = 2, std::shared_ptr<fault_plan> plan = nullptr) {
-  store_options o;
-  o.dir = dir.path().string();
-  o.size = slots * (hdr + chunk);
-  o.chunk_size = chunk;
-  o.files = files;
-  if (plan) o.opener = fault_opener(plan);
-  return o;
+  return test::store_options_for(dir, slots, chunk, files, std::move(plan));
 }
 
 // A small object: one chunk of its own length.

@@ -83,11 +83,7 @@ struct outcome {
 outcome run(const std::vector<int>& seq, std::size_t mem, std::size_t disk, bool spill) {
   test::temp_dir dir;
   test::io_loop io;
-  store_options o;
-  o.dir = dir.path().string();
-  o.size = disk * (disk_store::header_bytes + cs);
-  o.chunk_size = cs;
-  auto store = disk_store::open(o);
+  auto store = disk_store::open(test::store_options_for(dir, disk, cs));
   auto c = std::make_shared<cache::chunk_cache>(mem * cs, cs, 1);
   auto tier = std::make_shared<disk_tier>(store, c, 4 * cs);
   if (spill) tier->start_spill(io.ctx.get_executor());
@@ -134,11 +130,7 @@ TEST_CASE("spill: memory + disk with an order come within 5% of the offline opti
 TEST_CASE("spill: without an order the tier writes back at fetch, as before") {
   test::temp_dir dir;
   test::io_loop io;
-  store_options o;
-  o.dir = dir.path().string();
-  o.size = 16 * (disk_store::header_bytes + cs);
-  o.chunk_size = cs;
-  auto store = disk_store::open(o);
+  auto store = disk_store::open(test::store_options_for(dir, 16, cs));
   auto c = std::make_shared<cache::chunk_cache>(4 * cs, cs, 1);
   auto tier = std::make_shared<disk_tier>(store, c, 4 * cs);
   tier->start_spill(io.ctx.get_executor());

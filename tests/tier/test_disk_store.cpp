@@ -28,13 +28,7 @@ constexpr std::uint64_t stride = disk_store::header_bytes + cs;
 
 store_options options_for(const test::temp_dir& dir, std::uint64_t slots,
                           std::shared_ptr<fault_plan> plan = nullptr) {
-  store_options o;
-  o.dir = dir.path().string();
-  o.size = slots * stride;
-  o.chunk_size = cs;
-  o.files = 2;
-  if (plan) o.opener = fault_opener(plan);
-  return o;
+  return test::store_options_for(dir, slots, cs, 2, std::move(plan));
 }
 
 std::uint64_t dir_data_bytes(const test::temp_dir& dir) {

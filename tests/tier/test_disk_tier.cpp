@@ -13,8 +13,8 @@ using namespace valkyrie;
 using namespace valkyrie::tier;
 using test::chunk_of;
 using test::idle;
-using test::s3_fetch;
 using test::read_through;
+using test::s3_fetch;
 
 namespace {
 
@@ -25,11 +25,7 @@ constexpr std::uint32_t cs = 64 * 1024;
 TEST_CASE("tier: S3 misses are written back from cache memory; a new cache reads them from disk") {
   test::temp_dir dir;
   test::io_loop io;
-  store_options o;
-  o.dir = dir.path().string();
-  o.size = 64 * (disk_store::header_bytes + cs);
-  o.chunk_size = cs;
-  auto store = disk_store::open(o);
+  auto store = disk_store::open(test::store_options_for(dir, 64, cs));
   auto calls = std::make_shared<std::atomic<int>>(0);
   std::vector<cache::chunk_id> ids;
   for (int f = 0; f < 4; ++f)
@@ -61,11 +57,7 @@ TEST_CASE(
     "dropped") {
   test::temp_dir dir;
   test::io_loop io;
-  store_options o;
-  o.dir = dir.path().string();
-  o.size = 64 * (disk_store::header_bytes + cs);
-  o.chunk_size = cs;
-  auto store = disk_store::open(o);
+  auto store = disk_store::open(test::store_options_for(dir, 64, cs));
   auto calls = std::make_shared<std::atomic<int>>(0);
   // Eight fetches in a row, none of which waits for the disk: one write-back runs at a time
   // (the limit is one chunk), the others wait in the queue as identities.

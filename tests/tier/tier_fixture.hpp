@@ -67,6 +67,21 @@ inline cache::chunk_id chunk_of(const std::string& key, std::uint64_t index,
   return {cache::make_version("bucket", key, etag, object_size), chunk_size, index};
 }
 
+// A store of `slots` slots of `chunk` bytes in `dir`, its files opened through `plan`'s faults
+// if given.
+inline tier::store_options store_options_for(const temp_dir& dir, std::uint64_t slots,
+                                             std::uint32_t chunk,
+                                             unsigned files = tier::store_options{}.files,
+                                             std::shared_ptr<tier::fault_plan> plan = nullptr) {
+  tier::store_options o;
+  o.dir = dir.path().string();
+  o.size = slots * (tier::disk_store::header_bytes + chunk);
+  o.chunk_size = chunk;
+  o.files = files;
+  if (plan) o.opener = tier::fault_opener(std::move(plan));
+  return o;
+}
+
 // Writes the chunk's test pattern to the store; true if it was stored.
 inline bool put(io_loop& io, tier::disk_store& s, const cache::chunk_id& id) {
   aligned_buffer b(id.length());
