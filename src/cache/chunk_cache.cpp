@@ -137,12 +137,49 @@ bool chunk_cache::take_memory(shard& s, std::uint64_t bytes, std::vector<extent>
                               const rank_fn* ranker, bool for_prefetch,
                               std::optional<std::uint64_t> incoming) {
   bytes = std::max<std::uint64_t>(bytes, 1);
+  if (ranker && spill_.wants && spill_.ahead_bytes > 0) {
+    // (before evicting, which may need the victims it writes; every quarter of the shard's
+    // share of ahead_bytes allocated: not a scan per small chunk)
+    s.allocated_since_ahead += bytes;
+    if (s.allocated_since_ahead >= spill_.ahead_bytes / shards_.size() / 4) {
+      s.allocated_since_ahead = 0;
+      spill_ahead(s, *ranker);
+    }
+  }
   for (;;) {
     // The prefetch zone is full: prefetches may only replace unread prefetches nobody wants.
     const bool zone_full =
         !ranker && for_prefetch && prefetch_held_.load() + bytes > prefetch_bound_;
     if (!zone_full && s.memory.allocate(bytes, max_extents, out)) return true;
     if (!evict_one(s, ranker, for_prefetch, zone_full, incoming)) return false;
+  }
+}
+
+void chunk_cache::spill_ahead(shard& s, const rank_fn& ranker) {
+  // The candidates evict_one looks at, farthest first.
+  std::vector<std::pair<std::uint64_t, cache_node*>> next;
+  std::size_t n = 0;
+  for (auto it = s.lru.begin(); it != s.lru.end() && n < belady_scan; ++it, ++n)
+    next.emplace_back(ranker((*it)->first), *it);
+  n = 0;
+  for (auto it = s.prefetched.rbegin(); it != s.prefetched.rend() && n < belady_scan; ++it, ++n)
+    next.emplace_back(ranker((*it)->first), *it);
+  std::sort(next.begin(), next.end(), [](auto& a, auto& b) { return a.first > b.first; });
+  const std::uint64_t want = spill_.ahead_bytes / shards_.size();
+  std::uint64_t covered = 0;
+  for (auto& [rank, node] : next) {
+    if (covered >= want || rank == not_in_order) break;  // (outside the order: dropped freely)
+    entry& e = node->second;
+    if (e.pins > 0) continue;  // (being written, or read: the eviction passes it by for now)
+    covered += e.size;
+    if (e.spilled) continue;
+    const auto answer = spill_.wants(node->first, rank, true);
+    if (answer == spill_answer::busy) break;
+    // (on_disk does not make it `stored`: a chunk read ahead from the disk is found there, and
+    // must not go first before its reader comes)
+    e.spilled = answer != spill_answer::no;
+    if (answer == spill_answer::write)
+      spill_.take(node->first, pin_locked(shard_of(node->first), e), true);
   }
 }
 
@@ -165,11 +202,16 @@ bool chunk_cache::evict_one(shard& s, const rank_fn* ranker, bool for_prefetch, 
     // A known order decides across both zones: the chunk read furthest in the future goes.
     // Where it is likely (the least recently read, the unread prefetches queued last), at most
     // belady_scan of each: exact on small shards, bounded work on shards of many small objects.
-    std::uint64_t furthest = 0;
+    // With a spill, a chunk already on the disk goes first (the farthest of those, mark_stored).
+    std::uint64_t furthest = 0, furthest_clean = 0;
+    list* clean_from = nullptr;
+    list::iterator clean_victim;
     auto consider = [&](list& l, list::iterator it) {
       if (!unpinned(*it)) return;
       std::uint64_t r = (*ranker)((*it)->first);
       if (!from || r > furthest) from = &l, victim = it, furthest = r;
+      if ((*it)->second.stored && (!clean_from || r > furthest_clean))
+        clean_from = &l, clean_victim = it, furthest_clean = r;
     };
     std::size_t n = 0;
     for (auto it = s.lru.begin(); it != s.lru.end() && n < belady_scan; ++it, ++n)
@@ -178,14 +220,18 @@ bool chunk_cache::evict_one(shard& s, const rank_fn* ranker, bool for_prefetch, 
     for (auto it = s.prefetched.end(); it != s.prefetched.begin() && n < belady_scan; ++n)
       consider(s.prefetched, --it);
     if (from && incoming && furthest <= *incoming) return false;  // keep what is needed sooner
-    // Spill: the disk tier may want it first (pinned and handed over; the next turn of
-    // take_memory evicts another).
-    if (from && spill_.wants) {
+    if (clean_from && spill_.wants) {
+      from = clean_from;
+      victim = clean_victim;
+    } else if (from && spill_.wants) {
+      // Spill: the disk tier may want it first (pinned and handed over; the next turn of
+      // take_memory evicts another).
       cache_node* node = *victim;
       entry& e = node->second;
-      if (!e.spilled && e.st == entry::state::ready && spill_.wants(node->first, furthest)) {
+      if (!e.spilled && e.st == entry::state::ready &&
+          spill_.wants(node->first, furthest, false) == spill_answer::write) {
         e.spilled = true;
-        spill_.take(node->first, pin_locked(shard_of(node->first), e));
+        spill_.take(node->first, pin_locked(shard_of(node->first), e), false);
         return true;
       }
     }
@@ -233,6 +279,12 @@ void chunk_cache::set_prefetch_share(double share) {
   prefetch_bound_ = std::max<std::uint64_t>(
       chunk_size_,
       static_cast<std::uint64_t>(static_cast<double>(arena_bytes_) * std::clamp(share, 0.0, 1.0)));
+}
+
+void chunk_cache::mark_stored(const chunk_ref& ref) {
+  if (!ref.entry_) return;
+  std::lock_guard lock(shards_[ref.shard_]->mu);
+  ref.entry_->stored = true;  // (pinned: still in its shard's map)
 }
 
 void chunk_cache::unpin(unsigned shard_index, chunk_entry* entry) {

@@ -82,6 +82,7 @@ struct chunk_entry {
   std::list<cache_node*>::iterator lru;
   bool in_prefetch_list = false;
   bool spilled = false;  // offered to the spill hook once (set_spill)
+  bool stored = false;   // the spill wrote it to the disk (mark_stored)
   // A prefetch's "still worth keeping?" (empty: a guess, replaceable).
   std::function<bool()> wanted;
 };
@@ -201,18 +202,34 @@ class chunk_cache {
     ranker_.store(ranker ? std::make_shared<const rank_fn>(std::move(ranker)) : nullptr);
   }
 
-  // Spill at eviction (the disk tier's write-back with a known order): before a ranked eviction
-  // drops a ready chunk, `wants(id, rank)` is asked (once per chunk); if it says yes, the chunk
-  // is pinned and handed to `take` instead of being dropped, and the eviction takes the next
-  // farthest. So the disk holds what memory gives up rather than copies of what it keeps. Both
-  // are called with a shard locked: cheap, no calls into the cache, and `take` must keep the
-  // ref (releasing it there would deadlock): it releases it later, on another turn. Set before
-  // use.
+  // Spill (the disk tier's write-back with a known order): before a ranked eviction drops a
+  // ready chunk, `wants(id, rank, false)` is asked (once per chunk); on `write` the chunk is
+  // pinned and handed to `take` instead of being dropped, and the eviction takes the next
+  // farthest. So the disk holds what memory gives up rather than copies of what it keeps.
+  // Ahead of eviction: an eviction must free memory at once, and a chunk whose write has not
+  // finished is lost instead (a burst of them: the next file's read-ahead takes a whole file's
+  // room at once). So each shard keeps its next victims, the farthest chunks worth
+  // `ahead_bytes` (the cache's total, shared by the shards), already written: after allocating,
+  // every so often, it offers those not offered yet with `wants(id, rank, true)`, and evicting
+  // them later loses nothing. Both are called with a shard locked: cheap, no calls into the
+  // cache, and `take` must keep the ref (releasing it there would deadlock): it releases it
+  // later, on another turn. Set before use.
+  enum class spill_answer {
+    write,    // pinned and handed to take
+    on_disk,  // already there: evicting it loses nothing
+    no,       // not wanted (outside the order, too big for the disk)
+    busy,     // the disk is behind: no more now
+  };
   struct spill_hook {
-    std::function<bool(const chunk_id&, std::uint64_t rank)> wants;
-    std::function<void(const chunk_id&, chunk_ref)> take;
+    std::function<spill_answer(const chunk_id&, std::uint64_t rank, bool ahead)> wants;
+    std::function<void(const chunk_id&, chunk_ref, bool ahead)> take;
+    std::uint64_t ahead_bytes = 0;
   };
   void set_spill(spill_hook hook) { spill_ = std::move(hook); }
+  // The spill wrote this chunk (pinned by `ref`) to the disk: evicting it loses nothing, so a
+  // ranked eviction takes such chunks first (the farthest of them), and memory does not keep
+  // what the disk holds (a chunk written ahead that newer, farther chunks overtook).
+  void mark_stored(const chunk_ref& ref);
 
   std::uint32_t chunk_size() const { return chunk_size_; }
   std::uint64_t capacity() const { return arena_bytes_; }
@@ -236,6 +253,7 @@ class chunk_cache {
     std::list<cache_node*> prefetched;  // prefetch zone (ready, unread), front: oldest
     page_allocator memory;
     cache_stats stats;
+    std::uint64_t allocated_since_ahead = 0;  // bytes allocated since the last spill_ahead
   };
 
   unsigned shard_of(const chunk_id& k) const {
@@ -254,6 +272,9 @@ class chunk_cache {
   // With the shard locked: evicts one unpinned chunk by the policy above; false if none may go.
   bool evict_one(shard& s, const rank_fn* ranker, bool for_prefetch, bool zone_full,
                  std::optional<std::uint64_t> incoming);
+  // With the shard locked, a ranker and a spill hook: offers the shard's next victims to the
+  // spill ahead of their eviction (spill_hook above).
+  void spill_ahead(shard& s, const rank_fn& ranker);
   // With the shard locked: the entry leaves the prefetch zone (first read, eviction, failure).
   void leave_prefetch_zone(chunk_entry& e);
   void unpin(unsigned shard, chunk_entry* entry);

@@ -20,6 +20,14 @@ std::uint64_t disk_store::footprint(const cache::chunk_id& id) const {
   return packs(id.length()) ? header_bytes + pages(id.length()) : stride_;
 }
 
+bool disk_store::has_room_for(const cache::chunk_id& id, std::uint64_t spare) const {
+  std::lock_guard lock(mu_);
+  const std::uint64_t free_bytes = std::uint64_t{free_.size()} * stride_;
+  if (packs(id.length()) && open_ && slots_[*open_].fill + footprint(id) <= stride_)
+    return free_bytes >= spare;
+  return free_bytes >= spare + stride_;
+}
+
 const disk_store::member* disk_store::find_member(const slot_state& s, std::uint32_t offset) const {
   for (auto& mb : s.members)
     if (mb.offset == offset) return &mb;

@@ -9,22 +9,26 @@ disk_tier::disk_tier(std::shared_ptr<disk_store> store, std::shared_ptr<cache::c
     : store_(std::move(store)),
       cache_(std::move(cache)),
       limit_(write_back_bytes),
-      queue_limit_(std::max<std::uint64_t>(cache_->capacity(), write_back_bytes)) {}
+      queue_limit_(std::max<std::uint64_t>(cache_->capacity(), write_back_bytes)),
+      hold_limit_(std::max<std::uint64_t>(write_back_bytes, cache_->capacity() / 4)) {}
 
 void disk_tier::start_spill(asio::any_io_executor ex) {
   spill_ex_ = ex;
   std::weak_ptr<disk_tier> weak = shared_from_this();
   cache::chunk_cache::spill_hook hook;
-  hook.wants = [weak](const cache::chunk_id& id, std::uint64_t rank) {
+  hook.wants = [weak](const cache::chunk_id& id, std::uint64_t rank, bool ahead) {
     auto self = weak.lock();
-    return self && self->spill_wanted(id, rank);
+    return self ? self->spill_wanted(id, rank, ahead) : cache::chunk_cache::spill_answer::no;
   };
-  hook.take = [weak, ex](const cache::chunk_id& id, cache::chunk_ref ref) {
-    // (posted: the cache's shard is locked now, and the ref must not be released under it)
+  // The next victims already on the disk: a quarter of the cache (a burst: a file read ahead).
+  hook.ahead_bytes = cache_->capacity() / 8;
+  hook.take = [weak, ex](const cache::chunk_id& id, cache::chunk_ref ref, bool ahead) {
+    // (posted: the cache's shard is locked now, and the ref must not be released under it.
+    // Moved in, not copied: the handler may run and finish on another reactor before this
+    // returns, and a copy left here would then be the last, released under the lock.)
     auto held = std::make_shared<cache::chunk_ref>(std::move(ref));
-    asio::post(ex, [weak, ex, id, held]() mutable {
-      if (auto self = weak.lock())
-        asio::co_spawn(ex, self->spill(std::move(id), std::move(held)), asio::detached);
+    asio::post(ex, [weak, id, held = std::move(held), ahead]() mutable {
+      if (auto self = weak.lock()) self->spill_taken({std::move(id), std::move(held), ahead});
     });
   };
   cache_->set_spill(std::move(hook));
@@ -62,14 +66,24 @@ awaitable<result<std::size_t>> disk_tier::fetch(cache::chunk_id id,
 
 std::size_t disk_tier::write_back_queued() {
   std::lock_guard lock(mu_);
-  return queue_.size();
+  return queue_.size() + spills_.size();
 }
 
 void disk_tier::pump(asio::any_io_executor ex) {
+  std::vector<pending_spill> spills;
   std::vector<cache::chunk_id> start;
   {
     std::lock_guard lock(mu_);
-    while (!queue_.empty()) {
+    // Spills first: they hold memory until written.
+    while (!spills_.empty()) {
+      const std::uint64_t len = spills_.front().id.length();
+      if (in_flight_bytes_ > 0 && in_flight_bytes_ + len > limit_) break;  // (one may always run)
+      in_flight_bytes_ += len;
+      in_flight_ += len;
+      spills.push_back(std::move(spills_.front()));
+      spills_.pop_front();
+    }
+    while (spills_.empty() && !queue_.empty()) {
       const std::uint64_t len = queue_.front().length();
       if (in_flight_bytes_ > 0 && in_flight_bytes_ + len > limit_) break;  // (one may always run)
       in_flight_bytes_ += len;
@@ -79,6 +93,7 @@ void disk_tier::pump(asio::any_io_executor ex) {
       queue_.pop_front();
     }
   }
+  for (auto& p : spills) asio::co_spawn(spill_ex_, spill(std::move(p)), asio::detached);
   for (auto& id : start) asio::co_spawn(ex, write_back(std::move(id)), asio::detached);
 }
 
@@ -94,7 +109,7 @@ awaitable<void> disk_tier::write_back(cache::chunk_id id) {
   } else {
     store_->count_dropped();  // (evicted before its turn)
   }
-  done_writing(len);
+  done_writing(len, nullptr);
   pump(co_await asio::this_coro::executor);
 }
 
@@ -102,40 +117,59 @@ awaitable<void> disk_tier::write_back(cache::chunk_id id) {
 
 namespace valkyrie::tier {
 
-bool disk_tier::spill_wanted(const cache::chunk_id& id, std::uint64_t rank) {
+cache::chunk_cache::spill_answer disk_tier::spill_wanted(const cache::chunk_id& id,
+                                                         std::uint64_t rank, bool ahead) {
+  using answer = cache::chunk_cache::spill_answer;
   // (outside the order: never needed again as far as anyone knows)
-  if (rank == cache::chunk_cache::not_in_order || !store_->ranked() || !store_->admits(id) ||
-      store_->contains(id))
-    return false;
+  if (rank == cache::chunk_cache::not_in_order || !store_->ranked() || !store_->admits(id))
+    return answer::no;
+  if (store_->contains(id)) return answer::on_disk;
+  // Ahead of eviction only into free room: displacing the disk's farthest chunk for one that
+  // memory may yet keep until its use would lose it for nothing (the eviction decides that).
+  if (ahead && !store_->has_room_for(id, cache_->capacity())) return answer::no;
   const std::uint64_t len = id.length();
   {
     std::lock_guard lock(mu_);
-    if (in_flight_bytes_ == 0 || in_flight_bytes_ + len <= limit_) {
-      in_flight_bytes_ += len;
-      in_flight_ += len;
-      return true;
+    // (ahead: up to the hold; evicting: as many as are written at once, the rest dropped now.
+    // Pinned chunks cannot be evicted, so each one pinned at eviction makes memory drop a chunk
+    // needed sooner in its place: more of them cost more than the disk saves.)
+    auto& held = ahead ? held_ahead_bytes_ : held_evicted_bytes_;
+    const std::uint64_t limit = ahead ? hold_limit_ : limit_;
+    if (held == 0 || held + len <= limit) {
+      held += len;
+      return answer::write;
     }
   }
-  store_->count_dropped();  // (the write-back is full: memory needs the room now)
-  return false;
+  // (evicting: the disk is that far behind and memory needs the room now)
+  if (!ahead) store_->count_dropped();
+  return answer::busy;
 }
 
-awaitable<void> disk_tier::spill(cache::chunk_id id, std::shared_ptr<cache::chunk_ref> ref) {
-  auto self = shared_from_this();
-  const std::uint64_t len = id.length();
+void disk_tier::spill_taken(pending_spill p) {
   {
-    std::vector<std::span<const char>> pieces = ref->pieces();
-    co_await store_->write(id, std::move(pieces));
+    std::lock_guard lock(mu_);
+    spills_.push_back(std::move(p));
   }
-  ref.reset();  // (the cache may drop it now)
-  done_writing(len);
+  pump(spill_ex_);
+}
+
+awaitable<void> disk_tier::spill(pending_spill p) {
+  auto self = shared_from_this();
+  const std::uint64_t len = p.id.length();
+  {
+    std::vector<std::span<const char>> pieces = p.ref->pieces();
+    if (co_await store_->write(p.id, std::move(pieces))) cache_->mark_stored(*p.ref);
+  }
+  p.ref.reset();  // (the cache may drop it now)
+  done_writing(len, p.ahead ? &held_ahead_bytes_ : &held_evicted_bytes_);
   pump(co_await asio::this_coro::executor);
 }
 
-void disk_tier::done_writing(std::uint64_t len) {
+void disk_tier::done_writing(std::uint64_t len, std::uint64_t* held) {
   {
     std::lock_guard lock(mu_);
     in_flight_bytes_ -= len;
+    if (held) *held -= len;
   }
   in_flight_ -= len;
 }

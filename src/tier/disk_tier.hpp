@@ -15,8 +15,17 @@
 // disk the ones it drops, which the disk keeps or declines by next use, so memory and disk
 // together hold what one cache of both sizes would (Belady across both) rather than the disk
 // duplicating memory's chunks. A spill pins the chunk (it is not dropped until written) and
-// counts against the same write_back_bytes; beyond them, or for a chunk outside the order, the
-// chunk is dropped unwritten (counted). A chunk already on the disk is not offered.
+// waits in the spill queue for its turn among the same write_back_bytes. An eviction cannot
+// wait for a write: the allocation that evicts needs the memory now, so a chunk still being
+// written keeps its memory and the eviction drops the next farthest instead. So the cache
+// offers its next victims ahead of eviction (an eighth of memory: a file's read-ahead arrives
+// as a burst of that size), which the tier writes while the disk has free room beyond a
+// cache's worth (never displacing a chunk for one memory may keep until its use); a written
+// chunk is marked stored and evicted first, losing nothing. Spills pinned ahead hold at most
+// spill_hold_bytes (a quarter of the cache), those pinned at eviction write_back_bytes (a
+// pinned chunk cannot be evicted, so each makes memory drop one needed sooner); beyond that,
+// or for a chunk outside the order, an evicted chunk is dropped unwritten (counted). A chunk
+// already on the disk is not offered.
 // The queue of identities is bounded by bytes (the cache's capacity: a chunk queued longer than
 // that is likely evicted before its turn), not by count, so small chunks queue as deep.
 // Threading: wrap() and the fetches run on any reactor; the write-back runs on the reactor that
@@ -40,17 +49,28 @@ class disk_tier : public std::enable_shared_from_this<disk_tier> {
   // Installs the cache's spill hook (write-back at eviction with an order), spills run on `ex`.
   void start_spill(asio::any_io_executor ex);
   disk_store& store() const { return *store_; }
-  // Bytes being written back now, and chunks waiting for their turn.
+  // Bytes being written back now, and chunks waiting for their turn (identities and spills).
   std::uint64_t write_back_in_flight() const { return in_flight_.load(); }
   std::size_t write_back_queued();
+  // The most memory pinned by spills offered ahead of eviction (being written or waiting):
+  // max(write_back_bytes, a quarter of the cache).
+  std::uint64_t spill_hold_bytes() const { return hold_limit_; }
 
  private:
   awaitable<result<std::size_t>> fetch(cache::chunk_id id, cache::chunk_cache::fetch_fn next,
                                        cache::chunk_buffers dest);
   awaitable<void> write_back(cache::chunk_id id);
-  awaitable<void> spill(cache::chunk_id id, std::shared_ptr<cache::chunk_ref> ref);
-  bool spill_wanted(const cache::chunk_id& id, std::uint64_t rank);
-  void done_writing(std::uint64_t len);
+  struct pending_spill {
+    cache::chunk_id id;
+    std::shared_ptr<cache::chunk_ref> ref;  // (pinned until written)
+    bool ahead = false;                     // offered ahead of eviction
+  };
+  awaitable<void> spill(pending_spill p);
+  cache::chunk_cache::spill_answer spill_wanted(const cache::chunk_id& id, std::uint64_t rank,
+                                                bool ahead);
+  void spill_taken(pending_spill p);
+  // A write of `len` bytes is over; `held`: the spill's pinned-bytes count (null: a write-back).
+  void done_writing(std::uint64_t len, std::uint64_t* held);
   // Starts queued write-backs while there is room (any thread).
   void pump(asio::any_io_executor ex);
 
@@ -62,6 +82,11 @@ class disk_tier : public std::enable_shared_from_this<disk_tier> {
   std::deque<cache::chunk_id> queue_;  // guarded by mu_
   std::uint64_t queued_bytes_ = 0;     // their bytes (guarded by mu_)
   std::uint64_t queue_limit_;
+  std::deque<pending_spill> spills_;  // waiting for a write (guarded by mu_)
+  // Spills pinned (waiting or being written), offered ahead of eviction and at it (mu_).
+  std::uint64_t held_ahead_bytes_ = 0;
+  std::uint64_t held_evicted_bytes_ = 0;
+  std::uint64_t hold_limit_;
   asio::any_io_executor spill_ex_;
   std::atomic<std::uint64_t> in_flight_{0};
 };

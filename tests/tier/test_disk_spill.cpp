@@ -140,3 +140,55 @@ TEST_CASE("spill: without an order the tier writes back at fetch, as before") {
   CHECK(store->stats().writes == 3);
   for (int x = 0; x < 3; ++x) CHECK(store->contains(id_of(x)));
 }
+
+TEST_CASE("spill: a burst of evictions finds its victims already on the disk") {
+  // Memory of 32 chunks; 96 read in bursts of 4 at once (a file's chunks read ahead together),
+  // then again in another order, each disk write taking 5 ms. An eviction cannot wait for a
+  // write, so the next victims are written ahead of it (an eighth of memory): no chunk is
+  // dropped, and the second pass never goes to "S3".
+  test::temp_dir dir;
+  test::io_loop io;
+  auto plan = std::make_shared<fault_plan>();
+  plan->delay_ms = 5;
+  auto store = disk_store::open(test::store_options_for(dir, 128, cs, 1, plan));
+  auto c = std::make_shared<cache::chunk_cache>(32 * cs, cs, 1);
+  auto tier = std::make_shared<disk_tier>(store, c, 2 * cs);
+  CHECK(tier->spill_hold_bytes() == 8 * cs);
+  tier->start_spill(io.ctx.get_executor());
+  constexpr int chunks = 96;
+  std::vector<int> second(chunks);
+  for (int i = 0; i < chunks; ++i) second[i] = i;
+  std::shuffle(second.begin(), second.end(), std::mt19937(7));
+  std::vector<std::uint64_t> second_at(chunks);
+  for (int i = 0; i < chunks; ++i) second_at[second[i]] = chunks + i;
+  std::size_t now = 0;  // position in the sequence of both passes
+  auto rank = [&](const cache::chunk_id& id) -> std::uint64_t {
+    const int x = number_of(id);
+    return static_cast<std::size_t>(x) >= now ? x : second_at[x];
+  };
+  c->set_eviction_ranker(rank);
+  store->set_ranker(rank);
+  auto calls = std::make_shared<std::atomic<int>>(0);
+  auto burst = [&](int first) -> awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    std::vector<std::future<bool>> reads;
+    for (int x = first; x < first + 4; ++x)
+      reads.push_back(
+          asio::co_spawn(ex, read_through(*c, *tier, id_of(x), calls), asio::use_future));
+    co_return;
+  };
+  for (int first = 0; first < chunks; first += 4) {
+    now = first;
+    io.run(burst(first));  // (returns when the reads and the writes they started are done)
+  }
+  CHECK(calls->load() == chunks);
+  CHECK(store->stats().writes_dropped == 0);
+  for (std::size_t i = 0; i < second.size(); ++i) {
+    now = chunks + i;
+    CHECK(io.run(read_through(*c, *tier, id_of(second[i]), calls)));
+  }
+  CHECK(calls->load() == chunks);  // (the second pass: all from memory or the disk)
+  CHECK(tier->write_back_in_flight() == 0);
+  CHECK(tier->write_back_queued() == 0);
+  CHECK(c->check_invariants() == "");
+}
