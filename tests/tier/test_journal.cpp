@@ -30,6 +30,23 @@ std::vector<journal_record> replay_all(const std::string& path, replay_stats& st
       path, [&](const journal_record& r) { out.push_back(r); }, st);
   return out;
 }
+
+// Appends `records` to the journal at `path` (created if absent): REQUIRE'd to succeed.
+void append_records(const std::string& path, const std::string& records) {
+  replay_stats st;
+  auto j = journal::open(
+      path, [](const journal_record&) {}, st);
+  REQUIRE(!j.append(records));
+}
+
+// `n` insert records, slot i holding key "k<i>" with CRC i + 1.
+std::string inserts(int n) {
+  std::string recs;
+  for (int i = 0; i < n; ++i)
+    encode_insert(recs, static_cast<std::uint32_t>(i), 0, false,
+                  rec_of("k" + std::to_string(i), i + 1));
+  return recs;
+}
 }  // namespace
 
 TEST_CASE("crc32c chains over pieces and sees one flipped bit") {
@@ -44,17 +61,10 @@ TEST_CASE("crc32c chains over pieces and sees one flipped bit") {
 TEST_CASE("journal records round-trip; a torn tail is ignored and cut off") {
   test::temp_dir dir;
   const std::string path = (dir.path() / "journal").string();
+  std::string recs = inserts(10);
+  encode_remove(recs, 3);
+  append_records(path, recs);
   replay_stats st;
-  {
-    auto j = journal::open(
-        path, [](const journal_record&) {}, st);
-    std::string recs;
-    for (int i = 0; i < 10; ++i)
-      encode_insert(recs, static_cast<std::uint32_t>(i), 0, false,
-                    rec_of("k" + std::to_string(i), i + 1));
-    encode_remove(recs, 3);
-    REQUIRE(!j.append(recs));
-  }
   auto all = replay_all(path, st);
   REQUIRE(all.size() == 11);
   CHECK(st.torn_bytes == 0);
@@ -98,16 +108,7 @@ TEST_CASE("journal records round-trip; a torn tail is ignored and cut off") {
 TEST_CASE("journal: a record with a flipped bit ends the replay there") {
   test::temp_dir dir;
   const std::string path = (dir.path() / "journal").string();
-  replay_stats st;
-  {
-    auto j = journal::open(
-        path, [](const journal_record&) {}, st);
-    std::string recs;
-    for (int i = 0; i < 5; ++i)
-      encode_insert(recs, static_cast<std::uint32_t>(i), 0, false,
-                    rec_of("k" + std::to_string(i), i + 1));
-    REQUIRE(!j.append(recs));
-  }
+  append_records(path, inserts(5));
   // Flip a bit inside the third record's key.
   std::string bytes;
   {
@@ -121,6 +122,7 @@ TEST_CASE("journal: a record with a flipped bit ends the replay there") {
     std::ofstream f(path, std::ios::binary | std::ios::trunc);
     f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   }
+  replay_stats st;
   auto all = replay_all(path, st);
   CHECK(all.size() == 2);
 }
@@ -152,17 +154,13 @@ TEST_CASE("journal: a checkpoint replaces the records") {
 TEST_CASE("journal: a packed member's offset and flag round-trip; remove_member names one") {
   test::temp_dir dir;
   const std::string path = (dir.path() / "journal").string();
+  std::string recs;
+  encode_insert(recs, 5, 0, true, rec_of("a", 1));
+  encode_insert(recs, 5, 8192, true, rec_of("b", 2));
+  encode_remove_member(recs, 5, 8192);
+  encode_insert(recs, 6, 0, false, rec_of("c", 3));
+  append_records(path, recs);
   replay_stats st;
-  {
-    auto j = journal::open(
-        path, [](const journal_record&) {}, st);
-    std::string recs;
-    encode_insert(recs, 5, 0, true, rec_of("a", 1));
-    encode_insert(recs, 5, 8192, true, rec_of("b", 2));
-    encode_remove_member(recs, 5, 8192);
-    encode_insert(recs, 6, 0, false, rec_of("c", 3));
-    REQUIRE(!j.append(recs));
-  }
   auto got = replay_all(path, st);
   REQUIRE(got.size() == 4);
   CHECK((got[0].type == record_type::insert && got[0].slot == 5 && got[0].offset == 0 &&
