@@ -21,6 +21,17 @@ using detail::cache_metrics;
 constexpr unsigned max_extents = 16;
 // Entries of each zone list a ranked eviction looks at (see evict_one).
 constexpr std::size_t belady_scan = 128;
+
+// Calls f(list, it) for the chunks a ranked eviction looks at: where the farthest is likely (the
+// least recently read, the unread prefetches queued last), at most belady_scan of each.
+template <class F>
+void for_each_candidate(std::list<cache_node*>& lru, std::list<cache_node*>& prefetched, F&& f) {
+  std::size_t n = 0;
+  for (auto it = lru.begin(); it != lru.end() && n < belady_scan; ++it, ++n) f(lru, it);
+  n = 0;
+  for (auto it = prefetched.end(); it != prefetched.begin() && n < belady_scan; ++n)
+    f(prefetched, --it);
+}
 }  // namespace
 
 chunk_ref& chunk_ref::operator=(chunk_ref&& o) noexcept {
@@ -158,12 +169,8 @@ bool chunk_cache::take_memory(shard& s, std::uint64_t bytes, std::vector<extent>
 void chunk_cache::spill_ahead(shard& s, const rank_fn& ranker) {
   // The candidates evict_one looks at, farthest first.
   std::vector<std::pair<std::uint64_t, cache_node*>> next;
-  std::size_t n = 0;
-  for (auto it = s.lru.begin(); it != s.lru.end() && n < belady_scan; ++it, ++n)
-    next.emplace_back(ranker((*it)->first), *it);
-  n = 0;
-  for (auto it = s.prefetched.rbegin(); it != s.prefetched.rend() && n < belady_scan; ++it, ++n)
-    next.emplace_back(ranker((*it)->first), *it);
+  for_each_candidate(s.lru, s.prefetched,
+                     [&](auto&, auto it) { next.emplace_back(ranker((*it)->first), *it); });
   std::sort(next.begin(), next.end(), [](auto& a, auto& b) { return a.first > b.first; });
   const std::uint64_t want = spill_.ahead_bytes / shards_.size();
   std::uint64_t covered = 0;
@@ -213,12 +220,7 @@ bool chunk_cache::evict_one(shard& s, const rank_fn* ranker, bool for_prefetch, 
       if ((*it)->second.stored && (!clean_from || r > furthest_clean))
         clean_from = &l, clean_victim = it, furthest_clean = r;
     };
-    std::size_t n = 0;
-    for (auto it = s.lru.begin(); it != s.lru.end() && n < belady_scan; ++it, ++n)
-      consider(s.lru, it);
-    n = 0;
-    for (auto it = s.prefetched.end(); it != s.prefetched.begin() && n < belady_scan; ++n)
-      consider(s.prefetched, --it);
+    for_each_candidate(s.lru, s.prefetched, consider);
     if (from && incoming && furthest <= *incoming) return false;  // keep what is needed sooner
     if (clean_from && spill_.wants) {
       from = clean_from;

@@ -209,15 +209,15 @@ class chunk_cache {
   // Ahead of eviction: an eviction must free memory at once, and a chunk whose write has not
   // finished is lost instead (a burst of them: the next file's read-ahead takes a whole file's
   // room at once). So each shard keeps its next victims, the farthest chunks worth
-  // `ahead_bytes` (the cache's total, shared by the shards), already written: after allocating,
-  // every so often, it offers those not offered yet with `wants(id, rank, true)`, and evicting
-  // them later loses nothing. Both are called with a shard locked: cheap, no calls into the
-  // cache, and `take` must keep the ref (releasing it there would deadlock): it releases it
-  // later, on another turn. Set before use.
+  // `ahead_bytes` (the cache's total, shared by the shards), already written: when allocating,
+  // every so often and before evicting, it offers those not offered yet with `wants(id, rank,
+  // true)`, and evicting them later loses nothing. Both are called with a shard locked: cheap, no
+  // calls into the cache, and `take` must keep the ref (releasing it there would deadlock): it
+  // releases it later, on another turn. Set before use.
   enum class spill_answer {
     write,    // pinned and handed to take
     on_disk,  // already there: evicting it loses nothing
-    no,       // not wanted (outside the order, too big for the disk)
+    no,       // not wanted (outside the order, not stored there; ahead: no free room)
     busy,     // the disk is behind: no more now
   };
   struct spill_hook {

@@ -121,7 +121,7 @@ class disk_store {
   bool contains(const cache::chunk_id& id) const;
   // The chunk could be stored now without displacing another (a free slot, or room in the open
   // packed slot for a small one), with `spare` bytes of free slots left beside it.
-  bool has_room_for(const cache::chunk_id& id, std::uint64_t spare = 0) const;
+  bool has_room_for(const cache::chunk_id& id, std::uint64_t spare) const;
   // Reads the chunk into `dest` (id.length() bytes in page-aligned pieces, whole 4 KiB pages
   // behind them: the tail of the last page may be overwritten) and checks it. The length on a
   // hit; nullopt on a miss of any kind (absent, check failure, I/O error, disabled).

@@ -20,7 +20,7 @@ void disk_tier::start_spill(asio::any_io_executor ex) {
     auto self = weak.lock();
     return self ? self->spill_wanted(id, rank, ahead) : cache::chunk_cache::spill_answer::no;
   };
-  // The next victims already on the disk: a quarter of the cache (a burst: a file read ahead).
+  // The next victims already on the disk: an eighth of the cache (a burst: a file read ahead).
   hook.ahead_bytes = cache_->capacity() / 8;
   hook.take = [weak, ex](const cache::chunk_id& id, cache::chunk_ref ref, bool ahead) {
     // (posted: the cache's shard is locked now, and the ref must not be released under it.
@@ -74,21 +74,20 @@ void disk_tier::pump(asio::any_io_executor ex) {
   std::vector<cache::chunk_id> start;
   {
     std::lock_guard lock(mu_);
-    // Spills first: they hold memory until written.
-    while (!spills_.empty()) {
-      const std::uint64_t len = spills_.front().id.length();
-      if (in_flight_bytes_ > 0 && in_flight_bytes_ + len > limit_) break;  // (one may always run)
+    auto take_turn = [this](std::uint64_t len) {
+      if (in_flight_bytes_ > 0 && in_flight_bytes_ + len > limit_)
+        return false;  // (one may always run)
       in_flight_bytes_ += len;
       in_flight_ += len;
+      return true;
+    };
+    // Spills first: they hold memory until written.
+    while (!spills_.empty() && take_turn(spills_.front().id.length())) {
       spills.push_back(std::move(spills_.front()));
       spills_.pop_front();
     }
-    while (spills_.empty() && !queue_.empty()) {
-      const std::uint64_t len = queue_.front().length();
-      if (in_flight_bytes_ > 0 && in_flight_bytes_ + len > limit_) break;  // (one may always run)
-      in_flight_bytes_ += len;
-      in_flight_ += len;
-      queued_bytes_ -= len;
+    while (spills_.empty() && !queue_.empty() && take_turn(queue_.front().length())) {
+      queued_bytes_ -= queue_.front().length();
       start.push_back(std::move(queue_.front()));
       queue_.pop_front();
     }
