@@ -41,6 +41,22 @@ awaitable<std::error_code> finish_pieces(block_file& f, std::uint64_t offset,
   co_return std::error_code();
 }
 
+// The same for a read.
+awaitable<std::error_code> finish_reading(block_file& f, std::uint64_t offset,
+                                          std::vector<std::span<char>> bufs, std::size_t done) {
+  for (auto& b : bufs) {
+    if (done >= b.size()) {
+      done -= b.size();
+      offset += b.size();
+      continue;
+    }
+    if (auto ec = co_await f.read_at(offset + done, b.subspan(done))) co_return ec;
+    offset += b.size();
+    done = 0;
+  }
+  co_return std::error_code();
+}
+
 class direct_file final : public block_file {
  public:
   direct_file(int fd, bool direct) : fd_(fd), direct_(direct) {}
@@ -83,6 +99,33 @@ class direct_file final : public block_file {
     }
     co_return std::error_code();
 #endif
+  }
+
+  awaitable<std::error_code> readv_at(std::uint64_t offset,
+                                      std::vector<std::span<char>> bufs) override {
+    std::size_t total = 0;
+    for (auto& b : bufs) total += b.size();
+#if defined(BOOST_ASIO_HAS_FILE)
+    auto* file = co_await handle();
+    if (!file) co_return io_error();
+    std::vector<asio::mutable_buffer> seq;
+    for (auto& b : bufs) seq.emplace_back(b.data(), b.size());
+    auto [ec, n] = co_await file->async_read_some_at(offset, seq, use_tuple);
+    if (ec)
+      co_return ec == asio::error::eof ? io_error()
+                                       : std::error_code(ec.value(), std::system_category());
+#else
+    std::vector<iovec> iov;
+    for (auto& b : bufs) iov.push_back({b.data(), b.size()});
+    ssize_t n;
+    do {
+      n = ::preadv(fd_, iov.data(), static_cast<int>(iov.size()), static_cast<off_t>(offset));
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) co_return std::error_code(errno, std::system_category());
+#endif
+    if (static_cast<std::size_t>(n) == total) co_return std::error_code();
+    if (n == 0) co_return io_error();
+    co_return co_await finish_reading(*this, offset, std::move(bufs), static_cast<std::size_t>(n));
   }
 
   awaitable<std::error_code> writev_at(std::uint64_t offset,
@@ -174,6 +217,15 @@ class fault_file final : public block_file {
     }
     co_return co_await inner_->read_at(offset, buf);
   }
+  awaitable<std::error_code> readv_at(std::uint64_t offset,
+                                      std::vector<std::span<char>> bufs) override {
+    // (short reads: piece by piece through read_at above, each one cut short)
+    if (plan_->short_reads.load()) co_return co_await block_file::readv_at(offset, std::move(bufs));
+    ++plan_->reads;
+    co_await delay();
+    if (int e = plan_->read_errno.load()) co_return std::error_code(e, std::system_category());
+    co_return co_await inner_->readv_at(offset, std::move(bufs));
+  }
   awaitable<std::error_code> writev_at(std::uint64_t offset,
                                        std::vector<std::span<const char>> bufs) override {
     ++plan_->writes;
@@ -204,6 +256,11 @@ class fault_file final : public block_file {
 awaitable<std::error_code> block_file::writev_at(std::uint64_t offset,
                                                  std::vector<std::span<const char>> bufs) {
   co_return co_await finish_pieces(*this, offset, std::move(bufs), 0);
+}
+
+awaitable<std::error_code> block_file::readv_at(std::uint64_t offset,
+                                                std::vector<std::span<char>> bufs) {
+  co_return co_await finish_reading(*this, offset, std::move(bufs), 0);
 }
 
 std::shared_ptr<block_file> open_direct_file(const std::string& path, std::uint64_t size) {

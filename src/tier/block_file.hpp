@@ -34,6 +34,9 @@ class block_file {
   // slot's header and its data together); a short write finishes piece by piece.
   virtual awaitable<std::error_code> writev_at(std::uint64_t offset,
                                                std::vector<std::span<const char>> bufs);
+  // The same for reading (readv: a slot's header and its data in one request).
+  virtual awaitable<std::error_code> readv_at(std::uint64_t offset,
+                                              std::vector<std::span<char>> bufs);
   virtual bool direct() const = 0;
 };
 

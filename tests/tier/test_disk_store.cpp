@@ -60,6 +60,7 @@ TEST_CASE("store: chunks survive a restart, indexed without reading data, bytes 
   CHECK(s->stats().used_slots == ids.size());
   for (auto& id : ids) CHECK(s->contains(id));
   for (auto& id : ids) CHECK(get(io, *s, id));
+  CHECK(plan->reads == ids.size());  // (each chunk's header and data in one request)
   CHECK(s->stats().hits == ids.size());
   CHECK(s->stats().check_failures == 0);
 }
