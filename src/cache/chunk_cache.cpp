@@ -230,11 +230,22 @@ bool chunk_cache::evict_one(shard& s, const rank_fn* ranker, bool for_prefetch, 
       // take_memory evicts another).
       cache_node* node = *victim;
       entry& e = node->second;
-      if (!e.spilled && e.st == entry::state::ready &&
-          spill_.wants(node->first, furthest, false) == spill_answer::write) {
-        e.spilled = true;
-        spill_.take(node->first, pin_locked(shard_of(node->first), e), false);
-        return true;
+      if (!e.spilled && e.st == entry::state::ready) {
+        const auto answer = spill_.wants(node->first, furthest, false);
+        if (answer == spill_answer::write) {
+          e.spilled = true;
+          spill_.take(node->first, pin_locked(shard_of(node->first), e), false);
+          // Its memory comes free when the write is done (mark_stored). A prefetch waits for
+          // that (refused: its reader asks again) instead of spilling the next farthest in
+          // turn, which would leave chunks both in memory and on the disk once written.
+          return !for_prefetch;
+        }
+        if (answer == spill_answer::busy) {
+          // The disk is behind. A prefetch waits for it (refused: its reader asks again) rather
+          // than push out a chunk the disk would keep; a reader's own fetch cannot wait.
+          if (for_prefetch) return false;
+          if (spill_.dropped) spill_.dropped();
+        }
       }
     }
   } else if (zone_full) {
@@ -247,6 +258,22 @@ bool chunk_cache::evict_one(shard& s, const rank_fn* ranker, bool for_prefetch, 
     if (!for_prefetch) first_of(s.prefetched, unpinned);
   }
   if (!from) return false;
+  if (trace::enabled()) {
+    const cache_node* node = *victim;
+    trace::instant("cache.evict", "cache",
+                   {{"key", node->first.object->key},
+                    {"chunk", std::uint64_t{node->first.index}},
+                    {"read", node->second.read ? 1 : 0},
+                    {"rank", ranker ? std::to_string((*ranker)(node->first)) : std::string("lru")},
+                    {"for", incoming ? std::to_string(*incoming)
+                                     : std::string(for_prefetch ? "prefetch" : "reader")}});
+  }
+  drop_locked(s, *from, victim);
+  return true;
+}
+
+void chunk_cache::drop_locked(shard& s, std::list<cache_node*>& from,
+                              std::list<cache_node*>::iterator victim) {
   cache_node* node = *victim;
   entry& e = node->second;
   auto& m = cache_metrics::get();
@@ -257,20 +284,11 @@ bool chunk_cache::evict_one(shard& s, const rank_fn* ranker, bool for_prefetch, 
   } else {
     m.evicted_lru.add();
   }
-  if (trace::enabled())
-    trace::instant("cache.evict", "cache",
-                   {{"key", node->first.object->key},
-                    {"chunk", std::uint64_t{node->first.index}},
-                    {"read", e.read ? 1 : 0},
-                    {"rank", ranker ? std::to_string((*ranker)(node->first)) : std::string("lru")},
-                    {"for", incoming ? std::to_string(*incoming)
-                                     : std::string(for_prefetch ? "prefetch" : "reader")}});
   leave_prefetch_zone(e);
   s.memory.release(e.extents);
-  from->erase(victim);
+  from.erase(victim);
   s.entries.erase(node->first);
   ++s.stats.evictions;
-  return true;
 }
 
 void chunk_cache::leave_prefetch_zone(chunk_entry& e) {
@@ -283,10 +301,16 @@ void chunk_cache::set_prefetch_share(double share) {
       static_cast<std::uint64_t>(static_cast<double>(arena_bytes_) * std::clamp(share, 0.0, 1.0)));
 }
 
-void chunk_cache::mark_stored(const chunk_ref& ref) {
-  if (!ref.entry_) return;
-  std::lock_guard lock(shards_[ref.shard_]->mu);
-  ref.entry_->stored = true;  // (pinned: still in its shard's map)
+void chunk_cache::mark_stored(chunk_ref ref, bool evict) {
+  if (!ref.cache_) return;
+  shard& s = *shards_[ref.shard_];
+  std::lock_guard lock(s.mu);
+  entry& e = *ref.entry_;  // (pinned: still in its shard's map)
+  e.stored = true;
+  --e.pins;  // (the ref released here, under the lock already held)
+  ref.cache_ = nullptr;
+  if (evict && e.pins == 0 && e.st == entry::state::ready)
+    drop_locked(s, e.in_prefetch_list ? s.prefetched : s.lru, e.lru);
 }
 
 void chunk_cache::unpin(unsigned shard_index, chunk_entry* entry) {

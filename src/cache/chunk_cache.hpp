@@ -204,8 +204,11 @@ class chunk_cache {
 
   // Spill (the disk tier's write-back with a known order): before a ranked eviction drops a
   // ready chunk, `wants(id, rank, false)` is asked (once per chunk); on `write` the chunk is
-  // pinned and handed to `take` instead of being dropped, and the eviction takes the next
-  // farthest. So the disk holds what memory gives up rather than copies of what it keeps.
+  // pinned and handed to `take` instead of being dropped, and leaves memory when written
+  // (mark_stored). So the disk holds what memory gives up rather than copies of what it keeps.
+  // Until then the memory is not free: a prefetch is refused (its reader asks again) and a
+  // reader's fetch evicts the next farthest. On `busy` (the disk is behind) a prefetch is
+  // refused too, and a reader's fetch drops the chunk unwritten (`dropped` is called).
   // Ahead of eviction: an eviction must free memory at once, and a chunk whose write has not
   // finished is lost instead (a burst of them: the next file's read-ahead takes a whole file's
   // room at once). So each shard keeps its next victims, the farthest chunks worth
@@ -224,12 +227,16 @@ class chunk_cache {
     std::function<spill_answer(const chunk_id&, std::uint64_t rank, bool ahead)> wants;
     std::function<void(const chunk_id&, chunk_ref, bool ahead)> take;
     std::uint64_t ahead_bytes = 0;
+    std::function<void()> dropped;  // an evicted chunk the disk was too busy to take is lost
   };
   void set_spill(spill_hook hook) { spill_ = std::move(hook); }
-  // The spill wrote this chunk (pinned by `ref`) to the disk: evicting it loses nothing, so a
-  // ranked eviction takes such chunks first (the farthest of them), and memory does not keep
-  // what the disk holds (a chunk written ahead that newer, farther chunks overtook).
-  void mark_stored(const chunk_ref& ref);
+  // The spill wrote this chunk (pinned by `ref`, released here) to the disk: evicting it loses
+  // nothing, so a ranked eviction takes such chunks first (the farthest of them), and memory
+  // does not keep what the disk holds (a chunk written ahead that newer, farther chunks
+  // overtook). `evict`: the chunk was a victim when it was spilled (an eviction passed it by
+  // only because its write had not finished), so it leaves memory now unless someone pinned it
+  // since: memory and disk together then hold one copy of it, not two.
+  void mark_stored(chunk_ref ref, bool evict);
 
   std::uint32_t chunk_size() const { return chunk_size_; }
   std::uint64_t capacity() const { return arena_bytes_; }
@@ -275,6 +282,9 @@ class chunk_cache {
   // With the shard locked, a ranker and a spill hook: offers the shard's next victims to the
   // spill ahead of their eviction (spill_hook above).
   void spill_ahead(shard& s, const rank_fn& ranker);
+  // With the shard locked: removes an unpinned, ready chunk (in `from`, its zone's list) and
+  // frees its memory.
+  void drop_locked(shard& s, std::list<cache_node*>& from, std::list<cache_node*>::iterator victim);
   // With the shard locked: the entry leaves the prefetch zone (first read, eviction, failure).
   void leave_prefetch_zone(chunk_entry& e);
   void unpin(unsigned shard, chunk_entry* entry);

@@ -22,6 +22,9 @@ void disk_tier::start_spill(asio::any_io_executor ex) {
   };
   // The next victims already on the disk: an eighth of the cache (a burst: a file read ahead).
   hook.ahead_bytes = cache_->capacity() / 8;
+  hook.dropped = [weak] {
+    if (auto self = weak.lock()) self->store_->count_dropped();
+  };
   hook.take = [weak, ex](const cache::chunk_id& id, cache::chunk_ref ref, bool ahead) {
     // (posted: the cache's shard is locked now, and the ref must not be released under it.
     // Moved in, not copied: the handler may run and finish on another reactor before this
@@ -139,8 +142,6 @@ cache::chunk_cache::spill_answer disk_tier::spill_wanted(const cache::chunk_id& 
       return answer::write;
     }
   }
-  // (evicting: the disk is that far behind and memory needs the room now)
-  if (!ahead) store_->count_dropped();
   return answer::busy;
 }
 
@@ -157,7 +158,8 @@ awaitable<void> disk_tier::spill(pending_spill p) {
   const std::uint64_t len = p.id.length();
   {
     std::vector<std::span<const char>> pieces = p.ref->pieces();
-    if (co_await store_->write(p.id, std::move(pieces))) cache_->mark_stored(*p.ref);
+    if (co_await store_->write(p.id, std::move(pieces)))
+      cache_->mark_stored(std::move(*p.ref), !p.ahead);
   }
   p.ref.reset();  // (the cache may drop it now)
   done_writing(len, p.ahead ? &held_ahead_bytes_ : &held_evicted_bytes_);

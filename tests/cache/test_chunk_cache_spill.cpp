@@ -1,0 +1,130 @@
+// The spill hook as the cache drives it (the disk tier's side is in tests/tier): which chunk an
+// eviction hands over, when an allocation waits for a write instead of losing a chunk, and when
+// a written chunk leaves memory. The hook here is a stand-in that keeps the refs it is handed
+// (a write in progress) until the test says the write is done.
+#include <doctest/doctest.h>
+
+#include <cstring>
+#include <vector>
+
+#include "cache/chunk_cache.hpp"
+#include "helpers.hpp"
+
+using namespace valkyrie;
+using namespace valkyrie::cache;
+
+namespace {
+constexpr std::uint32_t cs = 4096;
+
+chunk_id K(std::uint64_t index) {
+  return chunk_id{make_version("test-bucket", "o", "\"etag\"", std::uint64_t{1} << 40), cs, index};
+}
+
+chunk_cache::fetch_fn instant_fill() {
+  return [](chunk_buffers pieces) -> awaitable<result<std::size_t>> {
+    std::memset(pieces.front().data(), 'z', 16);
+    co_return std::size_t{16};
+  };
+}
+
+// A spill hook that answers `answer` at eviction (never ahead of it) and keeps what it is handed.
+struct stand_in_disk {
+  chunk_cache::spill_answer answer = chunk_cache::spill_answer::write;
+  std::vector<std::pair<chunk_id, chunk_ref>> writing;  // handed over, not written yet
+  int offered = 0, dropped = 0;
+  void install(chunk_cache& c) {
+    chunk_cache::spill_hook hook;
+    hook.wants = [this](const chunk_id&, std::uint64_t, bool ahead) {
+      if (ahead) return chunk_cache::spill_answer::no;
+      ++offered;
+      return answer;
+    };
+    hook.take = [this](const chunk_id& id, chunk_ref ref, bool) {
+      writing.emplace_back(id, std::move(ref));  // (kept: released later, not under the lock)
+    };
+    hook.dropped = [this] { ++dropped; };
+    c.set_spill(std::move(hook));
+  }
+};
+
+// Two ready chunks, 1 and 5, in a cache of two, ranked by index (index = next use).
+void fill(chunk_cache& c) {
+  c.set_eviction_ranker([](const chunk_id& k) -> std::uint64_t { return k.index; });
+  REQUIRE(test::run(c.get(K(1), instant_fill())));
+  REQUIRE(test::run(c.get(K(5), instant_fill())));
+}
+}  // namespace
+
+TEST_CASE("spill: a prefetch waits for its victim's write, and the written victim leaves memory") {
+  chunk_cache c(2 * cs, cs, 1);
+  stand_in_disk disk;
+  disk.install(c);
+  c.set_eviction_ranker([](const chunk_id& k) -> std::uint64_t { return k.index; });
+  REQUIRE(test::run(c.get(K(5), instant_fill())));
+  REQUIRE(test::run(c.get(K(7), instant_fill())));
+  asio::io_context ctx(1);
+  // Chunk 3 needs room: 7 (the farthest) is handed over for writing and the prefetch refused,
+  // instead of 5 being handed over too (a cascade that would leave both in memory and on the
+  // disk once written, though one chunk of room was needed).
+  CHECK_FALSE(c.prefetch(K(3), instant_fill(), ctx.get_executor()));
+  REQUIRE(disk.writing.size() == 1);
+  CHECK(disk.writing[0].first == K(7));
+  CHECK(c.contains(K(7)));  // (pinned while written)
+  CHECK(c.contains(K(5)));
+  CHECK(disk.dropped == 0);
+  // The write is done: 7 leaves memory (the disk has it), and 3 fits without another eviction.
+  c.mark_stored(std::move(disk.writing[0].second), true);
+  CHECK_FALSE(c.contains(K(7)));
+  CHECK(c.check_invariants() == "");
+  CHECK(c.prefetch(K(3), instant_fill(), ctx.get_executor()));
+  ctx.run();
+  CHECK(c.contains(K(5)));
+  CHECK(c.contains(K(3)));
+  CHECK(disk.offered == 1);
+  CHECK(disk.dropped == 0);
+  CHECK(c.check_invariants() == "");
+}
+
+TEST_CASE("spill: a written victim a reader pinned meanwhile stays, and goes first later") {
+  chunk_cache c(2 * cs, cs, 1);
+  stand_in_disk disk;
+  disk.install(c);
+  fill(c);
+  asio::io_context ctx(1);
+  CHECK_FALSE(c.prefetch(K(3), instant_fill(), ctx.get_executor()));
+  REQUIRE(disk.writing.size() == 1);
+  {
+    auto reading = test::run(c.get(K(5), instant_fill()));  // a reader holds 5 as its write ends
+    REQUIRE(reading);
+    c.mark_stored(std::move(disk.writing[0].second), true);
+    CHECK(c.contains(K(5)));
+  }
+  // Stored: the next eviction takes it first (nothing lost), though it is the farthest anyway;
+  // a reader's fetch of 0 then keeps 1.
+  REQUIRE(test::run(c.get(K(0), instant_fill())));
+  CHECK_FALSE(c.contains(K(5)));
+  CHECK(c.contains(K(1)));
+  CHECK(disk.offered == 1);  // (a stored chunk is not offered again)
+  CHECK(c.check_invariants() == "");
+}
+
+TEST_CASE(
+    "spill: with the disk behind, a prefetch is refused; a reader's fetch drops a chunk, counted") {
+  chunk_cache c(2 * cs, cs, 1);
+  stand_in_disk disk;
+  disk.answer = chunk_cache::spill_answer::busy;
+  disk.install(c);
+  fill(c);
+  asio::io_context ctx(1);
+  CHECK_FALSE(c.prefetch(K(3), instant_fill(), ctx.get_executor()));
+  CHECK(disk.dropped == 0);
+  CHECK(c.contains(K(1)));
+  CHECK(c.contains(K(5)));
+  // A reader cannot wait for the disk: the farthest goes unwritten.
+  REQUIRE(test::run(c.get(K(0), instant_fill())));
+  CHECK(disk.dropped == 1);
+  CHECK_FALSE(c.contains(K(5)));
+  CHECK(c.contains(K(1)));
+  CHECK(disk.writing.empty());
+  CHECK(c.check_invariants() == "");
+}
