@@ -233,19 +233,14 @@ bool chunk_cache::evict_one(shard& s, const rank_fn* ranker, bool for_prefetch, 
       if (!e.spilled && e.st == entry::state::ready) {
         const auto answer = spill_.wants(node->first, furthest, false);
         if (answer == spill_answer::write) {
+          // Its memory comes free when the write is done (mark_stored); the allocation goes on
+          // to the next farthest now: a write-back never holds up a reader or its read-ahead.
           e.spilled = true;
           spill_.take(node->first, pin_locked(shard_of(node->first), e), false);
-          // Its memory comes free when the write is done (mark_stored). A prefetch waits for
-          // that (refused: its reader asks again) instead of spilling the next farthest in
-          // turn, which would leave chunks both in memory and on the disk once written.
-          return !for_prefetch;
+          return true;
         }
-        if (answer == spill_answer::busy) {
-          // The disk is behind. A prefetch waits for it (refused: its reader asks again) rather
-          // than push out a chunk the disk would keep; a reader's own fetch cannot wait.
-          if (for_prefetch) return false;
-          if (spill_.dropped) spill_.dropped();
-        }
+        // (busy: the disk is that far behind, and memory needs the room now)
+        if (answer == spill_answer::busy && spill_.dropped) spill_.dropped();
       }
     }
   } else if (zone_full) {

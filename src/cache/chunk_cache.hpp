@@ -206,9 +206,9 @@ class chunk_cache {
   // ready chunk, `wants(id, rank, false)` is asked (once per chunk); on `write` the chunk is
   // pinned and handed to `take` instead of being dropped, and leaves memory when written
   // (mark_stored). So the disk holds what memory gives up rather than copies of what it keeps.
-  // Until then the memory is not free: a prefetch is refused (its reader asks again) and a
-  // reader's fetch evicts the next farthest. On `busy` (the disk is behind) a prefetch is
-  // refused too, and a reader's fetch drops the chunk unwritten (`dropped` is called).
+  // Until then its memory is not free, and the eviction takes the next farthest. On `busy` (the
+  // disk is behind) the chunk is dropped unwritten (`dropped` is called): a write-back never
+  // holds up a reader or its read-ahead.
   // Ahead of eviction: an eviction must free memory at once, and a chunk whose write has not
   // finished is lost instead (a burst of them: the next file's read-ahead takes a whole file's
   // room at once). So each shard keeps its next victims, the farthest chunks worth

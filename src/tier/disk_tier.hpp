@@ -16,17 +16,17 @@
 // together hold what one cache of both sizes would (Belady across both) rather than the disk
 // duplicating memory's chunks. A spill pins the chunk (it is not dropped until written) and
 // waits in the spill queue for its turn among the same write_back_bytes; when the write is
-// done the chunk leaves memory (mark_stored), so memory and disk never both hold it. Memory
-// cannot come free before the write is done: a prefetch that needs it is refused meanwhile (its
-// reader asks again), and so is one while the disk is too far behind to take another spill;
-// only a reader's own fetch, which cannot wait, then drops the farthest chunk unwritten
-// (counted). A file's read-ahead asks for a whole file's room at once, so the cache also offers
-// its next victims ahead of eviction (an eighth of memory), which the tier writes while the
-// disk has free room beyond a cache's worth (never displacing a chunk for one memory may keep
-// until its use); such a chunk stays in memory, marked stored, and is evicted first, losing
-// nothing. Spills pinned ahead hold at most spill_hold_bytes (a quarter of the cache), those
-// pinned at eviction write_back_bytes. A chunk outside the order is dropped unwritten; one
-// already on the disk is not offered.
+// done the chunk leaves memory (mark_stored), so memory and disk do not both keep it. Its
+// memory is not free before that, and an eviction cannot wait (a write-back never holds up a
+// reader or its read-ahead: making read-ahead wait for the disk halved both epochs' speed in
+// bench-disk's part b), so the eviction takes the next farthest instead, and while
+// write_back_bytes of spills are pinned, drops it unwritten (counted). A file's read-ahead
+// asks for a whole file's room at once, so the cache also offers its next victims ahead of
+// eviction (an eighth of memory), which the tier writes while the disk has free room beyond a
+// cache's worth (never displacing a chunk for one memory may keep until its use); such a chunk
+// stays in memory, marked stored, and is evicted first, losing nothing. Spills pinned ahead
+// hold at most spill_hold_bytes (a quarter of the cache). A chunk outside the order is dropped
+// unwritten; one already on the disk is not offered.
 // The queue of identities is bounded by bytes (the cache's capacity: a chunk queued longer than
 // that is likely evicted before its turn), not by count, so small chunks queue as deep.
 // Threading: wrap() and the fetches run on any reactor; the write-back runs on the reactor that

@@ -1,7 +1,7 @@
-// The spill hook as the cache drives it (the disk tier's side is in tests/tier): which chunk an
-// eviction hands over, when an allocation waits for a write instead of losing a chunk, and when
-// a written chunk leaves memory. The hook here is a stand-in that keeps the refs it is handed
-// (a write in progress) until the test says the write is done.
+// The spill hook as the cache drives it (the disk tier's side is in tests/tier): which chunks an
+// eviction hands over, when one is dropped unwritten, and when a written chunk leaves memory. The
+// hook here is a stand-in that keeps the refs it is handed (a write in progress) until the test
+// says the write is done.
 #include <doctest/doctest.h>
 
 #include <cstring>
@@ -55,7 +55,7 @@ void fill(chunk_cache& c) {
 }
 }  // namespace
 
-TEST_CASE("spill: a prefetch waits for its victim's write, and the written victim leaves memory") {
+TEST_CASE("spill: a victim is handed over for writing and leaves memory once written") {
   chunk_cache c(2 * cs, cs, 1);
   stand_in_disk disk;
   disk.install(c);
@@ -63,24 +63,25 @@ TEST_CASE("spill: a prefetch waits for its victim's write, and the written victi
   REQUIRE(test::run(c.get(K(5), instant_fill())));
   REQUIRE(test::run(c.get(K(7), instant_fill())));
   asio::io_context ctx(1);
-  // Chunk 3 needs room: 7 (the farthest) is handed over for writing and the prefetch refused,
-  // instead of 5 being handed over too (a cascade that would leave both in memory and on the
-  // disk once written, though one chunk of room was needed).
+  // Chunk 3 needs room: 7 (the farthest) is handed over, then 5; both stay pinned until
+  // written, so there is no room yet and the prefetch is refused (its reader asks again).
   CHECK_FALSE(c.prefetch(K(3), instant_fill(), ctx.get_executor()));
-  REQUIRE(disk.writing.size() == 1);
+  REQUIRE(disk.writing.size() == 2);
   CHECK(disk.writing[0].first == K(7));
-  CHECK(c.contains(K(7)));  // (pinned while written)
+  CHECK(disk.writing[1].first == K(5));
+  CHECK(c.contains(K(7)));
   CHECK(c.contains(K(5)));
-  CHECK(disk.dropped == 0);
-  // The write is done: 7 leaves memory (the disk has it), and 3 fits without another eviction.
+  // 7's write is done: it leaves memory (the disk has it), and 3 fits without another eviction.
   c.mark_stored(std::move(disk.writing[0].second), true);
   CHECK_FALSE(c.contains(K(7)));
   CHECK(c.check_invariants() == "");
   CHECK(c.prefetch(K(3), instant_fill(), ctx.get_executor()));
   ctx.run();
-  CHECK(c.contains(K(5)));
+  // 5's too: memory does not keep a second copy of what the disk holds.
+  c.mark_stored(std::move(disk.writing[1].second), true);
+  CHECK_FALSE(c.contains(K(5)));
   CHECK(c.contains(K(3)));
-  CHECK(disk.offered == 1);
+  CHECK(disk.offered == 2);
   CHECK(disk.dropped == 0);
   CHECK(c.check_invariants() == "");
 }
@@ -108,22 +109,23 @@ TEST_CASE("spill: a written victim a reader pinned meanwhile stays, and goes fir
   CHECK(c.check_invariants() == "");
 }
 
-TEST_CASE(
-    "spill: with the disk behind, a prefetch is refused; a reader's fetch drops a chunk, counted") {
+TEST_CASE("spill: with the disk behind, the farthest is dropped unwritten, counted; nobody waits") {
   chunk_cache c(2 * cs, cs, 1);
   stand_in_disk disk;
   disk.answer = chunk_cache::spill_answer::busy;
   disk.install(c);
   fill(c);
   asio::io_context ctx(1);
-  CHECK_FALSE(c.prefetch(K(3), instant_fill(), ctx.get_executor()));
-  CHECK(disk.dropped == 0);
-  CHECK(c.contains(K(1)));
-  CHECK(c.contains(K(5)));
-  // A reader cannot wait for the disk: the farthest goes unwritten.
-  REQUIRE(test::run(c.get(K(0), instant_fill())));
+  // Read-ahead is not held back for the disk: 5 goes, unwritten.
+  CHECK(c.prefetch(K(3), instant_fill(), ctx.get_executor()));
+  ctx.run();
   CHECK(disk.dropped == 1);
   CHECK_FALSE(c.contains(K(5)));
+  CHECK(c.contains(K(1)));
+  // A reader's fetch the same: 3 is the farthest now.
+  REQUIRE(test::run(c.get(K(0), instant_fill())));
+  CHECK(disk.dropped == 2);
+  CHECK_FALSE(c.contains(K(3)));
   CHECK(c.contains(K(1)));
   CHECK(disk.writing.empty());
   CHECK(c.check_invariants() == "");
