@@ -6,8 +6,12 @@
 #  a  A_FILES x A_SIZE (64 x 64 MiB), --cache-size 512MiB, --disk-cache-size 8GiB, a new shuffled
 #     order written to MOUNT/.valkyrie/order before each epoch: epoch 2's fraction of bytes not
 #     sent by S3 (the simulator's bytes_sent), its read speed beside fio's (O_DIRECT sequential
-#     read of as many bytes on the tier's filesystem, 1 MiB blocks and the tier's 8 MiB chunks)
-#     and beside the S3 path (the same epoch 2 without --disk-cache).
+#     read of as many bytes on the tier's filesystem, 1 MiB blocks as the reader's) and beside
+#     the S3 path (the same epoch 2 without --disk-cache). This disk's speed moves 2-3 x from one
+#     minute to the next (a file read back soon after it was written comes from the host's
+#     cache), so fio reads a file written right after epoch 1, as old as the tier's data, and
+#     epoch 2 (each time a new order) and fio alternate, A_ROUNDS times (default 3), which one
+#     goes first alternating too: a ratio per round, and their median.
 #  b  the same dataset on a tier half its size (--disk-cache-size A/2), one order of two epochs
 #     (two shuffles) handed over before epoch 1: epoch 2's bytes without S3 beside the offline
 #     optimum (Belady with bypass over the chunk sequence, capacity = memory + disk chunks, and
@@ -35,7 +39,7 @@ base=${BENCH_DISK_DIR:-/var/tmp}
 work=$(mktemp -d "$base/valkyrie-bench-disk.XXXXXX")
 bench_remove_on_exit "$work"
 echo "tier directory: $work on $(findmnt -n -o SOURCE,FSTYPE -T "$work" | tr -s ' ')"
-A_FILES=${A_FILES:-64} A_SIZE=${A_SIZE:-64MiB}
+A_FILES=${A_FILES:-64} A_SIZE=${A_SIZE:-64MiB} A_ROUNDS=${A_ROUNDS:-3}
 D_FILES=${D_FILES:-240} D_SIZE=${D_SIZE:-64MiB}
 E_FILES=${E_FILES:-1000} E_TIER=${E_TIER:-128MiB}
 link=(--first-byte-latency 30ms --conn-bandwidth 64MiB --total-bandwidth 1GiB)
@@ -116,7 +120,6 @@ if [[ $parts == *a* ]]; then
   echo "== a: $A_FILES x $A_SIZE, --cache-size 512MiB, --disk-cache-size 8GiB, a new order each epoch"
   mkdir -p "$work/a"
   shuffle 1 "$A_FILES" >"$tmp/o1"
-  shuffle 2 "$A_FILES" >"$tmp/o2"
   mount_tier train --cache-size 512MiB --disk-cache "$work/a" --disk-cache-size 8GiB
   hand_over "$tmp/o1"
   drop_caches
@@ -125,13 +128,32 @@ if [[ $parts == *a* ]]; then
   settle
   sent1=$(sim_stat bytes_sent)
   echo "  after epoch 1: $(metric valkyrie_disk_used_bytes) bytes on the tier, $(metric valkyrie_disk_writes_dropped_total) writes dropped, $(metric valkyrie_disk_writes_declined_total) declined"
-  hand_over "$tmp/o2"
-  drop_caches
-  reset_stats
-  read -r b2 s2 < <(epoch "$tmp/o2")
-  sent2=$(sim_stat bytes_sent)
-  hits=$(metric valkyrie_disk_bytes_read_total)
+  printf '  epoch 1 (S3, written back):   %5d MiB/s   S3 sent %d of %d bytes\n' "$(rate "$b1" "$s1")" "$sent1" "$b1"
+  # fio's file, written now: as old as the tier's data when both are read.
+  fio --name=w --filename="$work/fio.f" --size="$a_bytes" --rw=write --bs=8M --direct=1 \
+    --ioengine=io_uring --iodepth=8 >/dev/null 2>&1
+  fio_size=$a_bytes
+  ratios=()
+  for round in $(seq "$A_ROUNDS"); do
+    shuffle $((100 + round)) "$A_FILES" >"$tmp/o2"
+    hand_over "$tmp/o2"
+    if ((round % 2 == 0)); then drop_caches; f1=$(fio_read "$work/fio.f" 1M); fi
+    drop_caches
+    reset_stats
+    read -r b2 s2 < <(epoch "$tmp/o2")
+    sent2=$(sim_stat bytes_sent)
+    if ((round % 2 == 1)); then drop_caches; f1=$(fio_read "$work/fio.f" 1M); fi
+    r=$(frac "$(rate "$b2" "$s2")" "$f1")
+    ratios+=("$r")
+    printf '  epoch 2 round %d (disk tier): %5d MiB/s   fio bs=1M %5d MiB/s (%s first): %s x fio   bytes without S3: %s (S3 sent %d)\n' \
+      "$round" "$(rate "$b2" "$s2")" "$f1" "$([[ $((round % 2)) == 1 ]] && echo epoch || echo fio)" "$r" \
+      "$(frac $((b2 - sent2)) "$b2")" "$sent2"
+  done
+  e2_rate=$(rate "$b2" "$s2")
+  echo "  disk reads $(metric valkyrie_disk_bytes_read_total) bytes, $(metric valkyrie_disk_check_failures_total) check failures"
   bench_unmount
+  rm -f "$work/fio.f"
+  rm -rf "$work/a"
   # The S3 path: the same two epochs without the disk tier.
   mount_tier train --cache-size 512MiB
   hand_over "$tmp/o1"
@@ -143,19 +165,10 @@ if [[ $parts == *a* ]]; then
   read -r b3 s3 < <(epoch "$tmp/o2")
   sent3=$(sim_stat bytes_sent)
   bench_unmount
-  rm -rf "$work/a"
-  fio_size=$a_bytes
-  drop_caches
-  f1=$(fio_read "$work/fio.f" 1M)
-  f8=$(fio_read "$work/fio.f" 8M)
-  rm -f "$work/fio.f"
-  printf '  epoch 1 (S3, written back): %5d MiB/s   S3 sent %d of %d bytes\n' "$(rate "$b1" "$s1")" "$sent1" "$b1"
-  printf '  epoch 2 (disk tier):        %5d MiB/s   bytes without S3: %s (S3 sent %d; disk read %d)\n' \
-    "$(rate "$b2" "$s2")" "$(frac $((b2 - sent2)) "$b2")" "$sent2" "$hits"
-  printf '  epoch 2 without the tier:   %5d MiB/s   bytes without S3: %s\n' "$(rate "$b3" "$s3")" "$(frac $((b3 - sent3)) "$b3")"
-  printf '  fio O_DIRECT read on the tier filesystem: bs=1M %d MiB/s, bs=8M %d MiB/s\n' "$f1" "$f8"
-  printf '  epoch 2 / fio(1M) = %s, / fio(8M) = %s, / S3 path = %s\n' "$(frac "$(rate "$b2" "$s2")" "$f1")" \
-    "$(frac "$(rate "$b2" "$s2")" "$f8")" "$(frac "$(rate "$b2" "$s2")" "$(rate "$b3" "$s3")")"
+  printf '  epoch 2 without the tier:     %5d MiB/s   bytes without S3: %s\n' "$(rate "$b3" "$s3")" "$(frac $((b3 - sent3)) "$b3")"
+  median=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{v[NR] = $1} END {print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2}')
+  printf '  epoch 2 / fio(1M): median %s over %d rounds (%s); last round / S3 path = %s\n' "$median" "$A_ROUNDS" \
+    "${ratios[*]}" "$(frac "$e2_rate" "$(rate "$b3" "$s3")")"
 fi
 
 if [[ $parts == *b* || $parts == *c* ]]; then
@@ -173,8 +186,10 @@ if [[ $parts == *b* || $parts == *c* ]]; then
     local sampler=$!
     [[ $2 == yes ]] && hand_over "$tmp/two"
     drop_caches
-    read -r _ _ < <(epoch "$tmp/e1")
+    local b1 s1
+    read -r b1 s1 < <(epoch "$tmp/e1")
     settle
+    echo "  epoch 1: $(rate "$b1" "$s1") MiB/s" >&2
     drop_caches
     reset_stats
     local b s
@@ -185,9 +200,10 @@ if [[ $parts == *b* || $parts == *c* ]]; then
     wait "$sampler" 2>/dev/null || true
     slots=$(grep -o '"slots":[0-9]*' "$tmp/daemon.err" | head -1 | cut -d: -f2)
     declined=$(metric valkyrie_disk_writes_declined_total)
+    dropped=$(metric valkyrie_disk_writes_dropped_total)
     bench_unmount
-    printf '  %-26s epoch 2 bytes without S3: %s  (%d MiB/s; %s writes declined)\n' "$1" "$(frac $((b - sent)) "$b")" \
-      "$(rate "$b" "$s")" "${declined:-0}"
+    printf '  %-26s epoch 2 bytes without S3: %s  (%d MiB/s; %s writes declined, %s dropped)\n' "$1" "$(frac $((b - sent)) "$b")" \
+      "$(rate "$b" "$s")" "${declined:-0}" "${dropped:-0}"
     read -r maxdata maxdir < <(sort -n "$tmp/du.$2" | awk '{if ($1 > d) d = $1; if ($2 > r) r = $2} END {print d + 0, r + 0}')
     printf '  %-26s disk use sampled %d times: data files at most %d, directory at most %d, cap %d: %s\n' "" \
       "$(wc -l <"$tmp/du.$2")" "$maxdata" "$maxdir" "$half" "$([[ $maxdir -le $half ]] && echo within || echo OVER)"
