@@ -9,7 +9,7 @@
 #     read of as many bytes on the tier's filesystem, 1 MiB blocks as the reader's) and beside
 #     the S3 path (the same epoch 2 without --disk-cache). This disk's speed moves 2-3 x from one
 #     minute to the next (a file read back soon after it was written comes from the host's
-#     cache), so fio reads a file written right after epoch 1, as old as the tier's data, and
+#     cache), so fio reads a file written just before epoch 1, about as old as the tier's data, and
 #     epoch 2 (each time a new order) and fio alternate, A_ROUNDS times (default 3), which one
 #     goes first alternating too: a ratio per round, and their median.
 #  b  the same dataset on a tier half its size (--disk-cache-size A/2), one order of two epochs
@@ -120,6 +120,12 @@ if [[ $parts == *a* ]]; then
   echo "== a: $A_FILES x $A_SIZE, --cache-size 512MiB, --disk-cache-size 8GiB, a new order each epoch"
   mkdir -p "$work/a"
   shuffle 1 "$A_FILES" >"$tmp/o1"
+  # fio's file, written just before epoch 1 writes the tier's data: about as old when both are
+  # read, and its writes over before the daemon's (written after epoch 1, the host still
+  # flushing it slowed the tier's first reads enough for the tier to step aside once).
+  fio --name=w --filename="$work/fio.f" --size="$a_bytes" --rw=write --bs=8M --direct=1 \
+    --ioengine=io_uring --iodepth=8 >/dev/null 2>&1
+  sync
   mount_tier train --cache-size 512MiB --disk-cache "$work/a" --disk-cache-size 8GiB
   hand_over "$tmp/o1"
   drop_caches
@@ -129,9 +135,6 @@ if [[ $parts == *a* ]]; then
   sent1=$(sim_stat bytes_sent)
   echo "  after epoch 1: $(metric valkyrie_disk_used_bytes) bytes on the tier, $(metric valkyrie_disk_writes_dropped_total) writes dropped, $(metric valkyrie_disk_writes_declined_total) declined"
   printf '  epoch 1 (S3, written back):   %5d MiB/s   S3 sent %d of %d bytes\n' "$(rate "$b1" "$s1")" "$sent1" "$b1"
-  # fio's file, written now: as old as the tier's data when both are read.
-  fio --name=w --filename="$work/fio.f" --size="$a_bytes" --rw=write --bs=8M --direct=1 \
-    --ioengine=io_uring --iodepth=8 >/dev/null 2>&1
   fio_size=$a_bytes
   ratios=()
   for round in $(seq "$A_ROUNDS"); do
