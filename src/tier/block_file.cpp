@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <mutex>
+#include <type_traits>
 #include <unordered_map>
 
 #include <boost/asio/read_at.hpp>
@@ -24,33 +25,23 @@ std::error_code io_error() {
   return std::make_error_code(std::errc::io_error);
 }
 
-// After `done` bytes of `bufs` went out in one request: the rest, piece by piece.
+// After `done` bytes of `bufs` went in one request (readv or writev): the rest, piece by piece
+// (read_at or write_at).
+template <class Span>
 awaitable<std::error_code> finish_pieces(block_file& f, std::uint64_t offset,
-                                         std::vector<std::span<const char>> bufs,
-                                         std::size_t done) {
+                                         std::vector<Span> bufs, std::size_t done) {
   for (auto& b : bufs) {
     if (done >= b.size()) {
       done -= b.size();
       offset += b.size();
       continue;
     }
-    if (auto ec = co_await f.write_at(offset + done, b.subspan(done))) co_return ec;
-    offset += b.size();
-    done = 0;
-  }
-  co_return std::error_code();
-}
-
-// The same for a read.
-awaitable<std::error_code> finish_reading(block_file& f, std::uint64_t offset,
-                                          std::vector<std::span<char>> bufs, std::size_t done) {
-  for (auto& b : bufs) {
-    if (done >= b.size()) {
-      done -= b.size();
-      offset += b.size();
-      continue;
-    }
-    if (auto ec = co_await f.read_at(offset + done, b.subspan(done))) co_return ec;
+    std::error_code ec;
+    if constexpr (std::is_const_v<typename Span::element_type>)
+      ec = co_await f.write_at(offset + done, b.subspan(done));
+    else
+      ec = co_await f.read_at(offset + done, b.subspan(done));
+    if (ec) co_return ec;
     offset += b.size();
     done = 0;
   }
@@ -125,7 +116,7 @@ class direct_file final : public block_file {
 #endif
     if (static_cast<std::size_t>(n) == total) co_return std::error_code();
     if (n == 0) co_return io_error();
-    co_return co_await finish_reading(*this, offset, std::move(bufs), static_cast<std::size_t>(n));
+    co_return co_await finish_pieces(*this, offset, std::move(bufs), static_cast<std::size_t>(n));
   }
 
   awaitable<std::error_code> writev_at(std::uint64_t offset,
@@ -260,7 +251,7 @@ awaitable<std::error_code> block_file::writev_at(std::uint64_t offset,
 
 awaitable<std::error_code> block_file::readv_at(std::uint64_t offset,
                                                 std::vector<std::span<char>> bufs) {
-  co_return co_await finish_reading(*this, offset, std::move(bufs), 0);
+  co_return co_await finish_pieces(*this, offset, std::move(bufs), 0);
 }
 
 std::shared_ptr<block_file> open_direct_file(const std::string& path, std::uint64_t size) {
