@@ -239,8 +239,8 @@ bool chunk_cache::evict_one(shard& s, const rank_fn* ranker, bool for_prefetch, 
           spill_.take(node->first, pin_locked(shard_of(node->first), e), false);
           return true;
         }
-        // (busy: the disk is that far behind, and memory needs the room now)
-        if (answer == spill_answer::busy && spill_.dropped) spill_.dropped();
+        // (busy: the disk is that far behind, and memory needs the room now: dropped, and
+        // counted by the spill)
       }
     }
   } else if (zone_full) {

@@ -207,8 +207,8 @@ class chunk_cache {
   // pinned and handed to `take` instead of being dropped, and leaves memory when written
   // (mark_stored). So the disk holds what memory gives up rather than copies of what it keeps.
   // Until then its memory is not free, and the eviction takes the next farthest. On `busy` (the
-  // disk is behind) the chunk is dropped unwritten (`dropped` is called): a write-back never
-  // holds up a reader or its read-ahead.
+  // disk is behind, and counts it) the chunk is dropped unwritten: a write-back never holds up
+  // a reader or its read-ahead.
   // Ahead of eviction: an eviction must free memory at once, and a chunk whose write has not
   // finished is lost instead (a burst of them: the next file's read-ahead takes a whole file's
   // room at once). So each shard keeps its next victims, the farthest chunks worth
@@ -227,7 +227,6 @@ class chunk_cache {
     std::function<spill_answer(const chunk_id&, std::uint64_t rank, bool ahead)> wants;
     std::function<void(const chunk_id&, chunk_ref, bool ahead)> take;
     std::uint64_t ahead_bytes = 0;
-    std::function<void()> dropped;  // an evicted chunk the disk was too busy to take is lost
   };
   void set_spill(spill_hook hook) { spill_ = std::move(hook); }
   // The spill wrote this chunk (pinned by `ref`, released here) to the disk: evicting it loses

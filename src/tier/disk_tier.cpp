@@ -22,9 +22,6 @@ void disk_tier::start_spill(asio::any_io_executor ex) {
   };
   // The next victims already on the disk: an eighth of the cache (a burst: a file read ahead).
   hook.ahead_bytes = cache_->capacity() / 8;
-  hook.dropped = [weak] {
-    if (auto self = weak.lock()) self->store_->count_dropped();
-  };
   hook.take = [weak, ex](const cache::chunk_id& id, cache::chunk_ref ref, bool ahead) {
     // (posted: the cache's shard is locked now, and the ref must not be released under it.
     // Moved in, not copied: the handler may run and finish on another reactor before this
@@ -142,6 +139,7 @@ cache::chunk_cache::spill_answer disk_tier::spill_wanted(const cache::chunk_id& 
       return answer::write;
     }
   }
+  if (!ahead) store_->count_dropped();  // (evicting: memory needs the room now, unwritten)
   return answer::busy;
 }
 

@@ -37,12 +37,12 @@ struct stand_in_disk {
     hook.wants = [this](const chunk_id&, std::uint64_t, bool ahead) {
       if (ahead) return chunk_cache::spill_answer::no;
       ++offered;
+      if (answer == chunk_cache::spill_answer::busy) ++dropped;  // (an eviction goes on without it)
       return answer;
     };
     hook.take = [this](const chunk_id& id, chunk_ref ref, bool) {
       writing.emplace_back(id, std::move(ref));  // (kept: released later, not under the lock)
     };
-    hook.dropped = [this] { ++dropped; };
     c.set_spill(std::move(hook));
   }
 };
