@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <mutex>
+#include <tuple>
 #include <type_traits>
 #include <unordered_map>
 
@@ -94,54 +95,12 @@ class direct_file final : public block_file {
 
   awaitable<std::error_code> readv_at(std::uint64_t offset,
                                       std::vector<std::span<char>> bufs) override {
-    std::size_t total = 0;
-    for (auto& b : bufs) total += b.size();
-#if defined(BOOST_ASIO_HAS_FILE)
-    auto* file = co_await handle();
-    if (!file) co_return io_error();
-    std::vector<asio::mutable_buffer> seq;
-    for (auto& b : bufs) seq.emplace_back(b.data(), b.size());
-    auto [ec, n] = co_await file->async_read_some_at(offset, seq, use_tuple);
-    if (ec)
-      co_return ec == asio::error::eof ? io_error()
-                                       : std::error_code(ec.value(), std::system_category());
-#else
-    std::vector<iovec> iov;
-    for (auto& b : bufs) iov.push_back({b.data(), b.size()});
-    ssize_t n;
-    do {
-      n = ::preadv(fd_, iov.data(), static_cast<int>(iov.size()), static_cast<off_t>(offset));
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) co_return std::error_code(errno, std::system_category());
-#endif
-    if (static_cast<std::size_t>(n) == total) co_return std::error_code();
-    if (n == 0) co_return io_error();
-    co_return co_await finish_pieces(*this, offset, std::move(bufs), static_cast<std::size_t>(n));
+    co_return co_await vectored_at(offset, std::move(bufs));
   }
 
   awaitable<std::error_code> writev_at(std::uint64_t offset,
                                        std::vector<std::span<const char>> bufs) override {
-    std::size_t total = 0;
-    for (auto& b : bufs) total += b.size();
-#if defined(BOOST_ASIO_HAS_FILE)
-    auto* file = co_await handle();
-    if (!file) co_return io_error();
-    std::vector<asio::const_buffer> seq;
-    for (auto& b : bufs) seq.emplace_back(b.data(), b.size());
-    auto [ec, n] = co_await file->async_write_some_at(offset, seq, use_tuple);
-    if (ec) co_return std::error_code(ec.value(), std::system_category());
-#else
-    std::vector<iovec> iov;
-    for (auto& b : bufs) iov.push_back({const_cast<char*>(b.data()), b.size()});
-    ssize_t n;
-    do {
-      n = ::pwritev(fd_, iov.data(), static_cast<int>(iov.size()), static_cast<off_t>(offset));
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) co_return std::error_code(errno, std::system_category());
-#endif
-    if (static_cast<std::size_t>(n) == total) co_return std::error_code();
-    if (n == 0) co_return io_error();
-    co_return co_await finish_pieces(*this, offset, std::move(bufs), static_cast<std::size_t>(n));
+    co_return co_await vectored_at(offset, std::move(bufs));
   }
 
   awaitable<std::error_code> write_at(std::uint64_t offset, std::span<const char> buf) override {
@@ -172,6 +131,45 @@ class direct_file final : public block_file {
   }
 
  private:
+  // One readv or writev (by the span's constness) for all of `bufs`; if it came back short, the
+  // rest piece by piece.
+  template <class Span>
+  awaitable<std::error_code> vectored_at(std::uint64_t offset, std::vector<Span> bufs) {
+    constexpr bool writing = std::is_const_v<typename Span::element_type>;
+    std::size_t total = 0;
+    for (auto& b : bufs) total += b.size();
+    std::size_t n = 0;
+#if defined(BOOST_ASIO_HAS_FILE)
+    auto* file = co_await handle();
+    if (!file) co_return io_error();
+    std::vector<std::conditional_t<writing, asio::const_buffer, asio::mutable_buffer>> seq;
+    for (auto& b : bufs) seq.emplace_back(b.data(), b.size());
+    boost::system::error_code ec;
+    if constexpr (writing)
+      std::tie(ec, n) = co_await file->async_write_some_at(offset, seq, use_tuple);
+    else
+      std::tie(ec, n) = co_await file->async_read_some_at(offset, seq, use_tuple);
+    if (ec)
+      co_return ec == asio::error::eof ? io_error()
+                                       : std::error_code(ec.value(), std::system_category());
+#else
+    std::vector<iovec> iov;
+    for (auto& b : bufs) iov.push_back({const_cast<char*>(b.data()), b.size()});
+    ssize_t r;
+    do {
+      if constexpr (writing)
+        r = ::pwritev(fd_, iov.data(), static_cast<int>(iov.size()), static_cast<off_t>(offset));
+      else
+        r = ::preadv(fd_, iov.data(), static_cast<int>(iov.size()), static_cast<off_t>(offset));
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) co_return std::error_code(errno, std::system_category());
+    n = static_cast<std::size_t>(r);
+#endif
+    if (n == total) co_return std::error_code();
+    if (n == 0) co_return io_error();
+    co_return co_await finish_pieces(*this, offset, std::move(bufs), n);
+  }
+
 #if defined(BOOST_ASIO_HAS_FILE)
   // This reactor's handle on the file (its own dup of the fd, on its own io_uring).
   awaitable<asio::random_access_file*> handle() {
