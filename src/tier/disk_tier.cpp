@@ -10,7 +10,11 @@ disk_tier::disk_tier(std::shared_ptr<disk_store> store, std::shared_ptr<cache::c
       cache_(std::move(cache)),
       limit_(write_back_bytes),
       queue_limit_(std::max<std::uint64_t>(cache_->capacity(), write_back_bytes)),
-      hold_limit_(std::max<std::uint64_t>(write_back_bytes, cache_->capacity() / 4)) {}
+      hold_limit_(std::max<std::uint64_t>(write_back_bytes, cache_->capacity() / 4)),
+      pin_limit_(std::max<std::uint64_t>(write_back_bytes, cache_->capacity() / 2)),
+      evict_hold_(std::min<std::uint64_t>(
+          write_back_bytes,
+          std::max<std::uint64_t>(cache_->capacity() / 8, cache_->chunk_size()))) {}
 
 void disk_tier::start_spill(asio::any_io_executor ex) {
   spill_ex_ = ex;
@@ -133,8 +137,9 @@ cache::chunk_cache::spill_answer disk_tier::spill_wanted(const cache::chunk_id& 
     // Pinned chunks cannot be evicted, so each one pinned at eviction makes memory drop a chunk
     // needed sooner in its place: more of them cost more than the disk saves.)
     auto& held = ahead ? held_ahead_bytes_ : held_evicted_bytes_;
-    const std::uint64_t limit = ahead ? hold_limit_ : limit_;
-    if (held == 0 || held + len <= limit) {
+    const std::uint64_t limit = ahead ? hold_limit_ : evict_hold_;
+    const std::uint64_t pinned = held_ahead_bytes_ + held_evicted_bytes_;
+    if (held == 0 || (held + len <= limit && pinned + len <= pin_limit_)) {
       held += len;
       return answer::write;
     }
