@@ -384,10 +384,10 @@ int main(int argc, char** argv) {
       auto store = tier::disk_store::open(sopts);
       // Write-back from pinned cache memory: at most half the cache (256 MiB) being written at
       // once. It must cover the ingest rate times the disk's write latency while the reactors
-      // are busy with the reads (measured, bench-disk part a: with 64 MiB, 64-113 of epoch 1's
-      // 512 victims were dropped unwritten on this machine, with 256 MiB fewer; docs/benchmarks.md).
-      const std::uint64_t write_back =
-          std::max<std::uint64_t>(*chunk_bytes, std::min<std::uint64_t>(256 << 20, *cache_bytes / 2));
+      // are busy with the reads (bench-disk part a on this machine: with 64 MiB, 64-113 of
+      // epoch 1's 512 victims were dropped unwritten; with 256 MiB, 17-57; docs/benchmarks.md).
+      const std::uint64_t write_back = std::max<std::uint64_t>(
+          *chunk_bytes, std::min<std::uint64_t>(256 << 20, *cache_bytes / 2));
       disk = std::make_shared<tier::disk_tier>(store, cache, write_back);
       // With a training order, chunks go to the disk when memory evicts them (disk_tier.hpp).
       disk->start_spill(executors.front());

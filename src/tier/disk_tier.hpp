@@ -20,11 +20,11 @@
 // memory is not free before that, and an eviction cannot wait (a write-back never holds up a
 // reader or its read-ahead: making read-ahead wait for the disk halved both epochs' speed in
 // bench-disk's part b), so the eviction takes the next farthest instead, and while an eighth
-// of the cache is pinned at eviction (evict_hold_), drops it unwritten (counted). A file's read-ahead
-// asks for a whole file's room at once, so the cache also offers its next victims ahead of
-// eviction (an eighth of memory), which the tier writes while the disk has free room beyond a
-// cache's worth (never displacing a chunk for one memory may keep until its use); such a chunk
-// stays in memory, marked stored, and is evicted first, losing nothing. Spills pinned ahead
+// of the cache is pinned at eviction (evict_hold_), drops it unwritten (counted). A file's
+// read-ahead asks for a whole file's room at once, so the cache also offers its next victims
+// ahead of eviction (an eighth of memory), which the tier writes while the disk has free room
+// beyond a cache's worth (never displacing a chunk for one memory may keep until its use); such
+// a chunk stays in memory, marked stored, and is evicted first, losing nothing. Spills pinned ahead
 // hold at most spill_hold_bytes (write_back_bytes or a quarter of the cache, whichever is
 // more); both kinds together at most half the cache. A chunk outside the order is dropped
 // unwritten; one already on the disk is not offered.
