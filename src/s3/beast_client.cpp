@@ -11,6 +11,7 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/ssl/ssl_stream.hpp>
 
+#include "core/environment.hpp"
 #include "core/errors.hpp"
 #include "core/log.hpp"
 #include "core/trace.hpp"
@@ -75,11 +76,6 @@ std::error_code map_transport(beast::error_code ec, bool in_body) {
   if (ec.category() == http_category()) return errc::protocol_error;
   if (ec.category() == asio::error::get_ssl_category()) return errc::tls_error;
   return errc::connection_reset;
-}
-
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? v : "";
 }
 
 std::string encode_query(const std::vector<std::pair<std::string, std::string>>& q) {
@@ -180,7 +176,7 @@ result<std::shared_ptr<asio::ssl::context>> make_tls_context(std::string ca_bund
   ctx->set_options(asio::ssl::context::default_workarounds | asio::ssl::context::no_sslv2 |
                    asio::ssl::context::no_sslv3 | asio::ssl::context::no_tlsv1 |
                    asio::ssl::context::no_tlsv1_1);
-  if (ca_bundle.empty()) ca_bundle = env("AWS_CA_BUNDLE");
+  if (ca_bundle.empty()) ca_bundle = env_or_empty("AWS_CA_BUNDLE");
   boost::system::error_code ec;
   if (!ca_bundle.empty()) ctx->load_verify_file(ca_bundle, ec);
   else ctx->set_default_verify_paths(ec);

@@ -8,6 +8,7 @@
 
 #include <simdjson.h>
 
+#include "core/environment.hpp"
 #include "core/errors.hpp"
 #include "core/log.hpp"
 #include "s3/s3_metrics.hpp"
@@ -16,11 +17,6 @@
 
 namespace valkyrie::s3 {
 namespace {
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? v : "";
-}
-
 std::string trim(std::string s) {
   auto b = s.find_first_not_of(" \t\r\n");
   if (b == std::string::npos) return "";
@@ -29,7 +25,7 @@ std::string trim(std::string s) {
 }
 
 std::string home_file(const char* rel) {
-  std::string home = env("HOME");
+  std::string home = env_or_empty("HOME");
   return home.empty() ? std::string() : home + "/" + rel;
 }
 
@@ -72,19 +68,19 @@ std::optional<credentials> from_keys(const std::map<std::string, std::string>& k
 
 std::optional<credentials> credentials_from_environment() {
   credentials c;
-  c.access_key_id = env("AWS_ACCESS_KEY_ID");
-  c.secret_access_key = env("AWS_SECRET_ACCESS_KEY");
-  c.session_token = env("AWS_SESSION_TOKEN");
+  c.access_key_id = env_or_empty("AWS_ACCESS_KEY_ID");
+  c.secret_access_key = env_or_empty("AWS_SECRET_ACCESS_KEY");
+  c.session_token = env_or_empty("AWS_SESSION_TOKEN");
   if (c.access_key_id.empty() || c.secret_access_key.empty()) return std::nullopt;
   return c;
 }
 
 std::optional<credentials> credentials_from_profile(const std::string& profile) {
-  std::string creds_file = env("AWS_SHARED_CREDENTIALS_FILE");
+  std::string creds_file = env_or_empty("AWS_SHARED_CREDENTIALS_FILE");
   if (creds_file.empty()) creds_file = home_file(".aws/credentials");
   if (auto keys = ini_section(creds_file, profile))
     if (auto c = from_keys(*keys)) return c;
-  std::string config_file = env("AWS_CONFIG_FILE");
+  std::string config_file = env_or_empty("AWS_CONFIG_FILE");
   if (config_file.empty()) config_file = home_file(".aws/config");
   // The config file names non-default profiles "[profile NAME]".
   auto keys = ini_section(config_file, profile == "default" ? profile : "profile " + profile);
@@ -233,18 +229,18 @@ awaitable<result<std::shared_ptr<credentials_provider>>> resolve_credentials(cre
   }
   if (auto c = credentials_from_environment())
     co_return provider_ptr(std::make_shared<static_credentials_provider>(*c, "environment"));
-  std::string profile = opts.profile.empty() ? env("AWS_PROFILE") : opts.profile;
+  std::string profile = opts.profile.empty() ? env_or_empty("AWS_PROFILE") : opts.profile;
   if (profile.empty()) profile = "default";
   if (auto c = credentials_from_profile(profile))
     co_return provider_ptr(std::make_shared<static_credentials_provider>(*c, "profile " + profile));
 
   std::shared_ptr<refreshing_credentials_provider> provider;
-  std::string relative = env("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
-  std::string full = env("AWS_CONTAINER_CREDENTIALS_FULL_URI");
+  std::string relative = env_or_empty("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
+  std::string full = env_or_empty("AWS_CONTAINER_CREDENTIALS_FULL_URI");
   if (!relative.empty() || !full.empty()) {
     std::string url = relative.empty() ? full : "http://169.254.170.2" + relative;
-    std::string token = env("AWS_CONTAINER_AUTHORIZATION_TOKEN");
-    if (std::string file = env("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"); !file.empty()) {
+    std::string token = env_or_empty("AWS_CONTAINER_AUTHORIZATION_TOKEN");
+    if (std::string file = env_or_empty("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"); !file.empty()) {
       std::ifstream in(file);
       std::stringstream ss;
       ss << in.rdbuf();
@@ -254,8 +250,8 @@ awaitable<result<std::shared_ptr<credentials_provider>>> resolve_credentials(cre
     provider = std::make_shared<refreshing_credentials_provider>(
         [url, token, timeout]() { return fetch_container_credentials(url, token, timeout); }, "ecs",
         opts.refresh_ahead);
-  } else if (env("AWS_EC2_METADATA_DISABLED") != "true") {
-    std::string endpoint = env("AWS_EC2_METADATA_SERVICE_ENDPOINT");
+  } else if (env_or_empty("AWS_EC2_METADATA_DISABLED") != "true") {
+    std::string endpoint = env_or_empty("AWS_EC2_METADATA_SERVICE_ENDPOINT");
     if (endpoint.empty()) endpoint = "http://169.254.169.254";
     auto timeout = opts.http_timeout;
     provider = std::make_shared<refreshing_credentials_provider>(

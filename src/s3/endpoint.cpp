@@ -7,16 +7,12 @@
 #include <boost/url/parse.hpp>
 #include <boost/url/url_view.hpp>
 
+#include "core/environment.hpp"
 #include "core/errors.hpp"
 #include "s3/uri.hpp"
 
 namespace valkyrie::s3 {
 namespace {
-std::string env(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? v : "";
-}
-
 bool is_ip_literal(const std::string& host) {
   unsigned char buf[16];
   std::string h = host;
@@ -58,11 +54,12 @@ result<endpoint> resolve_endpoint(const endpoint_options& opts) {
   endpoint ep;
   ep.bucket = opts.bucket;
   ep.region = opts.region;
-  if (ep.region.empty()) ep.region = env("AWS_REGION");
-  if (ep.region.empty()) ep.region = env("AWS_DEFAULT_REGION");
+  if (ep.region.empty()) ep.region = env_or_empty("AWS_REGION");
+  if (ep.region.empty()) ep.region = env_or_empty("AWS_DEFAULT_REGION");
   if (ep.region.empty()) ep.region = "us-east-1";
 
-  std::string url = opts.endpoint_url.empty() ? env("AWS_ENDPOINT_URL") : opts.endpoint_url;
+  std::string url =
+      opts.endpoint_url.empty() ? env_or_empty("AWS_ENDPOINT_URL") : opts.endpoint_url;
   std::string base_host;
   bool explicit_port = false;
   const bool directory = is_directory_bucket(opts.bucket);
