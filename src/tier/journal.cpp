@@ -14,7 +14,7 @@ namespace valkyrie::tier {
 
 namespace {
 
-constexpr std::string_view magic = "VKYJRN02";
+constexpr std::string_view journal_magic = "VKYJRN02";
 constexpr std::uint32_t max_payload = 1 << 16;
 
 template <class T>
@@ -182,8 +182,9 @@ journal journal::open(const std::string& path,
   }
   all.resize(got);
   std::size_t good = 0;
-  if (all.size() >= magic.size() && std::string_view(all).substr(0, magic.size()) == magic) {
-    good = magic.size();
+  if (all.size() >= journal_magic.size() &&
+      std::string_view(all).substr(0, journal_magic.size()) == journal_magic) {
+    good = journal_magic.size();
     journal_record rec;
     for (;;) {
       std::size_t n = decode_record(std::string_view(all).substr(good), rec);
@@ -195,9 +196,9 @@ journal journal::open(const std::string& path,
   }
   stats.torn_bytes = all.size() > good ? all.size() - good : 0;
   if (good == 0) {  // new, or not a journal: start it
-    if (::ftruncate(j.fd_, 0) != 0 || write_all(j.fd_, magic))
+    if (::ftruncate(j.fd_, 0) != 0 || write_all(j.fd_, journal_magic))
       throw std::system_error(errno, std::system_category(), "cannot write " + path);
-    good = magic.size();
+    good = journal_magic.size();
   } else if (stats.torn_bytes > 0 && ::ftruncate(j.fd_, static_cast<off_t>(good)) != 0) {
     throw std::system_error(errno, std::system_category(), "cannot truncate " + path);
   }
@@ -229,7 +230,7 @@ std::error_code journal::rewrite(std::string_view framed) {
   const std::string tmp = path_ + ".new";
   int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return {errno, std::system_category()};
-  std::error_code ec = write_all(fd, magic);
+  std::error_code ec = write_all(fd, journal_magic);
   if (!ec) ec = write_all(fd, framed);
   if (!ec && ::fsync(fd) != 0) ec = {errno, std::system_category()};
   if (!ec && ::rename(tmp.c_str(), path_.c_str()) != 0) ec = {errno, std::system_category()};
@@ -241,7 +242,7 @@ std::error_code journal::rewrite(std::string_view framed) {
   ::close(fd_);
   fd_ = fd;
   ::lseek(fd_, 0, SEEK_END);
-  bytes_ = magic.size() + framed.size();
+  bytes_ = journal_magic.size() + framed.size();
   appended_ = 0;
   return {};
 }

@@ -13,7 +13,7 @@
 namespace valkyrie::tier {
 
 namespace {
-constexpr char magic[4] = {'V', 'K', 'S', 'C'};
+constexpr char object_magic[4] = {'V', 'K', 'S', 'C'};
 constexpr std::uint16_t format_version = 1;
 constexpr std::uint16_t flag_mac = 1;
 constexpr std::size_t fixed_size = 4 + 2 + 2 + 4 + 8 + 4 + 4 + 8 + 8 + 4 * 2;  // 52
@@ -67,7 +67,7 @@ std::string identity_header(std::string_view origin, const cache::chunk_id& id, 
   std::string h;
   h.reserve(fixed_size + origin.size() + o.bucket.size() + o.key.size() + o.etag.size() +
             shared_mac_size);
-  h.append(magic, 4);
+  h.append(object_magic, 4);
   put_le<std::uint16_t>(h, format_version);
   put_le<std::uint16_t>(h, flags);
   put_le<std::uint32_t>(h, static_cast<std::uint32_t>(shared_header_size(origin, id)));
@@ -169,7 +169,7 @@ shared_check check_shared_chunk(std::span<const char> header, std::string_view o
                                 const std::vector<std::span<const char>>& data,
                                 std::string_view mac_key) {
   const std::size_t size = shared_header_size(origin, id);
-  if (header.size() < fixed_size || std::memcmp(header.data(), magic, 4) != 0 ||
+  if (header.size() < fixed_size || std::memcmp(header.data(), object_magic, 4) != 0 ||
       get_le<std::uint16_t>(header.data() + 4) != format_version)
     return shared_check::bad_header;
   if (header.size() != size || get_le<std::uint32_t>(header.data() + 8) != size)

@@ -16,7 +16,7 @@
 using namespace valkyrie;
 using namespace valkyrie::cache;
 
-namespace {
+namespace test_chunk_cache {
 // Chunk `index` of a test object (large enough that every chunk is whole) in `chunk_size` layout.
 chunk_id K(const std::string& name, std::uint64_t index, std::uint32_t chunk_size) {
   return chunk_id{make_version("test-bucket", name, "\"etag\"", std::uint64_t{1} << 40), chunk_size, index};
@@ -34,7 +34,6 @@ chunk_cache::fetch_fn filler(std::atomic<int>* calls, char byte, std::size_t siz
     co_return size;
   };
 }
-}  // namespace
 
 TEST_CASE("a missing chunk is fetched once however many readers wait, on any reactor") {
   chunk_cache cache(1 << 20, 64 * 1024);
@@ -161,7 +160,6 @@ TEST_CASE("a cache must hold at least two chunks") {
   CHECK_THROWS_AS(chunk_cache(64 * 1024, 64 * 1024), std::invalid_argument);
 }
 
-namespace {
 // A fetch with no delay (for long deterministic traces).
 chunk_cache::fetch_fn instant_fill() {
   return [](chunk_buffers pieces) -> awaitable<result<std::size_t>> {
@@ -194,7 +192,6 @@ int belady_hits(const std::vector<int>& trace, std::size_t slots) {
   }
   return hits;
 }
-}  // namespace
 
 TEST_CASE("with a ranker, eviction is Belady's: the same hits as the brute-force optimum on random traces") {
   std::mt19937 rng(42);
@@ -259,7 +256,6 @@ TEST_CASE("the ranker can be replaced and cleared while the cache holds chunks")
   CHECK(cache.contains(K("o", 4, 4096)));
 }
 
-namespace {
 // Fetches that wait until the test opens the gate, recording the order they started in.
 struct gate {
   explicit gate(asio::io_context& ctx) : timer(std::make_shared<asio::steady_timer>(ctx, asio::steady_timer::time_point::max())) {}
@@ -289,7 +285,6 @@ chunk_cache::fetch_fn instant(char byte, std::vector<std::string>* log = nullptr
     co_return std::size_t{1};
   };
 }
-}  // namespace
 
 TEST_CASE("prefetch queues are served in turn by source: a stream that queued first does not starve the others") {
   chunk_cache cache(64 * 4096, 4096, 1);
@@ -647,3 +642,4 @@ TEST_CASE("a chunk in a fragmented shard is served in pieces, byte-exact") {
   for (std::size_t i = 0; i < got.size(); ++i) REQUIRE(got[i] == static_cast<char>('k' + (4000 + i) % 7));
   CHECK(cache.check_invariants() == "");
 }
+}  // namespace test_chunk_cache

@@ -14,12 +14,11 @@
 using namespace valkyrie;
 using namespace valkyrie::cache;
 
-namespace {
+namespace test_chunk_cache_failures {
 chunk_id K(const std::string& name, std::uint64_t index, std::uint32_t chunk_size) {
   return chunk_id{make_version("test-bucket", name, "\"etag\"", std::uint64_t{1} << 40), chunk_size,
                   index};
 }
-}  // namespace
 
 TEST_CASE(
     "readers waiting on a fetch that spent its whole retry budget share its failure; other "
@@ -67,3 +66,4 @@ TEST_CASE(
     CHECK(cache.check_invariants() == "");
   }
 }
+}  // namespace test_chunk_cache_failures

@@ -15,7 +15,7 @@
 using namespace valkyrie;
 using namespace valkyrie::cache;
 
-namespace {
+namespace test_chunk_cache_pin {
 chunk_id K(const std::string& name, std::uint64_t index) {
   return chunk_id{make_version("test-bucket", name, "\"etag\"", std::uint64_t{1} << 40), 64 * 1024,
                   index};
@@ -41,7 +41,6 @@ awaitable<std::string> pin_and_read(chunk_cache* c, chunk_id key) {
   if (!ref) co_return "none";
   co_return std::string(ref->data().begin(), ref->data().end());
 }
-}  // namespace
 
 TEST_CASE(
     "pin_when_ready waits for a chunk being fetched, pins it when ready; absent or failed: none") {
@@ -76,3 +75,4 @@ TEST_CASE(
     pool.stop();
   }
 }
+}  // namespace test_chunk_cache_pin

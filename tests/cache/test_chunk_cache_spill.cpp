@@ -13,7 +13,7 @@
 using namespace valkyrie;
 using namespace valkyrie::cache;
 
-namespace {
+namespace test_chunk_cache_spill {
 constexpr std::uint32_t cs = 4096;
 
 chunk_id K(std::uint64_t index) {
@@ -53,7 +53,6 @@ void fill(chunk_cache& c) {
   REQUIRE(test::run(c.get(K(1), instant_fill())));
   REQUIRE(test::run(c.get(K(5), instant_fill())));
 }
-}  // namespace
 
 TEST_CASE("spill: a victim is handed over for writing and leaves memory once written") {
   chunk_cache c(2 * cs, cs, 1);
@@ -130,3 +129,4 @@ TEST_CASE("spill: with the disk behind, the farthest is dropped unwritten, count
   CHECK(disk.writing.empty());
   CHECK(c.check_invariants() == "");
 }
+}  // namespace test_chunk_cache_spill

@@ -20,7 +20,7 @@
 using namespace valkyrie;
 using valkyrie::fuse::dir_stream;
 
-namespace {
+namespace test_dir_stream {
 struct dirent_seen {
   std::string name;
   std::uint64_t ino = 0;     // the dirent's inode number
@@ -99,7 +99,6 @@ struct fixture {
 std::vector<std::string> expected_from(const std::vector<std::string>& all, std::size_t k) {
   return {all.begin() + static_cast<std::ptrdiff_t>(std::min(k, all.size())), all.end()};
 }
-}  // namespace
 
 TEST_CASE(
     "readdir(plus) resumed at every offset returns the rest exactly once, whatever the page size") {
@@ -234,3 +233,4 @@ TEST_CASE(
   f.filesystem->forget(kept.nodeid, 1);
   CHECK(f.filesystem->inode_count() == 1);
 }
+}  // namespace test_dir_stream

@@ -15,7 +15,7 @@
 using namespace valkyrie;
 using valkyrie::fuse::to_errno;
 
-namespace {
+namespace test_errno {
 // What a reader should see for each failure, and why.
 const std::map<errc, int> intended = {
     {errc::ok, 0},
@@ -42,7 +42,6 @@ const std::map<errc, int> intended = {
     {errc::cancelled, EINTR},              // the request was interrupted
     {errc::retries_exhausted, ETIMEDOUT},  // S3 kept failing for the whole --retry-timeout
 };
-}  // namespace
 
 TEST_CASE("every valkyrie error code maps to its intended errno") {
   for (auto [code, want] : intended) {
@@ -88,3 +87,4 @@ TEST_CASE("system and generic codes keep their errno; other categories become EI
   CHECK(to_errno(not_found) == EIO);
   CHECK(to_errno(std::make_error_code(std::future_errc::broken_promise)) == EIO);
 }
+}  // namespace test_errno

@@ -7,14 +7,13 @@
 
 using namespace valkyrie::fuse;
 
-namespace {
+namespace test_handle_table {
 struct counted {
   static inline int alive = 0;
   std::string name;
   explicit counted(std::string n) : name(std::move(n)) { ++alive; }
   ~counted() { --alive; }
 };
-}  // namespace
 
 TEST_CASE(
     "handle_table: an fh finds its handle; release deletes it; those never released go with the "
@@ -36,3 +35,4 @@ TEST_CASE(
   }
   CHECK(counted::alive == 0);
 }
+}  // namespace test_handle_table

@@ -21,7 +21,7 @@
 using namespace valkyrie;
 using namespace valkyrie::fuse;
 
-namespace {
+namespace test_wire {
 
 struct sent {
   std::uint64_t unique;
@@ -145,8 +145,6 @@ T out_as(const std::string& p) {
   std::memcpy(&t, p.data(), sizeof t);
   return t;
 }
-
-}  // namespace
 
 TEST_CASE("wire: LOOKUP passes the parent and name; the entry reply is a fuse_entry_out") {
   fixture f;
@@ -342,3 +340,4 @@ TEST_CASE("wire: the INIT reply asks for FUSE over io_uring only when wanted and
   in.minor = 38;
   CHECK(init_reply(in, sizeof in, o, true).minor == 38);
 }
+}  // namespace test_wire

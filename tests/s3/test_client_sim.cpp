@@ -11,7 +11,7 @@
 using namespace valkyrie;
 using namespace valkyrie::s3;
 
-namespace {
+namespace test_client_sim {
 const credentials good{"AKIDSIM", "sim/secret+key", "", {}};
 constexpr std::uint64_t obj_size = 20 * 1024 * 1024 + 5;
 
@@ -26,7 +26,6 @@ void check_range(test::client_env& env, const std::string& key, std::uint64_t of
   auto seed = synthetic::seed_for("syn", key);
   CHECK(synthetic::first_mismatch(seed, offset, std::span<const char>(buf.data(), *n)) == *n);
 }
-}  // namespace
 
 TEST_CASE("ranged GETs at odd offsets, the last byte, HEAD") {
   test::simulator sim({"--credentials", "AKIDSIM:sim/secret+key", "--synthetic", "syn:2:20MiB",
@@ -284,3 +283,4 @@ TEST_CASE("PUT with If-None-Match: * stores once; the second is a 412, not retri
   CHECK(env.run(env.client->get("chunk", 0, std::span<char>(buf), "")).value() == 1000);
   CHECK(buf[0] == 'c');
 }
+}  // namespace test_client_sim

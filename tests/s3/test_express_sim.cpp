@@ -12,7 +12,7 @@ using namespace valkyrie;
 using namespace valkyrie::s3;
 using namespace std::chrono_literals;
 
-namespace {
+namespace test_express_sim {
 const credentials good{"AKIDSIM", "sim/secret+key", "", {}};
 const std::string bucket = "cache--use1-az4--x-s3";
 
@@ -36,7 +36,6 @@ std::string read_all(test::client_env& env, const std::string& key, std::size_t 
   buf.resize(*n);
   return buf;
 }
-}  // namespace
 
 TEST_CASE("a directory bucket: PUT, GET, HEAD, LIST and If-None-Match through one session") {
   test::simulator sim(sim_args("300s"));
@@ -179,3 +178,4 @@ TEST_CASE("the clients of several reactors share one session: one CreateSession 
   CHECK(sim_stat(sim, "create_session") == 1);
   CHECK(sim_stat(sim, "get") == reactors * per_reactor);
 }
+}  // namespace test_express_sim

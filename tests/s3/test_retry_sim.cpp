@@ -15,7 +15,7 @@ using namespace valkyrie;
 using namespace valkyrie::s3;
 using namespace std::chrono_literals;
 
-namespace {
+namespace test_retry_sim {
 const credentials good{"AKIDSIM", "sim/secret+key", "", {}};
 const std::vector<std::string> sim_args{"--credentials", "AKIDSIM:sim/secret+key", "--synthetic",
                                         "syn:1:4MiB"};
@@ -39,7 +39,6 @@ bool exact(const std::vector<char>& buf, std::uint64_t offset) {
   return synthetic::first_mismatch(synthetic::seed_for("syn", key), offset,
                                    std::span<const char>(buf)) == buf.size();
 }
-}  // namespace
 
 TEST_CASE(
     "S3 failing for longer than the budget: retries_exhausted after about the budget, HEAD and "
@@ -167,3 +166,4 @@ TEST_CASE("403, 404 and 412 are answered at once, never retried, whatever the bu
   CHECK(wrong_secret.stats->requests == 2);
   CHECK(wrong_secret.stats->retries == 0);
 }
+}  // namespace test_retry_sim

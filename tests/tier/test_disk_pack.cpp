@@ -21,7 +21,7 @@ using test::chunk_of;
 using test::get;
 using test::put;
 
-namespace {
+namespace test_disk_pack {
 
 constexpr std::uint32_t cs = 256 * 1024;  // packs chunks of up to 64 KiB
 constexpr std::uint64_t hdr = 4096;
@@ -69,8 +69,6 @@ void flip_byte(const std::filesystem::path& file, std::uint64_t at) {
   REQUIRE(::pwrite(fd, &c, 1, static_cast<off_t>(at)) == 1);
   ::close(fd);
 }
-
-}  // namespace
 
 TEST_CASE("pack: small chunks of random sizes share slots and read back exact") {
   test::temp_dir dir;
@@ -335,3 +333,4 @@ TEST_CASE("pack: with an order a packed slot ranks as its member needed soonest"
   CHECK(get(io, *s, chunk(15)));
   for (auto& id : held_in[2]) CHECK(get(io, *s, id));
 }
+}  // namespace test_disk_pack

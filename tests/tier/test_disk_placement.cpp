@@ -14,7 +14,7 @@ using namespace valkyrie::tier;
 using test::aligned_buffer;
 using test::chunk_of;
 
-namespace {
+namespace test_disk_placement {
 
 constexpr std::uint32_t cs = 64 * 1024;
 constexpr std::uint64_t stride = disk_store::header_bytes + cs;
@@ -128,8 +128,6 @@ std::size_t count(const std::vector<bool>& v) {
   return std::count(v.begin(), v.end(), true);
 }
 
-}  // namespace
-
 TEST_CASE("placement: with an order the store keeps the offline optimum's chunks at every step") {
   // Shuffled epochs (the training shape) and uniform random reads; several capacities.
   for (unsigned seed : {1u, 2u, 3u}) {
@@ -187,3 +185,4 @@ TEST_CASE("placement: a chunk needed later than all the store holds is declined,
   CHECK(put(20));
   CHECK(s->stats().used_slots == 3);
 }
+}  // namespace test_disk_placement

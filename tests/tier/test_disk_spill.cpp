@@ -18,7 +18,7 @@ using namespace valkyrie::tier;
 using test::chunk_of;
 using test::read_through;
 
-namespace {
+namespace test_disk_spill {
 
 constexpr std::uint32_t cs = 64 * 1024;
 constexpr std::uint64_t never = cache::chunk_cache::not_in_order;
@@ -109,8 +109,6 @@ outcome run(const std::vector<int>& seq, std::size_t mem, std::size_t disk, bool
   return {half - static_cast<std::size_t>(calls->load() - before), store->stats().writes};
 }
 
-}  // namespace
-
 TEST_CASE("spill: memory + disk with an order come within 5% of the offline optimum for both") {
   // 128 chunks read in two shuffled epochs; memory 16 chunks, disk 48: the optimum keeps 64.
   for (unsigned seed : {1u, 2u, 3u}) {
@@ -192,3 +190,4 @@ TEST_CASE("spill: a burst of evictions finds its victims already on the disk") {
   CHECK(tier->write_back_queued() == 0);
   CHECK(c->check_invariants() == "");
 }
+}  // namespace test_disk_spill

@@ -21,7 +21,7 @@ using test::chunk_of;
 using test::get;
 using test::put;
 
-namespace {
+namespace test_disk_store {
 
 constexpr std::uint32_t cs = 64 * 1024;
 constexpr std::uint64_t stride = disk_store::header_bytes + cs;
@@ -37,8 +37,6 @@ std::uint64_t dir_data_bytes(const test::temp_dir& dir) {
     if (e.path().filename().string().rfind("data.", 0) == 0) n += e.file_size();
   return n;
 }
-
-}  // namespace
 
 TEST_CASE("store: chunks survive a restart, indexed without reading data, bytes exact") {
   test::temp_dir dir;
@@ -391,3 +389,4 @@ TEST_CASE("store: 100000 journal records replay in well under 2 s") {
   CHECK(s->contains(chunk_of("train/shard-0/sample-17.jpg", 0, small, small)));
   CHECK(seconds < 2.0);
 }
+}  // namespace test_disk_store

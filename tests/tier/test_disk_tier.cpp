@@ -16,11 +16,9 @@ using test::idle;
 using test::read_through;
 using test::s3_fetch;
 
-namespace {
+namespace test_disk_tier {
 
 constexpr std::uint32_t cs = 64 * 1024;
-
-}  // namespace
 
 TEST_CASE("tier: S3 misses are written back from cache memory; a new cache reads them from disk") {
   test::temp_dir dir;
@@ -93,3 +91,4 @@ TEST_CASE(
     CHECK(c->check_invariants() == "");
   }
 }
+}  // namespace test_disk_tier

@@ -15,7 +15,7 @@
 using namespace valkyrie;
 using namespace valkyrie::tier;
 
-namespace {
+namespace test_journal {
 slot_record rec_of(const std::string& key, std::uint64_t seq) {
   slot_record r;
   r.id = {cache::make_version("b", key, "\"etag\"", 100), 64, 1};
@@ -47,7 +47,6 @@ std::string inserts(int n) {
                   rec_of("k" + std::to_string(i), i + 1));
   return recs;
 }
-}  // namespace
 
 TEST_CASE("crc32c chains over pieces and sees one flipped bit") {
   std::string s(100000, 'x');
@@ -185,3 +184,4 @@ TEST_CASE("journal: a journal of format 1 (magic VKYJRN01) is not replayed") {
   CHECK(replay_all(path, st).empty());
   CHECK(st.records == 0);
 }
+}  // namespace test_journal

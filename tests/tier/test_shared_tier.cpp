@@ -21,7 +21,7 @@ using test::chunk_of;
 using test::idle;
 using test::s3_fetch;
 
-namespace {
+namespace test_shared_tier {
 
 constexpr std::uint32_t cs = 64 * 1024;
 const std::string origin = "http://origin.example:9000";
@@ -72,8 +72,6 @@ void fill_bucket(test::io_loop& io, std::shared_ptr<s3::object_client> bucket, s
   REQUIRE(tier->write_back_pending() == 0);
   REQUIRE(tier->counts().puts == dataset().size());
 }
-
-}  // namespace
 
 TEST_CASE("shared format: round trip with and without a key") {
   auto id = chunk_of("a/b.tar", 1, cs, 2 * cs + 5000);
@@ -317,3 +315,4 @@ TEST_CASE("shared tier: the store queue drops under pressure, never delaying a r
   CHECK(tier->counts().writes_dropped > 0);
   CHECK(tier->counts().puts + tier->counts().writes_dropped == dataset().size());
 }
+}  // namespace test_shared_tier
