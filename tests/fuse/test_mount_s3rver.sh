@@ -33,8 +33,8 @@ mkdir -p "$src/sizes"
 head -c 1 /dev/urandom >"$src/sizes/one"
 head -c $((8 * 1024 * 1024 + 1)) /dev/urandom >"$src/sizes/chunk_plus_1"
 head -c $((20 * 1024 * 1024)) /dev/urandom >"$src/sizes/big"
-(cd "$src" && find . -type f -printf '%P\0') | xargs -0 -P 8 -I{} \
-  "$build/tools/valkyrie-s3" --endpoint "$url" --bucket data put "{}" "$src/{}" >/dev/null
+/usr/bin/python3 "$SOURCE_ROOT/tests/support/s3_bulk.py" "$url" data put "$src" >/dev/null ||
+  fail "uploading the source tree"
 echo "uploaded $(find "$src" -type f | wc -l) objects to s3rver"
 
 start_valkyrie data "$url" --cache-size 32MiB

@@ -48,10 +48,10 @@ wait_readers() {
 # --- 1. many small objects, read in the order of a manifest ---
 $py -c 'import random; k = [f"shard_{i:06d}.tar" for i in range(1000)]; random.Random(13).shuffle(k); print("\n".join(k))' \
   >"$tmp/order.txt"
-mkdir "$tmp/ref"
-xargs -P 2 -I{} "$BUILD_ROOT/tools/valkyrie-s3" --endpoint "$ref_url" --bucket data --threads 1 get "small/{}" \
-  -o "$tmp/ref/{}" <"$tmp/order.txt" >/dev/null || fail "downloading the small references"
-(cd "$tmp/ref" && xargs sha256sum <"$tmp/order.txt") | sort -k2 >"$tmp/small.sha"
+sed 's|^|small/|' "$tmp/order.txt" >"$tmp/keys.txt"
+$py "$SOURCE_ROOT/tests/support/s3_bulk.py" "$ref_url" data get "$tmp/keys.txt" "$tmp/ref" >/dev/null ||
+  fail "downloading the small references"
+(cd "$tmp/ref/small" && xargs sha256sum <"$tmp/order.txt") | sort -k2 >"$tmp/small.sha"
 rm -rf "$tmp/ref"
 VALKYRIE_LOG_LEVEL=info start_valkyrie data "$url" --prefix small/ --manifest "$tmp/order.txt" --cache-size 256MiB
 port=$(metrics_port)
