@@ -10,9 +10,13 @@ cd "$(dirname "$0")/.."
 dir=${1:-build-asan}
 shift || true
 
+# A unity build (each target's sources compiled as one file): the sanitizers make code generation
+# the bulk of the time, and every test file otherwise generates Asio's and doctest's templates
+# again (docs/testing.md has the figures).
 if [[ ! -f $dir/build.ninja ]]; then
   meson setup "$dir" --wrap-mode=nodownload -Db_sanitize=address,undefined -Db_lundef=false \
-    -Dcpp_args=-fno-sanitize-recover=undefined -Dcpp_link_args=-fno-sanitize-recover=undefined
+    -Dcpp_args=-fno-sanitize-recover=undefined -Dcpp_link_args=-fno-sanitize-recover=undefined \
+    -Dunity=on -Dunity_size=1000
 fi
 meson compile -C "$dir"
 
