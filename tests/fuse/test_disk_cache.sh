@@ -17,7 +17,6 @@ source "$(dirname "$0")/lib.sh"
 export AWS_ACCESS_KEY_ID=AKIDDISK AWS_SECRET_ACCESS_KEY=disk/secret AWS_EC2_METADATA_DISABLED=true
 start_sim --synthetic data:16:8MiB:ds/big/ --synthetic data:3:20MiB:ds/odd/ --synthetic data:20:110KiB:ds/small/ \
   --synthetic data:4:8MiB:more/
-s3ref() { "$BUILD_ROOT/tools/valkyrie-s3" --endpoint "$url" --bucket data --threads 1 "$@" >/dev/null; }
 sim_stat() { curl -sf "$url/_sim/stats" | sed -E "s/.*\"$1\":([0-9]+).*/\1/"; }
 reset_stats() { curl -sf -X POST "$url/_sim/reset-stats" >/dev/null; }
 metric() { curl -sf "127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m {printf "%d\n", $2}'; }
@@ -26,7 +25,8 @@ disk_opts=(--disk-cache "$tmp/disk" --disk-cache-size 512MiB --cache-size 256MiB
 # References, from the simulator itself (synthetic content is a function of bucket and key).
 keys=$("$BUILD_ROOT/tools/valkyrie-s3" --endpoint "$url" --bucket data --threads 1 ls | awk '{print $3}')
 [[ $(wc -l <<<"$keys") == 43 ]] || fail "the simulator lists $(wc -l <<<"$keys") keys, not 43"
-for k in $keys; do mkdir -p "$tmp/ref/$(dirname "$k")"; s3ref get "$k" -o "$tmp/ref/$k" || fail "downloading $k"; done
+/usr/bin/python3 "$SOURCE_ROOT/tests/support/s3_bulk.py" "$url" data get <(echo "$keys") "$tmp/ref" >/dev/null ||
+  fail "downloading the references"
 (cd "$tmp/ref" && find ds -type f | sort | xargs sha256sum) >"$tmp/ds.sha"
 (cd "$tmp/ref" && find more -type f | sort | xargs sha256sum) >"$tmp/more.sha"
 ds_bytes=$(cd "$tmp/ref" && find ds -type f -printf '%s\n' | awk '{s += $1} END {print s}')

@@ -32,10 +32,8 @@ start_sim --synthetic data:64:256KiB:ds/
 metric() { curl -sf "127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m {printf "%d\n", $2}'; }
 mkdir -p "$tmp/ref" "$tmp/fs/tier"
 keys=$("$BUILD_ROOT/tools/valkyrie-s3" --endpoint "$url" --bucket data --threads 1 ls | awk '{print $3}')
-for k in $keys; do
-  mkdir -p "$tmp/ref/$(dirname "$k")"
-  "$BUILD_ROOT/tools/valkyrie-s3" --endpoint "$url" --bucket data --threads 1 get "$k" -o "$tmp/ref/$k" >/dev/null
-done
+/usr/bin/python3 "$SOURCE_ROOT/tests/support/s3_bulk.py" "$url" data get <(echo "$keys") "$tmp/ref" >/dev/null ||
+  fail "downloading the references"
 (cd "$tmp/ref" && find ds -type f | sort | xargs sha256sum) >"$tmp/ds.sha"
 check_read() {
   (cd "$mnt" && awk '{print $2}' "$tmp/ds.sha" | xargs sha256sum) >"$tmp/got" || fail "reading through the mount"

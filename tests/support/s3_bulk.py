@@ -18,13 +18,15 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+CREDENTIALS = Credentials(os.environ.get("AWS_ACCESS_KEY_ID", ""),
+                          os.environ.get("AWS_SECRET_ACCESS_KEY", ""))
+
 
 def request(endpoint, bucket, method, key, body=None):
     url = f"{endpoint}/{bucket}/{urllib.parse.quote(key, safe='/~')}"
     req = AWSRequest(method=method, url=url, data=body,
                      headers={"x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
-    creds = Credentials(os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])
-    S3SigV4Auth(creds, "s3", "us-east-1").add_auth(req)
+    S3SigV4Auth(CREDENTIALS, "s3", "us-east-1").add_auth(req)
     headers = dict(req.headers.items())
     with urllib.request.urlopen(urllib.request.Request(url, data=body, method=method,
                                                        headers=headers), timeout=60) as answer:
