@@ -68,6 +68,11 @@ awaitable<result<std::size_t>> disk_tier::fetch(cache::chunk_id id,
   co_return r;
 }
 
+disk_tier::pin_peaks disk_tier::spill_pin_peaks() {
+  std::lock_guard lock(mu_);
+  return peaks_;
+}
+
 std::size_t disk_tier::write_back_queued() {
   std::lock_guard lock(mu_);
   return queue_.size() + spills_.size();
@@ -141,6 +146,9 @@ cache::chunk_cache::spill_answer disk_tier::spill_wanted(const cache::chunk_id& 
     const std::uint64_t pinned = held_ahead_bytes_ + held_evicted_bytes_;
     if (held == 0 || (held + len <= limit && pinned + len <= pin_limit_)) {
       held += len;
+      peaks_.ahead = std::max(peaks_.ahead, held_ahead_bytes_);
+      peaks_.evicted = std::max(peaks_.evicted, held_evicted_bytes_);
+      peaks_.total = std::max(peaks_.total, pinned + len);
       return answer::write;
     }
   }

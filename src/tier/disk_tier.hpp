@@ -58,6 +58,16 @@ class disk_tier : public std::enable_shared_from_this<disk_tier> {
   // max(write_back_bytes, a quarter of the cache); spills ahead and at eviction together pin at
   // most max(write_back_bytes, half the cache).
   std::uint64_t spill_hold_bytes() const { return hold_limit_; }
+  // The most pinned at eviction: min(write_back_bytes, max(an eighth of the cache, a chunk)).
+  std::uint64_t evict_hold_bytes() const { return evict_hold_; }
+  // Both kinds together: max(write_back_bytes, half the cache), passed by at most one chunk (a
+  // kind holding nothing may always take one).
+  std::uint64_t pin_limit_bytes() const { return pin_limit_; }
+  // High-water marks of the memory spills have pinned (for tests: the bounds above hold).
+  struct pin_peaks {
+    std::uint64_t ahead = 0, evicted = 0, total = 0;
+  };
+  pin_peaks spill_pin_peaks();
 
  private:
   awaitable<result<std::size_t>> fetch(cache::chunk_id id, cache::chunk_cache::fetch_fn next,
@@ -96,6 +106,7 @@ class disk_tier : public std::enable_shared_from_this<disk_tier> {
   // nearer one must displace later (measured, bench-disk part b: 0.576 of epoch 2's bytes
   // without S3 with write_back_bytes (half the cache) pinned here, 0.592-0.602 with an eighth).
   std::uint64_t evict_hold_;
+  pin_peaks peaks_;  // (mu_)
   asio::any_io_executor spill_ex_;
   std::atomic<std::uint64_t> in_flight_{0};
 };
