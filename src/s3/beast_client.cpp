@@ -15,6 +15,7 @@
 #include "core/errors.hpp"
 #include "core/log.hpp"
 #include "core/trace.hpp"
+#include "s3/any_stream.hpp"
 #include "s3/s3_metrics.hpp"
 #include "s3/time_format.hpp"
 #include "s3/uri.hpp"
@@ -27,8 +28,8 @@ using tcp = asio::ip::tcp;
 
 struct beast_client::connection {
   connection(asio::any_io_executor ex, asio::ssl::context* tls) {
-    if (tls) secure.emplace(ex, *tls);
-    else plain.emplace(ex);
+    if (tls) stream.emplace(secure.emplace(ex, *tls));
+    else stream.emplace(plain.emplace(ex));
     // Room for a response header plus the first body bytes; the rest of a GET body bypasses
     // this buffer and lands in the caller's memory.
     buffer.reserve(64 * 1024);
@@ -37,6 +38,7 @@ struct beast_client::connection {
 
   std::optional<beast::tcp_stream> plain;
   std::optional<beast::ssl_stream<beast::tcp_stream>> secure;
+  std::optional<any_stream> stream;  // whichever of the two is set: HTTP code is compiled once
   beast::flat_buffer buffer;
   std::chrono::steady_clock::time_point idle_since;
 };
@@ -94,8 +96,7 @@ std::string encode_query(const std::vector<std::pair<std::string, std::string>>&
 // under the first-byte timeout, then the body: for a successful GET straight into `dest`
 // (after the few bytes that arrived with the header), otherwise as text.
 // *got counts the body bytes written into dest; *answered says whether any response byte came.
-template <class Stream>
-awaitable<result<beast_client::response>> exchange(Stream* stream, beast::tcp_stream* tcp,
+awaitable<result<beast_client::response>> exchange(any_stream* stream, beast::tcp_stream* tcp,
                                                    beast::flat_buffer* buffer,
                                                    http::request<http::string_body>* msg,
                                                    std::span<char> dest, std::size_t body_limit,
@@ -334,12 +335,8 @@ awaitable<result<beast_client::response>> beast_client::attempt(const request* r
   auto header_at = sent_at;
   bool answered = false, reusable = false;
   result<response> r = make_error_code(errc::protocol_error);
-  if (c->secure)
-    r = co_await exchange(&*c->secure, &c->tcp(), &c->buffer, &msg, dest, req->body_limit, timeouts,
-                          got, &answered, &reusable, &header_at);
-  else
-    r = co_await exchange(&*c->plain, &c->tcp(), &c->buffer, &msg, dest, req->body_limit, timeouts,
-                          got, &answered, &reusable, &header_at);
+  r = co_await exchange(&*c->stream, &c->tcp(), &c->buffer, &msg, dest, req->body_limit, timeouts, got,
+                        &answered, &reusable, &header_at);
   m.in_flight->sub();
   auto done_at = std::chrono::steady_clock::now();
   m.requests(req->op, r ? r->status : 0).add();

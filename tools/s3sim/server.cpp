@@ -18,6 +18,7 @@
 #include "../common/synthetic.hpp"
 #include "core/log.hpp"
 #include "core/units.hpp"
+#include "s3/any_stream.hpp"
 #include "s3/time_format.hpp"
 
 namespace valkyrie::sim {
@@ -158,8 +159,7 @@ reply admin(server::state& st, const request_t& req, const parsed_target& t) {
   return error_reply(404, "NotFound", "no such admin endpoint", path);
 }
 
-template <class Stream>
-awaitable<bool> send(Stream* stream, beast::tcp_stream* tcp, asio::const_buffer buf) {
+awaitable<bool> send(s3::any_stream* stream, beast::tcp_stream* tcp, asio::const_buffer buf) {
   tcp->expires_after(std::chrono::seconds(60));
   auto [ec, n] = co_await asio::async_write(*stream, buf, use_tuple);
   co_return !ec;
@@ -175,8 +175,7 @@ void abort_connection(beast::tcp_stream* tcp) {
 
 // Serves the body bytes [first, last] of an object, paced by the link model, with a mid-body
 // fault if one was picked. Returns false when the connection must be closed.
-template <class Stream>
-awaitable<bool> send_object(server::state* st, Stream* stream, beast::tcp_stream* tcp,
+awaitable<bool> send_object(server::state* st, s3::any_stream* stream, beast::tcp_stream* tcp,
                             const stored_object* obj, std::uint64_t first, std::uint64_t last,
                             fault_kind fault, std::vector<char>* buffer, clock::time_point* conn_next) {
   std::uint64_t length = last + 1 - first;
@@ -270,8 +269,9 @@ awaitable<bool> send_object(server::state* st, Stream* stream, beast::tcp_stream
   co_return true;
 }
 
-template <class Stream>
-awaitable<void> serve(std::shared_ptr<server::state> st, Stream* stream, beast::tcp_stream* tcp) {
+// One connection's requests, in turn, over `stream` (plain or TLS); `tcp` is its lowest layer,
+// for timeouts and faults.
+awaitable<void> serve(std::shared_ptr<server::state> st, s3::any_stream* stream, beast::tcp_stream* tcp) {
   beast::flat_buffer buffer;
   buffer.reserve(64 * 1024);
   std::vector<char> body(1 << 20);
@@ -495,12 +495,14 @@ awaitable<void> session(std::shared_ptr<server::state> st, tcp::socket socket) {
     tcp_layer.expires_after(std::chrono::seconds(10));
     auto [hec] = co_await stream.async_handshake(asio::ssl::stream_base::server, use_tuple);
     if (hec) co_return;
-    co_await serve(st, &stream, &tcp_layer);
+    s3::any_stream any(stream);
+    co_await serve(st, &any, &tcp_layer);
     tcp_layer.expires_after(std::chrono::seconds(2));
     co_await stream.async_shutdown(use_tuple);
   } else {
     beast::tcp_stream stream(std::move(socket));
-    co_await serve(st, &stream, &stream);
+    s3::any_stream any(stream);
+    co_await serve(st, &any, &stream);
   }
 }
 
