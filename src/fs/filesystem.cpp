@@ -11,6 +11,22 @@
 #include "fs/fs_metrics.hpp"
 
 namespace valkyrie::fs {
+namespace {
+// The order's distinct objects' bytes, each rounded up to whole chunks of `chunk` bytes; 0 when
+// a size is not known (no listing yet, or a key written since the last one).
+std::uint64_t order_bytes(const prefetch::predictor& order, const object_map* known, std::uint64_t chunk) {
+  if (!known) return 0;
+  std::uint64_t total = 0;
+  bool complete = true;
+  order.for_each_distinct_key([&](const std::string& key) {
+    auto it = known->find(key);
+    if (it == known->end()) complete = false;
+    else total += (it->second.size + chunk - 1) / chunk * chunk;
+  });
+  return complete ? total : 0;
+}
+}  // namespace
+
 
 filesystem::filesystem(options opts, std::vector<std::shared_ptr<s3::object_client>> clients,
                        std::shared_ptr<cache::chunk_cache> cache, std::vector<asio::any_io_executor> executors)
@@ -46,7 +62,13 @@ void filesystem::install_order(std::shared_ptr<const order_state> state) {
       // Ranked by where its bytes lie in default-size chunks, whatever the chunk's own layout.
       return order->next_use(std::string_view(key).substr(skip), k.offset() / cs);
     };
-  if (opts_.disk) opts_.disk->store().set_ranker(rank);
+  if (opts_.disk) {
+    opts_.disk->store().set_ranker(rank);
+    // (whether the disk holds the whole order: then it takes every chunk memory evicts)
+    auto known = known_.load();
+    opts_.disk->set_order_bytes(
+        state ? order_bytes(*state->predictor, known.get(), opts_.disk->store().chunk_size()) : 0);
+  }
   cache_->set_eviction_ranker(std::move(rank));
   order_.store(std::move(state));
 }

@@ -20,7 +20,10 @@
 // memory is not free before that, and an eviction cannot wait (a write-back never holds up a
 // reader or its read-ahead: making read-ahead wait for the disk halved both epochs' speed in
 // bench-disk's part b), so the eviction takes the next farthest instead, and while an eighth
-// of the cache is pinned at eviction (evict_hold_), drops it unwritten (counted). A file's
+// of the cache is pinned at eviction (evict_hold_), drops it unwritten (counted). When the disk
+// holds the whole order (set_order_bytes), nothing written there displaces anything and each
+// chunk dropped is one the next epoch fetches from S3 again: then spills at eviction may pin up
+// to pin_limit_ (half the cache), and both kinds together three quarters of it. A file's
 // read-ahead asks for a whole file's room at once, so the cache also offers its next victims
 // ahead of eviction (an eighth of memory), which the tier writes while the disk has free room
 // beyond a cache's worth (never displacing a chunk for one memory may keep until its use); such
@@ -61,13 +64,19 @@ class disk_tier : public std::enable_shared_from_this<disk_tier> {
   // The most pinned at eviction: min(write_back_bytes, max(an eighth of the cache, a chunk)).
   std::uint64_t evict_hold_bytes() const { return evict_hold_; }
   // Both kinds together: max(write_back_bytes, half the cache), passed by at most one chunk (a
-  // kind holding nothing may always take one).
+  // kind holding nothing may always take one); when the disk holds the whole order, spills at
+  // eviction may also take this much, and both kinds together this plus spill_hold_bytes().
   std::uint64_t pin_limit_bytes() const { return pin_limit_; }
   // High-water marks of the memory spills have pinned (for tests: the bounds above hold).
   struct pin_peaks {
     std::uint64_t ahead = 0, evicted = 0, total = 0;
   };
   pin_peaks spill_pin_peaks();
+  // The training order's size: its distinct objects' bytes, each rounded up to whole chunks (0:
+  // no order, or sizes not known). The disk holds the whole order when that fits its slots'
+  // data bytes; spills at eviction may then pin up to pin_limit_bytes() (see above).
+  void set_order_bytes(std::uint64_t bytes);
+  bool order_fits();
 
  private:
   awaitable<result<std::size_t>> fetch(cache::chunk_id id, cache::chunk_cache::fetch_fn next,
@@ -106,7 +115,8 @@ class disk_tier : public std::enable_shared_from_this<disk_tier> {
   // nearer one must displace later (measured, bench-disk part b: 0.576 of epoch 2's bytes
   // without S3 with write_back_bytes (half the cache) pinned here, 0.592-0.602 with an eighth).
   std::uint64_t evict_hold_;
-  pin_peaks peaks_;  // (mu_)
+  bool order_fits_ = false;  // (mu_) the disk holds the whole order: pin_limit_ at eviction too
+  pin_peaks peaks_;          // (mu_)
   asio::any_io_executor spill_ex_;
   std::atomic<std::uint64_t> in_flight_{0};
 };

@@ -42,6 +42,29 @@ std::vector<int> two_epochs(int chunks, unsigned seed) {
   return seq;
 }
 
+// Chunks 0..n-1 read in order, then again in a shuffled order: a chunk's rank is the position
+// of its next read in both passes together, as of `now`.
+struct two_passes {
+  int chunks;
+  std::vector<int> second;
+  std::vector<std::uint64_t> second_at;  // chunk -> its position in the second pass
+  std::size_t now = 0;
+  two_passes(int n, unsigned seed) : chunks(n), second(n), second_at(n) {
+    for (int i = 0; i < n; ++i) second[i] = i;
+    std::shuffle(second.begin(), second.end(), std::mt19937(seed));
+    for (int i = 0; i < n; ++i) second_at[second[i]] = n + i;
+  }
+  // Ranks memory and disk by these passes (the object must outlive both).
+  void rank(cache::chunk_cache& c, disk_store& store) {
+    auto fn = [this](const cache::chunk_id& id) -> std::uint64_t {
+      const int x = number_of(id);
+      return static_cast<std::size_t>(x) >= now ? x : second_at[x];
+    };
+    c.set_eviction_ranker(fn);
+    store.set_ranker(fn);
+  }
+};
+
 // The offline optimum with bypass over `seq` for `capacity` chunks: epoch 2's hits.
 std::size_t optimum(const std::vector<int>& seq, std::size_t capacity) {
   const std::size_t half = seq.size() / 2;
@@ -154,18 +177,8 @@ TEST_CASE("spill: a burst of evictions finds its victims already on the disk") {
   CHECK(tier->spill_hold_bytes() == 8 * cs);
   tier->start_spill(io.ctx.get_executor());
   constexpr int chunks = 96;
-  std::vector<int> second(chunks);
-  for (int i = 0; i < chunks; ++i) second[i] = i;
-  std::shuffle(second.begin(), second.end(), std::mt19937(7));
-  std::vector<std::uint64_t> second_at(chunks);
-  for (int i = 0; i < chunks; ++i) second_at[second[i]] = chunks + i;
-  std::size_t now = 0;  // position in the sequence of both passes
-  auto rank = [&](const cache::chunk_id& id) -> std::uint64_t {
-    const int x = number_of(id);
-    return static_cast<std::size_t>(x) >= now ? x : second_at[x];
-  };
-  c->set_eviction_ranker(rank);
-  store->set_ranker(rank);
+  two_passes passes(chunks, 7);
+  passes.rank(*c, *store);
   auto calls = std::make_shared<std::atomic<int>>(0);
   auto burst = [&](int first) -> awaitable<void> {
     auto ex = co_await asio::this_coro::executor;
@@ -176,14 +189,14 @@ TEST_CASE("spill: a burst of evictions finds its victims already on the disk") {
     co_return;
   };
   for (int first = 0; first < chunks; first += 4) {
-    now = first;
+    passes.now = first;
     io.run(burst(first));  // (returns when the reads and the writes they started are done)
   }
   CHECK(calls->load() == chunks);
   CHECK(store->stats().writes_dropped == 0);
-  for (std::size_t i = 0; i < second.size(); ++i) {
-    now = chunks + i;
-    CHECK(io.run(read_through(*c, *tier, id_of(second[i]), calls)));
+  for (int i = 0; i < chunks; ++i) {
+    passes.now = chunks + i;
+    CHECK(io.run(read_through(*c, *tier, id_of(passes.second[i]), calls)));
   }
   CHECK(calls->load() == chunks);  // (the second pass: all from memory or the disk)
   CHECK(tier->write_back_in_flight() == 0);
@@ -191,38 +204,28 @@ TEST_CASE("spill: a burst of evictions finds its victims already on the disk") {
   CHECK(c->check_invariants() == "");
 }
 
-TEST_CASE("spill: on a slow disk the memory pinned by spills stays within its bounds") {
-  // A disk that takes 20 ms per write, 48 slots under 32 of memory, and write-back room for 20
-  // chunks: spills ahead of eviction may pin up to 20 chunks (the write-back room), spills at
-  // eviction up to 4 (an eighth of memory), both together 20 (the larger of the write-back room
-  // and half of memory), passed by at most one chunk. Reads come 8 at once (a file read ahead),
-  // 96 chunks and then again in another order: the bounds hold at every spill, every byte read
-  // is right. (Evictions outrun the disk here, so some spills are dropped: counted, not waited
-  // for.)
+// Memory of 32 chunks over a disk of `disk_slots` that takes 20 ms per write, write-back room
+// for 20 chunks; 96 chunks read 8 at once (a file read ahead), then again in another order.
+// order_bytes: what the tier is told of the order's size (0: nothing).
+struct slow_run {
+  disk_tier::pin_peaks peaks;
+  std::uint64_t evict_hold = 0, pin_limit = 0, hold = 0;
+  std::uint64_t dropped = 0;
+  int second_pass_s3 = 0;  // the second pass's reads sent to "S3"
+};
+slow_run run_slow(std::uint64_t disk_slots, std::uint64_t order_bytes) {
   test::temp_dir dir;
   test::io_loop io;
   auto plan = std::make_shared<fault_plan>();
   plan->delay_ms = 20;
-  auto store = disk_store::open(test::store_options_for(dir, 48, cs, 1, plan));
+  auto store = disk_store::open(test::store_options_for(dir, disk_slots, cs, 1, plan));
   auto c = std::make_shared<cache::chunk_cache>(32 * cs, cs, 1);
   auto tier = std::make_shared<disk_tier>(store, c, 20 * cs);
-  CHECK(tier->spill_hold_bytes() == 20 * cs);
-  CHECK(tier->evict_hold_bytes() == 4 * cs);
-  CHECK(tier->pin_limit_bytes() == 20 * cs);
+  tier->set_order_bytes(order_bytes);
   tier->start_spill(io.ctx.get_executor());
   constexpr int chunks = 96;
-  std::vector<int> second(chunks);
-  for (int i = 0; i < chunks; ++i) second[i] = i;
-  std::shuffle(second.begin(), second.end(), std::mt19937(11));
-  std::vector<std::uint64_t> second_at(chunks);
-  for (int i = 0; i < chunks; ++i) second_at[second[i]] = chunks + i;
-  std::size_t now = 0;
-  auto rank = [&](const cache::chunk_id& id) -> std::uint64_t {
-    const int x = number_of(id);
-    return static_cast<std::size_t>(x) >= now ? x : second_at[x];
-  };
-  c->set_eviction_ranker(rank);
-  store->set_ranker(rank);
+  two_passes passes(chunks, 11);
+  passes.rank(*c, *store);
   auto calls = std::make_shared<std::atomic<int>>(0);
   auto good = std::make_shared<std::atomic<int>>(0);
   auto burst = [&](std::vector<int> xs) -> awaitable<void> {
@@ -233,29 +236,62 @@ TEST_CASE("spill: on a slow disk the memory pinned by spills stays within its bo
     co_return;
   };
   for (int first = 0; first < chunks; first += 8) {
-    now = first;
+    passes.now = first;
     std::vector<int> xs;
     for (int x = first; x < first + 8; ++x) xs.push_back(x);
     io.run(burst(xs));  // (returns when the reads and the writes they started are done)
   }
+  const int first_pass_s3 = calls->load();
   for (int i = 0; i < chunks; i += 8) {
-    now = chunks + i;
-    io.run(burst(std::vector<int>(second.begin() + i, second.begin() + i + 8)));
+    passes.now = chunks + i;
+    io.run(burst(std::vector<int>(passes.second.begin() + i, passes.second.begin() + i + 8)));
   }
-  CHECK(good->load() == 2 * chunks);
-  const auto peaks = tier->spill_pin_peaks();
-  MESSAGE("pinned at most: ahead " << peaks.ahead / cs << " chunks, at eviction " << peaks.evicted / cs
-                                   << ", together " << peaks.total / cs << "; S3 reads " << calls->load()
-                                   << ", dropped " << store->stats().writes_dropped);
-  CHECK(peaks.ahead <= tier->spill_hold_bytes());
-  CHECK(peaks.evicted <= tier->evict_hold_bytes());
-  CHECK(peaks.total <= tier->pin_limit_bytes() + cs);
-  // (the run reaches the eviction bound, and pins more than that ahead: else it checks little)
-  CHECK(peaks.evicted == tier->evict_hold_bytes());
-  CHECK(peaks.ahead > tier->evict_hold_bytes());
-  CHECK(store->stats().writes_dropped > 0);
+  CHECK(good->load() == 2 * chunks);  // (every byte of every read right)
   CHECK(tier->write_back_in_flight() == 0);
   CHECK(tier->write_back_queued() == 0);
   CHECK(c->check_invariants() == "");
+  slow_run r{tier->spill_pin_peaks(), tier->evict_hold_bytes(), tier->pin_limit_bytes(),
+             tier->spill_hold_bytes(), store->stats().writes_dropped, calls->load() - first_pass_s3};
+  MESSAGE("disk " << disk_slots << " slots, order of " << order_bytes / cs << " chunks told: pinned at most ahead "
+                  << r.peaks.ahead / cs << " chunks, at eviction " << r.peaks.evicted / cs << ", together "
+                  << r.peaks.total / cs << "; dropped " << r.dropped << ", second pass from S3 "
+                  << r.second_pass_s3);
+  return r;
+}
+
+TEST_CASE("spill: on a slow disk the memory pinned by spills stays within its bounds") {
+  // A disk of 48 slots: ahead of eviction only while it has room beyond memory's 32 chunks.
+  // Spills ahead may pin up to 20 chunks (the write-back room), spills at eviction up to 4 (an
+  // eighth of memory), both together 20 (the larger of the write-back room and half of memory),
+  // passed by at most one chunk. Evictions outrun the disk, so some spills are dropped (counted,
+  // not waited for).
+  auto r = run_slow(48, 0);
+  CHECK(r.hold == 20 * cs);
+  CHECK(r.evict_hold == 4 * cs);
+  CHECK(r.pin_limit == 20 * cs);
+  CHECK(r.peaks.ahead <= r.hold);
+  CHECK(r.peaks.evicted <= r.evict_hold);
+  CHECK(r.peaks.total <= r.pin_limit + cs);
+  // (the run reaches the eviction bound, and pins more than that ahead: else it checks little)
+  CHECK(r.peaks.evicted == r.evict_hold);
+  CHECK(r.peaks.ahead > r.evict_hold);
+  CHECK(r.dropped > 0);
+}
+
+TEST_CASE("spill: a disk that holds the whole order takes more of what memory evicts") {
+  // 96 slots for 96 chunks: told the order's size, spills at eviction may pin up to the joint
+  // limit (and with spills ahead, that plus the write-back room), so fewer are dropped and the
+  // second pass goes to "S3" less; told nothing (or an order bigger than the disk), the eighth
+  // of memory holds.
+  auto told = run_slow(96, 96 * cs);
+  auto untold = run_slow(96, 0);
+  auto too_big = run_slow(96, 97 * cs);
+  CHECK(untold.peaks.evicted <= untold.evict_hold);
+  CHECK(too_big.peaks.evicted <= too_big.evict_hold);
+  CHECK(told.peaks.evicted > told.evict_hold);
+  CHECK(told.peaks.evicted <= told.pin_limit);
+  CHECK(told.peaks.total <= told.pin_limit + told.hold + cs);
+  CHECK(told.dropped < untold.dropped);
+  CHECK(told.second_pass_s3 < untold.second_pass_s3);
 }
 }  // namespace test_disk_spill
