@@ -27,7 +27,6 @@ std::uint64_t order_bytes(const prefetch::predictor& order, const object_map* kn
 }
 }  // namespace
 
-
 filesystem::filesystem(options opts, std::vector<std::shared_ptr<s3::object_client>> clients,
                        std::shared_ptr<cache::chunk_cache> cache, std::vector<asio::any_io_executor> executors)
     : opts_(std::move(opts)), clients_(std::move(clients)), cache_(std::move(cache)),

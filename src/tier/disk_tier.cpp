@@ -75,11 +75,6 @@ void disk_tier::set_order_bytes(std::uint64_t bytes) {
   order_fits_ = fits;
 }
 
-bool disk_tier::order_fits() {
-  std::lock_guard lock(mu_);
-  return order_fits_;
-}
-
 disk_tier::pin_peaks disk_tier::spill_pin_peaks() {
   std::lock_guard lock(mu_);
   return peaks_;
@@ -156,9 +151,10 @@ cache::chunk_cache::spill_answer disk_tier::spill_wanted(const cache::chunk_id& 
     auto& held = ahead ? held_ahead_bytes_ : held_evicted_bytes_;
     // When the disk holds the whole order, every chunk dropped here is fetched again next
     // epoch and nothing written displaces anything: evictions may pin up to pin_limit_ and,
-    // with spills ahead, three quarters of the cache (measured, bench-disk part a: 26-33 chunks
-    // dropped in epoch 1 and 0.936-0.949 of epoch 2 without S3 at half, 5-6 and 0.988-0.990 at
-    // three quarters; an eighth: 61-108 and 0.79-0.88).
+    // with spills ahead, three quarters of the cache (bench-disk part a, 2026-12-05: 4-12
+    // chunks dropped in epoch 1 and 0.977-0.992 of epoch 2 without S3 in 7 runs; an eighth at
+    // eviction, half in all: 10-108 and 0.79-0.98 in 8 runs; half at eviction, half in all:
+    // 26-33 and 0.936-0.949 in 3. Epoch 1 about 8% slower on 2 cores: docs/benchmarks.md.)
     const bool fits = !ahead && order_fits_;
     const std::uint64_t limit = ahead ? hold_limit_ : fits ? pin_limit_ : evict_hold_;
     const std::uint64_t joint = fits ? pin_limit_ + hold_limit_ : pin_limit_;

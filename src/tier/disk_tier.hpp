@@ -76,7 +76,6 @@ class disk_tier : public std::enable_shared_from_this<disk_tier> {
   // no order, or sizes not known). The disk holds the whole order when that fits its slots'
   // data bytes; spills at eviction may then pin up to pin_limit_bytes() (see above).
   void set_order_bytes(std::uint64_t bytes);
-  bool order_fits();
 
  private:
   awaitable<result<std::size_t>> fetch(cache::chunk_id id, cache::chunk_cache::fetch_fn next,
