@@ -18,15 +18,12 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-CREDENTIALS = Credentials(os.environ.get("AWS_ACCESS_KEY_ID", ""),
-                          os.environ.get("AWS_SECRET_ACCESS_KEY", ""))
 
-
-def request(endpoint, bucket, method, key, body=None):
+def request(endpoint, bucket, credentials, method, key, body=None):
     url = f"{endpoint}/{bucket}/{urllib.parse.quote(key, safe='/~')}"
     req = AWSRequest(method=method, url=url, data=body,
                      headers={"x-amz-content-sha256": "UNSIGNED-PAYLOAD"})
-    S3SigV4Auth(CREDENTIALS, "s3", "us-east-1").add_auth(req)
+    S3SigV4Auth(credentials, "s3", "us-east-1").add_auth(req)
     headers = dict(req.headers.items())
     with urllib.request.urlopen(urllib.request.Request(url, data=body, method=method,
                                                        headers=headers), timeout=60) as answer:
@@ -37,6 +34,9 @@ def main():
     if len(sys.argv) < 5 or sys.argv[3] not in ("get", "put"):
         sys.exit(__doc__)
     endpoint, bucket, verb = sys.argv[1].rstrip("/"), sys.argv[2], sys.argv[3]
+    if not os.environ.get("AWS_ACCESS_KEY_ID") or not os.environ.get("AWS_SECRET_ACCESS_KEY"):
+        sys.exit("s3_bulk.py: AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set")
+    credentials = Credentials(os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"])
     if verb == "get":
         if len(sys.argv) != 6:
             sys.exit(__doc__)
@@ -47,7 +47,7 @@ def main():
             path = os.path.join(out_dir, key)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             with open(path, "wb") as f:
-                f.write(request(endpoint, bucket, "GET", key))
+                f.write(request(endpoint, bucket, credentials, "GET", key))
     else:
         src = sys.argv[4]
         keys = sorted(os.path.relpath(os.path.join(d, f), src)
@@ -55,7 +55,7 @@ def main():
 
         def one(key):
             with open(os.path.join(src, key), "rb") as f:
-                request(endpoint, bucket, "PUT", key, f.read())
+                request(endpoint, bucket, credentials, "PUT", key, f.read())
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         list(pool.map(one, keys))  # (raises the first failure)
     print(f"{verb}: {len(keys)} objects")
