@@ -334,9 +334,9 @@ awaitable<result<beast_client::response>> beast_client::attempt(const request* r
   auto sent_at = std::chrono::steady_clock::now();
   auto header_at = sent_at;
   bool answered = false, reusable = false;
-  result<response> r = make_error_code(errc::protocol_error);
-  r = co_await exchange(&*c->stream, &c->tcp(), &c->buffer, &msg, dest, req->body_limit, timeouts, got,
-                        &answered, &reusable, &header_at);
+  result<response> r = co_await exchange(&*c->stream, &c->tcp(), &c->buffer, &msg, dest,
+                                         req->body_limit, timeouts, got, &answered, &reusable,
+                                         &header_at);
   m.in_flight->sub();
   auto done_at = std::chrono::steady_clock::now();
   m.requests(req->op, r ? r->status : 0).add();
