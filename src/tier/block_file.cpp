@@ -231,9 +231,14 @@ class fault_file final : public block_file {
 
  private:
   awaitable<void> delay() {
+    asio::steady_timer t(co_await asio::this_coro::executor);
+    while (plan_->hang.load()) {
+      t.expires_after(std::chrono::milliseconds(5));
+      (void)co_await t.async_wait(use_tuple);
+    }
     const unsigned ms = plan_->delay_ms.load();
     if (ms == 0) co_return;
-    asio::steady_timer t(co_await asio::this_coro::executor, std::chrono::milliseconds(ms));
+    t.expires_after(std::chrono::milliseconds(ms));
     (void)co_await t.async_wait(use_tuple);
   }
   std::shared_ptr<block_file> inner_;

@@ -53,6 +53,8 @@ struct fault_plan {
   std::atomic<bool> short_reads{false};  // reads return half the bytes
   std::atomic<unsigned> delay_ms{0};     // nonzero: every read and write waits this long first (a
                                          // timer on the calling reactor: a slow disk)
+  std::atomic<bool> hang{false};  // set: every read and write waits until it is cleared (a disk
+                                  // that stops answering; checked every 5 ms on a timer)
   std::atomic<unsigned> reads{0}, writes{0};  // calls seen
 };
 file_opener fault_opener(std::shared_ptr<fault_plan> plan, file_opener inner = open_direct_file);

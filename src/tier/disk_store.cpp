@@ -75,8 +75,9 @@ void disk_store::open_files() {
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     throw std::runtime_error("--disk-cache " + dir + ": not a directory (create it first)");
   stride_ = header_bytes + round_up(opts_.chunk_size, block_align);
-  slow_limit_ =
-      opts_.slow_after * std::max<std::uint64_t>(1, (opts_.chunk_size + (8 << 20) - 1) >> 23);
+  const auto per_8mib = std::max<std::uint64_t>(1, (opts_.chunk_size + (8 << 20) - 1) >> 23);
+  slow_limit_ = opts_.slow_after * per_8mib;
+  hung_limit_ = opts_.hung_after * per_8mib;
   const std::uint64_t nslots = opts_.size / stride_;
   if (nslots == 0)
     throw std::runtime_error("--disk-cache-size " + std::to_string(opts_.size) +
@@ -197,61 +198,6 @@ std::pair<block_file*, std::uint64_t> disk_store::where(std::uint32_t slot) cons
   return {files_[slot / per_file_].get(), std::uint64_t{slot % per_file_} * stride_};
 }
 
-bool disk_store::usable_locked() {
-  if (disabled_until_ == std::chrono::steady_clock::time_point{}) return true;
-  if (std::chrono::steady_clock::now() < disabled_until_) return false;
-  disabled_until_ = {};
-  consecutive_errors_ = 0;
-  stats_.disabled = false;
-  log::event("tier", spdlog::level::info,
-             "disk cache in use again after I/O errors or slow operations", {{"dir", opts_.dir}});
-  return true;
-}
-
-void disk_store::note_error_locked(std::error_code ec, const char* what) {
-  auto& m = detail::tier_metrics::get();
-  m.errors.add();
-  log::limited("tier", spdlog::level::warn, "disk_io", "disk cache I/O error: reads go to S3",
-               {{"dir", opts_.dir}, {"op", what}, {"error", ec.message()}}, 1,
-               std::chrono::seconds(60));
-  ++stats_.errors;
-  count_fault_locked();
-}
-
-void disk_store::note_io_locked(std::error_code ec, std::chrono::steady_clock::duration took,
-                                const char* what) {
-  if (ec) return note_error_locked(ec, what);
-  if (took <= slow_limit_) {
-    consecutive_errors_ = 0;
-    return;
-  }
-  detail::tier_metrics::get().slow.add();
-  ++stats_.slow;
-  log::limited("tier", spdlog::level::warn, "disk_slow",
-               "disk cache operation slower than its limit: the disk is slow",
-               {{"dir", opts_.dir},
-                {"op", what},
-                {"seconds", std::chrono::duration<double>(took).count()},
-                {"limit_seconds", std::chrono::duration<double>(slow_limit_).count()}},
-               1, std::chrono::seconds(60));
-  count_fault_locked();
-}
-
-void disk_store::count_fault_locked() {
-  if (++consecutive_errors_ >= opts_.max_consecutive_errors &&
-      disabled_until_ == std::chrono::steady_clock::time_point{}) {
-    disabled_until_ = std::chrono::steady_clock::now() + opts_.retry_after;
-    stats_.disabled = true;
-    log::event("tier", spdlog::level::warn,
-               "disk cache stepped aside after repeated I/O errors or slow operations",
-               {{"dir", opts_.dir},
-                {"in_a_row", consecutive_errors_},
-                {"errors", stats_.errors},
-                {"slow", stats_.slow},
-                {"retry_in_seconds", std::chrono::duration<double>(opts_.retry_after).count()}});
-  }
-}
-
 void disk_store::drop_locked(std::uint32_t slot) {
   auto& s = slots_[slot];
   if (s.st != slot_state::state::used) return;
@@ -350,6 +296,11 @@ awaitable<std::optional<std::size_t>> disk_store::read(cache::chunk_id id,
   std::error_code ec;
   bool bad = false;  // a check failed: the slot goes
   if (ok) {
+    std::uint64_t ticket = 0;
+    {
+      std::lock_guard lock(mu_);
+      ticket = begin_io_locked();
+    }
     const auto started = std::chrono::steady_clock::now();
     auto [file, base] = where(slot);
     const std::uint64_t at = base + offset;
@@ -366,6 +317,7 @@ awaitable<std::optional<std::size_t>> disk_store::read(cache::chunk_id id,
     const auto took = std::chrono::steady_clock::now() - started;  // (the disk's time alone)
     {
       std::lock_guard lock(mu_);
+      end_io_locked(ticket);
       note_io_locked(ec, took, "read");
     }
     if (!ec && !bad) {
@@ -486,10 +438,16 @@ awaitable<bool> disk_store::write(cache::chunk_id id, std::vector<std::span<cons
   // slot's journal record is appended only after it completed, and a read checks the data's
   // CRC32C against that record.
   pieces.insert(pieces.begin(), std::span<const char>(header.p, header_bytes));
+  std::uint64_t ticket = 0;
+  {
+    std::lock_guard lock(mu_);
+    ticket = begin_io_locked();
+  }
   const auto started = std::chrono::steady_clock::now();
   std::error_code ec = co_await file->writev_at(at, std::move(pieces));
   const auto took = std::chrono::steady_clock::now() - started;
   std::lock_guard lock(mu_);
+  end_io_locked(ticket);
   writing_.erase(id);
   auto& s = slots_[slot];
   if (packed) --s.writers;

@@ -49,13 +49,19 @@
 // then tries again. It never fails a read: callers fall back to S3.
 // A read in flight is not raced against S3: the disk writes straight into the cache's memory
 // (O_DIRECT), which cannot be handed to a second fetch while the first may still land in it, so
-// a slow read's reader waits for it; the readers after the step-aside go to S3. (A disk that
-// never completes an operation is not detected: it is timed when it completes.)
+// a slow read's reader waits for it; the readers after the step-aside go to S3.
+// A disk that stops answering (a hung device, a network volume cut off) is found without
+// waiting for its operations to complete: the store keeps the start time of each read and
+// write in flight, and while the oldest has been in flight longer than hung_after it steps
+// aside at once (valkyrie_disk_hung_total, logged rate-limited), so that new readers go to S3
+// instead of queueing behind it. Only the readers already waiting on the disk wait for it (the
+// kernel's own timeout, 30 s for NVMe, ends their request with an error: a miss, then S3).
 // Threading: read/write from any reactor; one mutex guards the slot table, the index and the
 // journal, never held across I/O.
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -87,6 +93,11 @@ struct store_options {
   // volume out of burst credits) is slower than going to S3, and the threshold leaves a healthy
   // disk under load far below it.
   std::chrono::steady_clock::duration slow_after = std::chrono::seconds(2);
+  // An operation still in flight after this (per 8 MiB, as above) means the disk has stopped
+  // answering: the store steps aside while it is. Twice slow_after: one operation that long
+  // moves 8 MiB at 2 MB/s, far slower than S3, and anything in flight that long has already
+  // been slow twice over (a single slow one is an outlier the streak tolerates).
+  std::chrono::steady_clock::duration hung_after = std::chrono::seconds(4);
 };
 
 struct store_stats {
@@ -94,6 +105,7 @@ struct store_stats {
                 writes_dropped = 0, check_failures = 0, errors = 0;
   std::uint64_t slow = 0;             // reads and writes slower than slow_after (completed)
   std::uint64_t writes_declined = 0;  // needed later than all the store holds (with an order)
+  std::uint64_t hung = 0;  // times it stepped aside for an operation in flight over hung_after
   std::uint32_t slots = 0, used_slots = 0;
   std::uint32_t packed_slots = 0;  // of used_slots: slots of small chunks (open one included)
   std::uint64_t chunks = 0;        // chunks held (whole or packed)
@@ -142,6 +154,8 @@ class disk_store {
   std::error_code checkpoint();
 
   store_stats stats() const;
+  // How long the oldest read or write in flight has been (zero when none is).
+  std::chrono::steady_clock::duration oldest_in_flight() const;
   std::uint32_t slots() const { return static_cast<std::uint32_t>(slots_.size()); }
   std::uint64_t slot_stride() const { return stride_; }
   std::uint32_t chunk_size() const { return opts_.chunk_size; }
@@ -205,6 +219,12 @@ class disk_store {
   void note_io_locked(std::error_code ec, std::chrono::steady_clock::duration took,
                       const char* what);
   void count_fault_locked();
+  // Operations in flight, by start (begin: the oldest). begin_io_locked returns the ticket that
+  // end_io_locked takes back.
+  std::uint64_t begin_io_locked();
+  void end_io_locked(std::uint64_t ticket);
+  // The oldest operation in flight is older than hung_limit_: steps aside (once per episode).
+  bool hung_locked(std::chrono::steady_clock::time_point now);
   std::pair<block_file*, std::uint64_t> where(std::uint32_t slot) const;
 
   store_options opts_;
@@ -242,6 +262,9 @@ class disk_store {
   bool touched_overflow_ = false;                     // too many to keep: scan again
   unsigned consecutive_errors_ = 0;                   // errors and slow operations in a row
   std::chrono::steady_clock::duration slow_limit_{};  // slow_after for this chunk size
+  std::chrono::steady_clock::duration hung_limit_{};  // hung_after for this chunk size
+  std::map<std::uint64_t, std::chrono::steady_clock::time_point> in_flight_;  // ticket -> start
+  std::uint64_t io_tickets_ = 0;
   std::chrono::steady_clock::time_point disabled_until_{};
 };
 

@@ -16,6 +16,7 @@ struct tier_metrics {
   metrics::counter& check_failures;
   metrics::counter& errors;
   metrics::counter& slow;
+  metrics::counter& hung;
 
   static tier_metrics& get() {
     static tier_metrics m = make();
@@ -49,6 +50,10 @@ struct tier_metrics {
         r.get_counter("valkyrie_disk_slow_total",
                       "Disk tier reads and writes slower than their limit (2 s per 8 MiB chunk): "
                       "served, but counted with the errors towards stepping aside"),
+        r.get_counter(
+            "valkyrie_disk_hung_total",
+            "Times the disk tier stepped aside because a read or write had been in flight "
+            "longer than its limit (4 s per 8 MiB chunk): a disk that stopped answering"),
     };
   }
 };

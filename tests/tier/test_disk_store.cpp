@@ -9,6 +9,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <thread>
 
 #include "tier/journal.hpp"
@@ -338,6 +339,86 @@ TEST_CASE(
   CHECK(get(io, *s, late));
   CHECK(put(io, *s, chunk_of("after", 0, cs, cs)));
   CHECK(s->stats().slow == 6);
+  CHECK(s->stats().errors == 0);
+  CHECK(s->stats().check_failures == 0);
+}
+
+TEST_CASE(
+    "store: a disk that stops answering steps the store aside while its operation is in flight") {
+  test::temp_dir dir;
+  test::io_loop io;
+  auto plan = std::make_shared<fault_plan>();
+  auto o = options_for(dir, 16, plan);
+  o.hung_after = std::chrono::milliseconds(100);
+  o.retry_after = std::chrono::milliseconds(100);
+  auto s = disk_store::open(o);
+  std::vector<cache::chunk_id> ids;
+  for (int i = 0; i < 3; ++i) ids.push_back(chunk_of("k" + std::to_string(i), 0, cs, cs));
+  for (auto& id : ids) REQUIRE(put(io, *s, id));
+  // Runs the loop until `done` or 10 s have passed.
+  auto run_until = [&](auto done) {
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (!done() && std::chrono::steady_clock::now() < deadline) {
+      io.ctx.restart();
+      io.ctx.run_for(std::chrono::milliseconds(5));
+    }
+    return done();
+  };
+
+  plan->hang = true;
+  aligned_buffer first(cs);
+  std::optional<std::optional<std::size_t>> first_result;
+  asio::co_spawn(io.ctx, s->read(ids[0], first.pieces()),
+                 [&](std::exception_ptr, std::optional<std::size_t> r) { first_result = r; });
+  // Within the limit the read waiting on the disk is only slow: the store stays in use.
+  REQUIRE(run_until([&] { return plan->reads == 1; }));
+  CHECK(!s->stats().disabled);
+  REQUIRE(run_until([&] { return s->oldest_in_flight() > o.hung_after; }));
+  CHECK(!first_result);
+
+  // Past it, the next read is a miss at once without touching the disk (its reader goes to
+  // S3) and writes are dropped, while the first read still waits.
+  aligned_buffer second(cs);
+  std::optional<std::optional<std::size_t>> second_result;
+  asio::co_spawn(io.ctx, s->read(ids[1], second.pieces()),
+                 [&](std::exception_ptr, std::optional<std::size_t> r) { second_result = r; });
+  REQUIRE(run_until([&] { return second_result.has_value(); }));
+  CHECK(!*second_result);
+  CHECK(s->stats().disabled);
+  CHECK(s->stats().hung == 1);
+  std::optional<bool> stored;
+  aligned_buffer late(cs);
+  asio::co_spawn(io.ctx, s->write(chunk_of("late", 0, cs, cs), late.cpieces()),
+                 [&](std::exception_ptr, bool r) { stored = r; });
+  REQUIRE(run_until([&] { return stored.has_value(); }));
+  CHECK(!*stored);
+  CHECK(plan->reads == 1);
+  CHECK(plan->writes == ids.size());
+  CHECK(!first_result);
+  // Still off after retry_after while the operation stays in flight (one episode, counted once).
+  const auto off_since = std::chrono::steady_clock::now();
+  REQUIRE(
+      run_until([&] { return std::chrono::steady_clock::now() - off_since > 2 * o.retry_after; }));
+  aligned_buffer third(cs);
+  std::optional<std::optional<std::size_t>> third_result;
+  asio::co_spawn(io.ctx, s->read(ids[2], third.pieces()),
+                 [&](std::exception_ptr, std::optional<std::size_t> r) { third_result = r; });
+  REQUIRE(run_until([&] { return third_result.has_value(); }));
+  CHECK(!*third_result);
+  CHECK(plan->reads == 1);
+  CHECK(s->stats().hung == 1);
+
+  // The disk answers again: the first read completes with the right bytes, and once it is out
+  // of flight the store is back (retry_after has passed), reading and writing.
+  plan->hang = false;
+  REQUIRE(run_until([&] { return first_result.has_value(); }));
+  CHECK(*first_result == std::optional<std::size_t>(cs));
+  CHECK(test::matches(first.span(), ids[0].object->key, 0));
+  CHECK(s->oldest_in_flight() == std::chrono::steady_clock::duration{});
+  CHECK(get(io, *s, ids[1]));
+  CHECK(!s->stats().disabled);
+  CHECK(put(io, *s, chunk_of("after", 0, cs, cs)));
+  CHECK(s->stats().hung == 1);
   CHECK(s->stats().errors == 0);
   CHECK(s->stats().check_failures == 0);
 }
