@@ -324,12 +324,13 @@ int main(int argc, char** argv) {
     if (!listed)
       fatal("cannot list s3://" + bucket + "/" + prefix + " to check the manifest: " + listed.error().message());
     auto objects = std::make_shared<const fs::object_map>(std::move(*listed));
-    auto m = prefetch::parse_manifest(manifest_text, [&objects](const std::string& k) { return objects->count(k) > 0; });
+    auto m = fs::read_order(manifest_text, *objects, 0);
     for (auto& p : m.problems)
       log::get("cli")->warn("manifest {} line {}: '{}': {}; skipped", manifest, p.line, p.key, p.reason);
-    if (m.order.empty()) fatal("manifest " + manifest + " names no key of s3://" + bucket + "/" + prefix);
-    log::get("cli")->info("manifest {}: {} entries, {} lines skipped", manifest, m.order.size(), m.problems.size());
-    order = std::make_shared<prefetch::predictor>(m.order);
+    if (!m.predictor->has_order()) fatal("manifest " + manifest + " names no key of s3://" + bucket + "/" + prefix);
+    log::get("cli")->info("manifest {}: {} entries, {} lines skipped", manifest, m.predictor->keys().size(),
+                          m.problems.size());
+    order = std::move(m.predictor);
     known_objects = objects;
   }
 

@@ -11,22 +11,6 @@
 #include "fs/fs_metrics.hpp"
 
 namespace valkyrie::fs {
-namespace {
-// The order's distinct objects' bytes, each rounded up to whole chunks of `chunk` bytes; 0 when
-// a size is not known (no listing yet, or a key written since the last one).
-std::uint64_t order_bytes(const prefetch::predictor& order, const object_map* known, std::uint64_t chunk) {
-  if (!known) return 0;
-  std::uint64_t total = 0;
-  bool complete = true;
-  order.for_each_distinct_key([&](const std::string& key) {
-    auto it = known->find(key);
-    if (it == known->end()) complete = false;
-    else total += (it->second.size + chunk - 1) / chunk * chunk;
-  });
-  return complete ? total : 0;
-}
-}  // namespace
-
 filesystem::filesystem(options opts, std::vector<std::shared_ptr<s3::object_client>> clients,
                        std::shared_ptr<cache::chunk_cache> cache, std::vector<asio::any_io_executor> executors)
     : opts_(std::move(opts)), clients_(std::move(clients)), cache_(std::move(cache)),
@@ -44,6 +28,8 @@ filesystem::filesystem(options opts, std::vector<std::shared_ptr<s3::object_clie
     state->predictor = opts_.order;
     state->source = "manifest";
     state->since = std::chrono::system_clock::now();
+    if (auto known = known_.load(); known && opts_.disk)
+      state->chunk_bytes = order_chunk_bytes(*state->predictor, *known, opts_.disk->store().chunk_size());
     install_order(std::move(state));
   }
 }
@@ -64,9 +50,7 @@ void filesystem::install_order(std::shared_ptr<const order_state> state) {
   if (opts_.disk) {
     opts_.disk->store().set_ranker(rank);
     // (whether the disk holds the whole order: then it takes every chunk memory evicts)
-    auto known = known_.load();
-    opts_.disk->set_order_bytes(
-        state ? order_bytes(*state->predictor, known.get(), opts_.disk->store().chunk_size()) : 0);
+    opts_.disk->set_order_bytes(state ? state->chunk_bytes : 0);
   }
   cache_->set_eviction_ranker(std::move(rank));
   order_.store(std::move(state));
@@ -75,13 +59,12 @@ void filesystem::install_order(std::shared_ptr<const order_state> state) {
 awaitable<result<order_update>> filesystem::set_order(std::string text, std::string source) {
   auto& hints = fs_metrics::get();
   auto known = known_.load();
-  auto parse = [&text](const object_map& objects) {
-    return prefetch::parse_manifest(text, [&objects](const std::string& k) { return objects.count(k) > 0; });
-  };
+  const std::uint64_t chunk = opts_.disk ? opts_.disk->store().chunk_size() : 0;
+  auto parse = [&text, chunk](const object_map& objects) { return read_order(text, objects, chunk); };
   const bool warm = is_warm_request(text);
   if (warm && !opts_.disk) co_return std::make_error_code(std::errc::operation_not_supported);
-  prefetch::manifest m = parse(known ? *known : object_map{});
-  const bool no_key_lines = m.order.empty() && m.problems.empty();
+  listed_order m = parse(known ? *known : object_map{});
+  const bool no_key_lines = !m.predictor->has_order() && m.problems.empty();
   if ((warm && !known) || (!no_key_lines && (!known || !m.problems.empty()))) {
     // Keys written since the last listing (or no listing yet): list the prefix once more.
     auto fresh = co_await list_all(client(), opts_.prefix);
@@ -94,14 +77,15 @@ awaitable<result<order_update>> filesystem::set_order(std::string text, std::str
     log::event("fs", spdlog::level::warn, "training order: line skipped",
                {{"source", source}, {"line", m.problems[i].line}, {"key", m.problems[i].key},
                 {"reason", m.problems[i].reason}});
-  if (warm && (!m.order.empty() || m.problems.empty())) co_return co_await start_warm(std::move(m.order), known);
-  if (m.order.empty() && !m.problems.empty()) {
+  if (warm && (m.predictor->has_order() || m.problems.empty()))
+    co_return co_await start_warm(m.predictor->keys(), known);
+  if (!m.predictor->has_order() && !m.problems.empty()) {
     hints.orders_rejected.add();
     log::event("fs", spdlog::level::warn, "training order refused: no usable key; the previous order stays",
                {{"source", source}, {"skipped", m.problems.size()}});
     co_return make_error_code(errc::invalid_argument);
   }
-  order_update u{m.order.size(), m.problems.size(), no_key_lines};
+  order_update u{m.predictor->keys().size(), m.problems.size(), no_key_lines};
   if (u.cleared) {
     install_order(nullptr);
     hints.orders_cleared.add();
@@ -109,9 +93,10 @@ awaitable<result<order_update>> filesystem::set_order(std::string text, std::str
     co_return u;
   }
   auto state = std::make_shared<order_state>();
-  state->predictor = std::make_shared<prefetch::predictor>(std::move(m.order));
+  state->predictor = std::move(m.predictor);
   state->source = std::move(source);
   state->problems = std::move(m.problems);
+  state->chunk_bytes = m.chunk_bytes;
   state->since = std::chrono::system_clock::now();
   auto first = state->predictor->first(1);
   log::event("fs", spdlog::level::info, "training order set",

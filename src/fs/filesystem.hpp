@@ -27,6 +27,7 @@
 #include "cache/chunk_cache.hpp"
 #include "fs/dir_listing.hpp"
 #include "fs/inode_table.hpp"
+#include "fs/training_order.hpp"
 #include "prefetch/link_estimator.hpp"
 #include "prefetch/predictor.hpp"
 #include "prefetch/stream.hpp"
@@ -102,6 +103,9 @@ struct order_state {
   std::string source;  // "manifest" (--manifest) or "hint" (written to /.valkyrie/order)
   std::vector<prefetch::manifest_problem> problems;  // lines skipped
   std::chrono::system_clock::time_point since;
+  // Its distinct objects' bytes in whole disk-tier chunks (0: no disk tier, or a size not
+  // known): the disk holds the whole order when this fits it.
+  std::uint64_t chunk_bytes = 0;
   // Prefetch of the order's next files: how far it has got (an index into the keys) and whether
   // a pass is running.
   mutable std::atomic<std::size_t> scheduled_to{0};
@@ -114,7 +118,6 @@ struct order_update {
 };
 
 // Every object under `prefix`, keyed relative to it (pages of 1,000 keys listed in parallel).
-using object_map = std::map<std::string, s3::object_info>;
 awaitable<result<object_map>> list_all(s3::object_client& client, std::string prefix);
 
 // The bytes of one read: pinned chunks and the slices of them to reply with.

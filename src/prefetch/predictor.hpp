@@ -72,6 +72,7 @@ class predictor {
   bool has_order() const { return !order_.empty(); }
   const std::vector<std::string>& keys() const { return order_; }
   bool contains(std::string_view key) const { return positions_.find(key) != positions_.end(); }
+  std::size_t distinct_keys() const { return positions_.size(); }
   // Index in keys() of the last key read (0 before any read).
   std::size_t position() const { return cursor_.load(std::memory_order_relaxed); }
   // The `count` keys that follow `key` in the training order: the next occurrence of `key` at

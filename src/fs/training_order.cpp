@@ -1,0 +1,60 @@
+#include "fs/training_order.hpp"
+
+namespace valkyrie::fs {
+namespace {
+
+struct listed_keys {
+  std::size_t found = 0;    // distinct keys of the order in the listing
+  std::uint64_t bytes = 0;  // their sizes in whole chunks (chunk_size > 0)
+};
+
+listed_keys find_listed(const prefetch::predictor& order, const object_map& listing,
+                        std::uint64_t chunk_size) {
+  listed_keys r;
+  auto add = [&](const s3::object_info& o) {
+    ++r.found;
+    if (chunk_size > 0) r.bytes += (o.size + chunk_size - 1) / chunk_size * chunk_size;
+  };
+  // A tree search costs about 5 steps of the walk (2.7 us against 0.5 at 1.28 M keys): an
+  // order under a fifth of the listing is searched key by key, a bigger one walks the listing.
+  if (order.distinct_keys() * 5 < listing.size()) {
+    order.for_each_distinct_key([&](const std::string& key) {
+      if (auto it = listing.find(key); it != listing.end()) add(it->second);
+    });
+  } else {
+    for (const auto& [key, info] : listing)
+      if (order.contains(key)) add(info);
+  }
+  return r;
+}
+
+}  // namespace
+
+listed_order read_order(std::string_view text, const object_map& listing,
+                        std::uint64_t chunk_size) {
+  // Syntax first (every key taken), then the distinct keys against the listing at once.
+  auto m = prefetch::parse_manifest(text, [](const std::string&) { return true; });
+  listed_order r;
+  r.problems = std::move(m.problems);
+  r.predictor = std::make_shared<prefetch::predictor>(std::move(m.order));
+  auto listed = find_listed(*r.predictor, listing, chunk_size);
+  if (listed.found < r.predictor->distinct_keys()) {
+    // Keys the listing lacks (written since it was made, or mistyped): each line searched, so
+    // that the problems name them with their lines.
+    m = prefetch::parse_manifest(text,
+                                 [&listing](const std::string& k) { return listing.count(k) > 0; });
+    r.problems = std::move(m.problems);
+    r.predictor = std::make_shared<prefetch::predictor>(std::move(m.order));
+    listed = find_listed(*r.predictor, listing, chunk_size);
+  }
+  r.chunk_bytes = listed.bytes;
+  return r;
+}
+
+std::uint64_t order_chunk_bytes(const prefetch::predictor& order, const object_map& listing,
+                                std::uint64_t chunk_size) {
+  auto listed = find_listed(order, listing, chunk_size);
+  return listed.found == order.distinct_keys() ? listed.bytes : 0;
+}
+
+}  // namespace valkyrie::fs
