@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -91,7 +92,7 @@ int main(int argc, char** argv) {
   s3::client_setup setup;
   unsigned workers = 256, threads = 0, metrics_port = 0;
   bool foreground = false, allow_other = false, anonymous = false, no_metrics = false, tracing = false,
-       no_control_files = false, direct_io = false, cache_prefault = false;
+       no_control_files = false, direct_io = false, cache_prefault = false, no_cache_huge_pages = false;
   bool replace_dead_mount = false;
   unsigned uid = getuid(), gid = getgid();
   std::string disk_cache, disk_cache_size;
@@ -116,6 +117,10 @@ int main(int argc, char** argv) {
   app.add_flag("--cache-prefault", cache_prefault,
                "back all of --cache-size with memory at start: no page faults while reading, and a node "
                "without the memory fails at mount, not mid-run");
+  app.add_flag("--no-cache-huge-pages", no_cache_huge_pages,
+               "cache memory in 4 KiB pages instead of transparent huge pages (half the CPU per GiB "
+               "copied in and out of the cache here; with --cache-prefault the kernel assembles them "
+               "at start)");
   app.add_option("--chunk-size", chunk_size, "bytes per cached chunk and ranged GET");
   app.add_option("--disk-cache", disk_cache,
                  "directory for a persistent disk tier under the memory cache (kept across mounts; one mount per directory)");
@@ -350,6 +355,9 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     fatal(std::string("cannot create the cache: ") + e.what());
   }
+  if (!no_cache_huge_pages && !cache->use_huge_pages())
+    log::event("cli", spdlog::level::info, "cache memory in 4 KiB pages: the kernel refused huge pages",
+               {{"error", std::strerror(errno)}});
   if (cache_prefault) {
     // Under systemd (Type=notify) a big cache may take longer to back than the unit's start
     // timeout allows: ask for a second per GiB (several times what it takes here) and 30 s.
