@@ -27,7 +27,7 @@
 #     slots of 8 MiB) that holds them all only if small chunks are packed: the objects the tier
 #     holds after one epoch (the order file's "# disk tier:" line) beside its slots, and a second
 #     epoch's S3 bytes beside the dataset's.
-# Usage: tools/bench-disk.sh [BUILD_DIR] [PARTS]   (root, /dev/fuse, fio)
+# Usage: tools/bench-disk.sh [BUILD_DIR] [PARTS]   (root, /dev/fuse, fio; VALKYRIE_ARGS: more daemon flags)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -48,6 +48,10 @@ to_bytes() { numfmt --from=iec-i "${1%B}"; }
 sim_stat() { curl -sf "$url/_sim/stats" | sed -E "s/.*\"$1\":([0-9]+).*/\1/"; }
 reset_stats() { curl -sf -X POST "$url/_sim/reset-stats" >/dev/null; }
 metric() { curl -sf "127.0.0.1:$port/metrics" | awk -v m="$1" '$1 == m {printf "%.0f\n", $2}'; }
+# What made the tier drop writes or step aside, from its counters.
+tier_faults() {
+  echo "writes dropped $(metric valkyrie_disk_writes_dropped_total), slow $(metric valkyrie_disk_slow_total), hung $(metric valkyrie_disk_hung_total), errors $(metric valkyrie_disk_errors_total)"
+}
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 # mount_tier BUCKET FLAGS...: as bench_mount, with metrics on a free port ($port) and info logs.
 mount_tier() {
@@ -55,7 +59,7 @@ mount_tier() {
   shift
   : >"$tmp/daemon.err"
   "$build/src/cli/valkyrie" --mount "$mnt" --bucket "$bucket" --endpoint "$url" --foreground \
-    --log-level info --metrics-addr 127.0.0.1:0 "$@" 2>>"$tmp/daemon.err" &
+    --log-level info --metrics-addr 127.0.0.1:0 ${VALKYRIE_ARGS:-} "$@" 2>>"$tmp/daemon.err" &
   daemon_pid=$!
   for _ in $(seq 200); do grep -q '"metrics":"' "$tmp/daemon.err" && mountpoint -q "$mnt" && break; sleep 0.05; done
   mountpoint -q "$mnt" || { cat "$tmp/daemon.err" >&2; echo "the mount did not come up" >&2; exit 1; }
@@ -260,7 +264,7 @@ if [[ $parts == *d* ]]; then
   fill=$((D_FILES * 2 / 3))
   read -r fb s < <(epoch "$tmp/d1" "$fill")
   settle
-  echo "  first $fill files: $(rate "$fb" "$s") MiB/s, $(metric valkyrie_disk_used_bytes) bytes on the disk tier"
+  echo "  first $fill files: $(rate "$fb" "$s") MiB/s, $(metric valkyrie_disk_used_bytes) bytes on the disk tier; $(tier_faults)"
   tail -n +$((fill + 1)) "$tmp/d1" >"$tmp/d2"
   read -r _ _ < <(epoch "$tmp/d2" $(((D_FILES - fill) / 2)))
   kill -9 "$daemon_pid"
@@ -276,9 +280,11 @@ if [[ $parts == *d* ]]; then
   read -r b _ < <(epoch "$tmp/d1")
   sent=$(sim_stat bytes_sent)
   gets=$(curl -sf "$url/_sim/stats" | sed -E 's/.*"get":([0-9]+).*/\1/')
+  reread_faults=$(tier_faults)
   bench_unmount
   echo "  after kill -9: $chunks chunks ($used bytes) indexed in $secs s (startup, no data read)"
   echo "  re-read: S3 sent $sent bytes in $gets GETs; bytes not on the disk: $((b - used)): $([[ $sent -le $((b - used)) ]] && echo 'no chunk on disk fetched again' || echo 'CHUNKS ON DISK FETCHED AGAIN')"
+  echo "  re-read: $reread_faults"
 fi
 
 if [[ $parts == *e* ]]; then

@@ -5,6 +5,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <mutex>
 #include <tuple>
 #include <type_traits>
@@ -238,7 +239,19 @@ class fault_file final : public block_file {
     }
     const unsigned ms = plan_->delay_ms.load();
     if (ms == 0) co_return;
-    t.expires_after(std::chrono::milliseconds(ms));
+    if (!plan_->serial) {
+      t.expires_after(std::chrono::milliseconds(ms));
+    } else {  // (served after the operations queued before it)
+      using namespace std::chrono;
+      const std::int64_t now =
+          duration_cast<nanoseconds>(steady_clock::now().time_since_epoch()).count();
+      const std::int64_t service = duration_cast<nanoseconds>(milliseconds(ms)).count();
+      std::int64_t before = plan_->busy_until_ns.load(), done = 0;
+      do {
+        done = std::max(before, now) + service;
+      } while (!plan_->busy_until_ns.compare_exchange_weak(before, done));
+      t.expires_at(steady_clock::time_point(nanoseconds(done)));
+    }
     (void)co_await t.async_wait(use_tuple);
   }
   std::shared_ptr<block_file> inner_;

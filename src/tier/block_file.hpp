@@ -53,6 +53,10 @@ struct fault_plan {
   std::atomic<bool> short_reads{false};  // reads return half the bytes
   std::atomic<unsigned> delay_ms{0};     // nonzero: every read and write waits this long first (a
                                          // timer on the calling reactor: a slow disk)
+  // With delay_ms: operations served one after another, each delay_ms (a disk with a queue:
+  // the n-th of n submitted at once completes after n x delay_ms).
+  std::atomic<bool> serial{false};
+  std::atomic<std::int64_t> busy_until_ns{0};  // (serial: when the last one queued completes)
   std::atomic<bool> hang{false};  // set: every read and write waits until it is cleared (a disk
                                   // that stops answering; checked every 5 ms on a timer)
   std::atomic<unsigned> reads{0}, writes{0};  // calls seen

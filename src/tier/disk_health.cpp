@@ -23,27 +23,43 @@ bool disk_store::usable_locked() {
   return true;
 }
 
-std::uint64_t disk_store::begin_io_locked() {
+std::uint64_t disk_store::begin_io_locked(std::uint64_t bytes) {
+  const auto now = std::chrono::steady_clock::now();
+  if (in_flight_.empty()) last_progress_ = now;  // (an idle disk owes nothing)
+  in_flight_bytes_ += bytes;
   const std::uint64_t ticket = ++io_tickets_;
-  in_flight_.emplace_hint(in_flight_.end(), ticket, std::chrono::steady_clock::now());
+  in_flight_.emplace_hint(in_flight_.end(), ticket, io_op{now, bytes, in_flight_bytes_});
   return ticket;
 }
 
-void disk_store::end_io_locked(std::uint64_t ticket) {
-  in_flight_.erase(ticket);
+std::uint64_t disk_store::end_io_locked(std::uint64_t ticket) {
+  auto it = in_flight_.find(ticket);
+  const io_op op = it->second;
+  in_flight_.erase(it);
+  in_flight_bytes_ -= op.bytes;
+  last_progress_ = std::chrono::steady_clock::now();
+  return op.queued;
+}
+
+std::chrono::steady_clock::duration disk_store::slow_limit(std::uint64_t queued) const {
+  // slow_after per 8 MiB of what the operation queued behind (itself included): a disk that
+  // moves less than 8 MiB in slow_after, however deep its queue.
+  return opts_.slow_after * std::max<std::uint64_t>(1, (queued + (8 << 20) - 1) >> 23);
 }
 
 std::chrono::steady_clock::duration disk_store::oldest_in_flight() const {
   std::lock_guard lock(mu_);
   if (in_flight_.empty()) return {};
-  return std::chrono::steady_clock::now() - in_flight_.begin()->second;
+  return std::chrono::steady_clock::now() - in_flight_.begin()->second.start;
 }
 
 bool disk_store::hung_locked(std::chrono::steady_clock::time_point now) {
-  // (tickets grow with time: the first in flight is the oldest)
-  if (in_flight_.empty() || now - in_flight_.begin()->second <= hung_limit_) return false;
+  // Operations in flight and none completed for hung_limit_: the disk has stopped answering.
+  // (A deep queue on a slow disk still completes operations; a single operation stuck while
+  // others complete holds only its own reader.)
+  if (in_flight_.empty() || now - last_progress_ <= hung_limit_) return false;
   if (disabled_until_ == std::chrono::steady_clock::time_point{}) {  // (a new episode)
-    // Off for at least retry_after, and for as long as the operation stays in flight.
+    // Off for at least retry_after, and for as long as nothing completes.
     disabled_until_ = now + opts_.retry_after;
     stats_.disabled = true;
     ++stats_.hung;
@@ -53,8 +69,8 @@ bool disk_store::hung_locked(std::chrono::steady_clock::time_point now) {
                "answering); reads go to S3",
                {{"dir", opts_.dir},
                 {"in_flight", in_flight_.size()},
-                {"oldest_seconds",
-                 std::chrono::duration<double>(now - in_flight_.begin()->second).count()},
+                {"seconds_without_completion",
+                 std::chrono::duration<double>(now - last_progress_).count()},
                 {"limit_seconds", std::chrono::duration<double>(hung_limit_).count()},
                 {"retry_in_seconds", std::chrono::duration<double>(opts_.retry_after).count()}});
   }
@@ -72,9 +88,10 @@ void disk_store::note_error_locked(std::error_code ec, const char* what) {
 }
 
 void disk_store::note_io_locked(std::error_code ec, std::chrono::steady_clock::duration took,
-                                const char* what) {
+                                std::uint64_t queued, const char* what) {
   if (ec) return note_error_locked(ec, what);
-  if (took <= slow_limit_) {
+  const auto limit = slow_limit(queued);
+  if (took <= limit) {
     consecutive_errors_ = 0;
     return;
   }
@@ -85,7 +102,8 @@ void disk_store::note_io_locked(std::error_code ec, std::chrono::steady_clock::d
                {{"dir", opts_.dir},
                 {"op", what},
                 {"seconds", std::chrono::duration<double>(took).count()},
-                {"limit_seconds", std::chrono::duration<double>(slow_limit_).count()}},
+                {"queued_bytes", queued},
+                {"limit_seconds", std::chrono::duration<double>(limit).count()}},
                1, std::chrono::seconds(60));
   count_fault_locked();
 }

@@ -75,9 +75,8 @@ void disk_store::open_files() {
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
     throw std::runtime_error("--disk-cache " + dir + ": not a directory (create it first)");
   stride_ = header_bytes + round_up(opts_.chunk_size, block_align);
-  const auto per_8mib = std::max<std::uint64_t>(1, (opts_.chunk_size + (8 << 20) - 1) >> 23);
-  slow_limit_ = opts_.slow_after * per_8mib;
-  hung_limit_ = opts_.hung_after * per_8mib;
+  hung_limit_ =
+      opts_.hung_after * std::max<std::uint64_t>(1, (opts_.chunk_size + (8 << 20) - 1) >> 23);
   const std::uint64_t nslots = opts_.size / stride_;
   if (nslots == 0)
     throw std::runtime_error("--disk-cache-size " + std::to_string(opts_.size) +
@@ -299,7 +298,7 @@ awaitable<std::optional<std::size_t>> disk_store::read(cache::chunk_id id,
     std::uint64_t ticket = 0;
     {
       std::lock_guard lock(mu_);
-      ticket = begin_io_locked();
+      ticket = begin_io_locked(header_bytes + rec.length);
     }
     const auto started = std::chrono::steady_clock::now();
     auto [file, base] = where(slot);
@@ -317,8 +316,7 @@ awaitable<std::optional<std::size_t>> disk_store::read(cache::chunk_id id,
     const auto took = std::chrono::steady_clock::now() - started;  // (the disk's time alone)
     {
       std::lock_guard lock(mu_);
-      end_io_locked(ticket);
-      note_io_locked(ec, took, "read");
+      note_io_locked(ec, took, end_io_locked(ticket), "read");
     }
     if (!ec && !bad) {
       std::uint32_t crc = crc32c_seed;
@@ -441,18 +439,18 @@ awaitable<bool> disk_store::write(cache::chunk_id id, std::vector<std::span<cons
   std::uint64_t ticket = 0;
   {
     std::lock_guard lock(mu_);
-    ticket = begin_io_locked();
+    ticket = begin_io_locked(header_bytes + total);
   }
   const auto started = std::chrono::steady_clock::now();
   std::error_code ec = co_await file->writev_at(at, std::move(pieces));
   const auto took = std::chrono::steady_clock::now() - started;
   std::lock_guard lock(mu_);
-  end_io_locked(ticket);
+  const std::uint64_t queued = end_io_locked(ticket);
   writing_.erase(id);
   auto& s = slots_[slot];
   if (packed) --s.writers;
   if (ec) {
-    note_io_locked(ec, took, "write");
+    note_io_locked(ec, took, queued, "write");
     if (packed) {
       free_if_empty_locked(slot);  // (its room is not reused: the slot stays as it is)
     } else {
@@ -489,7 +487,7 @@ awaitable<bool> disk_store::write(cache::chunk_id id, std::vector<std::span<cons
   // store steps aside. (One outcome per write: data written on time does not end the streak
   // when its record could not be journaled.)
   const auto jec = journal_.append(r);
-  note_io_locked(jec, took, jec ? "journal" : "write");
+  note_io_locked(jec, took, queued, jec ? "journal" : "write");
   if (journal_.appended_records() > 2ull * stats_.chunks + 4096) {
     std::string all;
     for (std::uint32_t i = 0; i < slots_.size(); ++i) encode_slot(all, i);

@@ -41,8 +41,10 @@
 // Faults: an I/O error (EIO, ENOSPC, a short read; a journal append or checkpoint that fails,
 // as on a full filesystem) is a miss or a dropped write, counted and logged (rate-limited).
 // A slow disk: each chunk's read (header and data) and write is timed, and one that took longer
-// than slow_after (per 8 MiB of chunk) counts as slow (valkyrie_disk_slow_total, logged
-// rate-limited); its data is still served or stored, it completed correctly. A slow operation
+// than slow_after per 8 MiB of what it queued behind (the bytes in flight when it began, its own
+// included: thousands of 64 KiB write-backs in flight take seconds each on a healthy disk that
+// moves hundreds of MB/s) counts as slow (valkyrie_disk_slow_total, logged rate-limited); its
+// data is still served or stored, it completed correctly. A slow operation
 // and an error both count towards the same streak: after max_consecutive_errors of them in a
 // row (an operation on time and without error ends the streak) the store steps aside (every
 // read a miss without touching the disk, every write dropped), logged once, for retry_after,
@@ -51,11 +53,11 @@
 // (O_DIRECT), which cannot be handed to a second fetch while the first may still land in it, so
 // a slow read's reader waits for it; the readers after the step-aside go to S3.
 // A disk that stops answering (a hung device, a network volume cut off) is found without
-// waiting for its operations to complete: the store keeps the start time of each read and
-// write in flight, and while the oldest has been in flight longer than hung_after it steps
-// aside at once (valkyrie_disk_hung_total, logged rate-limited), so that new readers go to S3
-// instead of queueing behind it. Only the readers already waiting on the disk wait for it (the
-// kernel's own timeout, 30 s for NVMe, ends their request with an error: a miss, then S3).
+// waiting for its operations to complete: the store tracks the reads and writes in flight,
+// and when none of them has completed for hung_after it steps aside at once
+// (valkyrie_disk_hung_total, logged), so that new readers go to S3 instead of queueing behind
+// it. Only the readers already waiting on the disk wait for it (the kernel's own timeout, 30 s
+// for NVMe, ends their request with an error: a miss, then S3).
 // Threading: read/write from any reactor; one mutex guards the slot table, the index and the
 // journal, never held across I/O.
 #include <atomic>
@@ -86,17 +88,16 @@ struct store_options {
   file_opener opener = open_direct_file;  // tests inject faults here
   unsigned max_consecutive_errors = 5;    // errors or slow operations in a row: step aside
   std::chrono::steady_clock::duration retry_after = std::chrono::seconds(30);
-  // A chunk read or write (of up to 8 MiB; proportionally longer for bigger chunks) slower than
-  // this is slow. 2 s: a healthy NVMe moves 8 MiB in ~3 ms, a SATA SSD in ~20 ms, even a hard
-  // disk in ~100 ms (queued behind a burst of concurrent reads, a few hundred ms), while S3
-  // brings a chunk in ~0.1-0.5 s. A disk at 4 MB/s (a failing drive retrying sectors, a network
-  // volume out of burst credits) is slower than going to S3, and the threshold leaves a healthy
-  // disk under load far below it.
+  // A chunk read or write slower than this per 8 MiB in flight when it began (its own bytes
+  // and those queued before it) is slow. 2 s: a healthy NVMe moves 8 MiB in ~3 ms, a SATA SSD in
+  // ~20 ms, even a hard disk in ~100 ms (queued behind a burst of concurrent reads, a few hundred
+  // ms), while S3 brings a chunk in ~0.1-0.5 s. A disk at 4 MB/s (a failing drive retrying sectors,
+  // a network volume out of burst credits) is slower than going to S3, and the threshold leaves a
+  // healthy disk under load far below it.
   std::chrono::steady_clock::duration slow_after = std::chrono::seconds(2);
-  // An operation still in flight after this (per 8 MiB, as above) means the disk has stopped
-  // answering: the store steps aside while it is. Twice slow_after: one operation that long
-  // moves 8 MiB at 2 MB/s, far slower than S3, and anything in flight that long has already
-  // been slow twice over (a single slow one is an outlier the streak tolerates).
+  // Operations in flight and none completed for this long (per 8 MiB of chunk) means the disk
+  // has stopped answering: the store steps aside while it is. Twice slow_after: a disk that
+  // completes nothing for that long moves less than 2 MB/s, far slower than S3.
   std::chrono::steady_clock::duration hung_after = std::chrono::seconds(4);
 };
 
@@ -105,7 +106,8 @@ struct store_stats {
                 writes_dropped = 0, check_failures = 0, errors = 0;
   std::uint64_t slow = 0;             // reads and writes slower than slow_after (completed)
   std::uint64_t writes_declined = 0;  // needed later than all the store holds (with an order)
-  std::uint64_t hung = 0;  // times it stepped aside for an operation in flight over hung_after
+  std::uint64_t hung =
+      0;  // times it stepped aside: operations in flight, none completed for hung_after
   std::uint32_t slots = 0, used_slots = 0;
   std::uint32_t packed_slots = 0;  // of used_slots: slots of small chunks (open one included)
   std::uint64_t chunks = 0;        // chunks held (whole or packed)
@@ -216,14 +218,16 @@ class disk_store {
   void note_error_locked(std::error_code ec, const char* what);
   // A data read or write that completed (ec: its error) after `took`: counts an error or a slow
   // operation towards the streak that steps the store aside, or ends the streak.
+  // `queued`: the bytes in flight when it was submitted, its own included (slow_limit).
   void note_io_locked(std::error_code ec, std::chrono::steady_clock::duration took,
-                      const char* what);
+                      std::uint64_t queued, const char* what);
+  std::chrono::steady_clock::duration slow_limit(std::uint64_t queued) const;
   void count_fault_locked();
   // Operations in flight, by start (begin: the oldest). begin_io_locked returns the ticket that
-  // end_io_locked takes back.
-  std::uint64_t begin_io_locked();
-  void end_io_locked(std::uint64_t ticket);
-  // The oldest operation in flight is older than hung_limit_: steps aside (once per episode).
+  // end_io_locked takes back, returning the bytes in flight when it began (its own included).
+  std::uint64_t begin_io_locked(std::uint64_t bytes);
+  std::uint64_t end_io_locked(std::uint64_t ticket);
+  // Operations in flight and none completed for hung_limit_: steps aside (once per episode).
   bool hung_locked(std::chrono::steady_clock::time_point now);
   std::pair<block_file*, std::uint64_t> where(std::uint32_t slot) const;
 
@@ -261,10 +265,17 @@ class disk_store {
   std::vector<std::uint32_t> touched_;                // slots read since the scan (with a ranker)
   bool touched_overflow_ = false;                     // too many to keep: scan again
   unsigned consecutive_errors_ = 0;                   // errors and slow operations in a row
-  std::chrono::steady_clock::duration slow_limit_{};  // slow_after for this chunk size
   std::chrono::steady_clock::duration hung_limit_{};  // hung_after for this chunk size
-  std::map<std::uint64_t, std::chrono::steady_clock::time_point> in_flight_;  // ticket -> start
+  struct io_op {
+    std::chrono::steady_clock::time_point start;
+    std::uint64_t bytes;   // its own
+    std::uint64_t queued;  // in flight when it began, its own included
+  };
+  std::map<std::uint64_t, io_op> in_flight_;  // by ticket (begin: the oldest)
+  std::uint64_t in_flight_bytes_ = 0;
   std::uint64_t io_tickets_ = 0;
+  std::chrono::steady_clock::time_point last_progress_{};  // an operation completed (or the
+                                                           // first began on an idle disk)
   std::chrono::steady_clock::time_point disabled_until_{};
 };
 

@@ -343,6 +343,45 @@ TEST_CASE(
   CHECK(s->stats().check_failures == 0);
 }
 
+TEST_CASE("store: a deep queue on a disk fast enough is not slow; a disk too slow for it is") {
+  // Writes submitted at once to a disk that serves them one after another: the n-th completes
+  // after n services. It is slow only if the disk moves less than 8 MiB per slow_after.
+  auto run = [](unsigned writes, unsigned service_ms) {
+    constexpr std::uint32_t mib = 1 << 20;
+    test::temp_dir dir;
+    test::io_loop io;
+    auto plan = std::make_shared<fault_plan>();
+    auto o = test::store_options_for(dir, 32, mib, 2, plan);
+    o.slow_after = std::chrono::milliseconds(500);  // (slow: under 8 MiB per 0.5 s, 16 MB/s)
+    o.max_consecutive_errors = 3;
+    auto s = disk_store::open(o);
+    plan->serial = true;
+    plan->delay_ms = service_ms;
+    std::vector<std::unique_ptr<aligned_buffer>> data;
+    int stored = 0;
+    for (unsigned i = 0; i < writes; ++i) {
+      auto id = chunk_of("q" + std::to_string(i), 0, mib, mib);
+      data.push_back(std::make_unique<aligned_buffer>(mib));
+      test::fill(data.back()->span(), id.object->key, 0);
+      asio::co_spawn(io.ctx, s->write(id, data.back()->cpieces()),
+                     [&](std::exception_ptr, bool ok) { stored += ok; });
+    }
+    io.ctx.run();
+    return std::make_pair(stored, s->stats());
+  };
+  // 20 MiB at 30 ms per MiB (33 MB/s): the last write waits 600 ms, within 3 x 0.5 s for the
+  // 20 MiB it queued behind; measured per operation it would have been slow from the 17th on.
+  auto [stored, fast] = run(20, 30);
+  CHECK(stored == 20);
+  CHECK(fast.slow == 0);
+  CHECK(!fast.disabled);
+  // 4 MiB at 300 ms per MiB (3.3 MB/s): from the second write on, slow; three in a row step aside.
+  auto [stored_slow, slow] = run(4, 300);
+  CHECK(slow.slow == 3);
+  CHECK(slow.disabled);
+  CHECK(stored_slow == 4);  // (slow, but stored: each completed)
+}
+
 TEST_CASE(
     "store: a disk that stops answering steps the store aside while its operation is in flight") {
   test::temp_dir dir;
