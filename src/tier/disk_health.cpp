@@ -1,5 +1,5 @@
 // When the disk store steps aside (disk_store's design comment, "Faults"): I/O errors and slow
-// operations counted in a streak, operations in flight timed so that a disk that stops
+// operations counted in a streak, completions watched so that a disk that stops
 // answering is found before they complete, and the retry after retry_after. All under mu_.
 #include <chrono>
 
@@ -24,21 +24,15 @@ bool disk_store::usable_locked() {
 }
 
 std::uint64_t disk_store::begin_io_locked(std::uint64_t bytes) {
-  const auto now = std::chrono::steady_clock::now();
-  if (in_flight_.empty()) last_progress_ = now;  // (an idle disk owes nothing)
-  in_flight_bytes_ += bytes;
-  const std::uint64_t ticket = ++io_tickets_;
-  in_flight_.emplace_hint(in_flight_.end(), ticket, io_op{now, bytes, in_flight_bytes_});
-  return ticket;
+  // (an idle disk owes nothing: the wait for a completion starts with the first operation)
+  if (in_flight_ops_++ == 0) last_progress_ = std::chrono::steady_clock::now();
+  return in_flight_bytes_ += bytes;
 }
 
-std::uint64_t disk_store::end_io_locked(std::uint64_t ticket) {
-  auto it = in_flight_.find(ticket);
-  const io_op op = it->second;
-  in_flight_.erase(it);
-  in_flight_bytes_ -= op.bytes;
+void disk_store::end_io_locked(std::uint64_t bytes) {
+  --in_flight_ops_;
+  in_flight_bytes_ -= bytes;
   last_progress_ = std::chrono::steady_clock::now();
-  return op.queued;
 }
 
 std::chrono::steady_clock::duration disk_store::slow_limit(std::uint64_t queued) const {
@@ -47,17 +41,17 @@ std::chrono::steady_clock::duration disk_store::slow_limit(std::uint64_t queued)
   return opts_.slow_after * std::max<std::uint64_t>(1, (queued + (8 << 20) - 1) >> 23);
 }
 
-std::chrono::steady_clock::duration disk_store::oldest_in_flight() const {
+std::chrono::steady_clock::duration disk_store::stalled_for() const {
   std::lock_guard lock(mu_);
-  if (in_flight_.empty()) return {};
-  return std::chrono::steady_clock::now() - in_flight_.begin()->second.start;
+  if (in_flight_ops_ == 0) return {};
+  return std::chrono::steady_clock::now() - last_progress_;
 }
 
 bool disk_store::hung_locked(std::chrono::steady_clock::time_point now) {
   // Operations in flight and none completed for hung_limit_: the disk has stopped answering.
   // (A deep queue on a slow disk still completes operations; a single operation stuck while
   // others complete holds only its own reader.)
-  if (in_flight_.empty() || now - last_progress_ <= hung_limit_) return false;
+  if (in_flight_ops_ == 0 || now - last_progress_ <= hung_limit_) return false;
   if (disabled_until_ == std::chrono::steady_clock::time_point{}) {  // (a new episode)
     // Off for at least retry_after, and for as long as nothing completes.
     disabled_until_ = now + opts_.retry_after;
@@ -68,7 +62,7 @@ bool disk_store::hung_locked(std::chrono::steady_clock::time_point now) {
                "disk cache stepped aside: an operation has not completed (the disk is not "
                "answering); reads go to S3",
                {{"dir", opts_.dir},
-                {"in_flight", in_flight_.size()},
+                {"in_flight", in_flight_ops_},
                 {"seconds_without_completion",
                  std::chrono::duration<double>(now - last_progress_).count()},
                 {"limit_seconds", std::chrono::duration<double>(hung_limit_).count()},

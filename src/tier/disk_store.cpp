@@ -295,10 +295,11 @@ awaitable<std::optional<std::size_t>> disk_store::read(cache::chunk_id id,
   std::error_code ec;
   bool bad = false;  // a check failed: the slot goes
   if (ok) {
-    std::uint64_t ticket = 0;
+    const std::uint64_t bytes = header_bytes + rec.length;
+    std::uint64_t queued = 0;
     {
       std::lock_guard lock(mu_);
-      ticket = begin_io_locked(header_bytes + rec.length);
+      queued = begin_io_locked(bytes);
     }
     const auto started = std::chrono::steady_clock::now();
     auto [file, base] = where(slot);
@@ -316,7 +317,8 @@ awaitable<std::optional<std::size_t>> disk_store::read(cache::chunk_id id,
     const auto took = std::chrono::steady_clock::now() - started;  // (the disk's time alone)
     {
       std::lock_guard lock(mu_);
-      note_io_locked(ec, took, end_io_locked(ticket), "read");
+      end_io_locked(bytes);
+      note_io_locked(ec, took, queued, "read");
     }
     if (!ec && !bad) {
       std::uint32_t crc = crc32c_seed;
@@ -436,16 +438,16 @@ awaitable<bool> disk_store::write(cache::chunk_id id, std::vector<std::span<cons
   // slot's journal record is appended only after it completed, and a read checks the data's
   // CRC32C against that record.
   pieces.insert(pieces.begin(), std::span<const char>(header.p, header_bytes));
-  std::uint64_t ticket = 0;
+  std::uint64_t queued = 0;
   {
     std::lock_guard lock(mu_);
-    ticket = begin_io_locked(header_bytes + total);
+    queued = begin_io_locked(header_bytes + total);
   }
   const auto started = std::chrono::steady_clock::now();
   std::error_code ec = co_await file->writev_at(at, std::move(pieces));
   const auto took = std::chrono::steady_clock::now() - started;
   std::lock_guard lock(mu_);
-  const std::uint64_t queued = end_io_locked(ticket);
+  end_io_locked(header_bytes + total);
   writing_.erase(id);
   auto& s = slots_[slot];
   if (packed) --s.writers;

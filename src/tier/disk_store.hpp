@@ -63,7 +63,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -156,8 +155,9 @@ class disk_store {
   std::error_code checkpoint();
 
   store_stats stats() const;
-  // How long the oldest read or write in flight has been (zero when none is).
-  std::chrono::steady_clock::duration oldest_in_flight() const;
+  // With reads or writes in flight: how long since one last completed (or since the first began
+  // on an idle disk); zero when none is in flight. Past hung_after the store steps aside.
+  std::chrono::steady_clock::duration stalled_for() const;
   std::uint32_t slots() const { return static_cast<std::uint32_t>(slots_.size()); }
   std::uint64_t slot_stride() const { return stride_; }
   std::uint32_t chunk_size() const { return opts_.chunk_size; }
@@ -223,10 +223,10 @@ class disk_store {
                       std::uint64_t queued, const char* what);
   std::chrono::steady_clock::duration slow_limit(std::uint64_t queued) const;
   void count_fault_locked();
-  // Operations in flight, by start (begin: the oldest). begin_io_locked returns the ticket that
-  // end_io_locked takes back, returning the bytes in flight when it began (its own included).
+  // A read or write of `bytes` begins (returns the bytes then in flight, its own included: what
+  // it queues behind) or completes.
   std::uint64_t begin_io_locked(std::uint64_t bytes);
-  std::uint64_t end_io_locked(std::uint64_t ticket);
+  void end_io_locked(std::uint64_t bytes);
   // Operations in flight and none completed for hung_limit_: steps aside (once per episode).
   bool hung_locked(std::chrono::steady_clock::time_point now);
   std::pair<block_file*, std::uint64_t> where(std::uint32_t slot) const;
@@ -266,14 +266,7 @@ class disk_store {
   bool touched_overflow_ = false;                     // too many to keep: scan again
   unsigned consecutive_errors_ = 0;                   // errors and slow operations in a row
   std::chrono::steady_clock::duration hung_limit_{};  // hung_after for this chunk size
-  struct io_op {
-    std::chrono::steady_clock::time_point start;
-    std::uint64_t bytes;   // its own
-    std::uint64_t queued;  // in flight when it began, its own included
-  };
-  std::map<std::uint64_t, io_op> in_flight_;  // by ticket (begin: the oldest)
-  std::uint64_t in_flight_bytes_ = 0;
-  std::uint64_t io_tickets_ = 0;
+  std::uint64_t in_flight_ops_ = 0, in_flight_bytes_ = 0;  // reads and writes in flight
   std::chrono::steady_clock::time_point last_progress_{};  // an operation completed (or the
                                                            // first began on an idle disk)
   std::chrono::steady_clock::time_point disabled_until_{};

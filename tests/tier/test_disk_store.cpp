@@ -412,7 +412,7 @@ TEST_CASE(
   // Within the limit the read waiting on the disk is only slow: the store stays in use.
   REQUIRE(run_until([&] { return plan->reads == 1; }));
   CHECK(!s->stats().disabled);
-  REQUIRE(run_until([&] { return s->oldest_in_flight() > o.hung_after; }));
+  REQUIRE(run_until([&] { return s->stalled_for() > o.hung_after; }));
   CHECK(!first_result);
 
   // Past it, the next read is a miss at once without touching the disk (its reader goes to
@@ -453,7 +453,7 @@ TEST_CASE(
   REQUIRE(run_until([&] { return first_result.has_value(); }));
   CHECK(*first_result == std::optional<std::size_t>(cs));
   CHECK(test::matches(first.span(), ids[0].object->key, 0));
-  CHECK(s->oldest_in_flight() == std::chrono::steady_clock::duration{});
+  CHECK(s->stalled_for() == std::chrono::steady_clock::duration{});
   CHECK(get(io, *s, ids[1]));
   CHECK(!s->stats().disabled);
   CHECK(put(io, *s, chunk_of("after", 0, cs, cs)));
