@@ -319,6 +319,7 @@ int main(int argc, char** argv) {
 
   // The manifest's keys are checked against one full listing of the prefix.
   std::shared_ptr<prefetch::predictor> order;
+  std::uint64_t order_chunk_bytes = 0;  // (its size in the disk tier's chunks, with one)
   std::shared_ptr<const std::map<std::string, s3::object_info>> known_objects;
   if (!manifest.empty()) {
     asio::io_context ctx(1);
@@ -329,13 +330,14 @@ int main(int argc, char** argv) {
     if (!listed)
       fatal("cannot list s3://" + bucket + "/" + prefix + " to check the manifest: " + listed.error().message());
     auto objects = std::make_shared<const fs::object_map>(std::move(*listed));
-    auto m = fs::read_order(manifest_text, *objects, 0);
+    auto m = fs::read_order(manifest_text, *objects, disk_cache.empty() ? 0 : *chunk_bytes);
     for (auto& p : m.problems)
       log::get("cli")->warn("manifest {} line {}: '{}': {}; skipped", manifest, p.line, p.key, p.reason);
     if (!m.predictor->has_order()) fatal("manifest " + manifest + " names no key of s3://" + bucket + "/" + prefix);
     log::get("cli")->info("manifest {}: {} entries, {} lines skipped", manifest, m.predictor->keys().size(),
                           m.problems.size());
     order = std::move(m.predictor);
+    order_chunk_bytes = m.chunk_bytes;
     known_objects = objects;
   }
 
@@ -417,6 +419,7 @@ int main(int argc, char** argv) {
   fopts.lookahead_files = lookahead_files;
   fopts.bucket = bucket;
   fopts.order = order;
+  fopts.order_chunk_bytes = order_chunk_bytes;
   fopts.known_objects = known_objects;
   fopts.control_files = !no_control_files;
   fs::filesystem filesystem(fopts, clients, cache, executors);

@@ -28,8 +28,7 @@ filesystem::filesystem(options opts, std::vector<std::shared_ptr<s3::object_clie
     state->predictor = opts_.order;
     state->source = "manifest";
     state->since = std::chrono::system_clock::now();
-    if (auto known = known_.load(); known && opts_.disk)
-      state->chunk_bytes = order_chunk_bytes(*state->predictor, *known, opts_.disk->store().chunk_size());
+    state->chunk_bytes = opts_.order_chunk_bytes;
     install_order(std::move(state));
   }
 }

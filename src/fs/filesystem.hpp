@@ -69,6 +69,7 @@ struct options {
   // chunks (at or above the chunk size: whole chunks).
   std::uint32_t random_block_size = 256 * 1024;
   std::shared_ptr<prefetch::predictor> order;  // the manifest's training order, if any
+  std::uint64_t order_chunk_bytes = 0;  // its size for the disk tier (fs::read_order's chunk_bytes)
   bool control_files = true;  // serve /.valkyrie/order
   // Every key under the prefix (relative) with its size and ETag, from the listing that checked
   // the manifest at start-up: predictions and lookups then cost no request. Keys missing here

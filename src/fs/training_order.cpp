@@ -51,10 +51,4 @@ listed_order read_order(std::string_view text, const object_map& listing,
   return r;
 }
 
-std::uint64_t order_chunk_bytes(const prefetch::predictor& order, const object_map& listing,
-                                std::uint64_t chunk_size) {
-  auto listed = find_listed(order, listing, chunk_size);
-  return listed.found == order.distinct_keys() ? listed.bytes : 0;
-}
-
 }  // namespace valkyrie::fs

@@ -28,16 +28,12 @@ struct listed_order {
   // The keys the listing has, in order, repeats kept (has_order() false when none is).
   std::shared_ptr<prefetch::predictor> predictor;
   std::vector<prefetch::manifest_problem> problems;  // the lines skipped, with their numbers
-  std::uint64_t chunk_bytes = 0;  // as order_chunk_bytes(), when chunk_size was given
+  // Its distinct objects' bytes, each rounded up to whole chunks of chunk_size (0: not asked).
+  std::uint64_t chunk_bytes = 0;
 };
 
 // Parses `text` (prefetch::parse_manifest's format) against `listing`. chunk_size 0: the size
 // is not computed.
 listed_order read_order(std::string_view text, const object_map& listing, std::uint64_t chunk_size);
-
-// The order's distinct objects' bytes, each rounded up to whole chunks of `chunk_size`; 0 when
-// one of them is not in `listing`.
-std::uint64_t order_chunk_bytes(const prefetch::predictor& order, const object_map& listing,
-                                std::uint64_t chunk_size);
 
 }  // namespace valkyrie::fs

@@ -1,4 +1,4 @@
-// read_order / order_chunk_bytes: a training order checked against the listing, both ways of
+// read_order: a training order checked against the listing, both ways of
 // finding its keys (a tree search per key for a small order, a walk of the listing for a big
 // one), the lines that name missing keys, and the order's size in whole chunks.
 #include <doctest/doctest.h>
@@ -33,7 +33,6 @@ TEST_CASE("read_order: every key listed, repeats kept in order but sized once, b
     CHECK(r.problems.empty());
     CHECK(r.predictor->keys() == std::vector<std::string>{"d/f2", "d/f0", "d/f2", "d/f1"});
     CHECK(r.chunk_bytes == 3 * chunks_of(1500, chunk));
-    CHECK(order_chunk_bytes(*r.predictor, listing, chunk) == r.chunk_bytes);
     CHECK(read_order("d/f1\n", listing, 0).chunk_bytes == 0);  // (not asked)
   }
 }
@@ -55,16 +54,15 @@ TEST_CASE("read_order: missing keys and non-file lines are named with their line
   }
 }
 
-TEST_CASE("read_order: no listing, no keys; an order's size is 0 when one of its keys is unknown") {
+TEST_CASE("read_order: no listing, no keys; an order's size counts only the keys listed") {
   auto none = read_order("a\nb\n", object_map{}, 8);
   CHECK(!none.predictor->has_order());
   CHECK(none.problems.size() == 2);
   auto empty = read_order("# nothing\n\n", listing_of(5, 1), 8);
   CHECK(!empty.predictor->has_order());
   CHECK(empty.problems.empty());
-  prefetch::predictor order({"d/f0", "d/f9"});
-  CHECK(order_chunk_bytes(order, listing_of(5, 1), 8) == 0);
-  CHECK(order_chunk_bytes(order, listing_of(10, 1), 8) == 8 + 16);  // (1 and 10 bytes)
+  CHECK(read_order("d/f0\nd/f9\n", listing_of(5, 1), 8).chunk_bytes == 8);        // (d/f9 skipped)
+  CHECK(read_order("d/f0\nd/f9\n", listing_of(10, 1), 8).chunk_bytes == 8 + 16);  // (1, 10 bytes)
 }
 
 }  // namespace test_training_order
