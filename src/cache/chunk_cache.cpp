@@ -1,13 +1,10 @@
 #include "cache/chunk_cache.hpp"
 
-#include <sys/mman.h>
-#include <unistd.h>
-
 #include <stdexcept>
-#include <thread>
 
 #include <boost/asio/post.hpp>
 
+#include "cache/arena_memory.hpp"
 #include "cache/cache_metrics.hpp"
 #include "core/errors.hpp"
 #include "core/metrics.hpp"
@@ -17,8 +14,6 @@ namespace valkyrie::cache {
 namespace {
 using detail::cache_metrics;
 
-// The arena's alignment: an x86-64 / arm64 (4 KiB granule) transparent huge page.
-constexpr std::uint64_t huge_page = 2 << 20;
 // At most this many pieces per chunk: beyond, more is evicted rather than scatter a chunk further.
 constexpr unsigned max_extents = 16;
 // Entries of each zone list a ranked eviction looks at (see evict_one).
@@ -79,18 +74,8 @@ chunk_cache::chunk_cache(std::uint64_t capacity, std::uint32_t chunk_size, unsig
   const auto pages = static_cast<std::uint32_t>(capacity / page_allocator::page_size);
   arena_bytes_ = std::uint64_t{pages} * page_allocator::page_size;
   set_prefetch_share(0.5);
-  // Reserved, not committed: pages are backed only when a chunk is first written. Aligned to
-  // 2 MiB (reserved one huge page longer, the ends trimmed) so that huge pages cover it all.
-  const std::uint64_t reserve = arena_bytes_ + huge_page;
-  void* p = ::mmap(nullptr, reserve, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED) throw std::runtime_error("cannot reserve the cache arena");
-  const auto base = reinterpret_cast<std::uintptr_t>(p);
-  const auto aligned = (base + huge_page - 1) / huge_page * huge_page;
-  if (aligned > base) ::munmap(p, aligned - base);
-  if (const auto end = aligned + arena_bytes_; end < base + reserve)
-    ::munmap(reinterpret_cast<void*>(end), base + reserve - end);
-  arena_ = reinterpret_cast<char*>(aligned);
+  // Reserved, not committed: pages are backed only when a chunk is first written.
+  arena_ = detail::reserve_arena(arena_bytes_);
   // Each shard owns an equal run of pages, so a shard the hash gives more than its share evicts
   // early while others have room: shards are large (512 MiB, at most 16) to keep that skew
   // small (a 2 GiB cache of 110 KiB objects: 4 shards of ~4,700, each expecting 4,500 +- 67),
@@ -104,34 +89,6 @@ chunk_cache::chunk_cache(std::uint64_t capacity, std::uint32_t chunk_size, unsig
   cache_metrics::get().capacity.add(static_cast<std::int64_t>(arena_bytes_));
 }
 
-bool chunk_cache::use_huge_pages() {
-  return ::madvise(arena_, arena_bytes_, MADV_HUGEPAGE) == 0;
-}
-
-std::error_code chunk_cache::prefault(unsigned threads) {
-  const std::uint64_t page = static_cast<std::uint64_t>(::sysconf(_SC_PAGESIZE));
-  threads = std::clamp(threads, 1u, 64u);
-  // (ranges in whole huge pages: none split between two threads)
-  const std::uint64_t per = (arena_bytes_ / threads + huge_page - 1) / huge_page * huge_page;
-  std::atomic<int> failure{0};
-  std::vector<std::thread> workers;
-  for (std::uint64_t from = 0; from < arena_bytes_; from += per) {
-    workers.emplace_back([this, from, n = std::min(per, arena_bytes_ - from), page, &failure] {
-      // One call per range: the kernel backs every page without a fault each (Linux 5.14).
-      if (::madvise(arena_ + from, n, MADV_POPULATE_WRITE) == 0) return;
-      if (errno != EINVAL) {
-        failure = errno;
-        return;
-      }
-      // Older kernels: the first write to each page backs it.
-      for (std::uint64_t at = 0; at < n; at += page)
-        static_cast<volatile char*>(arena_ + from)[at] = 0;
-    });
-  }
-  for (auto& w : workers) w.join();
-  return std::error_code(failure.load(), std::generic_category());
-}
-
 chunk_cache::~chunk_cache() {
   auto& m = cache_metrics::get();
   m.capacity.sub(static_cast<std::int64_t>(arena_bytes_));
@@ -143,7 +100,7 @@ chunk_cache::~chunk_cache() {
       else
         m.zone(e).sub(static_cast<std::int64_t>(e.size));
     }
-  if (arena_) ::munmap(arena_, arena_bytes_);
+  if (arena_) detail::release_arena(arena_, arena_bytes_);
 }
 
 chunk_buffers chunk_cache::buffers_of(const chunk_entry& e) const {

@@ -3,7 +3,8 @@
 // arena reserved up front.
 //
 // Owns: an mmap'd arena of `capacity` bytes (MAP_NORESERVE, touched lazily unless prefault();
-// aligned to 2 MiB so that use_huge_pages() can back all of it with transparent huge pages)
+// aligned to 2 MiB so that use_huge_pages() can back all of it with transparent huge pages;
+// arena_memory.cpp)
 // cut into 4 KiB pages; each shard owns an equal range of them (page_allocator) and a chunk takes
 // the pages its bytes need (a 110 KiB object 28 pages, not a whole chunk slot), in as few
 // extents as the free space allows (usually one). No allocation per chunk for data, so chunk
