@@ -117,7 +117,7 @@ chunk_buffers chunk_cache::buffers_of(const chunk_entry& e) const {
 
 bool chunk_cache::take_memory(shard& s, std::uint64_t bytes, std::vector<extent>& out,
                               const rank_fn* ranker, bool for_prefetch,
-                              std::optional<std::uint64_t> incoming) {
+                              std::optional<std::uint64_t> incoming, bool local) {
   bytes = std::max<std::uint64_t>(bytes, 1);
   if (ranker && spill_.wants && spill_.ahead_bytes > 0) {
     // (before evicting, which may need the victims it writes; every quarter of the shard's
@@ -133,7 +133,7 @@ bool chunk_cache::take_memory(shard& s, std::uint64_t bytes, std::vector<extent>
     const bool zone_full =
         !ranker && for_prefetch && prefetch_held_.load() + bytes > prefetch_bound_;
     if (!zone_full && s.memory.allocate(bytes, max_extents, out)) return true;
-    if (!evict_one(s, ranker, for_prefetch, zone_full, incoming)) return false;
+    if (!evict_one(s, ranker, for_prefetch, zone_full, incoming, local)) return false;
   }
 }
 
@@ -162,7 +162,7 @@ void chunk_cache::spill_ahead(shard& s, const rank_fn& ranker) {
 }
 
 bool chunk_cache::evict_one(shard& s, const rank_fn* ranker, bool for_prefetch, bool zone_full,
-                            std::optional<std::uint64_t> incoming) {
+                            std::optional<std::uint64_t> incoming, bool local) {
   using list = std::list<cache_node*>;
   auto unpinned = [](const cache_node* n) { return n->second.pins == 0; };
   // An unread prefetch a new one may replace: nobody says it is still wanted (read-ahead its
@@ -196,6 +196,9 @@ bool chunk_cache::evict_one(shard& s, const rank_fn* ranker, bool for_prefetch, 
     if (clean_from && spill_.wants) {
       from = clean_from;
       victim = clean_victim;
+    } else if (from && local && spill_.on_disk && furthest != not_in_order &&
+               !spill_.on_disk((*victim)->first)) {
+      return false;  // (a disk chunk read early would cost one only memory holds: spill_hook)
     } else if (from && spill_.wants) {
       // Spill: the disk tier may want it first (pinned and handed over; the next turn of
       // take_memory evicts another).

@@ -232,8 +232,17 @@ class chunk_cache {
     no,       // not wanted (outside the order, not stored there; ahead: no free room)
     busy,     // the disk is behind: no more now
   };
+  // `on_disk` (no side effects, same rules) says whether the disk holds the chunk: a prefetch
+  // of a chunk that is on the disk (local) may evict only a chunk whose loss costs nothing
+  // (written, outside the order, or on the disk too). Reading a disk chunk into memory early
+  // only hides the disk's latency; evicting a chunk only memory holds for it loses that chunk
+  // from memory and disk together (its spill displaces the disk's farthest), so a full memory
+  // leaves the read to the reader (bench-disk part b: the next files' read-ahead of epoch 2's
+  // first chunks from the disk at the end of epoch 1 cost 16-24 of the 319 chunks memory and
+  // disk could hold).
   struct spill_hook {
     std::function<spill_answer(const chunk_id&, std::uint64_t rank, bool ahead)> wants;
+    std::function<bool(const chunk_id&)> on_disk;
     std::function<void(const chunk_id&, chunk_ref, bool ahead)> take;
     std::uint64_t ahead_bytes = 0;
   };
@@ -281,12 +290,14 @@ class chunk_cache {
   // recently used, or read furthest in the future with a ranker). `incoming` is the rank of a
   // prefetched chunk (nullopt for a reader's): it evicts only chunks needed later than itself.
   // False (nothing taken) when the memory cannot be had.
-  // `for_prefetch`: the prefetch zone's bound applies.
+  // `for_prefetch`: the prefetch zone's bound applies. `local`: a prefetch of a chunk on the
+  // disk tier, which with a spill hook evicts only what loses nothing (see evict_one).
   bool take_memory(shard& s, std::uint64_t bytes, std::vector<extent>& out, const rank_fn* ranker,
-                   bool for_prefetch, std::optional<std::uint64_t> incoming = std::nullopt);
+                   bool for_prefetch, std::optional<std::uint64_t> incoming = std::nullopt,
+                   bool local = false);
   // With the shard locked: evicts one unpinned chunk by the policy above; false if none may go.
   bool evict_one(shard& s, const rank_fn* ranker, bool for_prefetch, bool zone_full,
-                 std::optional<std::uint64_t> incoming);
+                 std::optional<std::uint64_t> incoming, bool local);
   // With the shard locked, a ranker and a spill hook: offers the shard's next victims to the
   // spill ahead of their eviction (spill_hook above).
   void spill_ahead(shard& s, const rank_fn& ranker);

@@ -56,7 +56,7 @@ bool chunk_cache::prefetch(chunk_id key, fetch_fn fetch, asio::any_io_executor e
     if (ranker) rank = (*ranker)(key);
     if (rank == not_in_order && wanted && wanted()) rank.reset();  // needed now, though the order cannot say
     entry e;
-    if (!take_memory(s, bytes, e.extents, ranker.get(), true, rank)) return false;
+    if (!take_memory(s, bytes, e.extents, ranker.get(), true, rank, local)) return false;
     e.reserved = bytes;
     e.prefetched = true;
     e.queued = true;

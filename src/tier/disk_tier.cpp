@@ -24,6 +24,10 @@ void disk_tier::start_spill(asio::any_io_executor ex) {
     auto self = weak.lock();
     return self ? self->spill_wanted(id, rank, ahead) : cache::chunk_cache::spill_answer::no;
   };
+  hook.on_disk = [weak](const cache::chunk_id& id) {
+    auto self = weak.lock();
+    return self && self->store_->contains(id);
+  };
   // The next victims already on the disk: an eighth of the cache (a burst: a file read ahead).
   hook.ahead_bytes = cache_->capacity() / 8;
   hook.take = [weak, ex](const cache::chunk_id& id, cache::chunk_ref ref, bool ahead) {

@@ -32,16 +32,24 @@ struct stand_in_disk {
   chunk_cache::spill_answer answer = chunk_cache::spill_answer::write;
   std::vector<std::pair<chunk_id, chunk_ref>> writing;  // handed over, not written yet
   int offered = 0, dropped = 0;
+  std::vector<std::uint64_t> on_disk;  // the chunks the disk holds (by index)
   void install(chunk_cache& c) {
     chunk_cache::spill_hook hook;
-    hook.wants = [this](const chunk_id&, std::uint64_t, bool ahead) {
+    hook.wants = [this](const chunk_id& id, std::uint64_t, bool ahead) {
       if (ahead) return chunk_cache::spill_answer::no;
+      for (auto i : on_disk)
+        if (id == K(i)) return chunk_cache::spill_answer::on_disk;
       ++offered;
       if (answer == chunk_cache::spill_answer::busy) ++dropped;  // (an eviction goes on without it)
       return answer;
     };
     hook.take = [this](const chunk_id& id, chunk_ref ref, bool) {
       writing.emplace_back(id, std::move(ref));  // (kept: released later, not under the lock)
+    };
+    hook.on_disk = [this](const chunk_id& id) {
+      for (auto i : on_disk)
+        if (id == K(i)) return true;
+      return false;
     };
     c.set_spill(std::move(hook));
   }
@@ -128,5 +136,41 @@ TEST_CASE("spill: with the disk behind, the farthest is dropped unwritten, count
   CHECK(c.contains(K(1)));
   CHECK(disk.writing.empty());
   CHECK(c.check_invariants() == "");
+}
+
+TEST_CASE("spill: a disk chunk is not read ahead at the cost of one only memory holds") {
+  chunk_cache c(2 * cs, cs, 1);
+  stand_in_disk disk;
+  disk.on_disk = {0};
+  disk.install(c);
+  fill(c);  // 1 and 5, on no disk
+  asio::io_context ctx(1);
+  // 0 is needed before both, but it is on the disk: reading it early would evict 5, and memory
+  // and disk together would hold one chunk fewer. Refused, nothing evicted or handed over.
+  CHECK_FALSE(c.prefetch(K(0), instant_fill(), ctx.get_executor(), {}, 0, true));
+  CHECK(c.contains(K(1)));
+  CHECK(c.contains(K(5)));
+  CHECK(disk.offered == 0);
+  // The same prefetch over the link (not local) takes 5's place as before (handed over).
+  CHECK_FALSE(c.prefetch(K(3), instant_fill(), ctx.get_executor()));
+  CHECK(disk.offered == 1);
+  disk.writing.clear();
+  // Once 5 is on the disk too, evicting it loses nothing: the local prefetch goes ahead.
+  chunk_cache c2(2 * cs, cs, 1);
+  stand_in_disk disk2;
+  disk2.on_disk = {0, 5};
+  disk2.install(c2);
+  fill(c2);
+  CHECK(c2.prefetch(K(0), instant_fill(), ctx.get_executor(), {}, 0, true));
+  ctx.run();
+  CHECK_FALSE(c2.contains(K(5)));
+  CHECK(c2.contains(K(0)));
+  CHECK(c2.contains(K(1)));
+  CHECK(disk2.writing.empty());
+  // A reader's own fetch of a disk chunk is never refused.
+  REQUIRE(test::run(c.get(K(0), instant_fill())));
+  CHECK(c.contains(K(0)));
+  CHECK(c.check_invariants() == "");
+  CHECK(c2.check_invariants() == "");
 }
 }  // namespace test_chunk_cache_spill
