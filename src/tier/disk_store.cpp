@@ -446,7 +446,7 @@ awaitable<bool> disk_store::write(cache::chunk_id id, std::vector<std::span<cons
   const auto started = std::chrono::steady_clock::now();
   std::error_code ec = co_await file->writev_at(at, std::move(pieces));
   const auto took = std::chrono::steady_clock::now() - started;
-  std::lock_guard lock(mu_);
+  std::unique_lock lock(mu_);
   end_io_locked(header_bytes + total);
   writing_.erase(id);
   auto& s = slots_[slot];
@@ -490,11 +490,22 @@ awaitable<bool> disk_store::write(cache::chunk_id id, std::vector<std::span<cons
   // when its record could not be journaled.)
   const auto jec = journal_.append(r);
   note_io_locked(jec, took, queued, jec ? "journal" : "write");
-  if (journal_.appended_records() > 2ull * stats_.chunks + 4096) {
-    std::string all;
-    for (std::uint32_t i = 0; i < slots_.size(); ++i) encode_slot(all, i);
-    if (auto jec = journal_.rewrite(all)) note_error_locked(jec, "checkpoint");
-  }
+  if (journal_.rewriting() || journal_.appended_records() <= 2ull * stats_.chunks + 4096)
+    co_return true;
+  // A checkpoint: the live records now, written off the lock (journal.hpp).
+  std::string all;
+  all.reserve(std::size_t{stats_.chunks} * 160);
+  for (std::uint32_t i = 0; i < slots_.size(); ++i) encode_slot(all, i);
+  journal_.begin_rewrite();
+  lock.unlock();
+  std::error_code cec = co_await journal_.write_rewrite(std::move(all));
+  lock.lock();
+  if (cec)
+    journal_.abort_rewrite();
+  else
+    cec = journal_.finish_rewrite();
+  if (cec) note_error_locked(cec, "checkpoint");
+  ++stats_.checkpoints;
   co_return true;
 }
 

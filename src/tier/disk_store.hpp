@@ -59,7 +59,8 @@
 // it. Only the readers already waiting on the disk wait for it (the kernel's own timeout, 30 s
 // for NVMe, ends their request with an error: a miss, then S3).
 // Threading: read/write from any reactor; one mutex guards the slot table, the index and the
-// journal, never held across I/O.
+// journal, never held across I/O. The journal's appends are buffered writes under it; its
+// checkpoints while running are written off it, through the reactor's io_uring (journal.hpp).
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -105,6 +106,7 @@ struct store_stats {
                 writes_dropped = 0, check_failures = 0, errors = 0;
   std::uint64_t slow = 0;             // reads and writes slower than slow_after (completed)
   std::uint64_t writes_declined = 0;  // needed later than all the store holds (with an order)
+  std::uint64_t checkpoints = 0;      // the journal rewritten while running (in the background)
   std::uint64_t hung =
       0;  // times it stepped aside: operations in flight, none completed for hung_after
   std::uint32_t slots = 0, used_slots = 0;

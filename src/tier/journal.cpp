@@ -10,6 +10,11 @@
 
 #include "tier/crc32c.hpp"
 
+#if defined(BOOST_ASIO_HAS_FILE)
+#include <boost/asio/random_access_file.hpp>
+#include <boost/asio/write_at.hpp>
+#endif
+
 namespace valkyrie::tier {
 
 namespace {
@@ -153,6 +158,9 @@ journal& journal::operator=(journal&& o) noexcept {
   std::swap(fd_, o.fd_);
   std::swap(bytes_, o.bytes_);
   std::swap(appended_, o.appended_);
+  std::swap(rewriting_, o.rewriting_);
+  std::swap(tail_, o.tail_);
+  std::swap(tail_records_, o.tail_records_);
   return *this;
 }
 journal::~journal() {
@@ -167,6 +175,7 @@ journal journal::open(const std::string& path,
   j.path_ = path;
   j.fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (j.fd_ < 0) throw std::system_error(errno, std::system_category(), "cannot open " + path);
+  ::unlink((path + ".checkpoint").c_str());  // (a background checkpoint a kill -9 cut short)
   struct stat st {};
   if (::fstat(j.fd_, &st) != 0)
     throw std::system_error(errno, std::system_category(), "cannot stat " + path);
@@ -219,6 +228,10 @@ std::error_code journal::append(std::string_view framed) {
   }
   bytes_ += framed.size();
   ++appended_;
+  if (rewriting_) {
+    tail_ += framed;
+    ++tail_records_;
+  }
   return {};
 }
 
@@ -227,6 +240,10 @@ std::error_code journal::sync() {
 }
 
 std::error_code journal::rewrite(std::string_view framed) {
+  if (rewriting_) {  // (a checkpoint being written in the background: stale now)
+    ::unlink((path_ + ".checkpoint").c_str());
+    abort_rewrite();
+  }
   const std::string tmp = path_ + ".new";
   int fd = ::open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return {errno, std::system_category()};
@@ -244,6 +261,75 @@ std::error_code journal::rewrite(std::string_view framed) {
   ::lseek(fd_, 0, SEEK_END);
   bytes_ = journal_magic.size() + framed.size();
   appended_ = 0;
+  return {};
+}
+
+void journal::begin_rewrite() {
+  rewriting_ = true;
+  tail_.clear();
+  tail_records_ = 0;
+}
+
+void journal::abort_rewrite() {
+  rewriting_ = false;
+  tail_.clear();
+  tail_.shrink_to_fit();
+  tail_records_ = 0;
+}
+
+awaitable<std::error_code> journal::write_rewrite(std::string framed) const {
+  // (path_ does not change after open; not rewrite()'s temporary, which may replace the journal
+  // meanwhile)
+  const std::string tmp = path_ + ".checkpoint";
+  framed.insert(0, journal_magic);
+#if defined(BOOST_ASIO_HAS_FILE)
+  // O_SYNC: the write completes when it is on the disk (no fsync to wait for afterwards), and
+  // it completes on this reactor's io_uring, which goes on serving others meanwhile.
+  std::error_code ec;
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_SYNC, 0600);
+  if (fd < 0) ec = {errno, std::system_category()};
+  if (!ec) {
+    asio::random_access_file file(co_await asio::this_coro::executor, fd);  // (owns fd)
+    auto [wec, n] = co_await asio::async_write_at(file, 0, asio::buffer(framed), use_tuple);
+    if (wec)
+      ec = wec;
+    else if (n != framed.size())
+      ec = std::make_error_code(std::errc::io_error);
+  }
+  if (ec) ::unlink(tmp.c_str());
+  co_return ec;
+#else
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) co_return std::error_code(errno, std::system_category());
+  std::error_code ec = write_all(fd, framed);
+  if (!ec && ::fsync(fd) != 0) ec = {errno, std::system_category()};
+  ::close(fd);
+  if (ec) ::unlink(tmp.c_str());
+  co_return ec;
+#endif
+}
+
+std::error_code journal::finish_rewrite() {
+  const std::string tmp = path_ + ".checkpoint";
+  if (!rewriting_) return {};  // (rewrite() replaced the journal meanwhile and removed this)
+  std::error_code ec;
+  int fd = ::open(tmp.c_str(), O_RDWR | O_CLOEXEC);
+  const off_t end = fd < 0 ? -1 : ::lseek(fd, 0, SEEK_END);
+  if (fd < 0 || end < 0) ec = {errno, std::system_category()};
+  // (the records appended meanwhile: in the page cache, as every append is)
+  if (!ec) ec = write_all(fd, tail_);
+  if (!ec && ::rename(tmp.c_str(), path_.c_str()) != 0) ec = {errno, std::system_category()};
+  if (ec) {
+    if (fd >= 0) ::close(fd);
+    ::unlink(tmp.c_str());
+    abort_rewrite();
+    return ec;
+  }
+  ::close(fd_);
+  fd_ = fd;
+  bytes_ = static_cast<std::uint64_t>(end) + tail_.size();
+  appended_ = tail_records_;
+  abort_rewrite();
   return {};
 }
 

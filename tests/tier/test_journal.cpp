@@ -150,6 +150,69 @@ TEST_CASE("journal: a checkpoint replaces the records") {
   CHECK(all[1].type == record_type::remove);
 }
 
+TEST_CASE("journal: a checkpoint written in the background keeps the records appended meanwhile") {
+  test::temp_dir dir;
+  const std::string path = (dir.path() / "journal").string();
+  replay_stats st;
+  {
+    auto j = journal::open(
+        path, [](const journal_record&) {}, st);
+    REQUIRE(!j.append(inserts(40)));
+    std::string live;  // what the store would snapshot: one record
+    encode_insert(live, 7, 0, false, rec_of("kept", 41));
+    j.begin_rewrite();
+    std::string during;  // appended before and while the file is written
+    encode_remove(during, 3);
+    REQUIRE(!j.append(during));
+    auto write = j.write_rewrite(live);
+    std::string more;
+    encode_insert(more, 3, 0, false, rec_of("new", 42));
+    REQUIRE(!j.append(more));
+    CHECK(!test::run(std::move(write)));
+    CHECK(std::filesystem::exists(path + ".checkpoint"));
+    REQUIRE(!j.finish_rewrite());
+    CHECK(!j.rewriting());
+    CHECK(!std::filesystem::exists(path + ".checkpoint"));
+    CHECK(j.appended_records() == 2);  // (the two kept aside)
+    std::string after;
+    encode_remove(after, 7);
+    REQUIRE(!j.append(after));
+    CHECK(j.bytes() == std::filesystem::file_size(path));
+  }
+  auto all = replay_all(path, st);
+  REQUIRE(all.size() == 4);
+  CHECK(all[0].rec.id.object->key == "kept");
+  CHECK(all[1].type == record_type::remove);
+  CHECK(all[1].slot == 3);
+  CHECK(all[2].rec.id.object->key == "new");
+  CHECK(all[3].type == record_type::remove);
+  CHECK(all[3].slot == 7);
+  CHECK(st.torn_bytes == 0);
+}
+
+TEST_CASE("journal: a background checkpoint overtaken by a rewrite is dropped") {
+  test::temp_dir dir;
+  const std::string path = (dir.path() / "journal").string();
+  replay_stats st;
+  {
+    auto j = journal::open(
+        path, [](const journal_record&) {}, st);
+    REQUIRE(!j.append(inserts(10)));
+    std::string stale;
+    encode_insert(stale, 1, 0, false, rec_of("stale", 11));
+    j.begin_rewrite();
+    CHECK(!test::run(j.write_rewrite(stale)));
+    std::string clean;  // a clean stop's checkpoint, meanwhile
+    encode_insert(clean, 2, 0, false, rec_of("clean", 12));
+    REQUIRE(!j.rewrite(clean));
+    CHECK(!j.finish_rewrite());  // (nothing to do)
+    CHECK(!std::filesystem::exists(path + ".checkpoint"));
+  }
+  auto all = replay_all(path, st);
+  REQUIRE(all.size() == 1);
+  CHECK(all[0].rec.id.object->key == "clean");
+}
+
 TEST_CASE("journal: a packed member's offset and flag round-trip; remove_member names one") {
   test::temp_dir dir;
   const std::string path = (dir.path() / "journal").string();
