@@ -279,7 +279,7 @@ if [[ $parts == *d* ]]; then
   used=$(metric valkyrie_disk_used_bytes)
   read -r b _ < <(epoch "$tmp/d1")
   sent=$(sim_stat bytes_sent)
-  gets=$(curl -sf "$url/_sim/stats" | sed -E 's/.*"get":([0-9]+).*/\1/')
+  gets=$(sim_stat get)
   reread_faults=$(tier_faults)
   bench_unmount
   echo "  after kill -9: $chunks chunks ($used bytes) indexed in $secs s (startup, no data read)"
