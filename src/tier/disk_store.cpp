@@ -504,8 +504,10 @@ awaitable<bool> disk_store::write(cache::chunk_id id, std::vector<std::span<cons
     journal_.abort_rewrite();
   else
     cec = journal_.finish_rewrite();
-  if (cec) note_error_locked(cec, "checkpoint");
-  ++stats_.checkpoints;
+  if (cec)
+    note_error_locked(cec, "checkpoint");
+  else
+    ++stats_.checkpoints;
   co_return true;
 }
 

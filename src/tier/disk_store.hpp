@@ -106,7 +106,7 @@ struct store_stats {
                 writes_dropped = 0, check_failures = 0, errors = 0;
   std::uint64_t slow = 0;             // reads and writes slower than slow_after (completed)
   std::uint64_t writes_declined = 0;  // needed later than all the store holds (with an order)
-  std::uint64_t checkpoints = 0;      // the journal rewritten while running (in the background)
+  std::uint64_t checkpoints = 0;      // the journal rewritten while running (background; done)
   std::uint64_t hung =
       0;  // times it stepped aside: operations in flight, none completed for hung_after
   std::uint32_t slots = 0, used_slots = 0;
