@@ -493,9 +493,7 @@ awaitable<bool> disk_store::write(cache::chunk_id id, std::vector<std::span<cons
   if (journal_.rewriting() || journal_.appended_records() <= 2ull * stats_.chunks + 4096)
     co_return true;
   // A checkpoint: the live records now, written off the lock (journal.hpp).
-  std::string all;
-  all.reserve(std::size_t{stats_.chunks} * 160);
-  for (std::uint32_t i = 0; i < slots_.size(); ++i) encode_slot(all, i);
+  std::string all = encode_live_locked();
   journal_.begin_rewrite();
   lock.unlock();
   std::error_code cec = co_await journal_.write_rewrite(std::move(all));
@@ -511,12 +509,16 @@ awaitable<bool> disk_store::write(cache::chunk_id id, std::vector<std::span<cons
   co_return true;
 }
 
-std::error_code disk_store::checkpoint() {
-  std::lock_guard lock(mu_);
+std::string disk_store::encode_live_locked() const {
   std::string all;
   all.reserve(std::size_t{stats_.chunks} * 160);
   for (std::uint32_t i = 0; i < slots_.size(); ++i) encode_slot(all, i);
-  return journal_.rewrite(all);
+  return all;
+}
+
+std::error_code disk_store::checkpoint() {
+  std::lock_guard lock(mu_);
+  return journal_.rewrite(encode_live_locked());
 }
 
 store_stats disk_store::stats() const {

@@ -215,6 +215,8 @@ class disk_store {
   const member* find_member(const slot_state& s, std::uint32_t offset) const;
   std::uint64_t slot_rank(const rank_fn& rank, const slot_state& s) const;
   void encode_slot(std::string& out, std::uint32_t slot) const;
+  // A checkpoint's records: encode_slot of every slot (mu_ held).
+  std::string encode_live_locked() const;
   void finish_replay();
   void release_reader_locked(std::uint32_t slot);
   void note_error_locked(std::error_code ec, const char* what);

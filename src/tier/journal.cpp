@@ -175,7 +175,7 @@ journal journal::open(const std::string& path,
   j.path_ = path;
   j.fd_ = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
   if (j.fd_ < 0) throw std::system_error(errno, std::system_category(), "cannot open " + path);
-  ::unlink((path + ".checkpoint").c_str());  // (a background checkpoint a kill -9 cut short)
+  ::unlink(j.checkpoint_path().c_str());  // (a background checkpoint a kill -9 cut short)
   struct stat st {};
   if (::fstat(j.fd_, &st) != 0)
     throw std::system_error(errno, std::system_category(), "cannot stat " + path);
@@ -241,7 +241,7 @@ std::error_code journal::sync() {
 
 std::error_code journal::rewrite(std::string_view framed) {
   if (rewriting_) {  // (a checkpoint being written in the background: stale now)
-    ::unlink((path_ + ".checkpoint").c_str());
+    ::unlink(checkpoint_path().c_str());
     abort_rewrite();
   }
   const std::string tmp = path_ + ".new";
@@ -280,7 +280,7 @@ void journal::abort_rewrite() {
 awaitable<std::error_code> journal::write_rewrite(std::string framed) const {
   // (path_ does not change after open; not rewrite()'s temporary, which may replace the journal
   // meanwhile)
-  const std::string tmp = path_ + ".checkpoint";
+  const std::string tmp = checkpoint_path();
   framed.insert(0, journal_magic);
 #if defined(BOOST_ASIO_HAS_FILE)
   // O_SYNC: the write completes when it is on the disk (no fsync to wait for afterwards), and
@@ -310,7 +310,7 @@ awaitable<std::error_code> journal::write_rewrite(std::string framed) const {
 }
 
 std::error_code journal::finish_rewrite() {
-  const std::string tmp = path_ + ".checkpoint";
+  const std::string tmp = checkpoint_path();
   if (!rewriting_) return {};  // (rewrite() replaced the journal meanwhile and removed this)
   std::error_code ec;
   int fd = ::open(tmp.c_str(), O_RDWR | O_CLOEXEC);

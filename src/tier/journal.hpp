@@ -93,6 +93,7 @@ class journal {
   std::uint64_t appended_records() const { return appended_; }  // since open or the last rewrite
 
  private:
+  std::string checkpoint_path() const { return path_ + ".checkpoint"; }  // (write_rewrite's)
   std::string path_;
   int fd_ = -1;
   std::uint64_t bytes_ = 0;
