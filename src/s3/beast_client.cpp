@@ -196,8 +196,15 @@ beast_client::beast_client(asio::any_io_executor ex, client_options opts)
   if (opts_.max_connections == 0) opts_.max_connections = 1;
 }
 
+struct beast_client::waiter {
+  explicit waiter(asio::any_io_executor ex) : timer(ex, asio::steady_timer::time_point::max()) {}
+  asio::steady_timer timer;                // cancelled when its turn comes
+  std::unique_ptr<connection> handed;      // a released connection, now this request's
+  bool may_open = false;                   // or the slot of one that closed: open a new one
+};
+
 beast_client::~beast_client() {
-  for (auto& w : waiters_) w->cancel();
+  for (auto& w : waiters_) w->timer.cancel();
   s3_metrics::get().connections->sub(static_cast<std::int64_t>(idle_.size()));
 }
 
@@ -232,9 +239,13 @@ awaitable<std::error_code> beast_client::connect(connection* c, std::chrono::mil
 
 awaitable<result<std::unique_ptr<beast_client::connection>>> beast_client::acquire(
     bool* reused, std::chrono::milliseconds connect_timeout) {
+  bool may_open = false;  // a slot handed over by release(): open_ already counts it
   for (;;) {
     auto now = std::chrono::steady_clock::now();
-    while (!idle_.empty()) {
+    // Requests already waiting go first: a connection back in the pool is handed to the oldest
+    // (release()), never taken by a request that came later. (Taking it was measured to starve
+    // the first of a burst of prefetches for most of a second: the readers' next files.)
+    while (!may_open && waiters_.empty() && !idle_.empty()) {
       // Most recently used first: the least likely to have been closed by the server.
       auto c = std::move(idle_.back());
       idle_.pop_back();
@@ -246,8 +257,9 @@ awaitable<result<std::unique_ptr<beast_client::connection>>> beast_client::acqui
       *reused = true;
       co_return c;
     }
-    if (open_ < opts_.max_connections) {
-      ++open_;
+    if (may_open || (waiters_.empty() && open_ < opts_.max_connections)) {
+      if (!may_open) ++open_;
+      may_open = false;
       auto c = std::make_unique<connection>(ex_, opts_.ep.tls ? opts_.tls.get() : nullptr);
       auto ec = co_await connect(c.get(), connect_timeout);
       if (ec) {
@@ -257,23 +269,36 @@ awaitable<result<std::unique_ptr<beast_client::connection>>> beast_client::acqui
       *reused = false;
       co_return c;
     }
-    auto timer = std::make_shared<asio::steady_timer>(ex_, asio::steady_timer::time_point::max());
-    waiters_.push_back(timer);
-    co_await timer->async_wait(use_tuple);
+    auto w = std::make_shared<waiter>(ex_);  // (named: kept across the co_await)
+    waiters_.push_back(w);
+    co_await w->timer.async_wait(use_tuple);
+    if (w->handed) {
+      *reused = true;
+      co_return std::move(w->handed);
+    }
+    may_open = w->may_open;  // (neither: the client is going away; try again)
   }
 }
 
 void beast_client::release(std::unique_ptr<connection> c, bool reusable) {
-  if (c && reusable) {
+  const bool keep = c && reusable;
+  if (!keep && c) s3_metrics::get().connections->sub();  // (null: a connect that failed)
+  if (!waiters_.empty()) {
+    // The oldest waiting request gets the connection, or the closed one's slot (open_ unchanged).
+    auto w = std::move(waiters_.front());
+    waiters_.pop_front();
+    if (keep)
+      w->handed = std::move(c);
+    else
+      w->may_open = true;
+    w->timer.cancel();
+    return;
+  }
+  if (keep) {
     c->idle_since = std::chrono::steady_clock::now();
     idle_.push_back(std::move(c));
   } else {
     --open_;
-    if (c) s3_metrics::get().connections->sub();  // (null: a connect that failed)
-  }
-  if (!waiters_.empty()) {
-    waiters_.front()->cancel();
-    waiters_.pop_front();
   }
 }
 

@@ -111,7 +111,10 @@ class beast_client final : public object_client {
   std::shared_ptr<client_stats> stats_;
   std::vector<std::unique_ptr<connection>> idle_;
   unsigned open_ = 0;
-  std::deque<std::shared_ptr<asio::steady_timer>> waiters_;
+  // Requests waiting for a connection, first come first served: a released connection (or the
+  // slot of one that closed) goes to the front one, never to a request that came later.
+  struct waiter;
+  std::deque<std::shared_ptr<waiter>> waiters_;
   std::mt19937_64 rng_;
   asio::ip::tcp::resolver resolver_;
   asio::ip::tcp::resolver::results_type resolved_;

@@ -230,6 +230,38 @@ TEST_CASE("connections are bounded per client and reused") {
   CHECK(test::stat(test::sim_admin(sim.url(), "GET", "/_sim/stats"), "connections") == 3);
 }
 
+TEST_CASE("a connection given back goes to the request that waited for it, not to a later one") {
+  // One connection. A holds it, B waits; when A's GET ends, A at once sends another (A2). A
+  // connection returned to the pool must be B's: had A2 taken it (the waiter woken only to find
+  // the pool empty and queue again at the back), a stream of new requests would starve B.
+  test::simulator sim({"--credentials", "AKIDSIM:sim/secret+key", "--synthetic", "syn:1:4MiB"});
+  test::client_env env(sim.url(), "syn", good, [](client_options& o) { o.max_connections = 1; });
+  std::vector<std::string> finished;
+  env.run([](beast_client* c, std::vector<std::string>* finished) -> awaitable<void> {
+    auto ex = co_await asio::this_coro::executor;
+    auto one = [](beast_client* c, std::vector<std::string>* finished, std::string name,
+                  bool again) -> awaitable<void> {
+      std::vector<char> buf(1 << 20);
+      auto r = co_await c->get("shard_000000.tar", 0, std::span<char>(buf), "");
+      CHECK(r.value() == buf.size());
+      finished->push_back(name);
+      if (!again) co_return;
+      r = co_await c->get("shard_000000.tar", 1 << 20, std::span<char>(buf), "");  // (no yield before)
+      CHECK(r.value() == buf.size());
+      finished->push_back(name + "2");
+    };
+    asio::co_spawn(ex, one(c, finished, "A", true), asio::detached);
+    asio::co_spawn(ex, one(c, finished, "B", false), asio::detached);
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (finished->size() < 3 && std::chrono::steady_clock::now() < deadline) {
+      asio::steady_timer t(ex, std::chrono::milliseconds(2));
+      co_await t.async_wait(use_tuple);
+    }
+  }(env.client.get(), &finished));
+  CHECK(finished == std::vector<std::string>{"A", "B", "A2"});
+  CHECK(env.stats->connections_opened == 1);
+}
+
 TEST_CASE("https with a self-signed certificate trusted through a CA bundle") {
   test::temp_dir dir;
   int status = 0;
