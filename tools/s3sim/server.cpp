@@ -173,6 +173,11 @@ void abort_connection(beast::tcp_stream* tcp) {
   tcp->socket().close(ignored);
 }
 
+// Body bytes sent at once: 1 MiB, or 128 KiB behind the link model (the pacing's step).
+std::size_t send_size(const server_options& o) {
+  return o.conn_bandwidth > 0 || o.total_bandwidth > 0 ? 128 * 1024 : 1 << 20;
+}
+
 // Serves the body bytes [first, last] of an object, paced by the link model, with a mid-body
 // fault if one was picked. Returns false when the connection must be closed.
 awaitable<bool> send_object(server::state* st, s3::any_stream* stream, beast::tcp_stream* tcp,
@@ -180,8 +185,7 @@ awaitable<bool> send_object(server::state* st, s3::any_stream* stream, beast::tc
                             fault_kind fault, std::vector<char>* buffer, clock::time_point* conn_next) {
   std::uint64_t length = last + 1 - first;
   std::uint64_t fault_at = fault == fault_kind::none ? length : length / 2;
-  bool shaped = st->opts.conn_bandwidth > 0 || st->opts.total_bandwidth > 0;
-  std::size_t chunk = shaped ? 128 * 1024 : buffer->size();
+  const std::size_t chunk = buffer->size();  // (send_size)
   int fd = -1;
   if (obj->source == stored_object::kind::file) {
     fd = ::open(obj->path.c_str(), O_RDONLY | O_CLOEXEC);
@@ -248,7 +252,7 @@ awaitable<bool> send_object(server::state* st, s3::any_stream* stream, beast::tc
       out[0] = static_cast<char>(out[0] ^ 0xff);
       flip_next = false;
     }
-    if (shaped) {
+    if (st->opts.conn_bandwidth > 0 || st->opts.total_bandwidth > 0) {  // the link model
       auto now = clock::now();
       auto done = now;
       if (st->opts.conn_bandwidth > 0) {
@@ -269,12 +273,41 @@ awaitable<bool> send_object(server::state* st, s3::any_stream* stream, beast::tc
   co_return true;
 }
 
+// A connection's buffer for the body bytes it sends, taken from its reactor's spares at the
+// first body and given back when the connection ends. A new 1 MiB buffer per connection was
+// fresh memory to clear: a burst of 200 new connections (a client filling its pool) waited
+// about 0.5 s for its first bytes on this project's VM, where the first touch of memory is slow.
+class body_buffer {
+ public:
+  ~body_buffer() {
+    if (!bytes_.empty()) spares().push_back(std::move(bytes_));
+  }
+  // `size`: the most a send takes at once (the same for every connection of a server).
+  std::vector<char>* get(std::size_t size) {
+    if (bytes_.empty()) {
+      if (auto& free = spares(); !free.empty()) {
+        bytes_ = std::move(free.back());
+        free.pop_back();
+      }
+      bytes_.resize(size);
+    }
+    return &bytes_;
+  }
+
+ private:
+  static std::vector<std::vector<char>>& spares() {
+    thread_local std::vector<std::vector<char>> free;  // (a connection stays on its reactor)
+    return free;
+  }
+  std::vector<char> bytes_;
+};
+
 // One connection's requests, in turn, over `stream` (plain or TLS); `tcp` is its lowest layer,
 // for timeouts and faults.
 awaitable<void> serve(std::shared_ptr<server::state> st, s3::any_stream* stream, beast::tcp_stream* tcp) {
   beast::flat_buffer buffer;
   buffer.reserve(64 * 1024);
-  std::vector<char> body(1 << 20);
+  body_buffer body;
   clock::time_point conn_next{};
   for (;;) {
     tcp->expires_after(st->opts.keepalive_timeout);
@@ -457,7 +490,7 @@ awaitable<void> serve(std::shared_ptr<server::state> st, s3::any_stream* stream,
       auto [wec, wn] = co_await http::async_write_header(*stream, sr, use_tuple);
       if (wec) co_return;
       if (req.method() == http::verb::get && length > 0) {
-        if (!co_await send_object(st.get(), stream, tcp, object, first, last, fault, &body, &conn_next))
+        if (!co_await send_object(st.get(), stream, tcp, object, first, last, fault, body.get(send_size(st->opts)), &conn_next))
           co_return;
       }
     } else {
@@ -520,6 +553,20 @@ awaitable<void> accept_loop(std::shared_ptr<server::state> st, std::shared_ptr<t
       continue;
     }
     asio::co_spawn(pool->executor(target), session(st, std::move(socket)), asio::detached);
+    // The connections already waiting are taken in the same turn: one accept per turn of a
+    // reactor busy serving bodies made a burst of 200 new connections wait ~0.5 s for their
+    // first byte (S3 takes connections in parallel).
+    for (;;) {
+      target = next++ % pool->size();
+      tcp::socket more(pool->context(target));
+      beast::error_code aec;
+      acceptor->accept(more, aec);  // (non-blocking acceptor: would_block when none is waiting)
+      if (aec) {
+        --next;
+        break;
+      }
+      asio::co_spawn(pool->executor(target), session(st, std::move(more)), asio::detached);
+    }
   }
 }
 }  // namespace
@@ -537,6 +584,7 @@ tcp::endpoint server::listen(const std::string& host, const std::string& port) {
   acceptor->set_option(tcp::acceptor::reuse_address(true));
   acceptor->bind(ep);
   acceptor->listen(asio::socket_base::max_listen_connections);
+  acceptor->non_blocking(true);
   auto bound = acceptor->local_endpoint();
   asio::co_spawn(ctx, accept_loop(state_, acceptor, &pool_), asio::detached);
   return bound;
