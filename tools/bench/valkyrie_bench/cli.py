@@ -160,7 +160,7 @@ def main():
                                       "total_bandwidth": args.total_bandwidth} if simulated else None,
                              "scenarios": scenarios}
         steps = {"baseline": 2, "cold": 2, "ttfb": 1, "training": 4 if not args.dir else 3, "epochs": 1, "random": 1,
-                 "ls": 1, "small": 9, "seq4": 1, "rand4": 1}
+                 "ls": 1, "small": 10, "seq4": 1, "rand4": 1}
         has_s3 = bool(ctx.s3.url or args.bucket)
         needs_train = any(s not in PATTERNS for s in scenarios)  # the patterns read small/ and big/
         ctx.progress.plan(sum(steps[s] for s in scenarios)
