@@ -125,7 +125,8 @@ struct uring_transport::ring {
                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
     if (m == MAP_FAILED) return std::string("cannot map ring buffers: ") + std::strerror(errno);
     memory = static_cast<char*>(m);
-    char* payloads = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(memory) + huge - 1) / huge * huge);
+    char* payloads = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(memory) + huge - 1) /
+                                             huge * huge);
     char* headers = payloads + count * payload_span;
     ::madvise(payloads, count * payload_span, MADV_HUGEPAGE);  // (a refusal leaves 4 KiB pages)
     io_uring_params params{};

@@ -198,9 +198,9 @@ beast_client::beast_client(asio::any_io_executor ex, client_options opts)
 
 struct beast_client::waiter {
   explicit waiter(asio::any_io_executor ex) : timer(ex, asio::steady_timer::time_point::max()) {}
-  asio::steady_timer timer;                // cancelled when its turn comes
-  std::unique_ptr<connection> handed;      // a released connection, now this request's
-  bool may_open = false;                   // or the slot of one that closed: open a new one
+  asio::steady_timer timer;            // cancelled when its turn comes
+  std::unique_ptr<connection> handed;  // a released connection, now this request's
+  bool may_open = false;               // or the slot of one that closed: open a new one
 };
 
 beast_client::~beast_client() {

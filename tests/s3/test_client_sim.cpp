@@ -246,7 +246,8 @@ TEST_CASE("a connection given back goes to the request that waited for it, not t
       CHECK(r.value() == buf.size());
       finished->push_back(name);
       if (!again) co_return;
-      r = co_await c->get("shard_000000.tar", 1 << 20, std::span<char>(buf), "");  // (no yield before)
+      // (no yield between the end of the first GET and this one)
+      r = co_await c->get("shard_000000.tar", 1 << 20, std::span<char>(buf), "");
       CHECK(r.value() == buf.size());
       finished->push_back(name + "2");
     };
