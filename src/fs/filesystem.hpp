@@ -256,6 +256,11 @@ class filesystem {
   // The reactor that fetches chunk `chunk` ahead of a reader: read-ahead is spread over every
   // reactor's connection pool (`here` when there are no reactors, as in unit tests).
   asio::any_io_executor executor_for(std::uint64_t chunk, asio::any_io_executor here) const;
+  // The same for a chunk by its identity (its hash: chunk 0 of every small file would otherwise
+  // go to one reactor's pool, which then held every next-file GET while the others idled).
+  asio::any_io_executor executor_for(const cache::chunk_id& key, asio::any_io_executor here) const {
+    return executor_for(key.hash(), std::move(here));
+  }
   // Starts fetching the chunks of the object not yet cached (of a file larger than the link's
   // bandwidth-delay product, that much of its start).
   // `basis`: the training order that predicted the file (null: the directory rules); queued

@@ -79,7 +79,7 @@ filesystem::prefetch_outcome filesystem::fetch_whole(const cache::version_ref& o
     if (cache_->present(key)) continue;
     cache::chunk_cache::wanted_fn wanted;
     if (basis) wanted = [this, basis] { return order_.load() == basis; };
-    if (!cache_->prefetch(key, fetcher(key, false), executor_for(c, here), std::move(wanted), next_files_source,
+    if (!cache_->prefetch(key, fetcher(key, false), executor_for(key, here), std::move(wanted), next_files_source,
                           on_disk(key))) {
       out = prefetch_outcome::refused;  // no room: the rest of the file (and what follows) waits
       break;
@@ -258,7 +258,7 @@ awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file,
     for (std::uint64_t c = ahead.from; c < ahead.to; ++c) {
       auto key = cache_->chunk(file->object, c);
       if (cache_->present(key)) continue;
-      if (!cache_->prefetch(key, fetcher(key, false), executor_for(c, here),
+      if (!cache_->prefetch(key, fetcher(key, false), executor_for(key, here),
                             [stream = file->stream, c] { return stream->wants(c); },
                             reinterpret_cast<std::uintptr_t>(file.get()), on_disk(key))) {
         file->stream->refused(c);  // no room now: the next read asks again

@@ -118,31 +118,42 @@ TEST_CASE(
   }
 }
 
-TEST_CASE("chunks fetched ahead of readers go to executor_for's reactor (chunk index % reactors)") {
+TEST_CASE(
+    "chunks fetched ahead of readers are spread over the reactors, small files' only chunks too") {
   options o;
-  o.lookahead_files = 8;
+  o.lookahead_files = 32;
   o.cold_read_direct_max = 0;
   pool_fixture f(o);
-  const std::string w1 = pattern(8 * std::uint64_t{chunk}, 41),
-                    w2 = pattern(5 * std::uint64_t{chunk} + 99, 42);
+  const std::string w1 = pattern(8 * std::uint64_t{chunk}, 41);
   f.mem->put("w1", w1);
-  f.mem->put("w2", w2);
+  // Small files are one chunk each, all chunk 0: spread by the chunk's identity, not its index
+  // (by index every one went to reactor 0's connections while the others idled).
+  std::vector<std::string> keys{"w1"};
+  std::vector<std::string> smalls;
+  for (int i = 0; i < 16; ++i) {
+    keys.push_back("s" + std::to_string(i));
+    smalls.push_back(pattern(1000 + i, 50 + i));
+    f.mem->put(keys.back(), smalls.back());
+  }
   // A warm-up started on reactor 0 (as the daemon's manifest warm-up is).
-  f.on(0, f.fs->warm_up({"w1", "w2"}));
+  f.on(0, f.fs->warm_up(keys));
   test::wait_until(
       [&] {
-        return f.all_gets().size() == 8 + 6 &&
+        return f.all_gets().size() == 8 + 16 &&
                f.clients[0]->in_flight() + f.clients[1]->in_flight() == 0;
       },
       "every chunk of the warm-up fetched");
-  for (auto& g : f.all_gets()) {
-    CAPTURE(g.key);
-    CAPTURE(g.offset);
-    CHECK(g.reactor == static_cast<int>((g.offset / chunk) % reactors));
+  std::map<int, int> big_by_reactor, small_by_reactor;
+  for (auto& g : f.all_gets()) ++(g.key == "w1" ? big_by_reactor : small_by_reactor)[g.reactor];
+  for (int r = 0; r < static_cast<int>(reactors); ++r) {
+    CAPTURE(r);
+    CHECK(big_by_reactor[r] > 0);
+    CHECK(small_by_reactor[r] > 0);
   }
   // Read from the other reactor: all there, no GET, exact.
   auto before = f.all_gets().size();
   CHECK(f.on(1, read_whole(f.fs.get(), "w1", 65536)) == w1);
-  CHECK(f.on(1, read_whole(f.fs.get(), "w2", 65536)) == w2);
+  for (int i = 0; i < 16; ++i)
+    CHECK(f.on(1, read_whole(f.fs.get(), keys[i + 1], 65536)) == smalls[i]);
   CHECK(f.all_gets().size() == before);
 }
