@@ -253,9 +253,9 @@ class filesystem {
     std::string predicted;  // the file predicted to be opened next
   };
   std::shared_ptr<dir_sequence> directory_sequence(ino_t dir);
-  // The reactor that fetches chunk `chunk` ahead of a reader: read-ahead is spread over every
-  // reactor's connection pool (`here` when there are no reactors, as in unit tests).
-  asio::any_io_executor executor_for(std::uint64_t chunk, asio::any_io_executor here) const;
+  // Reactor n (modulo their number): work ahead of readers is spread over every reactor's
+  // connection pool (`here` when there are no reactors, as in unit tests).
+  asio::any_io_executor executor_for(std::uint64_t n, asio::any_io_executor here) const;
   // The same for a chunk by its identity (its hash: chunk 0 of every small file would otherwise
   // go to one reactor's pool, which then held every next-file GET while the others idled).
   asio::any_io_executor executor_for(const cache::chunk_id& key, asio::any_io_executor here) const {

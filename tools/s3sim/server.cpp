@@ -173,10 +173,11 @@ void abort_connection(beast::tcp_stream* tcp) {
   tcp->socket().close(ignored);
 }
 
+// Whether bodies go through the link model (per-connection or total bandwidth).
+bool shaped(const server_options& o) { return o.conn_bandwidth > 0 || o.total_bandwidth > 0; }
+
 // Body bytes sent at once: 1 MiB, or 128 KiB behind the link model (the pacing's step).
-std::size_t send_size(const server_options& o) {
-  return o.conn_bandwidth > 0 || o.total_bandwidth > 0 ? 128 * 1024 : 1 << 20;
-}
+std::size_t send_size(const server_options& o) { return shaped(o) ? 128 * 1024 : 1 << 20; }
 
 // Serves the body bytes [first, last] of an object, paced by the link model, with a mid-body
 // fault if one was picked. Returns false when the connection must be closed.
@@ -252,7 +253,7 @@ awaitable<bool> send_object(server::state* st, s3::any_stream* stream, beast::tc
       out[0] = static_cast<char>(out[0] ^ 0xff);
       flip_next = false;
     }
-    if (st->opts.conn_bandwidth > 0 || st->opts.total_bandwidth > 0) {  // the link model
+    if (shaped(st->opts)) {
       auto now = clock::now();
       auto done = now;
       if (st->opts.conn_bandwidth > 0) {
