@@ -1,5 +1,5 @@
-// The arena's memory: its reservation (aligned for huge pages), huge pages, prefault.
-#include "cache/arena_memory.hpp"
+// The arena's memory (a huge_region, core/huge_region.hpp): huge pages and prefault.
+#include "cache/chunk_cache.hpp"
 
 #include <sys/mman.h>
 #include <unistd.h>
@@ -7,40 +7,15 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
-#include <stdexcept>
 #include <thread>
 #include <vector>
 
-#include "cache/chunk_cache.hpp"
-
 namespace valkyrie::cache {
 
-namespace detail {
-
-char* reserve_arena(std::uint64_t bytes) {
-  // Reserved one huge page longer, the ends trimmed, so that huge pages cover all of it.
-  const std::uint64_t reserve = bytes + huge_page;
-  void* p = ::mmap(nullptr, reserve, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED) throw std::runtime_error("cannot reserve the cache arena");
-  const auto base = reinterpret_cast<std::uintptr_t>(p);
-  const auto aligned = (base + huge_page - 1) / huge_page * huge_page;
-  if (aligned > base) ::munmap(p, aligned - base);
-  if (const auto end = aligned + bytes; end < base + reserve)
-    ::munmap(reinterpret_cast<void*>(end), base + reserve - end);
-  return reinterpret_cast<char*>(aligned);
-}
-
-void release_arena(char* arena, std::uint64_t bytes) {
-  ::munmap(arena, bytes);
-}
-
-}  // namespace detail
-
-using detail::huge_page;
+constexpr std::uint64_t huge_page = huge_region::huge_page;
 
 bool chunk_cache::use_huge_pages() {
-  return ::madvise(arena_, arena_bytes_, MADV_HUGEPAGE) == 0;
+  return arena_memory_.advise_huge();
 }
 
 std::error_code chunk_cache::prefault(unsigned threads) {

@@ -4,7 +4,6 @@
 
 #include <boost/asio/post.hpp>
 
-#include "cache/arena_memory.hpp"
 #include "cache/cache_metrics.hpp"
 #include "core/errors.hpp"
 #include "core/metrics.hpp"
@@ -75,7 +74,11 @@ chunk_cache::chunk_cache(std::uint64_t capacity, std::uint32_t chunk_size, unsig
   arena_bytes_ = std::uint64_t{pages} * page_allocator::page_size;
   set_prefetch_share(0.5);
   // Reserved, not committed: pages are backed only when a chunk is first written.
-  arena_ = detail::reserve_arena(arena_bytes_);
+  auto region = huge_region::reserve(arena_bytes_);
+  if (!region)
+    throw std::runtime_error("cannot reserve the cache arena: " + region.error().message());
+  arena_memory_ = std::move(*region);
+  arena_ = arena_memory_.data();
   // Each shard owns an equal run of pages, so a shard the hash gives more than its share evicts
   // early while others have room: shards are large (512 MiB, at most 16) to keep that skew
   // small (a 2 GiB cache of 110 KiB objects: 4 shards of ~4,700, each expecting 4,500 +- 67),
@@ -100,7 +103,6 @@ chunk_cache::~chunk_cache() {
       else
         m.zone(e).sub(static_cast<std::int64_t>(e.size));
     }
-  if (arena_) detail::release_arena(arena_, arena_bytes_);
 }
 
 chunk_buffers chunk_cache::buffers_of(const chunk_entry& e) const {

@@ -2,9 +2,9 @@
 // The chunk cache: object data in chunks (chunk_id: an object version's byte range), in one
 // arena reserved up front.
 //
-// Owns: an mmap'd arena of `capacity` bytes (MAP_NORESERVE, touched lazily unless prefault();
-// aligned to 2 MiB so that use_huge_pages() can back all of it with transparent huge pages;
-// arena_memory.cpp)
+// Owns: an mmap'd arena of `capacity` bytes (a huge_region: MAP_NORESERVE, touched lazily unless
+// prefault(); aligned to 2 MiB so that use_huge_pages() can back all of it with transparent huge
+// pages; arena_memory.cpp)
 // cut into 4 KiB pages; each shard owns an equal range of them (page_allocator) and a chunk takes
 // the pages its bytes need (a 110 KiB object 28 pages, not a whole chunk slot), in as few
 // extents as the free space allows (usually one). No allocation per chunk for data, so chunk
@@ -49,6 +49,7 @@
 #include "cache/chunk_id.hpp"
 #include "cache/page_allocator.hpp"
 #include "core/asio.hpp"
+#include "core/huge_region.hpp"
 #include "core/result.hpp"
 
 namespace valkyrie::cache {
@@ -323,6 +324,7 @@ class chunk_cache {
   // A started prefetch is over: its turn goes back to its class (local or S3).
   void end_turn(const pending_prefetch& job);
 
+  huge_region arena_memory_;  // owns the mapping; arena_ is its start
   char* arena_ = nullptr;
   std::uint64_t arena_bytes_ = 0;
   std::uint32_t chunk_size_;

@@ -3,7 +3,6 @@
 #include <liburing.h>
 #include <sched.h>
 #include <sys/eventfd.h>
-#include <sys/mman.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -16,6 +15,7 @@
 
 #include <boost/asio/posix/stream_descriptor.hpp>
 
+#include "core/huge_region.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
 #include "fuse/session.hpp"
@@ -106,7 +106,6 @@ struct uring_transport::ring {
   ring(uring_transport& t, unsigned reactor) : transport(t), reactor(reactor) {}
   ~ring() {
     exit();
-    if (memory) ::munmap(memory, memory_size);
   }
 
   // Before the INIT reply (on the reactor that read INIT): everything but the registration,
@@ -119,16 +118,12 @@ struct uring_transport::ring {
     // them. Every read reply is copied into a payload and out of it again by the kernel, page
     // by page: in 4 KiB pages each page costs a TLB miss (and in a VM a walk of the host's
     // tables) on both copies, as the cache arena's did (cache/arena_memory.cpp).
-    constexpr std::size_t huge = std::size_t{2} << 20;
-    memory_size = count * (header_size + payload_span) + huge;
-    void* m = ::mmap(nullptr, memory_size, PROT_READ | PROT_WRITE,
-                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-    if (m == MAP_FAILED) return std::string("cannot map ring buffers: ") + std::strerror(errno);
-    memory = static_cast<char*>(m);
-    char* payloads = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(memory) + huge - 1) /
-                                             huge * huge);
+    auto region = huge_region::reserve(count * (header_size + payload_span));
+    if (!region) return "cannot map ring buffers: " + region.error().message();
+    memory = std::move(*region);
+    char* payloads = memory.data();
     char* headers = payloads + count * payload_span;
-    ::madvise(payloads, count * payload_span, MADV_HUGEPAGE);  // (a refusal leaves 4 KiB pages)
+    memory.advise_huge(0, count * payload_span);  // (a refusal leaves 4 KiB pages)
     io_uring_params params{};
     params.flags = IORING_SETUP_SQE128;
     if (int rc = io_uring_queue_init_params(static_cast<unsigned>(count), &uring, &params); rc < 0)
@@ -319,8 +314,8 @@ struct uring_transport::ring {
   int device = -1, efd = -1;
   std::unique_ptr<asio::posix::stream_descriptor> events;
   std::vector<std::unique_ptr<entry>> entries;
-  char* memory = nullptr;
-  std::size_t memory_size = 0, payload_capacity = 0;
+  huge_region memory;  // the entries' payloads, then their headers
+  std::size_t payload_capacity = 0;
   unsigned live = 0;
   bool dead = false, draining = false, flush_posted = false, warned = false;
 };
