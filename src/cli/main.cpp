@@ -422,6 +422,7 @@ int main(int argc, char** argv) {
   fopts.order_chunk_bytes = order_chunk_bytes;
   fopts.known_objects = known_objects;
   fopts.control_files = !no_control_files;
+  fopts.background = pool.background();
   fs::filesystem filesystem(fopts, clients, cache, executors);
 
   fuse::mount_options mopts;

@@ -2,6 +2,8 @@
 
 #include <pthread.h>
 #include <sched.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "core/log.hpp"
 
@@ -25,6 +27,13 @@ reactor_pool::reactor_pool(options opts) : opts_(opts) {
     // Concurrency hint 1: each context is only ever run by its own thread.
     contexts_.push_back(std::make_unique<asio::io_context>(1));
   }
+  background_ = std::make_unique<asio::thread_pool>(1);
+  asio::post(*background_, [] {
+    pthread_setname_np(pthread_self(), "background");
+    // Below the reactors: sharing a CPU with one, it yields to its requests (a thread's own nice
+    // value on Linux; raising it needs no privilege).
+    ::setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10);
+  });
 }
 
 reactor_pool::~reactor_pool() {
@@ -61,6 +70,10 @@ void reactor_pool::join() {
     if (t.joinable()) t.join();
   threads_.clear();
   guards_.clear();
+  // After the reactors: a background job that finishes now queues its completion on a reactor
+  // that no longer runs (destroy_pending_work() destroys it with the coroutine that waited).
+  background_->stop();
+  background_->join();
 }
 
 void reactor_pool::stop() {

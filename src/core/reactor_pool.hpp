@@ -6,6 +6,9 @@
 // reactor needs no lock. Work moves between reactors only by post().
 // Invariants: contexts exist from construction to destruction; threads run between start() and
 // stop(); stop() is idempotent and joins every thread.
+// Beside the reactors, one background thread for bulk CPU work that must not hold a reactor
+// (core/background.hpp); join() stops it after the reactors (work not started is dropped; its
+// completions then wait in their reactors' queues, destroyed with the pending work).
 // Teardown: join(), then destroy_pending_work() while everything the reactors' coroutines refer to
 // still exists, then destroy those objects (their timers and sockets need the contexts), then the
 // pool last.
@@ -16,6 +19,7 @@
 
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
 
 #include "core/asio.hpp"
 
@@ -36,6 +40,8 @@ class reactor_pool {
   unsigned size() const { return static_cast<unsigned>(contexts_.size()); }
   asio::io_context& context(unsigned i) { return *contexts_.at(i); }
   asio::any_io_executor executor(unsigned i) { return contexts_.at(i)->get_executor(); }
+  // The background thread's executor (in_background, core/background.hpp).
+  asio::any_io_executor background() { return background_->get_executor(); }
 
   void start();
   // Asks every reactor to stop (pending handlers are dropped); callable from any thread,
@@ -66,6 +72,7 @@ class reactor_pool {
   std::vector<std::unique_ptr<asio::io_context>> contexts_;
   std::vector<asio::executor_work_guard<asio::io_context::executor_type>> guards_;
   std::vector<std::thread> threads_;
+  std::unique_ptr<asio::thread_pool> background_;
 };
 
 }  // namespace valkyrie

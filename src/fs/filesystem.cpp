@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <optional>
 
+#include "core/background.hpp"
 #include "core/errors.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
@@ -59,10 +60,18 @@ awaitable<result<order_update>> filesystem::set_order(std::string text, std::str
   auto& hints = fs_metrics::get();
   auto known = known_.load();
   const std::uint64_t chunk = opts_.disk ? opts_.disk->store().chunk_size() : 0;
-  auto parse = [&text, chunk](const object_map& objects) { return read_order(text, objects, chunk); };
-  const bool warm = is_warm_request(text);
+  // (in the background: it owns its inputs, since it may outlive this coroutine at shutdown)
+  auto order_text = std::make_shared<const std::string>(std::move(text));
+  auto parse = [order_text, chunk](std::shared_ptr<const object_map> objects) {
+    return [order_text, chunk, objects = std::move(objects)] {
+      return read_order(*order_text, objects ? *objects : object_map{}, chunk);
+    };
+  };
+  const bool warm = is_warm_request(*order_text);
   if (warm && !opts_.disk) co_return std::make_error_code(std::errc::operation_not_supported);
-  listed_order m = parse(known ? *known : object_map{});
+  // (named, not temporaries in the co_await: GCC 12 destroyed such a temporary twice)
+  auto check = in_background(opts_.background, parse(known));
+  listed_order m = co_await std::move(check);
   const bool no_key_lines = !m.predictor->has_order() && m.problems.empty();
   if ((warm && !known) || (!no_key_lines && (!known || !m.problems.empty()))) {
     // Keys written since the last listing (or no listing yet): list the prefix once more.
@@ -70,14 +79,15 @@ awaitable<result<order_update>> filesystem::set_order(std::string text, std::str
     if (!fresh) co_return fresh.error();
     known = std::make_shared<const object_map>(std::move(*fresh));
     known_.store(known);
-    m = parse(*known);
+    auto recheck = in_background(opts_.background, parse(known));
+    m = co_await std::move(recheck);
   }
   for (std::size_t i = 0; i < m.problems.size() && i < 20; ++i)
     log::event("fs", spdlog::level::warn, "training order: line skipped",
                {{"source", source}, {"line", m.problems[i].line}, {"key", m.problems[i].key},
                 {"reason", m.problems[i].reason}});
   if (warm && (m.predictor->has_order() || m.problems.empty()))
-    co_return co_await start_warm(m.predictor->keys(), known);
+    co_return co_await start_warm(std::move(m.predictor), known);
   if (!m.predictor->has_order() && !m.problems.empty()) {
     hints.orders_rejected.add();
     log::event("fs", spdlog::level::warn, "training order refused: no usable key; the previous order stays",

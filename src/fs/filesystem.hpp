@@ -87,6 +87,9 @@ struct options {
   std::shared_ptr<tier::disk_tier> disk;
   // The shared cache tier (--shared-cache), if any: between the disk tier and S3.
   std::shared_ptr<tier::shared_tier> shared;
+  // Where a live order is checked against the listing (reactor_pool::background(): a second at
+  // 1.28 M keys, which would hold the reactor that installs it). Empty: on the calling reactor.
+  asio::any_io_executor background;
 };
 
 struct open_file {
@@ -209,7 +212,9 @@ class filesystem {
     std::atomic<unsigned> active{0};
     std::atomic<bool> finished{false}, cancelled{false};
   };
-  awaitable<result<order_update>> start_warm(std::vector<std::string> keys, std::shared_ptr<const object_map> known);
+  // (order: the request's keys, in order; none: every file of `known`)
+  awaitable<result<order_update>> start_warm(std::shared_ptr<const prefetch::predictor> order,
+                                             std::shared_ptr<const object_map> known);
   awaitable<void> warm_worker(std::shared_ptr<warm_state> st, std::shared_ptr<const std::vector<cache::chunk_id>> plan,
                               std::shared_ptr<std::atomic<std::size_t>> next);
   // The "# disk tier:" and "# warm:" header lines of the order file.

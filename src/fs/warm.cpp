@@ -7,7 +7,10 @@
 // touched. Chunks already on the disk are counted, not fetched. A new warm request cancels the one
 // running. Progress is the "# warm:" line of the order file.
 #include <cstdlib>
+#include <string_view>
+#include <unordered_set>
 
+#include "core/background.hpp"
 #include "core/log.hpp"
 #include "fs/filesystem.hpp"
 
@@ -21,29 +24,28 @@ bool filesystem::is_warm_request(std::string_view text) {
   return text.substr(0, 6) == "#!warm" && (text.size() == 6 || text[6] == '\n' || text[6] == '\r');
 }
 
-awaitable<result<order_update>> filesystem::start_warm(std::vector<std::string> keys,
-                                                       std::shared_ptr<const object_map> known) {
-  if (!opts_.disk) co_return std::make_error_code(std::errc::operation_not_supported);
-  auto& store = opts_.disk->store();
-  auto plan = std::make_shared<std::vector<cache::chunk_id>>();
-  auto st = std::make_shared<warm_state>();
-  if (keys.empty())
-    for (auto& [k, info] : *known) keys.push_back(k);  // (the map is in listing order)
-  std::unordered_set<std::string> seen;
-  const std::uint64_t cs = cache_->chunk_size();
-  // Up to the slots the plan takes, packing small chunks as the store does (in the plan's order;
-  // the workers' writes finish nearly in it).
+namespace {
+// What a warm request will fetch: its files' chunks in order, up to the disk tier's slots,
+// packing small chunks as the store does (in the plan's order; the workers' writes finish nearly
+// in it). Pure (the store's geometry is fixed at start-up): planned in the background.
+struct warm_plan {
+  std::vector<cache::chunk_id> chunks;
+  std::uint64_t bytes = 0;
+  std::size_t files = 0;
+};
+
+warm_plan plan_warm(const std::vector<std::string>& keys, const object_map& known,
+                    const tier::disk_store& store, const cache::chunk_cache& cache,
+                    const std::string& bucket, const std::string& prefix) {
+  warm_plan plan;
+  std::unordered_set<std::string_view> seen;
+  const std::uint64_t cs = cache.chunk_size();
   std::uint64_t slots_left = store.slots(), open_room = 0;
   bool full = false;
-  for (auto& k : keys) {
-    if (full) break;
-    if (!seen.insert(k).second) continue;  // (a later epoch of the same file)
-    auto it = known->find(k);
-    if (it == known->end()) continue;
-    const auto& info = it->second;
-    auto object = cache::make_version(opts_.bucket, opts_.prefix + k, info.etag, info.size);
+  auto add = [&](const std::string& k, const s3::object_info& info) {
+    auto object = cache::make_version(bucket, prefix + k, info.etag, info.size);
     for (std::uint64_t i = 0; i * cs < info.size && !full; ++i) {
-      auto id = cache_->chunk(object, i);
+      auto id = cache.chunk(object, i);
       if (!store.admits(id)) continue;
       const std::uint64_t need = store.footprint(id);
       const bool packed = need < store.slot_stride();
@@ -56,12 +58,41 @@ awaitable<result<order_update>> filesystem::start_warm(std::vector<std::string> 
         --slots_left;
         open_room = packed ? store.slot_stride() - need : open_room;
       }
-      st->planned_bytes += id.length();
-      plan->push_back(std::move(id));
+      plan.bytes += id.length();
+      plan.chunks.push_back(std::move(id));
     }
+  };
+  if (keys.empty()) {  // every file, in listing order
+    for (auto it = known.begin(); it != known.end() && !full; ++it, ++plan.files)
+      add(it->first, it->second);
+    return plan;
   }
+  for (auto& k : keys) {
+    if (full) break;
+    if (!seen.insert(k).second) continue;  // (a later epoch of the same file)
+    if (auto it = known.find(k); it != known.end()) add(k, it->second);
+  }
+  plan.files = seen.size();
+  return plan;
+}
+}  // namespace
+
+awaitable<result<order_update>> filesystem::start_warm(
+    std::shared_ptr<const prefetch::predictor> order, std::shared_ptr<const object_map> known) {
+  if (!opts_.disk) co_return std::make_error_code(std::errc::operation_not_supported);
+  // (1.28 M keys: about a second of work, which would hold this reactor; the work owns its inputs)
+  auto work = [order, known, disk = opts_.disk, cache = cache_, bucket = opts_.bucket,
+               prefix = opts_.prefix] {
+    return plan_warm(order->keys(), *known, disk->store(), *cache, bucket, prefix);
+  };
+  auto planning = in_background(opts_.background, std::move(work));
+  warm_plan planned = co_await std::move(planning);
+  auto& store = opts_.disk->store();
+  auto plan = std::make_shared<const std::vector<cache::chunk_id>>(std::move(planned.chunks));
+  auto st = std::make_shared<warm_state>();
+  st->planned_bytes = planned.bytes;
   st->planned_chunks = plan->size();
-  st->files = seen.size();
+  st->files = planned.files;
   if (auto old = warm_.exchange(st)) old->cancelled = true;
   log::event("fs", spdlog::level::info, "disk tier warm-up started",
              {{"files", st->files},
@@ -73,7 +104,7 @@ awaitable<result<order_update>> filesystem::start_warm(std::vector<std::string> 
   st->active = warm_workers;
   for (unsigned w = 0; w < warm_workers; ++w)
     asio::co_spawn(executor_for(w, here), warm_worker(st, plan, next), asio::detached);
-  co_return order_update{seen.size(), 0, false};
+  co_return order_update{planned.files, 0, false};
 }
 
 awaitable<void> filesystem::warm_worker(std::shared_ptr<warm_state> st,

@@ -20,8 +20,9 @@ namespace {
 constexpr unsigned reactors = 2;
 
 struct pool_fixture {
-  explicit pool_fixture(options o) {
+  explicit pool_fixture(options o, bool background = false) {
     pool.start();
+    if (background) o.background = pool.background();
     std::vector<std::shared_ptr<s3::object_client>> per_reactor;
     std::vector<asio::any_io_executor> executors;
     for (unsigned i = 0; i < reactors; ++i) {
@@ -51,6 +52,17 @@ struct pool_fixture {
   std::shared_ptr<cache::chunk_cache> cache;
   std::unique_ptr<filesystem> fs;
 };
+
+// Installs `text` as a live order on the calling reactor, with a handler queued behind this
+// coroutine on the same reactor: {the order's keys (0: refused), whether the handler ran before
+// set_order returned}.
+awaitable<std::pair<std::size_t, bool>> set_order_beside_other_work(filesystem* fs,
+                                                                    std::string text) {
+  bool other_ran = false;
+  asio::post(co_await asio::this_coro::executor, [&other_ran] { other_ran = true; });
+  auto u = co_await fs->set_order(std::move(text), "hint");
+  co_return std::pair<std::size_t, bool>{u ? u->keys : 0, other_ran};
+}
 
 // Opens `key` and reads it whole in `piece`-byte reads (not chunk-aligned), on the calling
 // reactor.
@@ -156,4 +168,37 @@ TEST_CASE(
   for (int i = 0; i < 16; ++i)
     CHECK(f.on(1, read_whole(f.fs.get(), keys[i + 1], 65536)) == smalls[i]);
   CHECK(f.all_gets().size() == before);
+}
+
+TEST_CASE("a live order is checked against the listing in the background: its reactor goes on") {
+  options o;
+  auto known = std::make_shared<std::map<std::string, s3::object_info>>();
+  s3::object_info info;
+  info.size = 100;
+  info.etag = "\"e\"";
+  std::string text;
+  for (int i = 0; i < 2000; ++i) {
+    std::string key = "img/" + std::to_string(i) + ".jpg";
+    info.key = key;
+    (*known)[key] = info;
+    text = key + "\n" + text;  // the listing's order reversed
+  }
+  o.known_objects = known;
+  o.lookahead_files = 0;
+
+  SUBCASE("with the pool's background thread: other work runs on the reactor meanwhile") {
+    pool_fixture f(o, true);
+    auto [keys, other_ran] = f.on(0, set_order_beside_other_work(f.fs.get(), text));
+    CHECK(keys == 2000);
+    CHECK(other_ran);
+    REQUIRE(f.fs->order());
+    CHECK(f.fs->order()->predictor->first(1).front() == "img/1999.jpg");
+  }
+  SUBCASE("without one (unit tests, tools): checked on the reactor, the same result") {
+    pool_fixture f(o, false);
+    auto [keys, other_ran] = f.on(0, set_order_beside_other_work(f.fs.get(), text));
+    CHECK(keys == 2000);
+    CHECK_FALSE(other_ran);  // (what the background thread is there to avoid)
+    REQUIRE(f.fs->order());
+  }
 }
