@@ -8,6 +8,8 @@
 #   bench_mount BUCKET FLAGS...       valkyrie on $mnt (foreground job, warnings to
 #                                     $tmp/daemon.err), waits for the mount: $daemon_pid
 #   bench_unmount                     unmounts and waits for the daemon to end
+# BENCH_START_SECONDS: how long the simulator and the mount may take to come up (default 5; a
+# simulator of a million synthetic objects, or a mount that lists them, takes longer).
 bench_init() {
   tmp=$(mktemp -d "/tmp/valkyrie-$1.XXXXXX")
   mnt="$tmp/mnt"
@@ -29,7 +31,7 @@ bench_start_sim() {
   "$build/tools/valkyrie-s3sim" --listen 127.0.0.1:0 --credentials "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" \
     "$@" >"$tmp/sim.out" 2>"$tmp/sim.err" &
   sim_pid=$!
-  for _ in $(seq 100); do [[ -s $tmp/sim.out ]] && break; sleep 0.05; done
+  for _ in $(seq $((${BENCH_START_SECONDS:-5} * 20))); do [[ -s $tmp/sim.out ]] && break; sleep 0.05; done
   [[ -s $tmp/sim.out ]] || { cat "$tmp/sim.err" >&2; echo "valkyrie-s3sim did not start" >&2; exit 1; }
   url=$(head -1 "$tmp/sim.out" | awk '{print $3}')
 }
@@ -39,7 +41,7 @@ bench_mount() {
   "$build/src/cli/valkyrie" --mount "$mnt" --bucket "$bucket" --endpoint "$url" --foreground --log-level "${BENCH_LOG_LEVEL:-warn}" \
     --no-metrics ${VALKYRIE_ARGS:-} "$@" 2>>"$tmp/daemon.err" &
   daemon_pid=$!
-  for _ in $(seq 100); do mountpoint -q "$mnt" && return 0; sleep 0.05; done
+  for _ in $(seq $((${BENCH_START_SECONDS:-5} * 20))); do mountpoint -q "$mnt" && return 0; sleep 0.05; done
   cat "$tmp/daemon.err" >&2
   echo "the mount did not come up" >&2
   exit 1
