@@ -86,8 +86,10 @@ awaitable<result<order_update>> filesystem::set_order(std::string text, std::str
     log::event("fs", spdlog::level::warn, "training order: line skipped",
                {{"source", source}, {"line", m.problems[i].line}, {"key", m.problems[i].key},
                 {"reason", m.problems[i].reason}});
-  if (warm && (m.predictor->has_order() || m.problems.empty()))
-    co_return co_await start_warm(std::move(m.predictor), known);
+  if (warm && (m.predictor->has_order() || m.problems.empty())) {
+    auto warming = start_warm(std::move(m.predictor), known);
+    co_return co_await std::move(warming);
+  }
   if (!m.predictor->has_order() && !m.problems.empty()) {
     hints.orders_rejected.add();
     log::event("fs", spdlog::level::warn, "training order refused: no usable key; the previous order stays",
