@@ -19,6 +19,7 @@
 namespace valkyrie {
 
 // Runs work() on `background` (inline when it is empty, as in unit tests without reactors).
+// Callers name the work and the returned awaitable before co_await-ing it (see below).
 template <class F>
 awaitable<std::invoke_result_t<F&>> in_background(asio::any_io_executor background, F work) {
   using result_type = std::invoke_result_t<F&>;

@@ -58,10 +58,11 @@ struct pool_fixture {
 // set_order returned}.
 awaitable<std::pair<std::size_t, bool>> set_order_beside_other_work(filesystem* fs,
                                                                     std::string text) {
-  bool other_ran = false;
-  asio::post(co_await asio::this_coro::executor, [&other_ran] { other_ran = true; });
+  // (shared: when set_order does not suspend, the handler runs after this frame is gone)
+  auto other_ran = std::make_shared<bool>(false);
+  asio::post(co_await asio::this_coro::executor, [other_ran] { *other_ran = true; });
   auto u = co_await fs->set_order(std::move(text), "hint");
-  co_return std::pair<std::size_t, bool>{u ? u->keys : 0, other_ran};
+  co_return std::pair<std::size_t, bool>{u ? u->keys : 0, *other_ran};
 }
 
 // Opens `key` and reads it whole in `piece`-byte reads (not chunk-aligned), on the calling
