@@ -58,9 +58,12 @@ struct pool_fixture {
 // set_order returned}.
 awaitable<std::pair<std::size_t, bool>> set_order_beside_other_work(filesystem* fs,
                                                                     std::string text) {
-  // (shared: when set_order does not suspend, the handler runs after this frame is gone)
+  // (shared: when set_order does not suspend, the handler runs after this frame is gone; named:
+  // a closure that owns something is no temporary of an expression with a co_await in it)
+  auto here = co_await asio::this_coro::executor;
   auto other_ran = std::make_shared<bool>(false);
-  asio::post(co_await asio::this_coro::executor, [other_ran] { *other_ran = true; });
+  auto mark = [other_ran] { *other_ran = true; };
+  asio::post(here, std::move(mark));
   auto u = co_await fs->set_order(std::move(text), "hint");
   co_return std::pair<std::size_t, bool>{u ? u->keys : 0, *other_ran};
 }
