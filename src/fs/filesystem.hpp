@@ -253,9 +253,11 @@ class filesystem {
   // the one being read): whether it opens the files the listing predicts.
   struct dir_sequence {
     ino_t dir = 0;
-    std::mutex mu;          // guards the two below
+    std::mutex mu;          // guards the rest
     unsigned streak = 0;    // files opened in a row as predicted
     std::string predicted;  // the file predicted to be opened next
+    std::string frontier;   // the last file of the chain started ahead of the reader
+    unsigned ahead = 0;     // files of that chain after the reader's last one, up to the frontier
   };
   std::shared_ptr<dir_sequence> directory_sequence(ino_t dir);
   // Reactor n (modulo their number): work ahead of readers is spread over every reactor's

@@ -163,6 +163,45 @@ TEST_CASE("a sequential reader makes the next numbered files arrive whole; gaps 
   CHECK(f.mem->heads == 0);  // sizes and ETags came from the listing
 }
 
+TEST_CASE(
+    "a reader following the listing: the read-ahead deepens, goes on from where it stopped, never "
+    "twice") {
+  fixture f("", 256 * chunk);
+  options o;
+  o.lookahead_files = 8;
+  o.cold_read_direct_max = 0;
+  f.reopen(o);
+  // Names without digits: listing order, not numbered successors.
+  std::vector<std::string> names, bodies, etags;
+  for (int i = 0; i < 60; ++i) {
+    names.push_back(std::string("img-") + static_cast<char>('a' + i / 26) +
+                    static_cast<char>('a' + i % 26));
+    bodies.push_back(pattern(1000 + i, i));
+    etags.push_back(f.mem->put(names.back(), bodies.back()));
+  }
+  auto cached = [&](int i) {
+    auto object = cache::make_version("", names[i], etags[i], bodies[i].size());
+    return f.cache->contains(f.cache->chunk(object, 0));
+  };
+  REQUIRE(f.names(root_ino).size() == names.size());
+  const auto gets_before = f.mem->gets.load();
+  int waited = 0;
+  for (int i = 0; i < 50; ++i) {
+    if (!cached(i)) ++waited;  // its reader waits for a GET
+    auto file = test::run(f.fs->open(f.lookup_path(names[i]).ino));
+    REQUIRE(file);
+    CHECK(f.read(*file, 0, 4096) == bodies[i]);  // (the run drains the fetches started ahead)
+    f.fs->release(*file);
+    // Depth 2, 4, then the --lookahead bound of 8: exactly the next files up to it, none beyond.
+    const int depth = std::min(8, 2 << std::min(i, 10));
+    for (int k = i + 1; k <= i + depth; ++k)
+      CHECK_MESSAGE(cached(k), "file " << k << " after " << i);
+    CHECK_MESSAGE(!cached(i + depth + 1), "file " << i + depth + 1 << " after " << i);
+  }
+  CHECK(waited == 1);                                 // only the first file
+  CHECK(f.mem->gets.load() - gets_before == 50 + 8);  // each file once
+}
+
 TEST_CASE("with a training order, the next files are the manifest's, across epochs") {
   fixture f;
   shard_set shards(f, 5, 3);
