@@ -5,12 +5,16 @@
 #    open+close, and a 4 KiB pread at random offsets (--direct-io: every read reaches the daemon);
 #  - 4 KiB random-read IOPS (fio, 4 jobs) and 1 MiB sequential reads (fio, 1 job), --direct-io.
 # Sets the fuse module's enable_uring for the io_uring mounts and restores it on exit.
+# ROUNDS rounds (default 3) measure both transports, alternating which goes first (dev-fuse,
+# io-uring; io-uring, dev-fuse; ...); each round's figures are printed, then each transport's
+# median over the rounds and their ratio.
 # URING_POLL: --fuse-uring-poll for the mounts (default 30us, the daemon's default; 0: off).
-# Usage: tools/bench-fuse-transport.sh [BUILD_DIR] [SECONDS per fio run]   (root, /dev/fuse, fio)
+# Usage: tools/bench-fuse-transport.sh [BUILD_DIR] [SECONDS per fio run] [ROUNDS]   (root, /dev/fuse, fio)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 secs=${2:-5}
+rounds=${3:-3}
 param=/sys/module/fuse/parameters/enable_uring
 [[ -w $param ]] || { echo "this kernel has no FUSE over io_uring ($param)" >&2; exit 1; }
 command -v fio >/dev/null || { echo "fio is needed" >&2; exit 1; }
@@ -59,33 +63,53 @@ fio_run() {  # fio_run NAME FIO-ARGS... : prints IOPS and MiB/s
 }
 
 declare -A result
-for transport in dev-fuse io-uring; do
-  if [[ $transport == io-uring ]]; then echo Y >"$param"; else echo "$saved" >"$param"; fi
-  BENCH_LOG_LEVEL=debug bench_mount small --cache-size 1GiB --fuse-transport "$transport" --fuse-uring-poll "${URING_POLL:-30us}"
-  if [[ $transport == io-uring ]]; then
-    for _ in $(seq 100); do grep -q "FUSE over io_uring: on" "$tmp/daemon.err" && break; sleep 0.05; done
-    grep -q "FUSE over io_uring: on" "$tmp/daemon.err" || { cat "$tmp/daemon.err" >&2; echo "no rings" >&2; exit 1; }
-  fi
-  cat "$mnt"/* >/dev/null  # into the daemon's caches
-  result[$transport,stat]=$(latency stat)
-  result[$transport,open]=$(latency open)
-  bench_unmount
-  bench_mount big --cache-size 1GiB --fuse-transport "$transport" --fuse-uring-poll "${URING_POLL:-30us}" --direct-io
-  big=$(find "$mnt" -type f | head -1)
-  cat "$big" >/dev/null
-  result[$transport,read4k]=$(latency read "$big")
-  read -r iops _ <<<"$(fio_run rand --rw=randread --bs=4k --numjobs=4)"
-  result[$transport,iops]=$iops
-  read -r _ mibs <<<"$(fio_run seq --rw=read --bs=1M --numjobs=1)"
-  result[$transport,seq]=$mibs
-  bench_unmount
-  : >"$tmp/daemon.err"
-done
+measure_round() {  # measure_round ROUND: both transports, into result[TRANSPORT,MEASURE,ROUND]
+  local round=$1 transport order=(dev-fuse io-uring)
+  ((round % 2)) || order=(io-uring dev-fuse)  # which goes first alternates too
+  for transport in "${order[@]}"; do
+    if [[ $transport == io-uring ]]; then echo Y >"$param"; else echo "$saved" >"$param"; fi
+    BENCH_LOG_LEVEL=debug bench_mount small --cache-size 1GiB --fuse-transport "$transport" --fuse-uring-poll "${URING_POLL:-30us}"
+    if [[ $transport == io-uring ]]; then
+      for _ in $(seq 100); do grep -q "FUSE over io_uring: on" "$tmp/daemon.err" && break; sleep 0.05; done
+      grep -q "FUSE over io_uring: on" "$tmp/daemon.err" || { cat "$tmp/daemon.err" >&2; echo "no rings" >&2; exit 1; }
+    fi
+    cat "$mnt"/* >/dev/null  # into the daemon's caches
+    result[$transport,stat,$round]=$(latency stat)
+    result[$transport,open,$round]=$(latency open)
+    bench_unmount
+    bench_mount big --cache-size 1GiB --fuse-transport "$transport" --fuse-uring-poll "${URING_POLL:-30us}" --direct-io
+    big=$(find "$mnt" -type f | head -1)
+    cat "$big" >/dev/null
+    result[$transport,read4k,$round]=$(latency read "$big")
+    read -r iops _ <<<"$(fio_run rand --rw=randread --bs=4k --numjobs=4)"
+    result[$transport,iops,$round]=$iops
+    read -r _ mibs <<<"$(fio_run seq --rw=read --bs=1M --numjobs=1)"
+    result[$transport,seq,$round]=$mibs
+    bench_unmount
+    : >"$tmp/daemon.err"
+  done
+}
+measures=("stat p50 (us):stat" "open+close p50 (us):open" "4 KiB pread p50 (us):read4k"
+          "4 KiB random reads (IOPS, 4 jobs):iops" "1 MiB sequential (MiB/s):seq")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b / a }'; }
-printf '%-34s %12s %12s %10s\n' measure dev-fuse io-uring "io/dev"
-for m in "stat p50 (us):stat" "open+close p50 (us):open" "4 KiB pread p50 (us):read4k" \
-         "4 KiB random reads (IOPS, 4 jobs):iops" "1 MiB sequential (MiB/s):seq"; do
-  k=${m##*:}
-  printf '%-34s %12s %12s %10s\n' "${m%:*}" "${result[dev-fuse,$k]}" "${result[io-uring,$k]}" \
-    "$(ratio "${result[dev-fuse,$k]}" "${result[io-uring,$k]}")"
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+report() {  # report TITLE VALUE-OF(TRANSPORT, KEY)
+  printf '%s\n%-34s %12s %12s %10s\n' "$1" measure dev-fuse io-uring "io/dev"
+  local m k dev io
+  for m in "${measures[@]}"; do
+    k=${m##*:}
+    dev=$($2 dev-fuse "$k") io=$($2 io-uring "$k")
+    printf '%-34s %12s %12s %10s\n' "${m%:*}" "$dev" "$io" "$(ratio "$dev" "$io")"
+  done
+}
+for round in $(seq 1 "$rounds"); do
+  measure_round "$round"
+  of_round() { echo "${result[$1,$2,$round]}"; }
+  report "round $round of $rounds" of_round
 done
+over_rounds() {
+  local values=() r
+  for r in $(seq 1 "$rounds"); do values+=("${result[$1,$2,$r]}"); done
+  median "${values[@]}"
+}
+report "median of $rounds rounds" over_rounds
