@@ -4,10 +4,15 @@
 #  - curl: one SigV4 GET of a 1 GiB object (user + system CPU of curl);
 #  - valkyrie, cold `dd bs=1M` of the same object through a fresh mount (daemon CPU);
 #  - valkyrie, re-read from the chunk cache with the page cache dropped (daemon CPU);
+#  - valkyrie, cold `dd` of the same object through a mount whose 1 GiB cache another 1 GiB
+#    object filled first (daemon CPU): the steady state of a long job, where a fetched chunk
+#    takes memory an evicted one gave back, not memory the kernel must clear first;
 #  - valkyrie, 4,000 objects of 110 KiB read whole, cold (daemon CPU per file).
 # Daemon CPU is the utime + stime of its process (/proc/PID/stat) across each phase.
 # With PERF=1 each valkyrie phase is also recorded with `perf record -g` and the top symbols
 # (self time) are printed after the round.
+# Round "warm" comes first and is not one of the ROUNDS: this VM backs memory lazily, and the
+# first runs after it was idle pay for that (WARMUP=0 leaves it out).
 # Usage: tools/bench-cpu.sh [BUILD_DIR] [ROUNDS]   (root, /dev/fuse; VALKYRIE_ARGS: more flags)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +21,7 @@ rounds=${2:-3}
 export AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench-secret AWS_EC2_METADATA_DISABLED=true
 source tools/bench-lib.sh
 bench_init cpu-bench
-bench_start_sim --synthetic bench:1:1GiB --synthetic small:4000:110KiB ${SIM_ARGS:-}
+bench_start_sim --synthetic bench:2:1GiB --synthetic small:4000:110KiB ${SIM_ARGS:-}
 tck=$(getconf CLK_TCK)
 cpu_of() { awk -v t="$tck" '{ printf "%.3f", ($14 + $15) / t }' "/proc/$1/stat"; }
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
@@ -26,11 +31,11 @@ perf_stop() {
   [[ ${PERF:-0} == 1 ]] || return 0
   kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true
   echo "--- perf: $1 (self time, top 25)"
-  perf report -i "$tmp/$1.perf" --no-children --sort symbol --percent-limit 0.7 --stdio -g none 2>/dev/null | sed "s/ *$//" |
+  perf report -i "$tmp/$1.perf" --no-children --sort symbol --percent-limit 0.7 --stdio -g none 2>/dev/null | sed -E "s/( +-)* *$//" |
     grep -E '^ +[0-9]' | head -25
 }
 printf '%-6s %-44s %12s\n' round phase "CPU-s per GiB or per 1k files"
-for round in $(seq 1 "$rounds"); do
+for round in $([[ ${WARMUP:-1} == 0 ]] || echo warm) $(seq 1 "$rounds"); do
   drop_page_cache
   curl_s=$( { TIMEFORMAT='%U %S'; time curl -s -o /dev/null --aws-sigv4 "aws:amz:us-east-1:s3" \
     --user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
@@ -51,6 +56,17 @@ for round in $(seq 1 "$rounds"); do
   printf '%-6s %-44s %12s  (%s x curl)\n' "$round" "valkyrie cold dd bs=1M" "$cold" \
     "$(awk -v a="$cold" -v b="$curl_s" 'BEGIN { printf "%.2f", a / b }')"
   printf '%-6s %-44s %12s\n' "$round" "valkyrie re-read, chunk cache, page cache dropped" "$reread"
+
+  bench_mount bench --cache-size 1GiB
+  dd if="$mnt/shard_000001.tar" of=/dev/null bs=1M status=none  # fills the cache
+  drop_page_cache
+  perf_start steady; c0=$(cpu_of "$daemon_pid")
+  dd if="$mnt/shard_000000.tar" of=/dev/null bs=1M status=none
+  c1=$(cpu_of "$daemon_pid"); perf_stop steady
+  bench_unmount
+  steady=$(sub "$c1" "$c0")
+  printf '%-6s %-44s %12s  (%s x curl)\n' "$round" "valkyrie cold dd, cache memory reused" "$steady" \
+    "$(awk -v a="$steady" -v b="$curl_s" 'BEGIN { printf "%.2f", a / b }')"
 
   bench_mount small --cache-size 2GiB
   ls "$mnt" >/dev/null
