@@ -66,9 +66,11 @@ def table(results):
                      ("small-order-hint-8", "small objects, shuffled + live order hint, 8 readers"),
                      ("small-order-hint-1", "small objects, shuffled + live order hint, 1 reader"),
                      ("small-listing-1", "small objects, listing order, no order, 1 reader"),
+                     ("small-listing-8", "small objects, listing order, no order, 8 readers"),
                      ("small-tmpfs-shuffled-8", "small objects, tmpfs copy, shuffled, 8 readers"),
                      ("small-tmpfs-shuffled-1", "small objects, tmpfs copy, shuffled, 1 reader"),
-                     ("small-tmpfs-listing-1", "small objects, tmpfs copy, listing order, 1 reader")):
+                     ("small-tmpfs-listing-1", "small objects, tmpfs copy, listing order, 1 reader"),
+                     ("small-tmpfs-listing-8", "small objects, tmpfs copy, listing order, 8 readers")):
         if k in r and "files_per_s" in r[k]:
             t = r[k]
             vs = f" ({t['x_tmpfs']:.3f} x tmpfs)" if t.get("x_tmpfs") is not None else ""

@@ -138,7 +138,8 @@ def scenario_small(ctx):
     out = {}
     cfg = {"objects": len(names), "object_bytes": parse_size(a.small_size), "reads_per_variant": n,
            "seconds_per_variant": a.small_seconds, "tmpfs_copy_s": round(copy_s, 2)}
-    variants = [("manifest", 8), ("manifest", 1), ("order-hint", 8), ("order-hint", 1), ("listing", 1)]
+    variants = [("manifest", 8), ("manifest", 1), ("order-hint", 8), ("order-hint", 1), ("listing", 1),
+                ("listing", 8)]
     # A throwaway first variant: a machine that backs memory lazily makes the first mount's cache
     # memory slow to touch (every later mount reuses what the one before gave back), which would
     # otherwise fall on whichever variant came first. Its bytes are still compared.
@@ -163,7 +164,8 @@ def scenario_small(ctx):
             r["listing_s"] = round(listing_s, 3)
         out[f"small-{how}-{threads}"] = r
     # The same readers over the tmpfs copy: the bound.
-    for how, threads, order in (("shuffled", 8, shuffled), ("shuffled", 1, shuffled), ("listing", 1, names)):
+    for how, threads, order in (("shuffled", 8, shuffled), ("shuffled", 1, shuffled), ("listing", 1, names),
+                                ("listing", 8, names)):
         out[f"small-tmpfs-{how}-{threads}"] = read_whole_files(ctx, copy, order[:n], threads,
                                                                f"small objects, tmpfs, {how}, {threads}", a.small_seconds)
     for how, threads in variants:
