@@ -280,6 +280,9 @@ class filesystem {
                                std::shared_ptr<const order_state> basis);
   static constexpr std::uintptr_t next_files_source = 1;  // the cache's fair share key for next files
   static constexpr unsigned max_directory_lookahead = 256;
+  // How far behind the files started ahead an open may be and still follow the listing: readers
+  // that take the next names in turn open them up to about their number out of order.
+  static constexpr unsigned max_readers_behind = 32;
   static constexpr std::size_t max_order_lookahead = 4096;
 
   // reader_waiting: fetch in demand_part_size pieces at once rather than one GET.

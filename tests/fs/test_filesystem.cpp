@@ -164,7 +164,7 @@ TEST_CASE("a sequential reader makes the next numbered files arrive whole; gaps 
 }
 
 TEST_CASE(
-    "a reader following the listing: the read-ahead deepens, goes on from where it stopped, never "
+    "readers following the listing: the read-ahead deepens, goes on from where it stopped, never "
     "twice") {
   fixture f("", 256 * chunk);
   options o;
@@ -186,20 +186,42 @@ TEST_CASE(
   REQUIRE(f.names(root_ino).size() == names.size());
   const auto gets_before = f.mem->gets.load();
   int waited = 0;
-  for (int i = 0; i < 50; ++i) {
+  auto read = [&](int i) {
     if (!cached(i)) ++waited;  // its reader waits for a GET
     auto file = test::run(f.fs->open(f.lookup_path(names[i]).ino));
     REQUIRE(file);
     CHECK(f.read(*file, 0, 4096) == bodies[i]);  // (the run drains the fetches started ahead)
     f.fs->release(*file);
-    // Depth 2, 4, then the --lookahead bound of 8: exactly the next files up to it, none beyond.
-    const int depth = std::min(8, 2 << std::min(i, 10));
-    for (int k = i + 1; k <= i + depth; ++k)
-      CHECK_MESSAGE(cached(k), "file " << k << " after " << i);
-    CHECK_MESSAGE(!cached(i + depth + 1), "file " << i + depth + 1 << " after " << i);
+  };
+  SUBCASE("one reader") {
+    for (int i = 0; i < 50; ++i) {
+      read(i);
+      // Depth 2, 4, then the --lookahead bound of 8: exactly the next files up to it, none beyond.
+      const int depth = std::min(8, 2 << std::min(i, 10));
+      for (int k = i + 1; k <= i + depth; ++k)
+        CHECK_MESSAGE(cached(k), "file " << k << " after " << i);
+      CHECK_MESSAGE(!cached(i + depth + 1), "file " << i + depth + 1 << " after " << i);
+    }
+    CHECK(waited == 1);                                 // only the first file
+    CHECK(f.mem->gets.load() - gets_before == 50 + 8);  // each file once
   }
-  CHECK(waited == 1);                                 // only the first file
-  CHECK(f.mem->gets.load() - gets_before == 50 + 8);  // each file once
+  SUBCASE("readers taking the next names in turn open them out of order") {
+    int furthest = -1;
+    for (int j = 0; j < 50; ++j) {
+      const int i = j ^ 1;  // 1, 0, 3, 2, 5, 4, ...
+      read(i);
+      furthest = std::max(furthest, i);
+      if (j < 3) continue;  // (the first depths)
+      // The depth reached the bound and stays there: 8 or 9 files past the furthest opened.
+      for (int k = furthest + 1; k <= furthest + 8; ++k)
+        CHECK_MESSAGE(cached(k), "file " << k << " after " << i);
+      CHECK_MESSAGE(!cached(furthest + 10), "file " << furthest + 10 << " after " << i);
+    }
+    CHECK(waited == 2);  // the first two
+    std::uint64_t files_cached = 0;
+    for (int k = 0; k < 60; ++k) files_cached += cached(k);
+    CHECK(f.mem->gets.load() - gets_before == files_cached);  // each file once
+  }
 }
 
 TEST_CASE("with a training order, the next files are the manifest's, across epochs") {
