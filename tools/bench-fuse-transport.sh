@@ -15,14 +15,11 @@ cd "$(dirname "$0")/.."
 build=${1:-build}
 secs=${2:-5}
 rounds=${3:-3}
-param=/sys/module/fuse/parameters/enable_uring
-[[ -w $param ]] || { echo "this kernel has no FUSE over io_uring ($param)" >&2; exit 1; }
 command -v fio >/dev/null || { echo "fio is needed" >&2; exit 1; }
 export AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench-secret AWS_EC2_METADATA_DISABLED=true
 source tools/bench-lib.sh
 bench_init fuse-transport
-saved=$(cat "$param")
-trap 'echo "$saved" >"$param"; bench_cleanup' EXIT
+bench_fuse_uring
 bench_start_sim --synthetic big:1:512MiB --synthetic small:2000:4KiB
 
 # p50 (microseconds) of stat, open+close over every file of $mnt; pread 4 KiB of $1.
@@ -67,7 +64,7 @@ measure_round() {  # measure_round ROUND: both transports, into result[TRANSPORT
   local round=$1 transport order=(dev-fuse io-uring)
   ((round % 2)) || order=(io-uring dev-fuse)  # which goes first alternates too
   for transport in "${order[@]}"; do
-    if [[ $transport == io-uring ]]; then echo Y >"$param"; else echo "$saved" >"$param"; fi
+    if [[ $transport == io-uring ]]; then echo Y >"$uring_param"; else echo "$uring_saved" >"$uring_param"; fi
     BENCH_LOG_LEVEL=debug bench_mount small --cache-size 1GiB --fuse-transport "$transport" --fuse-uring-poll "${URING_POLL:-30us}"
     if [[ $transport == io-uring ]]; then
       for _ in $(seq 100); do grep -q "FUSE over io_uring: on" "$tmp/daemon.err" && break; sleep 0.05; done

@@ -8,6 +8,9 @@
 #   bench_mount BUCKET FLAGS...       valkyrie on $mnt (foreground job, warnings to
 #                                     $tmp/daemon.err), waits for the mount: $daemon_pid
 #   bench_unmount                     unmounts and waits for the daemon to end
+#   bench_fuse_uring                  exits unless this kernel has FUSE over io_uring; its switch,
+#                                     the fuse module's enable_uring ($uring_param), is put back
+#                                     to what it was ($uring_saved) on exit (after bench_init)
 # BENCH_START_SECONDS: how long the simulator and the mount may take to come up (default 5; a
 # simulator of a million synthetic objects, or a mount that lists them, takes longer).
 bench_init() {
@@ -50,4 +53,10 @@ bench_unmount() {
   umount "$mnt"
   wait "$daemon_pid" || true
   daemon_pid=
+}
+bench_fuse_uring() {
+  uring_param=/sys/module/fuse/parameters/enable_uring
+  [[ -w $uring_param ]] || { echo "this kernel has no FUSE over io_uring ($uring_param)" >&2; exit 1; }
+  uring_saved=$(cat "$uring_param")
+  trap 'echo "$uring_saved" >"$uring_param"; bench_cleanup' EXIT
 }

@@ -13,15 +13,12 @@ cd "$(dirname "$0")/.."
 build=${1:-build}
 keys=${2:-500000}
 rounds=${3:-1}
-param=/sys/module/fuse/parameters/enable_uring
-[[ -w $param ]] || { echo "this kernel has no FUSE over io_uring ($param)" >&2; exit 1; }
 export AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench-secret AWS_EC2_METADATA_DISABLED=true
 export BENCH_START_SECONDS=${BENCH_START_SECONDS:-120}  # (1.28 M synthetic keys: several seconds)
 source tools/bench-lib.sh
 bench_init order-hint
-saved=$(cat "$param")
-trap 'echo "$saved" >"$param"; bench_cleanup' EXIT
-echo Y >"$param"
+bench_fuse_uring
+echo Y >"$uring_param"
 bench_start_sim --synthetic "bench:$keys:1KiB:img/" --synthetic bench:1:1KiB:probe/
 echo "probe/shard_000000.tar" >"$tmp/manifest.txt"
 python3 - "$keys" >"$tmp/order.txt" <<'PY'
