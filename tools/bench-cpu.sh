@@ -34,6 +34,16 @@ perf_stop() {
   perf report -i "$tmp/$1.perf" --no-children --sort symbol --percent-limit 0.7 --stdio -g none 2>/dev/null | sed -E "s/( +-)* *$//" |
     grep -E '^ +[0-9]' | head -25
 }
+# Runs CMD... and sets $spent to the daemon's CPU-seconds meanwhile (PERF=1: its profile, NAME).
+daemon_cpu() {
+  local name=$1 c0 c1
+  shift
+  perf_start "$name"; c0=$(cpu_of "$daemon_pid")
+  "$@"
+  c1=$(cpu_of "$daemon_pid"); perf_stop "$name"
+  spent=$(sub "$c1" "$c0")
+}
+x_curl() { awk -v a="$1" -v b="$curl_s" 'BEGIN { printf "%.2f", a / b }'; }
 printf '%-6s %-44s %12s\n' round phase "CPU-s per GiB or per 1k files"
 for round in $([[ ${WARMUP:-1} == 0 ]] || echo warm) $(seq 1 "$rounds"); do
   drop_page_cache
@@ -43,42 +53,31 @@ for round in $([[ ${WARMUP:-1} == 0 ]] || echo warm) $(seq 1 "$rounds"); do
   printf '%-6s %-44s %12s\n' "$round" "curl, one GET of 1 GiB" "$curl_s"
 
   bench_mount bench --cache-size 2GiB
-  perf_start cold; c0=$(cpu_of "$daemon_pid")
-  dd if="$mnt/shard_000000.tar" of=/dev/null bs=1M status=none
-  c1=$(cpu_of "$daemon_pid"); perf_stop cold
-  cold=$(sub "$c1" "$c0")
+  daemon_cpu cold dd if="$mnt/shard_000000.tar" of=/dev/null bs=1M status=none
+  cold=$spent
   drop_page_cache
-  perf_start reread; c0=$(cpu_of "$daemon_pid")
-  dd if="$mnt/shard_000000.tar" of=/dev/null bs=1M status=none
-  c1=$(cpu_of "$daemon_pid"); perf_stop reread
-  reread=$(sub "$c1" "$c0")
+  daemon_cpu reread dd if="$mnt/shard_000000.tar" of=/dev/null bs=1M status=none
+  reread=$spent
   bench_unmount
-  printf '%-6s %-44s %12s  (%s x curl)\n' "$round" "valkyrie cold dd bs=1M" "$cold" \
-    "$(awk -v a="$cold" -v b="$curl_s" 'BEGIN { printf "%.2f", a / b }')"
+  printf '%-6s %-44s %12s  (%s x curl)\n' "$round" "valkyrie cold dd bs=1M" "$cold" "$(x_curl "$cold")"
   printf '%-6s %-44s %12s\n' "$round" "valkyrie re-read, chunk cache, page cache dropped" "$reread"
 
   bench_mount bench --cache-size 1GiB
   dd if="$mnt/shard_000001.tar" of=/dev/null bs=1M status=none  # fills the cache
   drop_page_cache
-  perf_start steady; c0=$(cpu_of "$daemon_pid")
-  dd if="$mnt/shard_000000.tar" of=/dev/null bs=1M status=none
-  c1=$(cpu_of "$daemon_pid"); perf_stop steady
+  daemon_cpu steady dd if="$mnt/shard_000000.tar" of=/dev/null bs=1M status=none
   bench_unmount
-  steady=$(sub "$c1" "$c0")
-  printf '%-6s %-44s %12s  (%s x curl)\n' "$round" "valkyrie cold dd, cache memory reused" "$steady" \
-    "$(awk -v a="$steady" -v b="$curl_s" 'BEGIN { printf "%.2f", a / b }')"
+  printf '%-6s %-44s %12s  (%s x curl)\n' "$round" "valkyrie cold dd, cache memory reused" "$spent" "$(x_curl "$spent")"
 
   bench_mount small --cache-size 2GiB
   ls "$mnt" >/dev/null
-  perf_start small; c0=$(cpu_of "$daemon_pid")
-  /usr/bin/python3 - "$mnt" <<'PY'
+  daemon_cpu small /usr/bin/python3 - "$mnt" <<'PY'
 import os, sys
 for name in sorted(os.listdir(sys.argv[1])):
     with open(os.path.join(sys.argv[1], name), "rb") as f:
         while f.read(1 << 20):
             pass
 PY
-  c1=$(cpu_of "$daemon_pid"); perf_stop small
   bench_unmount
-  printf '%-6s %-44s %12s\n' "$round" "valkyrie 4,000 x 110 KiB cold, per 1k files" "$(awk -v a="$(sub "$c1" "$c0")" 'BEGIN { printf "%.3f", a / 4 }')"
+  printf '%-6s %-44s %12s\n' "$round" "valkyrie 4,000 x 110 KiB cold, per 1k files" "$(awk -v a="$spent" 'BEGIN { printf "%.3f", a / 4 }')"
 done
