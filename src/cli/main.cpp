@@ -88,7 +88,7 @@ int main(int argc, char** argv) {
                                           prefetch_share = "50%", kernel_read_ahead = "4MiB", lookahead = "auto";
   std::string retry_timeout = "5m", metadata_retry_timeout = "5m";
   std::string metrics_addr = "127.0.0.1:9090", log_format = "json", trace_output, trace_max_size = "64MiB";
-  std::string log_file, fuse_transport = "auto", fuse_uring_poll = "30us";
+  std::string log_file, fuse_transport = "auto", fuse_uring_poll = "30us", drop_behind = "32MiB";
   s3::client_setup setup;
   unsigned workers = 256, threads = 0, metrics_port = 0;
   bool foreground = false, allow_other = false, anonymous = false, no_metrics = false, tracing = false,
@@ -139,6 +139,12 @@ int main(int argc, char** argv) {
                  "how far the kernel reads ahead of buffered readers, in requests of up to 1 MiB (0: the kernel's 128 KiB)");
   app.add_flag("--direct-io", direct_io,
                "reads bypass the kernel page cache (faster streaming from the chunk cache; files cannot be mmap'ed)");
+  app.add_option(
+      "--drop-behind", drop_behind,
+      "a file read in sequence keeps only this much behind its reader in the kernel's page cache "
+      "(at least twice --kernel-read-ahead; the chunk cache keeps the data; 0: the page cache "
+      "keeps "
+      "everything until the kernel needs the memory)");
   app.add_option("--fuse-transport", fuse_transport,
                  "how FUSE requests reach the daemon: io-uring (FUSE over io_uring: Linux >= 6.14 with the fuse "
                  "module's enable_uring set), dev-fuse (/dev/fuse through libfuse), auto (io-uring when the kernel "
@@ -223,6 +229,9 @@ int main(int argc, char** argv) {
   auto kernel_ra = parse_size(kernel_read_ahead);
   if (!kernel_ra || *kernel_ra > (256u << 20) || (*kernel_ra != 0 && *kernel_ra < 4096))
     usage_error("bad --kernel-read-ahead '" + kernel_read_ahead + "' (0, or 4KiB to 256MiB, e.g. 4MiB)");
+  auto drop_behind_bytes = parse_size(drop_behind);
+  if (!drop_behind_bytes || (*drop_behind_bytes != 0 && *drop_behind_bytes < (1u << 20)))
+    usage_error("bad --drop-behind '" + drop_behind + "' (0, or at least 1MiB, e.g. 32MiB)");
   auto uring_poll = parse_duration(fuse_uring_poll);
   if (!uring_poll || *uring_poll > std::chrono::milliseconds(1))
     usage_error("bad --fuse-uring-poll '" + fuse_uring_poll + "' (0 to 1ms, e.g. 30us)");
@@ -435,6 +444,7 @@ int main(int argc, char** argv) {
   mopts.dir_mode = dmode;
   mopts.kernel_read_only = no_control_files;
   mopts.direct_io = direct_io;
+  mopts.drop_behind = *drop_behind_bytes;
   if (use_uring) mopts.transport = fuse::mount_options::transport_kind::io_uring;
   mopts.uring_poll = std::chrono::duration_cast<std::chrono::microseconds>(*uring_poll);
   mopts.kernel_read_ahead = static_cast<std::uint32_t>(*kernel_ra);

@@ -41,6 +41,11 @@ fuse_entry_param entry_of(session* s, const fs::attributes& a) {
 }
 
 using file_holder = std::shared_ptr<fs::open_file>;
+// An open file's fh: the file, and its stream for the page cache's drop-behind.
+struct file_handle {
+  file_holder file;
+  drop_behind::stream pages;
+};
 
 // ---- namespace ----
 awaitable<void> do_lookup(session* s, pending_ptr p, fuse_ino_t parent, std::string name) {
@@ -159,8 +164,8 @@ awaitable<void> do_open(session* s, pending_ptr p, fuse_ino_t ino, fuse_file_inf
   fi.keep_cache = (*r)->keep_cache ? 1 : 0;
   fi.direct_io = s->options().direct_io ? 1 : 0;
   fi.noflush = 1;  // read-only data: nothing to flush, so close() sends no FLUSH request
-  fi.fh = s->handles().adopt(new file_holder(*r));
-  if (!req->reply_open(fi)) s->handles().release<file_holder>(fi.fh);  // interrupted
+  fi.fh = s->handles().adopt(new file_handle{*r, {}});
+  if (!req->reply_open(fi)) s->handles().release<file_handle>(fi.fh);  // interrupted
 }
 
 awaitable<void> do_read(session* s, pending_ptr p, file_holder file, size_t size, off_t off,
@@ -256,7 +261,9 @@ void op_read(request_ptr req, fuse_ino_t ino, size_t size, off_t off, fuse_file_
     return req->reply_buf(h->snapshot.data() + from, std::min(size, h->snapshot.size() - from));
   }
   trace::span span("fuse.read", "fuse");
-  auto file = *handle_table::get<file_holder>(fi->fh);
+  auto* h = handle_table::get<file_handle>(fi->fh);
+  if (auto* d = s->page_dropper()) d->on_read(h->pages, ino, static_cast<std::uint64_t>(off), size);
+  auto file = h->file;
   if (span.active())
     span.add({"ino", std::uint64_t{ino}})
         .add({"key", file->key})
@@ -277,8 +284,8 @@ void op_release(request_ptr req, fuse_ino_t ino, fuse_file_info* fi) {
     s->handles().release<order_handle>(fi->fh);
     return req->reply_err(0);
   }
-  s->filesystem().release(*handle_table::get<file_holder>(fi->fh));
-  s->handles().release<file_holder>(fi->fh);
+  s->filesystem().release(handle_table::get<file_handle>(fi->fh)->file);
+  s->handles().release<file_handle>(fi->fh);
   req->reply_err(0);
 }
 

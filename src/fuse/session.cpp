@@ -5,6 +5,7 @@
 #include <fuse_lowlevel.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -103,6 +104,7 @@ session::session(fs::filesystem& filesystem, reactor_pool& pool, mount_options o
 session::~session() {
   *alive_ = false;
   uring_.reset();
+  drop_behind_.reset();
   if (se_) {
     if (mounted_) fuse_session_unmount(se_);
     fuse_session_destroy(se_);
@@ -143,6 +145,13 @@ std::string session::mount() {
 void session::start() {
   started_ = true;
   loops_running_ = pool_.size();
+  if (opts_.drop_behind > 0 && !opts_.direct_io) {
+    drop_behind::params p;
+    p.keep = std::max<std::uint64_t>(opts_.drop_behind, 2ull * opts_.kernel_read_ahead);
+    p.step = std::max<std::uint64_t>(p.keep / 4, 1 << 20);
+    p.slack = std::max<std::uint64_t>(p.keep / 2, 4ull * opts_.max_read);
+    drop_behind_ = std::make_unique<drop_behind>(fuse_session_fd(se_), p);
+  }
   if (opts_.transport == mount_options::transport_kind::io_uring) {
     uring_ = std::make_unique<uring_transport>(*this, fuse_session_fd(se_), true, [this] { loop_ended(); });
     uring_->start();
@@ -163,6 +172,7 @@ void session::unmount() {
   // detached mount gets an error instead of waiting forever, holding the mount and this daemon.
   fuse_session_unmount(se_);
   mounted_ = false;
+  if (drop_behind_) drop_behind_->stop();  // (its fd too keeps the connection)
   if (uring_) return uring_->stop();  // its own dups of the fd, and its rings
   for (unsigned i = 0; i < receivers_.size(); ++i)
     pool_.post(i, [this, i] {

@@ -26,6 +26,7 @@
 
 #include "core/reactor_pool.hpp"
 #include "fs/filesystem.hpp"
+#include "fuse/drop_behind.hpp"
 #include "fuse/handle_table.hpp"
 
 struct fuse_session;
@@ -51,6 +52,10 @@ struct mount_options {
   // Files opened with FOPEN_DIRECT_IO: reads bypass the kernel page cache and arrive at the
   // reader's own size (up to max_read), answered from the chunk cache; no mmap.
   bool direct_io = false;
+  // Drop-behind (drop_behind.hpp): a file read in sequence keeps this many bytes behind its
+  // reader in the kernel's page cache (at least twice kernel_read_ahead); 0 keeps all, as the
+  // kernel decides. Nothing to do with direct_io.
+  std::uint64_t drop_behind = 32 << 20;
   // The kernel's "ro" mount flag. Off when the control file /.valkyrie/order is served (the
   // kernel would refuse to open it for writing); every other write is refused by the ops with
   // EROFS either way.
@@ -90,6 +95,8 @@ class session {
   reactor_pool& pool() { return pool_; }
   // The fh of every open file and directory (freed at the end for those never released).
   handle_table& handles() { return handles_; }
+  // The page cache's drop-behind; null when off.
+  fuse::drop_behind* page_dropper() { return drop_behind_.get(); }
   // True until the session is destroyed (held by requests that may outlive it).
   std::shared_ptr<const std::atomic<bool>> alive() const { return alive_; }
 
@@ -108,6 +115,7 @@ class session {
   std::vector<asio::posix::stream_descriptor*> receivers_;
   std::function<void()> on_finished_;
   std::unique_ptr<uring_transport> uring_;  // transport_kind::io_uring
+  std::unique_ptr<fuse::drop_behind> drop_behind_;
   std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
   handle_table handles_;
 };

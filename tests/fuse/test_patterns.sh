@@ -15,6 +15,10 @@
 #    <= 1.5 x the bytes read; every read compared with the reference.
 # 4. Sequential readers share the link: 4 readers of 4 objects of 128 MiB all finish, with the
 #    reference's checksums, and the slowest takes <= 2 x the fastest's time.
+# 5. Drop-behind: after those reads (--drop-behind 32MiB) each file keeps at most 48 MiB in the
+#    kernel's page cache (fincore), its last 16 MiB among them; a reader of a cold 128 MiB object
+#    that seeks back over dropped pages reads the reference's bytes; with --drop-behind 0 a
+#    whole read object stays cached.
 # Exit 77 without /dev/fuse or root.
 set -euo pipefail
 [[ -c /dev/fuse && $(id -u) == 0 ]] || { echo "no /dev/fuse or not root: skipped"; exit 77; }
@@ -136,6 +140,7 @@ for i in 0 1 2 3; do
 done
 rm -f "$tmp/seq.ref"
 start_valkyrie data "$url" --prefix seq/ --cache-size 256MiB
+port=$(metrics_port)
 settle
 pids=()
 for i in 0 1 2 3; do
@@ -150,5 +155,45 @@ times=($(cat "$tmp"/seq.?.ms)) fastest=$(printf '%s\n' "${times[@]}" | sort -n |
 ((slowest <= 2 * fastest)) ||
   fail "4 sequential readers took ${times[*]} ms: the slowest $(awk -v a=$slowest -v b=$fastest 'BEGIN{printf "%.1f", a/b}') x the fastest (limit 2): the streams do not share the link fairly"
 pass "4 x 128 MiB read at once: bytes exact, ${times[*]} ms ($((512 * 1000 / slowest)) MiB/s together), slowest/fastest $(awk -v a=$slowest -v b=$fastest 'BEGIN{printf "%.2f", a/b}')"
+
+# --- 5. drop-behind: the page cache keeps the last stretch behind each sequential reader ---
+# resident FILE FROM: bytes of FILE from offset FROM on that are in the page cache (mincore).
+resident() {
+  $py - "$1" "$2" <<'PY'
+import ctypes, os, sys
+path, start = sys.argv[1], int(sys.argv[2])
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+size, page = os.path.getsize(path), os.sysconf("SC_PAGE_SIZE")
+fd = os.open(path, os.O_RDONLY)
+addr = libc.mmap(None, size, 1, 1, fd, 0)  # PROT_READ, MAP_SHARED: nothing is faulted in
+if addr in (None, ctypes.c_void_p(-1).value):
+    sys.exit(f"mmap: {os.strerror(ctypes.get_errno())}")
+vec = (ctypes.c_ubyte * ((size + page - 1) // page))()
+if libc.mincore(ctypes.c_void_p(addr), ctypes.c_size_t(size), vec) != 0:
+    sys.exit(f"mincore: {os.strerror(ctypes.get_errno())}")
+print(sum(page for i, v in enumerate(vec) if v & 1 and i * page >= start))
+PY
+}
+for i in 0 1 2 3; do
+  all=$(resident "$mnt/shard_00000$i.tar" 0) tail=$(resident "$mnt/shard_00000$i.tar" $((112 << 20)))
+  ((all <= 48 << 20)) ||
+    fail "drop-behind: seq/shard_00000$i.tar keeps $((all >> 20)) MiB of 128 in the page cache after a sequential read (limit 48)"
+  ((tail == 16 << 20)) ||
+    fail "drop-behind: only $((tail >> 20)) MiB of the last 16 MiB of seq/shard_00000$i.tar stayed in the page cache (pages just read were dropped)"
+done
+dropped=$(metric valkyrie_page_cache_dropped_bytes_total)
+((dropped >= 4 * (64 << 20))) || fail "drop-behind: the metric counts $((dropped >> 20)) MiB dropped, expected >= 256"
+sha256sum <"$mnt/shard_000000.tar" >"$tmp/seq.0.again"  # over the dropped pages again
+cmp -s "$tmp/seq.0.sha" "$tmp/seq.0.again" || fail "drop-behind: seq/shard_000000.tar read again over its dropped pages differs from the reference"
+pass "drop-behind: each 128 MiB file read in sequence keeps <= 48 MiB in the page cache, its last 16 MiB included ($((dropped >> 20)) MiB dropped); a second read is exact"
+umount "$mnt"; expect_daemon_gone
+start_valkyrie data "$url" --prefix seq/ --cache-size 256MiB --drop-behind 0
+sha256sum <"$mnt/shard_000001.tar" >"$tmp/seq.1.got"
+cmp -s "$tmp/seq.1.sha" "$tmp/seq.1.got" || fail "--drop-behind 0: seq/shard_000001.tar differs from the reference"
+all=$(resident "$mnt/shard_000001.tar" 0)
+((all >= 120 << 20)) || fail "--drop-behind 0: only $((all >> 20)) MiB of a 128 MiB file just read stayed in the page cache"
+pass "--drop-behind 0: a 128 MiB file read in sequence stays in the page cache ($((all >> 20)) MiB)"
 umount "$mnt"; expect_daemon_gone
 echo "all access-pattern checks passed"
