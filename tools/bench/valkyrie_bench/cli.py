@@ -43,7 +43,7 @@ import sys
 import tempfile
 import time
 
-from .common import MiB, Progress, Verifier, parse_size
+from .common import MiB, Progress, Verifier, keep_freed_memory, parse_size
 from .mount import Mount
 from .report import plot, table
 from .s3 import S3, ReferenceServer
@@ -62,6 +62,7 @@ CHOICES = ALL + PATTERNS  # the access patterns (minutes each) only when named
 
 
 def main():
+    keep_freed_memory()
     p = argparse.ArgumentParser(prog="valkyrie-bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 epilog="\n\n".join(__doc__.split("\n\n")[1:]))
