@@ -57,7 +57,13 @@ drop_behind::drop_behind(int dev_fuse_fd, params p)
 
 drop_behind::~drop_behind() {
   stop();
-  if (queue_->finished)
+  bool finished;
+  {
+    std::unique_lock lock(queue_->mu);
+    finished =
+        queue_->wake.wait_for(lock, std::chrono::seconds(2), [this] { return queue_->finished; });
+  }
+  if (finished)
     thread_.join();
   else
     thread_.detach();
@@ -79,7 +85,7 @@ void drop_behind::stop() {
     std::lock_guard lock(queue_->mu);
     queue_->stopping = true;
   }
-  queue_->wake.notify_one();
+  queue_->wake.notify_all();  // (the destructor may wait on it too)
 }
 
 void drop_behind::run(std::shared_ptr<queue> q) {
@@ -112,7 +118,11 @@ void drop_behind::run(std::shared_ptr<queue> q) {
     }
   }
   ::close(q->fd);
-  q->finished = true;
+  {
+    std::lock_guard lock(q->mu);
+    q->finished = true;
+  }
+  q->wake.notify_all();
 }
 
 }  // namespace valkyrie::fuse

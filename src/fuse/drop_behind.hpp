@@ -18,7 +18,7 @@
 // stream's own mutex. The notifications are written by this class's one thread: the kernel
 // drops the range inside that write and waits there for pages still being read, whose replies
 // the reactors send, so a reactor must never write one.
-#include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -59,9 +59,9 @@ class drop_behind {
   // `dev_fuse_fd` is the session's /dev/fuse fd (dup'ed: the thread writes to its own copy and
   // closes it when it ends).
   drop_behind(int dev_fuse_fd, params p);
-  // Joins the thread, or leaves it to end on its own if it still waits in the kernel: pages
-  // being read when the connection was cut are released only once every fd of the connection,
-  // the thread's included, is closed (at the latest when the process exits).
+  // Joins the thread, or leaves it to end on its own if it still waits in the kernel after 2 s:
+  // pages being read when the connection was cut are released only once every fd of the
+  // connection, the thread's included, is closed (at the latest when the process exits).
   ~drop_behind();
   drop_behind(const drop_behind&) = delete;
   drop_behind& operator=(const drop_behind&) = delete;
@@ -84,7 +84,7 @@ class drop_behind {
     std::condition_variable wake;
     std::deque<drop> drops;
     bool stopping = false;
-    std::atomic<bool> finished{false};
+    bool finished = false;  // the thread has closed its fd (under mu)
   };
   static void run(std::shared_ptr<queue> q);
 
