@@ -143,8 +143,7 @@ int main(int argc, char** argv) {
       "--drop-behind", drop_behind,
       "a file read in sequence keeps only this much behind its reader in the kernel's page cache "
       "(at least twice --kernel-read-ahead; the chunk cache keeps the data; 0: the page cache "
-      "keeps "
-      "everything until the kernel needs the memory)");
+      "keeps everything until the kernel needs the memory)");
   app.add_option("--fuse-transport", fuse_transport,
                  "how FUSE requests reach the daemon: io-uring (FUSE over io_uring: Linux >= 6.14 with the fuse "
                  "module's enable_uring set), dev-fuse (/dev/fuse through libfuse), auto (io-uring when the kernel "

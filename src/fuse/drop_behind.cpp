@@ -36,7 +36,7 @@ std::optional<drop_behind::range> drop_behind::stream::advance(std::uint64_t off
   // kernel's read-ahead requests arrive in any order); anything else starts a new one there.
   if (!started_ || offset < dropped_ || offset > front_ + p.slack) {
     started_ = true;
-    start_ = dropped_ = offset / page * page;
+    dropped_ = offset / page * page;
     front_ = end;
     return std::nullopt;
   }

@@ -34,8 +34,8 @@ class drop_behind {
   struct params {
     std::uint64_t keep = 32 << 20;  // bytes left cached behind a stream's front
     std::uint64_t step = 8 << 20;   // bytes dropped at a time (one notification)
-    std::uint64_t slack =
-        16 << 20;  // how far past the front a read may start and still continue it
+    // how far past the front a read may start and still continue it
+    std::uint64_t slack = 16 << 20;
   };
   struct range {
     std::uint64_t offset = 0, length = 0;
@@ -51,9 +51,8 @@ class drop_behind {
    private:
     std::mutex mu_;
     bool started_ = false;
-    std::uint64_t start_ = 0;    // where the stream began
     std::uint64_t front_ = 0;    // the end of its furthest read
-    std::uint64_t dropped_ = 0;  // dropped up to here (from start_)
+    std::uint64_t dropped_ = 0;  // dropped from where the stream began up to here
   };
 
   // `dev_fuse_fd` is the session's /dev/fuse fd (dup'ed: the thread writes to its own copy and
@@ -66,7 +65,6 @@ class drop_behind {
   drop_behind(const drop_behind&) = delete;
   drop_behind& operator=(const drop_behind&) = delete;
 
-  const params& parameters() const { return params_; }
   // A read of `ino`'s open file (any reactor; never waits on the kernel).
   void on_read(stream& s, std::uint64_t ino, std::uint64_t offset, std::uint64_t size);
   // Ends the thread, which closes its fd (the connection ends only with its last fd).
