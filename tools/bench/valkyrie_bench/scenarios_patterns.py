@@ -8,6 +8,7 @@ readers read as the bound.
 """
 import itertools
 import json
+import multiprocessing
 import os
 import random
 import shutil
@@ -16,7 +17,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from .common import MiB, ms, parse_duration, parse_size, percentile, run_threads
+from .common import MiB, keep_freed_memory, ms, parse_duration, parse_size, percentile
 
 SMALL_PREFIX = "small/"
 BIG_PREFIX = "big/"
@@ -59,19 +60,66 @@ def s3_delta(s0, s1):
 
 # ---------------------------------------------------------------------------------------------
 # Many small objects
-def read_whole_files(ctx, root, order, threads, label, seconds):
-    """`threads` readers take the next name of `order` from one shared queue (as DataLoader
-    workers take the sampler's next index) and read it whole: open, read until EOF, close; every
-    byte compared with the reference. Stops at the end of `order` or after `seconds`."""
-    nxt = itertools.count()
-    lock = threading.Lock()
-    lat, nbytes = [], [0]
-    stop = time.monotonic() + seconds
+def read_whole_files(ctx, root, order, readers, label, seconds):
+    """`readers` reader processes (as a DataLoader's workers are processes) take the next name of
+    `order` from one shared counter and read it whole: open, read until EOF, close; every byte
+    compared with the reference. Stops at the end of `order` or after `seconds`. The readers are
+    started fresh (spawn) before the clock starts: threads of this interpreter would take turns
+    at its lock for every byte compared, and forked copies of it would fault in pages of its heap
+    as they run."""
+    spawn = multiprocessing.get_context("spawn")
+    nxt = spawn.Value("q", 0)
+    go = spawn.Event()
+    results = spawn.Queue()
+    refs = {n: ctx.verifier.refs[SMALL_PREFIX + n] for n in order if SMALL_PREFIX + n in ctx.verifier.refs}
+    ctx.progress.step(label)
+    procs = [spawn.Process(target=small_reader, args=(root, order, refs, seconds, nxt, go, results))
+             for _ in range(readers)]
+    for p in procs:
+        p.start()
+    ready = 0
+    while ready < readers:  # each reader says when it is up (an interpreter takes ~50 ms to start)
+        results.get()
+        ready += 1
+    t0 = time.monotonic()
+    go.set()
+    lat, nbytes, errors, end = [], 0, [], t0
+    for _ in procs:  # before join: a child exits only once the queue has taken its result
+        got = results.get()
+        if isinstance(got, str):
+            errors.append(got)
+            continue
+        part, total, checked, bad, done = got
+        end = max(end, done)
+        lat.extend(part)
+        nbytes += total
+        ctx.verifier.checked_bytes += checked
+        ctx.verifier.mismatches.extend(bad[:max(0, 20 - len(ctx.verifier.mismatches))])
+    for p in procs:
+        p.join()
+    wall = end - t0
+    ctx.progress.next()
+    if errors or any(p.exitcode != 0 for p in procs):
+        raise RuntimeError(f"{label}: a reader failed: {errors[0] if errors else 'exit status'}")
+    return {"readers": readers, "files": len(lat), "seconds": round(wall, 3),
+            "files_per_s": round(len(lat) / wall, 1), "mb_per_s": round(nbytes / wall / 1e6, 1),
+            "p50_ms": ms(percentile(lat, 0.5)), "p99_ms": ms(percentile(lat, 0.99))}
 
-    def worker():
-        mine, total = [], 0
+
+def small_reader(root, order, refs, seconds, nxt, go, results):
+    """One reader process of read_whole_files: sends None once started, then its latencies, bytes
+    read, bytes compared, mismatches and end time (CLOCK_MONOTONIC: one clock for all processes),
+    or the error that stopped it."""
+    keep_freed_memory()  # a fresh interpreter: each 1 MiB read buffer would be a new mapping
+    results.put(None)
+    try:
+        go.wait()
+        stop = time.monotonic() + seconds
+        lat, total, checked, bad = [], 0, 0, []
         while time.monotonic() < stop:
-            i = next(nxt)
+            with nxt.get_lock():
+                i = nxt.value
+                nxt.value += 1
             if i >= len(order):
                 break
             name = order[i]
@@ -86,20 +134,22 @@ def read_whole_files(ctx, root, order, threads, label, seconds):
                     parts.append(b)
             finally:
                 os.close(fd)
-            mine.append(time.monotonic() - t0)
+            lat.append(time.monotonic() - t0)
             data = b"".join(parts)
             total += len(data)
-            ctx.verifier.check_file(SMALL_PREFIX + name, data)
-        with lock:
-            lat.extend(mine)
-            nbytes[0] += total
-
-    ctx.progress.step(label)
-    wall = run_threads([worker] * threads)
-    ctx.progress.next()
-    return {"readers": threads, "files": len(lat), "seconds": round(wall, 3),
-            "files_per_s": round(len(lat) / wall, 1), "mb_per_s": round(nbytes[0] / wall / 1e6, 1),
-            "p50_ms": ms(percentile(lat, 0.5)), "p99_ms": ms(percentile(lat, 0.99))}
+            ref = refs.get(name)
+            if ref is not None:
+                with open(ref, "rb") as f:
+                    want = f.read()
+                checked += len(data)
+                if want != data and len(bad) < 20:
+                    at = next((k for k in range(min(len(want), len(data))) if want[k] != data[k]),
+                              min(len(want), len(data)))
+                    bad.append({"file": SMALL_PREFIX + name, "offset": at,
+                                "expected_length": len(want), "got_length": len(data)})
+        results.put((lat, total, checked, bad, time.monotonic()))
+    except BaseException as e:  # the parent waits for one result per reader
+        results.put(f"{type(e).__name__}: {e}")
 
 
 def scenario_small(ctx):
