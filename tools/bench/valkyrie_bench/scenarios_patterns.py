@@ -6,10 +6,10 @@ under big/ whose bytes are computed, not stored). Reference bytes come from a se
 simulator (s3.ReferenceServer); the small objects' references are also the tmpfs copy the same
 readers read as the bound.
 """
-import itertools
 import json
 import multiprocessing
 import os
+import queue
 import random
 import shutil
 import subprocess
@@ -77,15 +77,22 @@ def read_whole_files(ctx, root, order, readers, label, seconds):
              for _ in range(readers)]
     for p in procs:
         p.start()
-    ready = 0
-    while ready < readers:  # each reader says when it is up (an interpreter takes ~50 ms to start)
-        results.get()
-        ready += 1
+
+    def result(within):
+        try:
+            return results.get(timeout=within)
+        except queue.Empty:
+            for p in procs:
+                p.kill()
+            raise RuntimeError(f"{label}: a reader gave no answer in {within:.0f} s") from None
+
+    for _ in procs:  # each reader says when it is up (an interpreter takes ~50 ms to start)
+        result(60)
     t0 = time.monotonic()
     go.set()
     lat, nbytes, errors, end = [], 0, [], t0
     for _ in procs:  # before join: a child exits only once the queue has taken its result
-        got = results.get()
+        got = result(seconds + 120)  # a file read whole, after the deadline: well within that
         if isinstance(got, str):
             errors.append(got)
             continue
