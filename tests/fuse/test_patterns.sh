@@ -16,9 +16,10 @@
 # 4. Sequential readers share the link: 4 readers of 4 objects of 128 MiB all finish, with the
 #    reference's checksums, and the slowest takes <= 2 x the fastest's time.
 # 5. Drop-behind: after those reads (--drop-behind 32MiB) each file keeps at most 48 MiB in the
-#    kernel's page cache (fincore), its last 16 MiB among them; a reader of a cold 128 MiB object
-#    that seeks back over dropped pages reads the reference's bytes; with --drop-behind 0 a
-#    whole read object stays cached.
+#    kernel's page cache (mincore), its last 16 MiB among them (at least half: the kernel may
+#    reclaim some), and the daemon dropped 64 to 96 MiB of each (its metric); a reader of a cold
+#    128 MiB object that seeks back over dropped pages reads the reference's bytes; with
+#    --drop-behind 0 a whole read object stays cached.
 # Exit 77 without /dev/fuse or root.
 set -euo pipefail
 [[ -c /dev/fuse && $(id -u) == 0 ]] || { echo "no /dev/fuse or not root: skipped"; exit 77; }
@@ -176,18 +177,26 @@ if libc.mincore(ctypes.c_void_p(addr), ctypes.c_size_t(size), vec) != 0:
 print(sum(page for i, v in enumerate(vec) if v & 1 and i * page >= start))
 PY
 }
+tails=()
 for i in 0 1 2 3; do
   all=$(resident "$mnt/shard_00000$i.tar" 0) tail=$(resident "$mnt/shard_00000$i.tar" $((112 << 20)))
   ((all <= 48 << 20)) ||
     fail "drop-behind: seq/shard_00000$i.tar keeps $((all >> 20)) MiB of 128 in the page cache after a sequential read (limit 48)"
-  ((tail == 16 << 20)) ||
+  # (Not all 16: the kernel may reclaim a page the daemon kept. Once, in a sanitizer run, 1 MiB
+  # of them was gone; the daemon's own drops are bounded exactly by the metric below.)
+  ((tail >= 8 << 20)) ||
     fail "drop-behind: only $((tail >> 20)) MiB of the last 16 MiB of seq/shard_00000$i.tar stayed in the page cache (pages just read were dropped)"
+  tails+=($((tail >> 20)))
 done
+# Each stream drops only what lies more than 32 MiB behind its front: at most 96 MiB of each
+# 128 MiB file, and at least 64 MiB (in 8 MiB steps once the front is 40 MiB ahead).
 dropped=$(metric valkyrie_page_cache_dropped_bytes_total)
 ((dropped >= 4 * (64 << 20))) || fail "drop-behind: the metric counts $((dropped >> 20)) MiB dropped, expected >= 256"
+((dropped <= 4 * (96 << 20))) ||
+  fail "drop-behind: the metric counts $((dropped >> 20)) MiB dropped, more than 4 x 96: pages within 32 MiB of a reader were dropped"
 sha256sum <"$mnt/shard_000000.tar" >"$tmp/seq.0.again"  # over the dropped pages again
 cmp -s "$tmp/seq.0.sha" "$tmp/seq.0.again" || fail "drop-behind: seq/shard_000000.tar read again over its dropped pages differs from the reference"
-pass "drop-behind: each 128 MiB file read in sequence keeps <= 48 MiB in the page cache, its last 16 MiB included ($((dropped >> 20)) MiB dropped); a second read is exact"
+pass "drop-behind: each 128 MiB file read in sequence keeps <= 48 MiB in the page cache (of its last 16 MiB: ${tails[*]} MiB); $((dropped >> 20)) MiB dropped, none within 32 MiB of a reader; a second read is exact"
 umount "$mnt"; expect_daemon_gone
 start_valkyrie data "$url" --prefix seq/ --cache-size 256MiB --drop-behind 0
 sha256sum <"$mnt/shard_000001.tar" >"$tmp/seq.1.got"
