@@ -17,7 +17,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from .common import MiB, keep_freed_memory, ms, parse_duration, parse_size, percentile
+from .common import MiB, Verifier, keep_freed_memory, ms, parse_duration, parse_size, percentile
 
 SMALL_PREFIX = "small/"
 BIG_PREFIX = "big/"
@@ -71,7 +71,8 @@ def read_whole_files(ctx, root, order, readers, label, seconds):
     nxt = spawn.Value("q", 0)
     go = spawn.Event()
     results = spawn.Queue()
-    refs = {n: ctx.verifier.refs[SMALL_PREFIX + n] for n in order if SMALL_PREFIX + n in ctx.verifier.refs}
+    refs = {SMALL_PREFIX + n: ctx.verifier.refs[SMALL_PREFIX + n]  # (pickled to each reader)
+            for n in order if SMALL_PREFIX + n in ctx.verifier.refs}
     ctx.progress.step(label)
     procs = [spawn.Process(target=small_reader, args=(root, order, refs, seconds, nxt, go, results))
              for _ in range(readers)]
@@ -122,7 +123,9 @@ def small_reader(root, order, refs, seconds, nxt, go, results):
     try:
         go.wait()
         stop = time.monotonic() + seconds
-        lat, total, checked, bad = [], 0, 0, []
+        verifier = Verifier()  # this process's own; the parent adds up what each one found
+        verifier.refs = refs
+        lat, total = [], 0
         while time.monotonic() < stop:
             with nxt.get_lock():
                 i = nxt.value
@@ -144,17 +147,8 @@ def small_reader(root, order, refs, seconds, nxt, go, results):
             lat.append(time.monotonic() - t0)
             data = b"".join(parts)
             total += len(data)
-            ref = refs.get(name)
-            if ref is not None:
-                with open(ref, "rb") as f:
-                    want = f.read()
-                checked += len(data)
-                if want != data and len(bad) < 20:
-                    at = next((k for k in range(min(len(want), len(data))) if want[k] != data[k]),
-                              min(len(want), len(data)))
-                    bad.append({"file": SMALL_PREFIX + name, "offset": at,
-                                "expected_length": len(want), "got_length": len(data)})
-        results.put((lat, total, checked, bad, time.monotonic()))
+            verifier.check_file(SMALL_PREFIX + name, data)
+        results.put((lat, total, verifier.checked_bytes, verifier.mismatches, time.monotonic()))
     except BaseException as e:  # the parent waits for one result per reader
         results.put(f"{type(e).__name__}: {e}")
 
