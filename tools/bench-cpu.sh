@@ -22,8 +22,6 @@ export AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench-secret AWS_EC2_ME
 source tools/bench-lib.sh
 bench_init cpu-bench
 bench_start_sim --synthetic bench:2:1GiB --synthetic small:4000:110KiB ${SIM_ARGS:-}
-tck=$(getconf CLK_TCK)
-cpu_of() { awk -v t="$tck" '{ printf "%.3f", ($14 + $15) / t }' "/proc/$1/stat"; }
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
 drop_page_cache() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 perf_start() { [[ ${PERF:-0} == 1 ]] || return 0; perf record -q -g -p "$daemon_pid" -o "$tmp/$1.perf" 2>/dev/null & perf_pid=$!; sleep 0.2; }
@@ -38,9 +36,9 @@ perf_stop() {
 daemon_cpu() {
   local name=$1 c0 c1
   shift
-  perf_start "$name"; c0=$(cpu_of "$daemon_pid")
+  perf_start "$name"; c0=$(bench_cpu_seconds "$daemon_pid")
   "$@"
-  c1=$(cpu_of "$daemon_pid"); perf_stop "$name"
+  c1=$(bench_cpu_seconds "$daemon_pid"); perf_stop "$name"
   spent=$(sub "$c1" "$c0")
 }
 x_curl() { awk -v a="$1" -v b="$curl_s" 'BEGIN { printf "%.2f", a / b }'; }

@@ -11,8 +11,12 @@
 #   bench_fuse_uring                  exits unless this kernel has FUSE over io_uring; its switch,
 #                                     the fuse module's enable_uring ($uring_param), is put back
 #                                     to what it was ($uring_saved) on exit (after bench_init)
+#   bench_cpu_seconds PID             the process's CPU time so far (utime + stime), in seconds
 # BENCH_START_SECONDS: how long the simulator and the mount may take to come up (default 5; a
 # simulator of a million synthetic objects, or a mount that lists them, takes longer).
+bench_cpu_seconds() {
+  awk -v t="$(getconf CLK_TCK)" '{ printf "%.3f", ($14 + $15) / t }' "/proc/$1/stat"
+}
 bench_init() {
   tmp=$(mktemp -d "/tmp/valkyrie-$1.XXXXXX")
   mnt="$tmp/mnt"

@@ -24,8 +24,7 @@ bench_start_sim --synthetic "bench:$objects:110KiB:small/" --first-byte-latency 
 /usr/bin/python3 -c 'import random, sys; r = random.Random(7); k = [f"small/shard_{i:06d}.tar" for i in range(int(sys.argv[1]))]; r.shuffle(k); print("\n".join(k))' \
   "$objects" >"$tmp/order.txt"
 bench_mount bench --cache-size 2GiB --manifest "$tmp/order.txt"
-cpu_of() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-d0=$(cpu_of "$daemon_pid") s0=$(cpu_of "$sim_pid")
+d0=$(bench_cpu_seconds "$daemon_pid") s0=$(bench_cpu_seconds "$sim_pid")
 /usr/bin/python3 - "$mnt" "$tmp/order.txt" "$readers" "$files" <<'PY'
 import multiprocessing, os, sys, time
 mnt, order, readers, files = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
@@ -51,6 +50,5 @@ wall = time.monotonic() - t0
 if any(p.exitcode for p in procs): sys.exit("a reader failed")
 print(f"{readers} reader(s), {files} files: {files / wall:,.0f} files/s", end="")
 PY
-tck=$(getconf CLK_TCK)
-awk -v d=$(( $(cpu_of "$daemon_pid") - d0 )) -v s=$(( $(cpu_of "$sim_pid") - s0 )) -v n="$files" -v t="$tck" \
-  'BEGIN { printf ", daemon %.0f us and simulator %.0f us of CPU per file\n", d / t / n * 1e6, s / t / n * 1e6 }'
+awk -v d0="$d0" -v d1="$(bench_cpu_seconds "$daemon_pid")" -v s0="$s0" -v s1="$(bench_cpu_seconds "$sim_pid")" -v n="$files" \
+  'BEGIN { printf ", daemon %.0f us and simulator %.0f us of CPU per file\n", (d1 - d0) / n * 1e6, (s1 - s0) / n * 1e6 }'
