@@ -35,7 +35,10 @@ struct pool_fixture {
     cache = std::make_shared<cache::chunk_cache>(256 * std::uint64_t{chunk}, chunk, 4);
     fs = std::make_unique<filesystem>(o, per_reactor, cache, executors);
   }
-  ~pool_fixture() { pool.stop(); }
+  ~pool_fixture() {
+    if (before_stop) before_stop();
+    pool.stop();
+  }
   // Runs a coroutine on reactor `r` and waits for it.
   template <class T>
   T on(unsigned r, awaitable<T> a) {
@@ -53,6 +56,8 @@ struct pool_fixture {
   std::vector<std::shared_ptr<test::counting_client>> clients;
   std::shared_ptr<cache::chunk_cache> cache;
   std::unique_ptr<filesystem> fs;
+  // Run first on destruction, while the reactors still exist.
+  std::function<void()> before_stop;
 };
 
 // A background thread that runs nothing until open(): work handed to it cannot finish before
@@ -62,15 +67,20 @@ struct pool_fixture {
 struct gated_background {
   gated_background() = default;
   gated_background(const gated_background&) = delete;
-  ~gated_background() {
-    open();
-    guard.reset();
-    thread.join();
-  }
+  ~gated_background() { close(); }
   void open() {
     std::call_once(opened, [this] { gate.set_value(); });
   }
   asio::any_io_executor executor() { return ctx.get_executor(); }
+  // Runs what was handed over to the end and joins the thread. Before the reactors go: a job's
+  // last steps (co_spawn's work guard on the reactor it answered) run on this thread after the
+  // reactor has resumed the waiting coroutine, and must not find that reactor destroyed (as the
+  // reactor pool joins its own background thread first).
+  void close() {
+    open();
+    guard.reset();
+    if (thread.joinable()) thread.join();
+  }
 
   asio::io_context ctx{1};
   asio::executor_work_guard<asio::io_context::executor_type> guard = asio::make_work_guard(ctx);
@@ -227,6 +237,7 @@ TEST_CASE("a live order is checked against the listing in the background: its re
     gated_background background;  // opened by the handler behind set_order
     o.background = background.executor();
     pool_fixture f(o);
+    f.before_stop = [&background] { background.close(); };
     auto [keys, other_ran] = f.on(
         0, set_order_beside_other_work(f.fs.get(), text, [&background] { background.open(); }));
     CHECK(keys == 2000);
