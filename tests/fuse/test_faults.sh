@@ -90,9 +90,10 @@ pass "1% of each fault, 4 readers: exact; peak RSS $((hwm_kb / 1024)) MiB (cache
 # byte; it writes where it is to $tmp/progress ("waiting|read OFFSET TIME") and how it ended to
 # $tmp/result (JSON). Once $tmp/hurry exists (S3 has gone) it stops computing, so that it reaches
 # what was not fetched within a second or so however slowly this machine runs it: paced, a slow
-# sanitizer build once took 8.3 s to go through what was read ahead, past the 8 s budget. pread goes through ctypes, so an EINTR reaches it as such (Python's own
-# wrapper would retry); SIGALRM has a handler that does nothing, so the signal interrupts the
-# read and does not end the reader.
+# sanitizer build once took 8.3 s to go through what was read ahead, past the 8 s budget.
+# pread goes through ctypes, so an EINTR reaches it as such (Python's own wrapper would retry);
+# SIGALRM has a handler that does nothing, so the signal interrupts the read and does not end
+# the reader.
 cat >"$tmp/reader.py" <<'PY'
 import ctypes, errno, json, os, signal, sys, time
 path, src_path, progress_path, result_path, hurry_path = sys.argv[1:6]
