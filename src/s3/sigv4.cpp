@@ -107,14 +107,43 @@ std::string string_to_sign(std::string_view canonical, std::string_view date,
   return out;
 }
 
-std::string signature(std::string_view secret, std::string_view sts, std::string_view date,
-                      std::string_view region, std::string_view service) {
-  std::string k = hmac("AWS4" + std::string(secret), date.substr(0, 8));
+namespace {
+// The signing key depends only on the secret, the day, the region and the service, so each
+// thread keeps the last one it derived: four HMACs (~5 us here, in the daemon and again in the
+// simulator that checks it) once per day instead of per request. Both are wiped when replaced
+// and at thread exit.
+struct signing_key_cache {
+  std::string secret, day, region, service, key;
+  void wipe() {
+    OPENSSL_cleanse(secret.data(), secret.size());
+    OPENSSL_cleanse(key.data(), key.size());
+  }
+  ~signing_key_cache() { wipe(); }
+};
+
+const std::string& signing_key(std::string_view secret, std::string_view day,
+                               std::string_view region, std::string_view service) {
+  thread_local signing_key_cache cache;
+  if (!cache.key.empty() && cache.secret == secret && cache.day == day && cache.region == region &&
+      cache.service == service)
+    return cache.key;
+  cache.wipe();
+  std::string k = hmac("AWS4" + std::string(secret), day);
   k = hmac(k, region);
   k = hmac(k, service);
-  k = hmac(k, "aws4_request");
-  std::string sig = hmac(k, sts);
+  cache.key = hmac(k, "aws4_request");
   OPENSSL_cleanse(k.data(), k.size());
+  cache.secret = secret;
+  cache.day = day;
+  cache.region = region;
+  cache.service = service;
+  return cache.key;
+}
+}  // namespace
+
+std::string signature(std::string_view secret, std::string_view sts, std::string_view date,
+                      std::string_view region, std::string_view service) {
+  std::string sig = hmac(signing_key(secret, date.substr(0, 8), region, service), sts);
   return hex(reinterpret_cast<const unsigned char*>(sig.data()), sig.size());
 }
 

@@ -1,5 +1,6 @@
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -66,6 +67,33 @@ TEST_CASE("AWS example: list objects (sorted, encoded query)") {
   CHECK(canonical_request(req).substr(0, 29) == "GET\n/\nmax-keys=2&prefix=J\nhos");
   CHECK(signature_of(authorization(req, aws_example, example_date, "us-east-1")) ==
         "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7");
+}
+
+TEST_CASE("a signature follows the secret, day, region and service it is given, each time") {
+  // signature() keeps the last signing key derived per thread: whichever of its inputs changes,
+  // the next signature must be the one computed from scratch (the AWS example's, known above).
+  const std::string sts =
+      "AWS4-HMAC-SHA256\n20130524T000000Z\n20130524/us-east-1/s3/aws4_request\n"
+      "7344ae5b7ee6c3e7e6b0fe0640412a37625d1fbfff95c48bbb2dc43964946972";
+  const std::string expected = "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41";
+  const std::string secret = aws_example.secret_access_key;
+  CHECK(signature(secret, sts, example_date, "us-east-1", "s3") == expected);
+  CHECK(signature(secret, sts, example_date, "us-east-1", "s3") == expected);
+  // Each input changed once, and the example again after it.
+  const std::string others[][4] = {{secret + "x", "20130524T000000Z", "us-east-1", "s3"},
+                                   {secret, "20130525T000000Z", "us-east-1", "s3"},
+                                   {secret, "20130524T000000Z", "eu-west-1", "s3"},
+                                   {secret, "20130524T000000Z", "us-east-1", "s3express"}};
+  std::vector<std::string> seen{expected};
+  for (auto& o : others) {
+    const std::string sig = signature(o[0], sts, o[1], o[2], o[3]);
+    CHECK(std::find(seen.begin(), seen.end(), sig) == seen.end());  // (a key of its own)
+    seen.push_back(sig);
+    CHECK(signature(o[0], sts, o[1], o[2], o[3]) == sig);
+    CHECK(signature(secret, sts, example_date, "us-east-1", "s3") == expected);
+  }
+  // Only the day of the date enters the key: another time of the same day signs alike.
+  CHECK(signature(secret, sts, "20130524T235959Z", "us-east-1", "s3") == expected);
 }
 
 TEST_CASE("URI encoding follows S3's rules") {
