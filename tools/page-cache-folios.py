@@ -19,7 +19,7 @@ import sys
 
 PAGE = os.sysconf("SC_PAGE_SIZE")
 COMPOUND_HEAD, COMPOUND_TAIL = 1 << 15, 1 << 16  # Documentation/admin-guide/mm/pagemap.rst
-PFN_MASK = (1 << 55) - 1
+PFN_MASK, PRESENT = (1 << 55) - 1, 1 << 63
 
 
 def folios(path):
@@ -28,20 +28,25 @@ def folios(path):
         while f.readinto(buf):
             pass
         size = os.fstat(f.fileno()).st_size
-        if size < PAGE:
-            return size // PAGE, 0, 0, 0
+        if size == 0:
+            return 0, 0, 0, 0
         m = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
     try:
-        view = (ctypes.c_char * size).from_buffer(m)
-        base = ctypes.addressof(view) // PAGE
-        pages = size // PAGE
+        first = ctypes.c_char.from_buffer(m)  # (only for the mapping's address)
+        base = ctypes.addressof(first) // PAGE
+        del first  # (an exported buffer would keep the mapping from closing)
+        pages = (size + PAGE - 1) // PAGE  # the last, partial page too (a 110 KiB file has 28)
         heads = tails = small = 0
-        with open("/proc/self/pagemap", "rb") as pm, open("/proc/kpageflags", "rb") as kf:
+        # Unbuffered: a buffered read would hand back entries read before their pages were mapped.
+        with open("/proc/self/pagemap", "rb", buffering=0) as pm, \
+                open("/proc/kpageflags", "rb", buffering=0) as kf:
             for i in range(pages):
-                _ = view[i * PAGE]  # fault the page in (read: still the page cache's own page)
+                _ = m[i * PAGE]  # fault the page in (read: still the page cache's own page)
                 pm.seek((base + i) * 8)
-                pfn = struct.unpack("Q", pm.read(8))[0] & PFN_MASK
-                kf.seek(pfn * 8)
+                entry = struct.unpack("Q", pm.read(8))[0]
+                if not entry & PRESENT:  # (pfn 0 would be read as some other page's flags)
+                    raise RuntimeError(f"{path}: page {i} is not mapped after reading it")
+                kf.seek((entry & PFN_MASK) * 8)
                 flags = struct.unpack("Q", kf.read(8))[0]
                 if flags & COMPOUND_HEAD:
                     heads += 1
@@ -49,7 +54,6 @@ def folios(path):
                     tails += 1
                 else:
                     small += 1
-        del view
         return pages, heads, tails, small
     finally:
         m.close()
