@@ -359,7 +359,7 @@ std::optional<chunk_ref> chunk_cache::pin_ready(const chunk_id& key) {
   return pin_locked(si, it->second);
 }
 
-awaitable<std::optional<chunk_ref>> chunk_cache::pin_when_ready(chunk_id key) {
+awaitable<std::optional<chunk_ref>> chunk_cache::pin_when_ready(chunk_id key, bool wait_queued) {
   const unsigned si = shard_of(key);
   shard& s = *shards_[si];
   auto ex = co_await asio::this_coro::executor;
@@ -368,7 +368,7 @@ awaitable<std::optional<chunk_ref>> chunk_cache::pin_when_ready(chunk_id key) {
     {
       std::lock_guard lock(s.mu);
       auto it = s.entries.find(key);
-      if (it == s.entries.end() || it->second.queued) co_return std::nullopt;
+      if (it == s.entries.end() || (it->second.queued && !wait_queued)) co_return std::nullopt;
       if (it->second.st == entry::state::ready) co_return pin_locked(si, it->second);
       // Filling: woken by finish_fetch (the timer is cancelled), whatever the fetch's outcome.
       if (!timer) timer = std::make_shared<asio::steady_timer>(ex);

@@ -189,8 +189,9 @@ class chunk_cache {
   // (for copying it elsewhere: the disk tier's write-back); nullopt if it is absent or filling.
   std::optional<chunk_ref> pin_ready(const chunk_id& key);
   // The same once the chunk is ready: waits while it is being fetched (no polling); nullopt if
-  // it is absent, only queued, or its fetch failed.
-  awaitable<std::optional<chunk_ref>> pin_when_ready(chunk_id key);
+  // it is absent, only queued (unless `wait_queued`: a queued prefetch with a waiter is never
+  // cancelled, so it starts in its turn), or its fetch failed.
+  awaitable<std::optional<chunk_ref>> pin_when_ready(chunk_id key, bool wait_queued = false);
   // Cached or being fetched (or queued).
   bool present(const chunk_id& key) const;
   // The id of chunk `index` of `object` in this cache's default layout (chunk_size()).
