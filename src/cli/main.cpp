@@ -88,7 +88,8 @@ int main(int argc, char** argv) {
                                           prefetch_share = "50%", kernel_read_ahead = "4MiB", lookahead = "auto";
   std::string retry_timeout = "5m", metadata_retry_timeout = "5m";
   std::string metrics_addr = "127.0.0.1:9090", log_format = "json", trace_output, trace_max_size = "64MiB";
-  std::string log_file, fuse_transport = "auto", fuse_uring_poll = "30us", drop_behind = "32MiB";
+  std::string log_file, fuse_transport = "auto", fuse_uring_poll = "30us", drop_behind = "32MiB",
+                        passthrough_pool = "0";
   s3::client_setup setup;
   unsigned workers = 256, threads = 0, metrics_port = 0;
   bool foreground = false, allow_other = false, anonymous = false, no_metrics = false, tracing = false,
@@ -144,6 +145,12 @@ int main(int argc, char** argv) {
       "a file read in sequence keeps only this much behind its reader in the kernel's page cache "
       "(at least twice --kernel-read-ahead; the chunk cache keeps the data; 0: the page cache "
       "keeps everything until the kernel needs the memory)");
+  app.add_option("--passthrough-pool", passthrough_pool,
+                 "FUSE passthrough (Linux >= 6.9): an object of at least 1 MiB whose chunks are "
+                 "all cached when it "
+                 "is opened is copied into a backing file, which the kernel then reads itself; at "
+                 "most this much "
+                 "memory in such files, beside --cache-size (0: off; e.g. 512MiB)");
   app.add_option("--fuse-transport", fuse_transport,
                  "how FUSE requests reach the daemon: io-uring (FUSE over io_uring: Linux >= 6.14 with the fuse "
                  "module's enable_uring set), dev-fuse (/dev/fuse through libfuse), auto (io-uring when the kernel "
@@ -231,6 +238,14 @@ int main(int argc, char** argv) {
   auto drop_behind_bytes = parse_size(drop_behind);
   if (!drop_behind_bytes || (*drop_behind_bytes != 0 && *drop_behind_bytes < (1u << 20)))
     usage_error("bad --drop-behind '" + drop_behind + "' (0, or at least 1MiB, e.g. 32MiB)");
+  auto passthrough_bytes = parse_size(passthrough_pool);
+  if (!passthrough_bytes || (*passthrough_bytes != 0 && *passthrough_bytes < (1u << 20)))
+    usage_error("bad --passthrough-pool '" + passthrough_pool +
+                "' (0, or at least 1MiB, e.g. 512MiB)");
+  if (*passthrough_bytes != 0 && direct_io)
+    usage_error(
+        "--passthrough-pool and --direct-io exclude each other (a passed-through file is read by "
+        "the kernel)");
   auto uring_poll = parse_duration(fuse_uring_poll);
   if (!uring_poll || *uring_poll > std::chrono::milliseconds(1))
     usage_error("bad --fuse-uring-poll '" + fuse_uring_poll + "' (0 to 1ms, e.g. 30us)");
@@ -444,6 +459,7 @@ int main(int argc, char** argv) {
   mopts.kernel_read_only = no_control_files;
   mopts.direct_io = direct_io;
   mopts.drop_behind = *drop_behind_bytes;
+  mopts.passthrough_pool = *passthrough_bytes;
   if (use_uring) mopts.transport = fuse::mount_options::transport_kind::io_uring;
   mopts.uring_poll = std::chrono::duration_cast<std::chrono::microseconds>(*uring_poll);
   mopts.kernel_read_ahead = static_cast<std::uint32_t>(*kernel_ra);

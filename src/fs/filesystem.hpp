@@ -17,6 +17,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -156,6 +157,23 @@ class filesystem {
   // stale).
   awaitable<result<std::shared_ptr<open_file>>> open(ino_t ino);
   awaitable<result<read_result>> read(std::shared_ptr<open_file> file, std::uint64_t offset, std::size_t size);
+  // The whole file's chunks, taken through the cache as a reader's reads would take them (hits
+  // counted, prefetched chunks moved to the hot zone, chunks being fetched waited for), if every
+  // one of them is cached or on its way; nullopt if one is not, or a fetch failed: the caller
+  // then reads the file the usual way. Schedules the files that come next, as a first read does.
+  // For FUSE passthrough (fuse/passthrough.hpp): the kernel then reads a copy, never this handle.
+  awaitable<std::optional<std::vector<cache::chunk_ref>>> take_whole(
+      std::shared_ptr<open_file> file);
+  // Called on the prefetching reactor for each object whose every chunk a prefetch has just
+  // queued (the next files, the order, warm-ups): FUSE passthrough fills its backing file from
+  // the chunks as they arrive (fuse/passthrough.hpp). Set before the mount serves.
+  using whole_prefetch_fn = std::function<void(cache::version_ref, asio::any_io_executor)>;
+  void set_on_whole_prefetch(whole_prefetch_fn f) { on_whole_prefetch_ = std::move(f); }
+  // Chunk `index` of `object` once it is ready (waiting while it is queued or fetched), pinned;
+  // nullopt if it is not cached or its fetch failed.
+  awaitable<std::optional<cache::chunk_ref>> chunk_when_ready(cache::version_ref object,
+                                                              std::uint64_t index);
+  std::uint32_t chunk_size() const;
   // The kernel released the handle: read-ahead still queued for it is no longer wanted.
   void release(const std::shared_ptr<open_file>& file) { file->stream->close(); }
 
@@ -275,6 +293,7 @@ class filesystem {
   // Whether next files may be fetched ahead beyond what is already (a file of this size): the
   // unread prefetches stay within the link's bandwidth-delay product and the prefetch zone.
   bool room_ahead(std::uint64_t object_size) const;
+  whole_prefetch_fn on_whole_prefetch_;
   enum class prefetch_outcome { present, started, refused };
   prefetch_outcome fetch_whole(const cache::version_ref& object, asio::any_io_executor here,
                                std::shared_ptr<const order_state> basis);

@@ -88,6 +88,8 @@ filesystem::prefetch_outcome filesystem::fetch_whole(const cache::version_ref& o
     ++started;
   }
   if (started > 0) fs_metrics::get().files_prefetched.add();
+  if (out != prefetch_outcome::refused && chunks * cs >= object->size && on_whole_prefetch_)
+    on_whole_prefetch_(object, here);
   if (trace::enabled() && started > 0)  // (the arguments are built only when someone traces)
     trace::instant("prefetch.file", "prefetch", {{"key", object->key}, {"chunks", chunks}, {"started", started}});
   return out;
@@ -265,6 +267,36 @@ awaitable<void> filesystem::warm_up(std::vector<std::string> relative_keys) {
     auto object = cache::make_version(opts_.bucket, opts_.prefix + k, info->etag, info->size);
     if (fetch_whole(object, here, basis) == prefetch_outcome::refused) break;
   }
+}
+
+awaitable<std::optional<cache::chunk_ref>> filesystem::chunk_when_ready(cache::version_ref object,
+                                                                        std::uint64_t index) {
+  co_return co_await cache_->pin_when_ready(cache_->chunk(std::move(object), index), true);
+}
+
+std::uint32_t filesystem::chunk_size() const {
+  return cache_->chunk_size();
+}
+
+awaitable<std::optional<std::vector<cache::chunk_ref>>> filesystem::take_whole(
+    std::shared_ptr<open_file> file) {
+  if (opts_.lookahead_files > 0 && file->stream->claim_next_files(0)) {
+    auto ex = co_await asio::this_coro::executor;  // (named: see fetch_next_files)
+    asio::co_spawn(ex, fetch_next_files(file), asio::detached);
+  }
+  const std::uint64_t cs = cache_->chunk_size();
+  const std::uint64_t chunks = (file->size + cs - 1) / cs;
+  for (std::uint64_t c = 0; c < chunks; ++c)
+    if (!cache_->present(cache_->chunk(file->object, c))) co_return std::nullopt;
+  std::vector<cache::chunk_ref> refs;
+  refs.reserve(chunks);
+  for (std::uint64_t c = 0; c < chunks; ++c) {
+    auto key = cache_->chunk(file->object, c);
+    auto ref = co_await cache_->get(key, fetcher(key, true));
+    if (!ref || ref->size() != key.length()) co_return std::nullopt;
+    refs.push_back(std::move(*ref));
+  }
+  co_return refs;
 }
 
 awaitable<result<read_result>> filesystem::read(std::shared_ptr<open_file> file, std::uint64_t offset,

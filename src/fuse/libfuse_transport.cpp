@@ -33,7 +33,9 @@ class libfuse_request final : public request {
   int send_attr(const struct stat& st, double timeout) override {
     return fuse_reply_attr(req_, &st, timeout);
   }
-  int send_open(const fuse_file_info& fi) override { return fuse_reply_open(req_, &fi); }
+  // (libfuse 3.14 cannot ask for passthrough in its INIT, so no session gives this transport
+  // backing files: the id is never set here.)
+  int send_open(const fuse_file_info& fi, int) override { return fuse_reply_open(req_, &fi); }
   int send_data(std::span<const iovec> pieces) override {
     if (pieces.empty()) return fuse_reply_buf(req_, nullptr, 0);
     return fuse_reply_iov(req_, pieces.data(), static_cast<int>(pieces.size()));

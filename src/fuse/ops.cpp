@@ -17,6 +17,8 @@
 #include "core/log.hpp"
 #include "core/trace.hpp"
 #include "fuse/dir_stream.hpp"
+#include "fuse/passthrough.hpp"
+#include "fuse/passthrough_fill.hpp"
 #include "fuse/session.hpp"
 
 namespace valkyrie::fuse {
@@ -41,11 +43,22 @@ fuse_entry_param entry_of(session* s, const fs::attributes& a) {
 }
 
 using file_holder = std::shared_ptr<fs::open_file>;
-// An open file's fh: the file, and its stream for the page cache's drop-behind.
+// An open file's fh: the file, its stream for the page cache's drop-behind, and how the
+// passthrough files (when on) counted its open.
 struct file_handle {
   file_holder file;
   drop_behind::stream pages;
+  enum class counted { no, page_cache, passthrough } open_kind = counted::no;
 };
+
+void uncount_open(session* s, fuse_ino_t ino, file_handle::counted kind) {
+  auto* pt = s->passthrough();
+  if (!pt || kind == file_handle::counted::no) return;
+  if (kind == file_handle::counted::passthrough)
+    pt->release_passthrough(ino);
+  else
+    pt->release_page_cache(ino);
+}
 
 // ---- namespace ----
 awaitable<void> do_lookup(session* s, pending_ptr p, fuse_ino_t parent, std::string name) {
@@ -155,8 +168,20 @@ std::optional<std::string> take_pending(order_handle* h, bool last_close) {
 // ---- files ----
 awaitable<void> do_open(session* s, pending_ptr p, fuse_ino_t ino, fuse_file_info fi) {
   auto r = co_await s->filesystem().open(ino);
+  auto* pt = r && !s->options().direct_io ? s->passthrough() : nullptr;
+  int backing_id = -1;
+  if (pt) {
+    auto chosen = passthrough_open(s, pt, ino, *r);  // (named: see core/background.hpp)
+    backing_id = co_await std::move(chosen);
+  }
+  const auto kind = !pt               ? file_handle::counted::no
+                    : backing_id >= 0 ? file_handle::counted::passthrough
+                                      : file_handle::counted::page_cache;
   request* req = p->claim();
-  if (!req) co_return;  // interrupted: no handle was handed out
+  if (!req) {  // interrupted: no handle was handed out
+    uncount_open(s, ino, kind);
+    co_return;
+  }
   if (!r) {
     req->reply_err(r.error() == errc::invalid_argument ? EISDIR : to_errno(r.error()));
     co_return;
@@ -164,8 +189,13 @@ awaitable<void> do_open(session* s, pending_ptr p, fuse_ino_t ino, fuse_file_inf
   fi.keep_cache = (*r)->keep_cache ? 1 : 0;
   fi.direct_io = s->options().direct_io ? 1 : 0;
   fi.noflush = 1;  // read-only data: nothing to flush, so close() sends no FLUSH request
-  fi.fh = s->handles().adopt(new file_handle{*r, {}});
-  if (!req->reply_open(fi)) s->handles().release<file_handle>(fi.fh);  // interrupted
+  fi.fh = s->handles().adopt(new file_handle{*r, {}, kind});
+  const bool taken =
+      backing_id >= 0 ? req->reply_open_passthrough(fi, backing_id) : req->reply_open(fi);
+  if (!taken) {  // interrupted
+    uncount_open(s, ino, kind);
+    s->handles().release<file_handle>(fi.fh);
+  }
 }
 
 awaitable<void> do_read(session* s, pending_ptr p, file_holder file, size_t size, off_t off,
@@ -284,7 +314,9 @@ void op_release(request_ptr req, fuse_ino_t ino, fuse_file_info* fi) {
     s->handles().release<order_handle>(fi->fh);
     return req->reply_err(0);
   }
-  s->filesystem().release(handle_table::get<file_handle>(fi->fh)->file);
+  auto* h = handle_table::get<file_handle>(fi->fh);
+  s->filesystem().release(h->file);
+  uncount_open(s, ino, h->open_kind);
   s->handles().release<file_handle>(fi->fh);
   req->reply_err(0);
 }

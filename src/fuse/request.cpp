@@ -124,7 +124,12 @@ void request::reply_attr(const struct stat& st, double timeout) {
 bool request::reply_open(const fuse_file_info& fi) {
   unhook();
   done(0);
-  return send_open(fi) == 0;
+  return send_open(fi, -1) == 0;
+}
+bool request::reply_open_passthrough(const fuse_file_info& fi, int backing_id) {
+  unhook();
+  done(0);
+  return send_open(fi, backing_id) == 0;
 }
 void request::reply_buf(const void* data, std::size_t size) {
   iovec one{const_cast<void*>(data), size};

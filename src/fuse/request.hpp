@@ -83,6 +83,9 @@ class request {
   void reply_entry(const fuse_entry_param& e);
   void reply_attr(const struct stat& st, double timeout);
   bool reply_open(const fuse_file_info& fi);
+  // The same, the file's reads passed through to the backing file registered as `backing_id`
+  // (fuse/passthrough.hpp; only on a transport whose INIT asked for passthrough).
+  bool reply_open_passthrough(const fuse_file_info& fi, int backing_id);
   void reply_buf(const void* data, std::size_t size);
   void reply_data(std::span<const iovec> pieces);  // read data, gathered from the pieces
   void reply_write(std::size_t count);
@@ -109,7 +112,7 @@ class request {
   virtual void send_none() = 0;
   virtual int send_entry(const fuse_entry_param& e) = 0;
   virtual int send_attr(const struct stat& st, double timeout) = 0;
-  virtual int send_open(const fuse_file_info& fi) = 0;
+  virtual int send_open(const fuse_file_info& fi, int backing_id) = 0;  // -1: no passthrough
   virtual int send_data(std::span<const iovec> pieces) = 0;
   virtual int send_write(std::size_t count) = 0;
   virtual int send_statfs(const struct statvfs& st) = 0;

@@ -16,6 +16,8 @@
 
 #include "core/errors.hpp"
 #include "core/log.hpp"
+#include "fuse/passthrough.hpp"
+#include "fuse/passthrough_fill.hpp"
 #include "fuse/uring_transport.hpp"
 
 namespace valkyrie::fuse {
@@ -152,14 +154,30 @@ void session::start() {
     p.slack = std::max<std::uint64_t>(p.keep / 2, 4ull * opts_.max_read);
     drop_behind_ = std::make_unique<drop_behind>(fuse_session_fd(se_), p);
   }
-  if (opts_.transport == mount_options::transport_kind::io_uring) {
-    uring_ = std::make_unique<uring_transport>(*this, fuse_session_fd(se_), true, [this] { loop_ended(); });
+  if (opts_.passthrough_pool > 0) {
+    // (Before the reactors run: the prefetches call it from any of them.)
+    fs_.set_on_whole_prefetch([this](cache::version_ref object, asio::any_io_executor ex) {
+      if (auto* pt = passthrough())
+        asio::co_spawn(ex, prepare_backing(this, pt, std::move(object)), asio::detached);
+    });
+  }
+  if (opts_.transport == mount_options::transport_kind::io_uring || opts_.passthrough_pool > 0) {
+    const bool rings = opts_.transport == mount_options::transport_kind::io_uring;
+    uring_ = std::make_unique<uring_transport>(*this, fuse_session_fd(se_), rings,
+                                               [this] { loop_ended(); });
     uring_->start();
     return;
   }
   receivers_.assign(pool_.size(), nullptr);
   for (unsigned i = 0; i < pool_.size(); ++i)
     asio::co_spawn(pool_.executor(i), receive_loop(this, i), asio::detached);
+}
+
+void session::enable_passthrough() {
+  if (passthrough_owner_ || !se_) return;
+  passthrough_owner_ = std::make_unique<passthrough_files>(
+      fuse_session_fd(se_), opts_.passthrough_pool, opts_.passthrough_min);
+  passthrough_.store(passthrough_owner_.get(), std::memory_order_release);
 }
 
 void session::unmount() {

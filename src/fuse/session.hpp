@@ -34,6 +34,7 @@ struct fuse_session;
 namespace valkyrie::fuse {
 
 class uring_transport;
+class passthrough_files;
 
 struct mount_options {
   std::string mountpoint;
@@ -66,6 +67,12 @@ struct mount_options {
   transport_kind transport = transport_kind::dev_fuse;
   // io_uring only: how long a ring is watched after a reply before its reactor sleeps (0: not).
   std::chrono::microseconds uring_poll{30};
+  // FUSE passthrough (passthrough.hpp): at most this many bytes of backing files (0: off), for
+  // objects of at least passthrough_min bytes. On, the requests are read by the own decoder
+  // (uring_transport.hpp) on /dev/fuse even with transport_kind::dev_fuse: libfuse 3.14 cannot
+  // ask for passthrough in its INIT reply.
+  std::uint64_t passthrough_pool = 0;
+  std::uint64_t passthrough_min = 1 << 20;
 };
 
 int to_errno(std::error_code ec);
@@ -97,6 +104,10 @@ class session {
   handle_table& handles() { return handles_; }
   // The page cache's drop-behind; null when off.
   fuse::drop_behind* page_dropper() { return drop_behind_.get(); }
+  // The passthrough backing files; null unless asked for and granted by the kernel's INIT.
+  passthrough_files* passthrough() { return passthrough_.load(std::memory_order_acquire); }
+  // From the INIT reply's transport, before any other request: the kernel agreed to passthrough.
+  void enable_passthrough();
   // True until the session is destroyed (held by requests that may outlive it).
   std::shared_ptr<const std::atomic<bool>> alive() const { return alive_; }
 
@@ -116,6 +127,8 @@ class session {
   std::function<void()> on_finished_;
   std::unique_ptr<uring_transport> uring_;  // transport_kind::io_uring
   std::unique_ptr<fuse::drop_behind> drop_behind_;
+  std::unique_ptr<passthrough_files> passthrough_owner_;
+  std::atomic<passthrough_files*> passthrough_{nullptr};
   std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
   handle_table handles_;
 };

@@ -18,6 +18,7 @@
 #include "core/huge_region.hpp"
 #include "core/log.hpp"
 #include "core/metrics.hpp"
+#include "fuse/passthrough_abi.hpp"
 #include "fuse/session.hpp"
 #include "fuse/uring_abi.hpp"
 
@@ -366,6 +367,17 @@ void uring_transport::on_init(const request_parts& r, reply_sink& sink) {
     agreed = 0;
     out.flags2 &= ~static_cast<std::uint32_t>(uring_abi::init_flag >> 32);
   }
+  // Before the reply: the kernel may send the first OPEN to another reactor at once.
+  const bool passthrough = (std::uint64_t{out.flags2} << 32) & passthrough_abi::init_flag;
+  if (passthrough) session_.enable_passthrough();
+  if (o.passthrough_pool > 0)
+    log::event(
+        "fuse", passthrough ? spdlog::level::info : spdlog::level::warn,
+        passthrough
+            ? "FUSE passthrough on: whole cached objects are read by the kernel from backing files"
+            : "the kernel did not offer FUSE passthrough (Linux >= 6.9): every read comes through "
+              "the daemon",
+        {{"protocol_minor", std::uint64_t{in.minor}}, {"pool_bytes", o.passthrough_pool}});
   iovec v{&out, sizeof out};
   if (int rc = sink.send(r.header->unique, 0, std::span<const iovec>(&v, 1)); rc < 0) {
     log::event("fuse", spdlog::level::err, "the INIT reply was refused",

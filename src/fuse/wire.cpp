@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "fuse/passthrough_abi.hpp"
 #include "fuse/session.hpp"
 
 namespace valkyrie::fuse {
@@ -50,7 +51,7 @@ class wire_request final : public request {
     out.attr = attr_of(st);
     return one(&out, sizeof out);
   }
-  int send_open(const fuse_file_info& fi) override {
+  int send_open(const fuse_file_info& fi, int backing_id) override {
     fuse_open_out out;
     std::memset(&out, 0, sizeof out);
     out.fh = fi.fh;
@@ -59,6 +60,13 @@ class wire_request final : public request {
     if (fi.nonseekable) out.open_flags |= FOPEN_NONSEEKABLE;
     if (fi.cache_readdir) out.open_flags |= FOPEN_CACHE_DIR;
     if (fi.noflush) out.open_flags |= FOPEN_NOFLUSH;
+    if (backing_id >= 0) {
+      // The kernel refuses passthrough with any flag but these (EIO in the opener): keep_cache
+      // means nothing for a file whose reads never touch its page cache.
+      out.open_flags =
+          (out.open_flags & passthrough_abi::fopen_allowed) | passthrough_abi::fopen_passthrough;
+      passthrough_abi::set_backing_id(out, backing_id);
+    }
     return one(&out, sizeof out);
   }
   int send_data(std::span<const iovec> pieces) override { return finish(0, pieces); }
@@ -231,6 +239,8 @@ fuse_init_out init_reply(const fuse_init_in& in, std::size_t in_size, const moun
                        FUSE_AUTO_INVAL_DATA | FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO |
                        FUSE_ASYNC_DIO | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES | FUSE_INIT_EXT;
   if (over_io_uring) want |= fuse_over_io_uring_flag;
+  if (o.passthrough_pool > 0 && in.minor >= passthrough_abi::min_minor)
+    want |= passthrough_abi::init_flag;
   want &= kernel;
   out.flags = static_cast<std::uint32_t>(want);
   out.flags2 = static_cast<std::uint32_t>(want >> 32);
@@ -243,6 +253,8 @@ fuse_init_out init_reply(const fuse_init_in& in, std::size_t in_size, const moun
   out.max_write = 128 << 10;  // only the order control file is written
   out.time_gran = 1;
   out.max_pages = static_cast<std::uint16_t>(std::max<std::uint32_t>(o.max_read / 4096, 1));
+  // Backing files are in tmpfs (depth 0): the mount stacks one level above them.
+  if (want & passthrough_abi::init_flag) passthrough_abi::set_max_stack_depth(out, 1);
   return out;
 }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "core/reactor_pool.hpp"
+#include "fuse/passthrough_abi.hpp"
 #include "fuse/session.hpp"
 #include "fuse/wire.hpp"
 #include "s3/memory_client.hpp"
@@ -81,7 +82,11 @@ op_table stubs() {
     fi->fh = 7;
     fi->keep_cache = 1;
     fi->noflush = 1;
-    req->reply_open(*fi);
+    // Inode 99: answered with passthrough to backing id 5.
+    if (ino == 99)
+      req->reply_open_passthrough(*fi, 5);
+    else
+      req->reply_open(*fi);
   };
   t.setattr = [](request_ptr req, fuse_ino_t ino, const struct stat* st, int to_set,
                  fuse_file_info* fi) {
@@ -280,6 +285,21 @@ TEST_CASE("wire: OPEN passes the flags; the reply carries fh and the open flags"
 }
 
 TEST_CASE(
+    "wire: a passthrough OPEN reply carries the backing id and only the flags the kernel takes "
+    "with it") {
+  fixture f;
+  fuse_open_in in{};
+  in.flags = O_RDONLY;
+  f.feed(request_bytes(FUSE_OPEN, 21, 99, &in, sizeof in));
+  REQUIRE(f.sink.replies.size() == 1);
+  auto o = out_as<fuse_open_out>(f.sink.replies[0].payload);
+  CHECK(o.fh == 7);
+  CHECK(o.open_flags ==
+        (passthrough_abi::fopen_passthrough | FOPEN_NOFLUSH));  // no FOPEN_KEEP_CACHE
+  CHECK(o.padding == 5);                                        // backing_id (7.40)
+}
+
+TEST_CASE(
     "wire: SETATTR maps the kernel's valid bits; write-type ops are refused; unknown ops get "
     "ENOSYS") {
   fixture f;
@@ -339,5 +359,26 @@ TEST_CASE("wire: the INIT reply asks for FUSE over io_uring only when wanted and
   CHECK(init_reply(in, sizeof in, o, true).flags2 == 0);
   in.minor = 38;
   CHECK(init_reply(in, sizeof in, o, true).minor == 38);
+}
+
+TEST_CASE(
+    "wire: the INIT reply asks for FUSE passthrough, with max_stack_depth 1, only when on and "
+    "offered") {
+  mount_options o;
+  fuse_init_in in{};
+  in.major = 7;
+  in.minor = 44;
+  in.flags = FUSE_ASYNC_READ | FUSE_INIT_EXT;
+  in.flags2 = static_cast<std::uint32_t>(passthrough_abi::init_flag >> 32);
+  auto off = init_reply(in, sizeof in, o, false);  // passthrough_pool 0: off
+  CHECK(off.flags2 == 0);
+  CHECK(off.unused[0] == 0);
+  o.passthrough_pool = 64 << 20;
+  auto on = init_reply(in, sizeof in, o, false);
+  CHECK(on.flags2 == (1u << 5));
+  CHECK(on.unused[0] == 1);  // max_stack_depth (7.40)
+  in.flags2 = 0;             // a kernel without it
+  CHECK(init_reply(in, sizeof in, o, false).flags2 == 0);
+  CHECK(init_reply(in, sizeof in, o, false).unused[0] == 0);
 }
 }  // namespace test_wire

@@ -1,0 +1,311 @@
+#include "fuse/passthrough.hpp"
+
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "core/log.hpp"
+#include "core/metrics.hpp"
+#include "fuse/passthrough_abi.hpp"
+
+namespace valkyrie::fuse {
+namespace {
+// Opens of regular files while passthrough is on, by how they were answered.
+metrics::counter& opens(const char* how) {
+  return metrics::registry::global().get_counter(
+      "valkyrie_fuse_passthrough_opens_total",
+      "opens of files while FUSE passthrough is on, by answer (prepared: a backing file filled "
+      "ahead; filled: one made from the cached chunks at the open; shared: the inode's backing "
+      "file, in use or kept from an earlier open; "
+      "page_cache: through the daemon)",
+      {{"answer", how}});
+}
+metrics::counter& opens_filled = opens("filled");
+metrics::counter& opens_prepared = opens("prepared");
+metrics::counter& opens_shared = opens("shared");
+metrics::counter& opens_page_cache = opens("page_cache");
+metrics::gauge& pool_held = metrics::registry::global().get_gauge(
+    "valkyrie_fuse_passthrough_pool_bytes",
+    "bytes of FUSE passthrough backing files (free, kept or in use)");
+}  // namespace
+
+passthrough_files::passthrough_files(int dev_fd, std::uint64_t pool_bytes, std::uint64_t min_bytes)
+    : dev_fd_(dev_fd), pool_bytes_(pool_bytes), min_bytes_(min_bytes) {}
+
+passthrough_files::~passthrough_files() {
+  pool_held.sub(static_cast<std::int64_t>(held_bytes_));
+  for (auto& f : free_) close_file(f);
+  for (auto& [ino, st] : inodes_)
+    if (st.backing.fd >= 0)
+      close_file(st.backing);  // (the kernel drops its ids with the connection)
+  for (auto& [v, p] : prepared_)
+    if (p.ready) close_file(p.f);
+}
+
+void passthrough_files::close_file(const file& f) {
+  if (f.data) ::munmap(f.data, f.size);
+  if (f.fd >= 0) ::close(f.fd);
+}
+
+passthrough_files::decision passthrough_files::on_open(std::uint64_t ino,
+                                                       const cache::version_ref& version) {
+  std::lock_guard lock(mu_);
+  auto it = inodes_.find(ino);
+  if (it != inodes_.end()) {
+    auto& st = it->second;
+    if (st.passthrough_opens > 0 ||
+        (st.backing_id >= 0 && st.page_cache_opens == 0 && *st.version == *version)) {
+      if (st.passthrough_opens > 0 && !(*st.version == *version))
+        log::get("fuse")->debug(
+            "passthrough: an open of a newer version shares the open files' backing file");
+      ++st.passthrough_opens;
+      opens_shared.add();
+      return {verdict::passthrough, st.backing_id};
+    }
+    if (st.page_cache_opens > 0) {
+      ++st.page_cache_opens;
+      opens_page_cache.add();
+      return {verdict::page_cache, -1};
+    }
+    if (st.backing_id >= 0) drop_backing_locked(st);  // idle, of an older version
+  }
+  if (version->size < min_bytes_ || version->size > pool_bytes_) {
+    ++inodes_[ino].page_cache_opens;
+    opens_page_cache.add();
+    return {verdict::page_cache, -1};
+  }
+  if (auto p = prepared_.find(version); p != prepared_.end() && p->second.ready) {
+    passthrough_abi::backing_map map{};
+    map.fd = p->second.f.fd;
+    // (Under the lock: a quick ioctl, and no other open of the inode may come in between.)
+    int id = ::ioctl(dev_fd_, passthrough_abi::ioc_backing_open, &map);
+    if (id >= 0) {
+      auto& st = inodes_[ino];
+      st.backing_id = id;
+      st.version = version;
+      st.backing = p->second.f;
+      st.passthrough_opens = 1;
+      prepared_.erase(p);
+      opens_prepared.add();
+      return {verdict::passthrough, id};
+    }
+    log::get("fuse")->warn("passthrough: FUSE_DEV_IOC_BACKING_OPEN failed: {}",
+                           std::strerror(errno));
+  }
+  return {verdict::candidate, -1};
+}
+
+bool passthrough_files::begin_prepare(const cache::version_ref& version) {
+  if (version->size < min_bytes_ || version->size > pool_bytes_) return false;
+  std::lock_guard lock(mu_);
+  for (auto& [ino, st] : inodes_)
+    if (st.backing_id >= 0 && *st.version == *version) return false;
+  return prepared_.try_emplace(version).second;
+}
+
+void passthrough_files::end_prepare(const cache::version_ref& version, std::optional<fill> f) {
+  std::lock_guard lock(mu_);
+  auto p = prepared_.find(version);
+  if (!f) {
+    if (p != prepared_.end() && !p->second.ready) prepared_.erase(p);
+    return;
+  }
+  if (p == prepared_.end() || p->second.ready) {  // (not ours: cannot happen; keep the file)
+    free_.push_back({f->fd, f->size, f->data});
+    return;
+  }
+  p->second.ready = true;
+  p->second.f = {f->fd, f->size, f->data};
+  p->second.seq = ++prepared_seq_;
+}
+
+void passthrough_files::page_cache_open(std::uint64_t ino) {
+  std::lock_guard lock(mu_);
+  ++inodes_[ino].page_cache_opens;
+  opens_page_cache.add();
+}
+
+std::optional<passthrough_files::fill> passthrough_files::begin_fill(std::uint64_t size,
+                                                                     bool ahead) {
+  file f;
+  std::vector<file> closing;  // free files dropped to make room (closed outside the lock)
+  bool room = false;
+  {
+    std::lock_guard lock(mu_);
+    // Room first: idle backing files go (any order), then, for an open, prepared ones (the
+    // oldest: with an order, prepared files are opened in turn, so an open that finds none of
+    // its own is off the order, and the oldest is the likeliest to be stale), while what free
+    // files hold would not make room.
+    while (held_bytes_ + size > pool_bytes_ && held_bytes_ > 0) {
+      std::uint64_t free_bytes = 0;
+      for (auto& x : free_) free_bytes += x.size;
+      if (held_bytes_ - free_bytes + size <= pool_bytes_) break;
+      if (!evict_idle_locked() && (ahead || !evict_prepared_locked())) break;
+    }
+    // The smallest free file that holds `size` keeps the most pages of the others; else the
+    // largest, grown. Other free files are dropped while the pool would hold more than its size.
+    std::size_t best = free_.size();
+    for (std::size_t i = 0; i < free_.size(); ++i) {
+      if (best == free_.size()) {
+        best = i;
+        continue;
+      }
+      const bool fits = free_[i].size >= size, best_fits = free_[best].size >= size;
+      if (fits != best_fits
+              ? fits
+              : (fits ? free_[i].size < free_[best].size : free_[i].size > free_[best].size))
+        best = i;
+    }
+    if (best < free_.size()) {
+      f = free_[best];
+      free_.erase(free_.begin() + static_cast<std::ptrdiff_t>(best));
+    }
+    auto over = [&] { return held_bytes_ - f.size + size > pool_bytes_; };
+    while (over() && !free_.empty()) {
+      held_bytes_ -= free_.back().size;
+      pool_held.sub(static_cast<std::int64_t>(free_.back().size));
+      closing.push_back(free_.back());
+      free_.pop_back();
+    }
+    room = !over();
+    if (!room) {
+      if (f.fd >= 0) free_.push_back(f);
+    } else {
+      held_bytes_ = held_bytes_ - f.size + size;
+      pool_held.add(static_cast<std::int64_t>(size) - static_cast<std::int64_t>(f.size));
+    }
+  }
+  for (auto& c : closing) close_file(c);
+  if (!room) return std::nullopt;
+
+  // A file of another size is resized and mapped again (its new mapping starts unfaulted).
+  std::uint64_t fresh_from = size;
+  if (f.fd < 0) f.fd = ::memfd_create("valkyrie-passthrough", MFD_CLOEXEC);
+  if (f.fd >= 0 && f.size != size) {
+    if (f.data) ::munmap(f.data, f.size);
+    f.data = nullptr;
+    if (::ftruncate(f.fd, static_cast<off_t>(size)) == 0) {
+      void* map = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, f.fd, 0);
+      if (map != MAP_FAILED) f.data = static_cast<char*>(map);
+    }
+    fresh_from = 0;
+  }
+  if (f.fd < 0 || !f.data) {
+    log::get("fuse")->warn("passthrough: no backing file of {} bytes: {}", size,
+                           std::strerror(errno));
+    if (f.fd >= 0) ::close(f.fd);
+    std::lock_guard lock(mu_);
+    held_bytes_ -= size;
+    pool_held.sub(static_cast<std::int64_t>(size));
+    return std::nullopt;
+  }
+  return fill{f.fd, f.data, size, fresh_from};
+}
+
+void passthrough_files::back_pages(char* data, std::uint64_t from, std::uint64_t to) {
+  from &= ~std::uint64_t{4095};
+  if (from < to)
+    ::madvise(data + from, to - from, MADV_POPULATE_WRITE);  // (else the copy faults them)
+}
+
+void passthrough_files::abandon_fill(fill f) {
+  std::lock_guard lock(mu_);
+  free_.push_back({f.fd, f.size, f.data});
+}
+
+std::optional<int> passthrough_files::finish_fill(std::uint64_t ino, cache::version_ref version,
+                                                  fill f) {
+  std::lock_guard lock(mu_);
+  auto& st = inodes_[ino];
+  if (st.page_cache_opens > 0 || st.passthrough_opens > 0) {
+    free_.push_back({f.fd, f.size, f.data});
+    if (st.passthrough_opens > 0) {
+      ++st.passthrough_opens;
+      opens_shared.add();
+      return st.backing_id;
+    }
+    ++st.page_cache_opens;
+    opens_page_cache.add();
+    return std::nullopt;
+  }
+  if (st.backing_id >= 0) drop_backing_locked(st);  // idle, of an older version
+  // (Under the lock: a quick ioctl, and no other open of the inode may come in between.)
+  passthrough_abi::backing_map map{};
+  map.fd = f.fd;
+  int id = ::ioctl(dev_fd_, passthrough_abi::ioc_backing_open, &map);
+  if (id < 0) {
+    log::get("fuse")->warn("passthrough: FUSE_DEV_IOC_BACKING_OPEN failed: {}",
+                           std::strerror(errno));
+    free_.push_back({f.fd, f.size, f.data});
+    ++st.page_cache_opens;
+    opens_page_cache.add();
+    return std::nullopt;
+  }
+  opens_filled.add();
+  st.backing_id = id;
+  st.version = std::move(version);
+  st.backing = {f.fd, f.size, f.data};
+  st.passthrough_opens = 1;
+  return id;
+}
+
+void passthrough_files::release_passthrough(std::uint64_t ino) {
+  std::lock_guard lock(mu_);
+  auto it = inodes_.find(ino);
+  if (it != inodes_.end() && it->second.passthrough_opens > 0) --it->second.passthrough_opens;
+  // The last one leaves the backing file idle, for the next open of the same version. (The
+  // kernel ends the inode's passthrough before it sends the RELEASE.)
+}
+
+void passthrough_files::release_page_cache(std::uint64_t ino) {
+  std::lock_guard lock(mu_);
+  auto it = inodes_.find(ino);
+  if (it == inodes_.end() || it->second.page_cache_opens == 0) return;
+  --it->second.page_cache_opens;
+  forget_if_unused_locked(ino);
+}
+
+void passthrough_files::drop_backing_locked(inode_state& st) {
+  std::uint32_t id = static_cast<std::uint32_t>(st.backing_id);
+  if (::ioctl(dev_fd_, passthrough_abi::ioc_backing_close, &id) != 0)
+    log::get("fuse")->debug("passthrough: FUSE_DEV_IOC_BACKING_CLOSE: {}", std::strerror(errno));
+  free_.push_back(st.backing);
+  st.backing = {};
+  st.backing_id = -1;
+  st.version.reset();
+}
+
+void passthrough_files::forget_if_unused_locked(std::uint64_t ino) {
+  auto it = inodes_.find(ino);
+  if (it != inodes_.end() && it->second.page_cache_opens == 0 &&
+      it->second.passthrough_opens == 0 && it->second.backing_id < 0)
+    inodes_.erase(it);
+}
+
+bool passthrough_files::evict_prepared_locked() {
+  auto oldest = prepared_.end();
+  for (auto it = prepared_.begin(); it != prepared_.end(); ++it)
+    if (it->second.ready && (oldest == prepared_.end() || it->second.seq < oldest->second.seq))
+      oldest = it;
+  if (oldest == prepared_.end()) return false;
+  free_.push_back(oldest->second.f);
+  prepared_.erase(oldest);
+  return true;
+}
+
+bool passthrough_files::evict_idle_locked() {
+  for (auto it = inodes_.begin(); it != inodes_.end(); ++it) {
+    auto& st = it->second;
+    if (st.backing_id < 0 || st.passthrough_opens > 0) continue;
+    drop_backing_locked(st);
+    if (st.page_cache_opens == 0) inodes_.erase(it);
+    return true;
+  }
+  return false;
+}
+
+}  // namespace valkyrie::fuse

@@ -1,0 +1,133 @@
+#pragma once
+// FUSE passthrough (Linux >= 6.9): an open file whose reads the kernel serves from a backing file
+// itself, with no READ request and no copy into the FUSE file's page cache (a 64 MiB object then
+// reads in 1.04-1.12 x its tmpfs time, against 2.5 x through FUSE's page cache:
+// docs/benchmarks.md).
+//
+// Owns: the backing files (memfds), at most `pool_bytes` of them, each holding one object
+// version: prepared (filled ahead of its open from the chunks a prefetch of the whole object
+// brings), an inode's (in use: open files read it; idle: kept for the next open of the same
+// version) or free (kept for its pages). An OPEN of an object of at least `min_bytes` takes its
+// prepared file, or else, if its chunks are all cached, a free file (or a new one, or an idle
+// one evicted) into which it copies them; registers the file on /dev/fuse
+// (FUSE_DEV_IOC_BACKING_OPEN) and answers with FOPEN_PASSTHROUGH and the id. The last release
+// leaves the file idle: a later open of the same version answers with it at once. A file given
+// back keeps its pages, so after the first few the copies go into memory already backed.
+// The kernel's rules, per inode: an open through passthrough fails (EIO in the opener) while the
+// inode is open through the page cache, and the reverse; passthrough opens at the same time must
+// share one backing file. So an open of an inode with passthrough opens joins their file (even
+// one that found a newer version: the files already open read the older bytes, and the kernel
+// allows nothing else), an inode open through the page cache is not passed through, and a file
+// filled while the inode was opened another way is given back unused.
+// Threading: any reactor; one mutex over the files and the inode map, held for bookkeeping and
+// the quick ioctls, never across the copy (which runs on the opener's reactor, after its fresh
+// pages are backed on the pool's background thread).
+#include <cstdint>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+#include <vector>
+
+#include "cache/chunk_id.hpp"
+
+namespace valkyrie::fuse {
+
+class passthrough_files {
+ public:
+  // `dev_fd`: the session's /dev/fuse fd (for the ioctls).
+  passthrough_files(int dev_fd, std::uint64_t pool_bytes, std::uint64_t min_bytes);
+  ~passthrough_files();
+  passthrough_files(const passthrough_files&) = delete;
+  passthrough_files& operator=(const passthrough_files&) = delete;
+
+  // What an open of `ino` (the object version `version`) gets:
+  //  - passthrough: the inode's backing file (`backing_id`), live or idle with this version;
+  //  - page_cache: through the page cache (counted until release_page_cache);
+  //  - candidate: nothing to share; the caller may fill a file (begin_fill, finish_fill) or call
+  //    page_cache_open.
+  enum class verdict { passthrough, page_cache, candidate };
+  struct decision {
+    verdict v = verdict::page_cache;
+    int backing_id = -1;
+  };
+  decision on_open(std::uint64_t ino, const cache::version_ref& version);
+  // An open answered through the page cache after a candidate verdict.
+  void page_cache_open(std::uint64_t ino);
+
+  // A file of `size` bytes mapped for writing, or nullopt (every byte of the pool is in files
+  // in use). Its mapping's bytes from `fresh_from` on are not mapped to pages yet (back_pages,
+  // off the reactor). Each file keeps one mapping for its life: page faults cost ~10 us here,
+  // so a copy into a fresh mapping of 64 MiB took 200 ms even into pages the file had.
+  struct fill {
+    int fd = -1;
+    char* data = nullptr;
+    std::uint64_t size = 0;
+    std::uint64_t fresh_from = 0;
+  };
+  // `ahead`: for a prepare (evicts only idle files, never prepared ones).
+  std::optional<fill> begin_fill(std::uint64_t size, bool ahead = false);
+  // Backs and maps bytes [from, to) of a fill's mapping (MADV_POPULATE_WRITE): slow where the
+  // host backs fresh memory lazily and faults are dear (~0.3 GB/s here).
+  static void back_pages(char* data, std::uint64_t from, std::uint64_t to);
+  // The filled file becomes the inode's backing file: its id, or nullopt (the inode was opened
+  // another way meanwhile, or registration failed: the open then goes through the page cache,
+  // counted as such). An open that found passthrough opens meanwhile joins them.
+  std::optional<int> finish_fill(std::uint64_t ino, cache::version_ref version, fill f);
+  // A fill not finished (the copy came short): the file goes back.
+  void abandon_fill(fill f);
+
+  // Filling ahead: true if `version` should be prepared now (no file of it, prepared or being
+  // prepared); end_prepare then hands over the filled file, or nullopt when it could not be.
+  // Such fills take only room that free or idle files give.
+  bool begin_prepare(const cache::version_ref& version);
+  void end_prepare(const cache::version_ref& version, std::optional<fill> f);
+  std::uint64_t min_bytes() const { return min_bytes_; }
+  std::uint64_t pool_bytes() const { return pool_bytes_; }
+
+  // Releases of the two kinds of open.
+  void release_passthrough(std::uint64_t ino);
+  void release_page_cache(std::uint64_t ino);
+
+ private:
+  struct file {
+    int fd = -1;
+    std::uint64_t size = 0;  // its length (its pages stay while it is free)
+    char* data = nullptr;    // its one mapping, of `size` bytes
+  };
+  static void close_file(const file& f);
+  struct inode_state {
+    unsigned page_cache_opens = 0;
+    unsigned passthrough_opens = 0;
+    int backing_id = -1;         // >= 0: a backing file (in use, or idle with no opens)
+    cache::version_ref version;  // of the backing file's bytes
+    file backing;
+  };
+  void drop_backing_locked(inode_state& st);  // closes the id, frees the file
+  void forget_if_unused_locked(std::uint64_t ino);
+  bool evict_idle_locked();      // one idle backing file to the free files; false: none
+  bool evict_prepared_locked();  // the oldest prepared file to the free files; false: none
+  struct version_hash {
+    std::size_t operator()(const cache::version_ref& v) const { return v->hash; }
+  };
+  struct version_equal {
+    bool operator()(const cache::version_ref& a, const cache::version_ref& b) const {
+      return *a == *b;
+    }
+  };
+  struct prepared_file {
+    bool ready = false;  // false: being filled
+    file f;
+    std::uint64_t seq = 0;  // when it was prepared (the oldest goes first)
+  };
+
+  const int dev_fd_;
+  const std::uint64_t pool_bytes_, min_bytes_;
+  std::mutex mu_;
+  std::vector<file> free_;
+  std::uint64_t held_bytes_ = 0;  // every file's size: free, idle or in use
+  std::unordered_map<std::uint64_t, inode_state> inodes_;
+  std::unordered_map<cache::version_ref, prepared_file, version_hash, version_equal> prepared_;
+  std::uint64_t prepared_seq_ = 0;
+};
+
+}  // namespace valkyrie::fuse

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# FUSE passthrough (--passthrough-pool): an object the chunk cache holds whole is read by the
+# kernel from a backing file. Every read's bytes are compared with the simulator's, and the
+# opens are counted by how they were answered (valkyrie_fuse_passthrough_opens_total): through
+# the page cache while not cached, filled at the open once cached, shared by concurrent and later
+# opens, prepared ahead for the next file, never for objects under 1 MiB or over the pool, and
+# never while the same file is open through the page cache (the kernel would fail that open).
+# Exit 77 without /dev/fuse or root, or where the kernel does not grant passthrough (< 6.9).
+set -euo pipefail
+[[ -c /dev/fuse && $(id -u) == 0 ]] || { echo "no /dev/fuse or not root: skipped"; exit 77; }
+tmp=$(mktemp -d /tmp/valkyrie-passthrough.XXXXXX)
+mnt="$tmp/mnt"; mkdir -p "$mnt"
+source "$(dirname "$0")/lib.sh"
+export AWS_ACCESS_KEY_ID=AKIDPT AWS_SECRET_ACCESS_KEY=pt/secret AWS_EC2_METADATA_DISABLED=true
+start_sim --synthetic data:4:3MiB:big/ --synthetic data:2:100KiB:small/ --synthetic data:1:20MiB:huge/ \
+  --synthetic data:1:3MiB:solo/
+VALKYRIE_LOG_LEVEL=info start_valkyrie data "$url" --passthrough-pool 16MiB --cache-size 256MiB --lookahead 1
+if grep -q "did not offer FUSE passthrough" "$tmp/daemon.err"; then
+  echo "the kernel does not grant FUSE passthrough: skipped"; exit 77
+fi
+grep -q "FUSE passthrough on" "$tmp/daemon.err" || { cat "$tmp/daemon.err"; fail "passthrough was not set up"; }
+metric() { curl -sf "127.0.0.1:$(metrics_port)/metrics" | awk -v m="$1" '$1 == m { print $2 + 0; f = 1 } END { if (!f) print 0 }'; }
+opens() { metric "valkyrie_fuse_passthrough_opens_total{answer=\"$1\"}"; }
+verify() {  # bytes of the mounted file (read by cmp) against the simulator's
+  "$BUILD_ROOT/tools/valkyrie-s3" --endpoint "$url" --bucket data get "$1" -o "$tmp/ref" >/dev/null
+  cmp "$tmp/ref" "$mnt/$1" || fail "$1 differs"
+}
+expect() {  # answer count
+  local got; got=$(opens "$1")
+  [[ $got == "$2" ]] || fail "passthrough opens answered '$1': $got, expected $2 (filled $(opens filled), \
+prepared $(opens prepared), shared $(opens shared), page_cache $(opens page_cache))"
+}
+
+verify big/shard_000000.tar
+expect page_cache 1
+pass "an object not cached yet is read through the page cache, bytes exact"
+settle
+verify big/shard_000000.tar
+expect filled 1
+pass "once cached, an open copies it into a backing file; the kernel's reads of it are exact"
+exec 3<"$mnt/big/shard_000000.tar"
+verify big/shard_000000.tar
+exec 3<&-
+verify big/shard_000000.tar
+expect shared 3
+expect filled 1
+pass "an open beside a live passthrough open, and a later one, share its backing file (no copy)"
+# Reading shard_000000 fetched its successor whole (--lookahead 1): filled ahead of its open.
+settle
+verify big/shard_000001.tar
+expect prepared 1
+pass "the next file fetched whole was prepared ahead: its open needed no copy"
+
+verify small/shard_000000.tar
+verify huge/shard_000000.tar
+settle
+verify huge/shard_000000.tar
+expect filled 1
+expect prepared 1
+pass "objects under 1 MiB and over the pool stay on the page cache, bytes exact"
+
+# A file open through the page cache (not cached at its open) keeps every open of it there
+# until it is closed, though the object is cached meanwhile.
+exec 4<"$mnt/solo/shard_000000.tar"
+head -c 1 <&4 >/dev/null
+settle
+before=$(opens page_cache) filled=$(opens filled)
+verify solo/shard_000000.tar
+[[ $(opens page_cache) == $((before + 1)) ]] || fail "an open beside a page-cache open was not kept on the page cache"
+exec 4<&-
+verify solo/shard_000000.tar
+[[ $(opens filled) == $((filled + 1)) ]] || fail "once the page-cache opens were closed, the cached object was not passed through"
+pass "an open beside a page-cache open stays on the page cache (no EIO); after the close it is passed through"
+
+# mmap of a passed-through file reads the backing file's pages.
+/usr/bin/python3 - "$mnt/big/shard_000000.tar" "$tmp/ref0" "$BUILD_ROOT" "$url" <<'PY' || fail "mmap of a passed-through file differs"
+import mmap, subprocess, sys
+path, ref, build, url = sys.argv[1:]
+subprocess.run([build + "/tools/valkyrie-s3", "--endpoint", url, "--bucket", "data", "get", "big/shard_000000.tar", "-o", ref],
+               check=True, stdout=subprocess.DEVNULL)
+with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, prot=mmap.PROT_READ) as m, open(ref, "rb") as r:
+    sys.exit(0 if m[:] == r.read() else 1)
+PY
+pass "mmap of a passed-through file is exact"
+held=$(metric valkyrie_fuse_passthrough_pool_bytes)
+(( held <= 16 * 1024 * 1024 )) || fail "the backing files hold $held bytes, over the 16 MiB pool"
+pass "the backing files stay within --passthrough-pool ($held bytes)"
+umount "$mnt"; expect_daemon_gone
