@@ -58,4 +58,7 @@ rm -rf "$shm"
 run "sorted order, no manifest" "" no
 run "shuffled order, with --manifest" "$tmp/order.txt" yes
 run "shuffled, --manifest --direct-io" "$tmp/order.txt" yes --direct-io
+# FUSE passthrough (Linux >= 6.9; elsewhere the same as --manifest): the kernel reads each shard
+# from a backing file filled ahead of its open.
+run "shuffled, --manifest, passthrough" "$tmp/order.txt" yes --passthrough-pool 256MiB
 run "shuffled order, no manifest" "$tmp/order.txt" no
