@@ -146,11 +146,10 @@ int main(int argc, char** argv) {
       "(at least twice --kernel-read-ahead; the chunk cache keeps the data; 0: the page cache "
       "keeps everything until the kernel needs the memory)");
   app.add_option("--passthrough-pool", passthrough_pool,
-                 "FUSE passthrough (Linux >= 6.9): an object of at least 1 MiB whose chunks are "
-                 "all cached when it "
-                 "is opened is copied into a backing file, which the kernel then reads itself; at "
-                 "most this much "
-                 "memory in such files, beside --cache-size (0: off; e.g. 512MiB)");
+                 "FUSE passthrough (Linux >= 6.9): an object of at least 1 MiB is copied from the "
+                 "cache into a backing file (ahead of its open when fetched whole, else at an "
+                 "open that finds it all cached), which the kernel then reads itself; at most "
+                 "this much memory in such files, beside --cache-size (0: off; e.g. 512MiB)");
   app.add_option("--fuse-transport", fuse_transport,
                  "how FUSE requests reach the daemon: io-uring (FUSE over io_uring: Linux >= 6.14 with the fuse "
                  "module's enable_uring set), dev-fuse (/dev/fuse through libfuse), auto (io-uring when the kernel "

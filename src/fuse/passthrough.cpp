@@ -46,6 +46,37 @@ passthrough_files::~passthrough_files() {
     if (p.ready) close_file(p.f);
 }
 
+bool passthrough_files::fits(std::uint64_t size) const {
+  return size >= min_bytes_ && size <= pool_bytes_;
+}
+
+passthrough_files::file passthrough_files::file_of(const fill& f) {
+  return {f.fd, f.size, f.data};
+}
+
+void passthrough_files::count_page_cache_locked(inode_state& st) {
+  ++st.page_cache_opens;
+  opens_page_cache.add();
+}
+
+std::optional<int> passthrough_files::attach_locked(inode_state& st, const file& f,
+                                                    cache::version_ref version) {
+  // (Under the lock: a quick ioctl, and no other open of the inode may come in between.)
+  passthrough_abi::backing_map map{};
+  map.fd = f.fd;
+  int id = ::ioctl(dev_fd_, passthrough_abi::ioc_backing_open, &map);
+  if (id < 0) {
+    log::get("fuse")->warn("passthrough: FUSE_DEV_IOC_BACKING_OPEN failed: {}",
+                           std::strerror(errno));
+    return std::nullopt;
+  }
+  st.backing_id = id;
+  st.version = std::move(version);
+  st.backing = f;
+  st.passthrough_opens = 1;
+  return id;
+}
+
 void passthrough_files::close_file(const file& f) {
   if (f.data) ::munmap(f.data, f.size);
   if (f.fd >= 0) ::close(f.fd);
@@ -67,40 +98,27 @@ passthrough_files::decision passthrough_files::on_open(std::uint64_t ino,
       return {verdict::passthrough, st.backing_id};
     }
     if (st.page_cache_opens > 0) {
-      ++st.page_cache_opens;
-      opens_page_cache.add();
+      count_page_cache_locked(st);
       return {verdict::page_cache, -1};
     }
     if (st.backing_id >= 0) drop_backing_locked(st);  // idle, of an older version
   }
-  if (version->size < min_bytes_ || version->size > pool_bytes_) {
-    ++inodes_[ino].page_cache_opens;
-    opens_page_cache.add();
+  if (!fits(version->size)) {
+    count_page_cache_locked(inodes_[ino]);
     return {verdict::page_cache, -1};
   }
   if (auto p = prepared_.find(version); p != prepared_.end() && p->second.ready) {
-    passthrough_abi::backing_map map{};
-    map.fd = p->second.f.fd;
-    // (Under the lock: a quick ioctl, and no other open of the inode may come in between.)
-    int id = ::ioctl(dev_fd_, passthrough_abi::ioc_backing_open, &map);
-    if (id >= 0) {
-      auto& st = inodes_[ino];
-      st.backing_id = id;
-      st.version = version;
-      st.backing = p->second.f;
-      st.passthrough_opens = 1;
+    if (auto id = attach_locked(inodes_[ino], p->second.f, version)) {
       prepared_.erase(p);
       opens_prepared.add();
-      return {verdict::passthrough, id};
+      return {verdict::passthrough, *id};
     }
-    log::get("fuse")->warn("passthrough: FUSE_DEV_IOC_BACKING_OPEN failed: {}",
-                           std::strerror(errno));
   }
   return {verdict::candidate, -1};
 }
 
 bool passthrough_files::begin_prepare(const cache::version_ref& version) {
-  if (version->size < min_bytes_ || version->size > pool_bytes_) return false;
+  if (!fits(version->size)) return false;
   std::lock_guard lock(mu_);
   for (auto& [ino, st] : inodes_)
     if (st.backing_id >= 0 && *st.version == *version) return false;
@@ -115,18 +133,17 @@ void passthrough_files::end_prepare(const cache::version_ref& version, std::opti
     return;
   }
   if (p == prepared_.end() || p->second.ready) {  // (not ours: cannot happen; keep the file)
-    free_.push_back({f->fd, f->size, f->data});
+    free_.push_back(file_of(*f));
     return;
   }
   p->second.ready = true;
-  p->second.f = {f->fd, f->size, f->data};
+  p->second.f = file_of(*f);
   p->second.seq = ++prepared_seq_;
 }
 
 void passthrough_files::page_cache_open(std::uint64_t ino) {
   std::lock_guard lock(mu_);
-  ++inodes_[ino].page_cache_opens;
-  opens_page_cache.add();
+  count_page_cache_locked(inodes_[ino]);
 }
 
 std::optional<passthrough_files::fill> passthrough_files::begin_fill(std::uint64_t size,
@@ -214,7 +231,7 @@ void passthrough_files::back_pages(char* data, std::uint64_t from, std::uint64_t
 
 void passthrough_files::abandon_fill(fill f) {
   std::lock_guard lock(mu_);
-  free_.push_back({f.fd, f.size, f.data});
+  free_.push_back(file_of(f));
 }
 
 std::optional<int> passthrough_files::finish_fill(std::uint64_t ino, cache::version_ref version,
@@ -222,34 +239,23 @@ std::optional<int> passthrough_files::finish_fill(std::uint64_t ino, cache::vers
   std::lock_guard lock(mu_);
   auto& st = inodes_[ino];
   if (st.page_cache_opens > 0 || st.passthrough_opens > 0) {
-    free_.push_back({f.fd, f.size, f.data});
+    free_.push_back(file_of(f));
     if (st.passthrough_opens > 0) {
       ++st.passthrough_opens;
       opens_shared.add();
       return st.backing_id;
     }
-    ++st.page_cache_opens;
-    opens_page_cache.add();
+    count_page_cache_locked(st);
     return std::nullopt;
   }
   if (st.backing_id >= 0) drop_backing_locked(st);  // idle, of an older version
-  // (Under the lock: a quick ioctl, and no other open of the inode may come in between.)
-  passthrough_abi::backing_map map{};
-  map.fd = f.fd;
-  int id = ::ioctl(dev_fd_, passthrough_abi::ioc_backing_open, &map);
-  if (id < 0) {
-    log::get("fuse")->warn("passthrough: FUSE_DEV_IOC_BACKING_OPEN failed: {}",
-                           std::strerror(errno));
-    free_.push_back({f.fd, f.size, f.data});
-    ++st.page_cache_opens;
-    opens_page_cache.add();
+  auto id = attach_locked(st, file_of(f), std::move(version));
+  if (!id) {
+    free_.push_back(file_of(f));
+    count_page_cache_locked(st);
     return std::nullopt;
   }
   opens_filled.add();
-  st.backing_id = id;
-  st.version = std::move(version);
-  st.backing = {f.fd, f.size, f.data};
-  st.passthrough_opens = 1;
   return id;
 }
 

@@ -95,6 +95,9 @@ class passthrough_files {
     char* data = nullptr;    // its one mapping, of `size` bytes
   };
   static void close_file(const file& f);
+  static file file_of(const fill& f);
+  // Whether an object of `size` bytes may have a backing file (min_bytes to pool_bytes).
+  bool fits(std::uint64_t size) const;
   struct inode_state {
     unsigned page_cache_opens = 0;
     unsigned passthrough_opens = 0;
@@ -103,6 +106,10 @@ class passthrough_files {
     file backing;
   };
   void drop_backing_locked(inode_state& st);  // closes the id, frees the file
+  void count_page_cache_locked(inode_state& st);
+  // Registers `f` on /dev/fuse as the inode's backing file, its first passthrough open; nullopt
+  // (logged) when the kernel refuses.
+  std::optional<int> attach_locked(inode_state& st, const file& f, cache::version_ref version);
   void forget_if_unused_locked(std::uint64_t ino);
   bool evict_idle_locked();      // one idle backing file to the free files; false: none
   bool evict_prepared_locked();  // the oldest prepared file to the free files; false: none

@@ -3,8 +3,8 @@
 // the read path's design (docs/benchmarks.md), not part of the daemon.
 //
 // It mounts a minimal FUSE filesystem on MOUNTPOINT speaking the kernel ABI directly (Debian 12's
-// headers predate passthrough; the newer fields are carried below). Its files hold the same
-// SIZE MiB, kept in one file of /dev/shm:
+// headers predate passthrough; the newer fields come from src/fuse/passthrough_abi.hpp). Its
+// files hold the same SIZE MiB, kept in one file of /dev/shm:
 //   cached            READs answered from the tmpfs file's mapping (writev to /dev/fuse), without
 //                     FOPEN_KEEP_CACHE, so every open starts with an empty page cache: the path
 //                     of the daemon's reads from its chunk cache today;
@@ -40,35 +40,11 @@
 #include <thread>
 #include <vector>
 
+#include "fuse/passthrough_abi.hpp"
+
 namespace {
 
-// ABI 7.40+ (Linux 6.9): passthrough.
-constexpr std::uint64_t fuse_passthrough = 1ull << 37;
-constexpr std::uint32_t fopen_passthrough = 1u << 7;
-struct init_out_740 {  // fuse_init_out with max_stack_depth where 7.38 has unused[0]
-  std::uint32_t major, minor, max_readahead, flags;
-  std::uint16_t max_background, congestion_threshold;
-  std::uint32_t max_write, time_gran;
-  std::uint16_t max_pages, map_alignment;
-  std::uint32_t flags2, max_stack_depth;
-  std::uint32_t unused[6];
-};
-struct open_out_740 {
-  std::uint64_t fh;
-  std::uint32_t open_flags;
-  std::int32_t backing_id;
-};
-struct backing_map {
-  std::int32_t fd;
-  std::uint32_t flags;
-  std::uint64_t padding;
-};
-static_assert(sizeof(init_out_740) == sizeof(fuse_init_out));
-static_assert(sizeof(open_out_740) == sizeof(fuse_open_out));
-static_assert(sizeof(backing_map) == 16);
-constexpr unsigned long ioc_backing_open = _IOW(229, 1, backing_map);
-
-constexpr unsigned long ioc_backing_close = _IOW(229, 2, std::uint32_t);
+namespace abi = valkyrie::fuse::passthrough_abi;  // the 7.40 additions, as the daemon carries them
 
 // passthrough_each: a backing id registered at every open and closed at its release: what an
 // open costs when nothing is kept per object.
@@ -119,11 +95,11 @@ struct server {
           std::uint64_t kernel = i->flags;
           if (i->flags & FUSE_INIT_EXT) kernel |= std::uint64_t{i->flags2} << 32;
           std::uint64_t want =
-              (FUSE_ASYNC_READ | FUSE_MAX_PAGES | FUSE_INIT_EXT | fuse_passthrough) & kernel;
-          passthrough_granted = want & fuse_passthrough;
-          init_out_740 o{};
+              (FUSE_ASYNC_READ | FUSE_MAX_PAGES | FUSE_INIT_EXT | abi::init_flag) & kernel;
+          passthrough_granted = want & abi::init_flag;
+          fuse_init_out o{};
           o.major = FUSE_KERNEL_VERSION;
-          o.minor = std::min<std::uint32_t>(i->minor, 40);
+          o.minor = std::min<std::uint32_t>(i->minor, abi::min_minor);
           o.max_readahead = i->max_readahead;
           o.flags = static_cast<std::uint32_t>(want);
           o.flags2 = static_cast<std::uint32_t>(want >> 32);
@@ -132,7 +108,7 @@ struct server {
           o.max_write = 1 << 20;
           o.time_gran = 1;
           o.max_pages = 256;
-          o.max_stack_depth = 1;
+          abi::set_max_stack_depth(o, 1);
           reply(in->unique, 0, &o, sizeof o);
           init_done = true;
           break;
@@ -162,14 +138,14 @@ struct server {
           break;
         }
         case FUSE_OPEN: {
-          open_out_740 o{};
+          fuse_open_out o{};
           int id = -1;
           if (in->nodeid == passthrough_ino || in->nodeid == passthrough_each_ino) {
-            backing_map m{backing_fd, 0, 0};
+            abi::backing_map m{backing_fd, 0, 0};
             if (in->nodeid == passthrough_each_ino)
-              id = ioctl(dev, ioc_backing_open, &m);
+              id = ioctl(dev, abi::ioc_backing_open, &m);
             else if (backing_id < 0)
-              id = backing_id = ioctl(dev, ioc_backing_open, &m);
+              id = backing_id = ioctl(dev, abi::ioc_backing_open, &m);
             else
               id = backing_id;
             if (id < 0) {
@@ -177,8 +153,8 @@ struct server {
               reply(in->unique, EOPNOTSUPP);
               break;
             }
-            o.open_flags = fopen_passthrough;
-            o.backing_id = id;
+            o.open_flags = abi::fopen_passthrough;
+            abi::set_backing_id(o, id);
           }
           // The opener looks the id up after this reply, so it may be closed only at RELEASE.
           if (in->nodeid == passthrough_each_ino) o.fh = static_cast<std::uint32_t>(id);
@@ -198,7 +174,8 @@ struct server {
         case FUSE_RELEASE: {
           auto* r = reinterpret_cast<const fuse_release_in*>(arg);
           std::uint32_t closing = static_cast<std::uint32_t>(r->fh);
-          if (in->nodeid == passthrough_each_ino && ioctl(dev, ioc_backing_close, &closing) != 0)
+          if (in->nodeid == passthrough_each_ino &&
+              ioctl(dev, abi::ioc_backing_close, &closing) != 0)
             std::perror("FUSE_DEV_IOC_BACKING_CLOSE");
           reply(in->unique, 0);
           break;
