@@ -27,6 +27,7 @@
 #include "cache/chunk_cache.hpp"
 #include "cli/daemon.hpp"
 #include "cli/mount_point.hpp"
+#include "cli/shared_cache.hpp"
 #include "core/errors.hpp"
 #include "core/log.hpp"
 #include "core/memory_room.hpp"
@@ -36,11 +37,11 @@
 #include "core/trace.hpp"
 #include "core/units.hpp"
 #include "fs/filesystem.hpp"
+#include "fuse/passthrough.hpp"
 #include "fuse/session.hpp"
 #include "fuse/uring_transport.hpp"
 #include "prefetch/predictor.hpp"
 #include "s3/client_setup.hpp"
-#include "cli/shared_cache.hpp"
 #include "tier/disk_tier.hpp"
 
 using namespace valkyrie;
@@ -89,7 +90,7 @@ int main(int argc, char** argv) {
   std::string retry_timeout = "5m", metadata_retry_timeout = "5m";
   std::string metrics_addr = "127.0.0.1:9090", log_format = "json", trace_output, trace_max_size = "64MiB";
   std::string log_file, fuse_transport = "auto", fuse_uring_poll = "30us", drop_behind = "32MiB",
-                        passthrough_pool = "0";
+                        passthrough_pool = "auto";
   s3::client_setup setup;
   unsigned workers = 256, threads = 0, metrics_port = 0;
   bool foreground = false, allow_other = false, anonymous = false, no_metrics = false, tracing = false,
@@ -114,7 +115,9 @@ int main(int argc, char** argv) {
                  "S3 Express One Zone session authentication (CreateSession): auto (for directory "
                  "buckets, NAME--AZID--x-s3), on, off")
       ->check(CLI::IsMember({"auto", "on", "off"}));
-  app.add_option("--cache-size", cache_size, "memory for cached data, a hard cap (e.g. 16G, 512MiB)");
+  app.add_option("--cache-size", cache_size,
+                 "memory for cached data, a hard cap (the chunk cache and --passthrough-pool; e.g. "
+                 "16G, 512MiB)");
   app.add_flag("--cache-prefault", cache_prefault,
                "back all of --cache-size with memory at start: no page faults while reading, and a node "
                "without the memory fails at mount, not mid-run");
@@ -146,10 +149,11 @@ int main(int argc, char** argv) {
       "(at least twice --kernel-read-ahead; the chunk cache keeps the data; 0: the page cache "
       "keeps everything until the kernel needs the memory)");
   app.add_option("--passthrough-pool", passthrough_pool,
-                 "FUSE passthrough (Linux >= 6.9): an object of at least 1 MiB is copied from the "
-                 "cache into a backing file (ahead of its open when fetched whole, else at an "
-                 "open that finds it all cached), which the kernel then reads itself; at most "
-                 "this much memory in such files, beside --cache-size (0: off; e.g. 512MiB)");
+                 "FUSE passthrough (Linux >= 6.9, CAP_SYS_ADMIN): an object of at least 1 MiB is "
+                 "copied from the cache into a backing file (ahead of its open when fetched whole, "
+                 "else at an open that finds it all cached), which the kernel then reads itself; "
+                 "this much of --cache-size may be such files (auto: an eighth where passthrough "
+                 "is possible, else 0; 0: off; e.g. 512MiB)");
   app.add_option("--fuse-transport", fuse_transport,
                  "how FUSE requests reach the daemon: io-uring (FUSE over io_uring: Linux >= 6.14 with the fuse "
                  "module's enable_uring set), dev-fuse (/dev/fuse through libfuse), auto (io-uring when the kernel "
@@ -237,14 +241,30 @@ int main(int argc, char** argv) {
   auto drop_behind_bytes = parse_size(drop_behind);
   if (!drop_behind_bytes || (*drop_behind_bytes != 0 && *drop_behind_bytes < (1u << 20)))
     usage_error("bad --drop-behind '" + drop_behind + "' (0, or at least 1MiB, e.g. 32MiB)");
-  auto passthrough_bytes = parse_size(passthrough_pool);
+  // The backing files are cached data too: their pool is part of --cache-size's hard cap.
+  const bool passthrough_auto = passthrough_pool == "auto";
+  std::string passthrough_off;  // why auto left it off
+  auto passthrough_bytes = parse_size(passthrough_auto ? "0" : passthrough_pool);
   if (!passthrough_bytes || (*passthrough_bytes != 0 && *passthrough_bytes < (1u << 20)))
     usage_error("bad --passthrough-pool '" + passthrough_pool +
-                "' (0, or at least 1MiB, e.g. 512MiB)");
-  if (*passthrough_bytes != 0 && direct_io)
+                "' (auto, 0, or at least 1MiB, e.g. 512MiB)");
+  if (passthrough_auto) {
+    passthrough_off = direct_io ? "--direct-io" : fuse::passthrough_unavailable();
+    if (passthrough_off.empty())
+      passthrough_bytes = fuse::auto_passthrough_pool(*cache_bytes, *chunk_bytes);
+    if (passthrough_off.empty() && *passthrough_bytes == 0)
+      passthrough_off = "--cache-size is too small";
+  } else if (*passthrough_bytes == 0) {
+    passthrough_off = "--passthrough-pool 0";
+  } else if (*passthrough_bytes != 0 && direct_io) {
     usage_error(
         "--passthrough-pool and --direct-io exclude each other (a passed-through file is read by "
         "the kernel)");
+  } else if (*passthrough_bytes > *cache_bytes / 2 ||
+             *cache_bytes - *passthrough_bytes < 2 * *chunk_bytes) {
+    usage_error("--passthrough-pool " + passthrough_pool + " is part of --cache-size " +
+                cache_size + ": at most half of it, leaving the chunk cache two chunks");
+  }
   auto uring_poll = parse_duration(fuse_uring_poll);
   if (!uring_poll || *uring_poll > std::chrono::milliseconds(1))
     usage_error("bad --fuse-uring-poll '" + fuse_uring_poll + "' (0 to 1ms, e.g. 30us)");
@@ -375,7 +395,8 @@ int main(int argc, char** argv) {
   reactor_pool pool({threads, use_uring});
   std::shared_ptr<cache::chunk_cache> cache;
   try {
-    cache = std::make_shared<cache::chunk_cache>(*cache_bytes, static_cast<std::uint32_t>(*chunk_bytes));
+    cache = std::make_shared<cache::chunk_cache>(*cache_bytes - *passthrough_bytes,
+                                                 static_cast<std::uint32_t>(*chunk_bytes));
   } catch (const std::exception& e) {
     fatal(std::string("cannot create the cache: ") + e.what());
   }
@@ -459,6 +480,7 @@ int main(int argc, char** argv) {
   mopts.direct_io = direct_io;
   mopts.drop_behind = *drop_behind_bytes;
   mopts.passthrough_pool = *passthrough_bytes;
+  mopts.passthrough_auto = passthrough_auto;
   if (use_uring) mopts.transport = fuse::mount_options::transport_kind::io_uring;
   mopts.uring_poll = std::chrono::duration_cast<std::chrono::microseconds>(*uring_poll);
   mopts.kernel_read_ahead = static_cast<std::uint32_t>(*kernel_ra);
@@ -535,11 +557,20 @@ int main(int argc, char** argv) {
     log::event("cli", spdlog::level::info,
                "FUSE over io_uring is off in this kernel (/sys/module/fuse/parameters/enable_uring): using /dev/fuse",
                {});
-  log::event("cli", spdlog::level::info, "mounted",
-             {{"source", "s3://" + bucket + "/" + prefix}, {"mountpoint", mountpoint}, {"reactors", pool.size()},
-              {"cache_bytes", cache->capacity()}, {"chunk_bytes", *chunk_bytes},
-              {"metrics", metrics_server ? metrics_host + ":" + std::to_string(metrics_server->port()) : "off"},
-              {"trace", tracing ? trace_output : "off"}, {"fuse_transport", use_uring ? "io-uring" : "dev-fuse"}});
+  log::event(
+      "cli", spdlog::level::info, "mounted",
+      {{"source", "s3://" + bucket + "/" + prefix},
+       {"mountpoint", mountpoint},
+       {"reactors", pool.size()},
+       {"cache_bytes", cache->capacity()},
+       {"chunk_bytes", *chunk_bytes},
+       {"metrics",
+        metrics_server ? metrics_host + ":" + std::to_string(metrics_server->port()) : "off"},
+       {"trace", tracing ? trace_output : "off"},
+       {"fuse_transport", use_uring ? "io-uring" : "dev-fuse"},
+       {"passthrough_pool_bytes", *passthrough_bytes},
+       {"passthrough",
+        passthrough_off.empty() ? std::string("asked of the kernel") : "off: " + passthrough_off}});
   // Under systemd (Type=notify) the unit becomes active only now, with the mount answering.
   sd_notifyf(0, "READY=1\nSTATUS=mounted s3://%s/%s on %s", bucket.c_str(), prefix.c_str(), mountpoint.c_str());
   pool.join();

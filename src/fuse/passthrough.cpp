@@ -2,11 +2,14 @@
 
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/utsname.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
 
 #include "core/log.hpp"
 #include "core/metrics.hpp"
@@ -32,6 +35,31 @@ metrics::gauge& pool_held = metrics::registry::global().get_gauge(
     "valkyrie_fuse_passthrough_pool_bytes",
     "bytes of FUSE passthrough backing files (free, kept or in use)");
 }  // namespace
+
+std::string passthrough_unavailable() {
+  utsname u{};
+  unsigned major = 0, minor = 0;
+  if (::uname(&u) != 0 || std::sscanf(u.release, "%u.%u", &major, &minor) != 2)
+    return "the kernel's release is unknown";
+  if (major < 6 || (major == 6 && minor < 9))
+    return std::string("Linux ") + u.release + " predates FUSE passthrough (6.9)";
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  constexpr int cap_sys_admin = 21;
+  while (std::getline(status, line))
+    if (line.rfind("CapEff:", 0) == 0) {
+      std::uint64_t caps = std::strtoull(line.c_str() + 7, nullptr, 16);
+      if ((caps >> cap_sys_admin) & 1) return {};
+      break;
+    }
+  return "the daemon lacks CAP_SYS_ADMIN, which backing files need";
+}
+
+std::uint64_t auto_passthrough_pool(std::uint64_t cache_bytes, std::uint64_t chunk_bytes) {
+  const std::uint64_t mib = 1 << 20, pool = cache_bytes / 8 / mib * mib;
+  if (pool < mib || cache_bytes - pool < 2 * chunk_bytes) return 0;
+  return pool;
+}
 
 passthrough_files::passthrough_files(int dev_fd, std::uint64_t pool_bytes, std::uint64_t min_bytes)
     : dev_fd_(dev_fd), pool_bytes_(pool_bytes), min_bytes_(min_bytes) {}
@@ -66,8 +94,19 @@ std::optional<int> passthrough_files::attach_locked(inode_state& st, const file&
   map.fd = f.fd;
   int id = ::ioctl(dev_fd_, passthrough_abi::ioc_backing_open, &map);
   if (id < 0) {
-    log::get("fuse")->warn("passthrough: FUSE_DEV_IOC_BACKING_OPEN failed: {}",
-                           std::strerror(errno));
+    const int err = errno;
+    if (err == EPERM) {
+      if (!refused_)
+        log::event("fuse", spdlog::level::warn,
+                   "FUSE passthrough off: the kernel refuses this daemon backing files (EPERM: "
+                   "CAP_SYS_ADMIN in the initial user namespace is needed); reads go through the "
+                   "page cache",
+                   {});
+      refused_ = true;
+    } else {
+      log::get("fuse")->warn("passthrough: FUSE_DEV_IOC_BACKING_OPEN failed: {}",
+                             std::strerror(err));
+    }
     return std::nullopt;
   }
   st.backing_id = id;
@@ -85,6 +124,10 @@ void passthrough_files::close_file(const file& f) {
 passthrough_files::decision passthrough_files::on_open(std::uint64_t ino,
                                                        const cache::version_ref& version) {
   std::lock_guard lock(mu_);
+  if (refused_) {
+    count_page_cache_locked(inodes_[ino]);
+    return {verdict::page_cache, -1};
+  }
   auto it = inodes_.find(ino);
   if (it != inodes_.end()) {
     auto& st = it->second;
@@ -120,6 +163,7 @@ passthrough_files::decision passthrough_files::on_open(std::uint64_t ino,
 bool passthrough_files::begin_prepare(const cache::version_ref& version) {
   if (!fits(version->size)) return false;
   std::lock_guard lock(mu_);
+  if (refused_) return false;
   for (auto& [ino, st] : inodes_)
     if (st.backing_id >= 0 && *st.version == *version) return false;
   return prepared_.try_emplace(version).second;

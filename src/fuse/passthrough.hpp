@@ -25,12 +25,23 @@
 #include <cstdint>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "cache/chunk_id.hpp"
 
 namespace valkyrie::fuse {
+
+// Why this process cannot use FUSE passthrough, or "" if it may: Linux >= 6.9 (the INIT
+// request still says whether the kernel was built with it) and CAP_SYS_ADMIN, which
+// FUSE_DEV_IOC_BACKING_OPEN requires (in a user namespace the kernel may still refuse: the
+// first refusal turns passthrough off, see attach_locked).
+std::string passthrough_unavailable();
+// The part of a --cache-size of `cache_bytes` that --passthrough-pool auto gives backing files:
+// an eighth, in whole MiB; 0 when that is under 1 MiB or would leave the chunk cache fewer than
+// two chunks.
+std::uint64_t auto_passthrough_pool(std::uint64_t cache_bytes, std::uint64_t chunk_bytes);
 
 class passthrough_files {
  public:
@@ -108,7 +119,8 @@ class passthrough_files {
   void drop_backing_locked(inode_state& st);  // closes the id, frees the file
   void count_page_cache_locked(inode_state& st);
   // Registers `f` on /dev/fuse as the inode's backing file, its first passthrough open; nullopt
-  // (logged) when the kernel refuses.
+  // (logged) when the kernel refuses. A refusal for want of privilege (EPERM) turns passthrough
+  // off for the session: every later open goes through the page cache without asking again.
   std::optional<int> attach_locked(inode_state& st, const file& f, cache::version_ref version);
   void forget_if_unused_locked(std::uint64_t ino);
   bool evict_idle_locked();      // one idle backing file to the free files; false: none
@@ -135,6 +147,7 @@ class passthrough_files {
   std::unordered_map<std::uint64_t, inode_state> inodes_;
   std::unordered_map<cache::version_ref, prepared_file, version_hash, version_equal> prepared_;
   std::uint64_t prepared_seq_ = 0;
+  bool refused_ = false;  // the kernel refused a backing file with EPERM
 };
 
 }  // namespace valkyrie::fuse

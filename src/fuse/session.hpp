@@ -73,6 +73,9 @@ struct mount_options {
   // ask for passthrough in its INIT reply.
   std::uint64_t passthrough_pool = 0;
   std::uint64_t passthrough_min = 1 << 20;
+  // The pool was sized by --passthrough-pool auto: a kernel that does not offer passthrough at
+  // INIT is then worth an info line, not a warning.
+  bool passthrough_auto = false;
 };
 
 int to_errno(std::error_code ec);

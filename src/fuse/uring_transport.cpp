@@ -372,7 +372,7 @@ void uring_transport::on_init(const request_parts& r, reply_sink& sink) {
   if (passthrough) session_.enable_passthrough();
   if (o.passthrough_pool > 0)
     log::event(
-        "fuse", passthrough ? spdlog::level::info : spdlog::level::warn,
+        "fuse", passthrough || o.passthrough_auto ? spdlog::level::info : spdlog::level::warn,
         passthrough
             ? "FUSE passthrough on: whole cached objects are read by the kernel from backing files"
             : "the kernel did not offer FUSE passthrough (Linux >= 6.9): every read comes through "

@@ -43,6 +43,10 @@ expect 2 "bad --trace-max-size"         -- "$v" "${good[@]}" --trace-max-size 1
 expect 2 "bad --prefetch-share '0'"    -- "$v" "${good[@]}" --prefetch-share 0
 expect 2 "bad --kernel-read-ahead '1k'" -- "$v" "${good[@]}" --kernel-read-ahead 1k
 expect 2 "bad --fuse-uring-poll '5ms'" -- "$v" "${good[@]}" --fuse-uring-poll 5ms
+expect 2 "bad --passthrough-pool 'some'" -- "$v" "${good[@]}" --passthrough-pool some
+expect 2 "--passthrough-pool 600MiB is part of --cache-size 1GiB: at most half" -- "$v" "${good[@]}" \
+  --cache-size 1GiB --passthrough-pool 600MiB
+expect 2 "--passthrough-pool and --direct-io exclude" -- "$v" "${good[@]}" --passthrough-pool 64MiB --direct-io
 expect 2 "bad --prefetch-share '150%'" -- "$v" "${good[@]}" --prefetch-share 150%
 expect 2 "--express-session: maybe not in \{auto,on,off\}" -- "$v" "${good[@]}" --express-session maybe
 expect 2 "--shared-cache-\* options need --shared-cache" -- "$v" "${good[@]}" --shared-cache-express-session on

@@ -44,7 +44,7 @@ start_sim() {
 # waits for the mount. Metrics go to a free port (tests run in parallel) unless
 # VALKYRIE_METRICS_ADDR says otherwise; metrics_port reads it back from the log.
 # VALKYRIE_FUSE_TRANSPORT (io-uring, dev-fuse, auto) picks the FUSE transport (default: dev-fuse);
-# VALKYRIE_PASSTHROUGH_POOL, when set, turns FUSE passthrough on (--passthrough-pool).
+# VALKYRIE_PASSTHROUGH_POOL, when set, is passed as --passthrough-pool (the default: auto).
 start_valkyrie() {
   local bucket=$1 url=$2
   shift 2

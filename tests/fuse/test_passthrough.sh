@@ -86,3 +86,27 @@ held=$(metric valkyrie_fuse_passthrough_pool_bytes)
 (( held <= 16 * 1024 * 1024 )) || fail "the backing files hold $held bytes, over the 16 MiB pool"
 pass "the backing files stay within --passthrough-pool ($held bytes)"
 umount "$mnt"; expect_daemon_gone
+
+# The defaults (--passthrough-pool auto): an eighth of --cache-size, taken from it.
+: >"$tmp/daemon.err"
+VALKYRIE_LOG_LEVEL=info VALKYRIE_PASSTHROUGH_POOL= start_valkyrie data "$url" --cache-size 256MiB --lookahead 1
+grep -q "FUSE passthrough on" "$tmp/daemon.err" || { cat "$tmp/daemon.err"; fail "passthrough is not on by default"; }
+grep -q '"passthrough_pool_bytes":33554432' "$tmp/daemon.err" || { cat "$tmp/daemon.err"; fail "the default pool is not 32 MiB of 256"; }
+verify big/shard_000002.tar
+settle
+verify big/shard_000002.tar
+expect filled 1
+pass "by default an eighth of --cache-size is the pool, and a cached object is passed through"
+umount "$mnt"; expect_daemon_gone
+
+# --passthrough-pool 0: nothing asks the kernel for passthrough (on /dev/fuse, libfuse reads the
+# requests).
+: >"$tmp/daemon.err"
+VALKYRIE_LOG_LEVEL=info start_valkyrie data "$url" --cache-size 256MiB --passthrough-pool 0
+verify big/shard_000002.tar
+settle
+verify big/shard_000002.tar
+grep -q "FUSE passthrough on" "$tmp/daemon.err" && fail "--passthrough-pool 0 turned passthrough on"
+grep -q '"passthrough":"off: --passthrough-pool 0"' "$tmp/daemon.err" || { cat "$tmp/daemon.err"; fail "the mount line does not say passthrough is off"; }
+pass "--passthrough-pool 0: off, and bytes exact through the page cache"
+umount "$mnt"; expect_daemon_gone

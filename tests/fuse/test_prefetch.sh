@@ -57,11 +57,12 @@ umount "$mnt"; expect_daemon_gone
 # reads soonest (LRU would keep nothing useful there). Compared with the policy's reference: a
 # model of the same steps (warm-up, read-ahead, the next file fetched whole, the furthest next use
 # evicted, a prefetch never evicting what is needed sooner) on the chunk trace, 3 chunks of
-# 8 MiB per shard, 9 slots.
+# 8 MiB per shard, 9 slots (--passthrough-pool 0: auto would take an eighth of the 72 MiB).
 printf '%s\n' shard_000003.tar shard_000000.tar shard_000005.tar shard_000001.tar shard_000004.tar \
   shard_000002.tar >"$tmp/epoch.txt"
 cat "$tmp/epoch.txt" "$tmp/epoch.txt" >"$tmp/epochs.txt"
-start_valkyrie data "$url" --prefix train/ --manifest "$tmp/epochs.txt" --cache-size 72MiB --lookahead 1
+start_valkyrie data "$url" --prefix train/ --manifest "$tmp/epochs.txt" --cache-size 72MiB --lookahead 1 \
+  --passthrough-pool 0
 sent() { curl -s "$url/_sim/stats" | sed -E 's/.*"bytes_sent":([0-9]+).*/\1/'; }
 settle
 for epoch in 1 2; do
