@@ -61,7 +61,7 @@ run "sorted order, no manifest" "" no
 # one filled ahead of its open. Beside it, passthrough off (every read through the page cache
 # and the daemon, what older kernels get) and a quarter of the cache for it.
 run "shuffled order, with --manifest" "$tmp/order.txt" yes
-run "shuffled, --manifest, passthrough 0" "$tmp/order.txt" yes --passthrough-pool 0
+run "shuffled, --manifest, pool 0" "$tmp/order.txt" yes --passthrough-pool 0
 run "shuffled, --manifest --direct-io" "$tmp/order.txt" yes --direct-io
 run "shuffled, --manifest, pool 256MiB" "$tmp/order.txt" yes --passthrough-pool 256MiB
 run "shuffled order, no manifest" "$tmp/order.txt" no
