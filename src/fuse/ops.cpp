@@ -54,9 +54,12 @@ struct file_handle {
 void uncount_open(session* s, fuse_ino_t ino, file_handle::counted kind) {
   auto* pt = s->passthrough();
   if (!pt || kind == file_handle::counted::no) return;
-  if (kind == file_handle::counted::passthrough)
-    pt->release_passthrough(ino);
-  else
+  if (kind == file_handle::counted::passthrough) {
+    if (auto waiting = pt->release_passthrough(ino)) {
+      auto ex = s->pool().executor(static_cast<unsigned>((*waiting)->hash % s->pool().size()));
+      asio::co_spawn(ex, fill_prepared(s, pt, std::move(*waiting)), asio::detached);
+    }
+  } else
     pt->release_page_cache(ino);
 }
 

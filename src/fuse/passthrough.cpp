@@ -31,6 +31,17 @@ metrics::counter& opens_filled = opens("filled");
 metrics::counter& opens_prepared = opens("prepared");
 metrics::counter& opens_shared = opens("shared");
 metrics::counter& opens_page_cache = opens("page_cache");
+// Backing files filled ahead of their opens, by outcome.
+metrics::counter& prepares(const char* outcome) {
+  return metrics::registry::global().get_counter(
+      "valkyrie_fuse_passthrough_prepares_total",
+      "backing files filled ahead of their opens, by outcome (ready: filled; waited: no room, "
+      "waiting for a release; dropped: a chunk was not cached or failed, or too many waited)",
+      {{"outcome", outcome}});
+}
+metrics::counter& prepares_ready = prepares("ready");
+metrics::counter& prepares_waited = prepares("waited");
+metrics::counter& prepares_dropped = prepares("dropped");
 metrics::gauge& pool_held = metrics::registry::global().get_gauge(
     "valkyrie_fuse_passthrough_pool_bytes",
     "bytes of FUSE passthrough backing files (free, kept or in use)");
@@ -150,7 +161,9 @@ passthrough_files::decision passthrough_files::on_open(std::uint64_t ino,
     count_page_cache_locked(inodes_[ino]);
     return {verdict::page_cache, -1};
   }
-  if (auto p = prepared_.find(version); p != prepared_.end() && p->second.ready) {
+  if (auto p = prepared_.find(version); p != prepared_.end() && p->second.waiting) {
+    prepared_.erase(p);  // (its entry in waiting_ is skipped when reached)
+  } else if (p != prepared_.end() && p->second.ready) {
     if (auto id = attach_locked(inodes_[ino], p->second.f, version)) {
       prepared_.erase(p);
       opens_prepared.add();
@@ -169,11 +182,29 @@ bool passthrough_files::begin_prepare(const cache::version_ref& version) {
   return prepared_.try_emplace(version).second;
 }
 
+void passthrough_files::defer_prepare(const cache::version_ref& version) {
+  std::lock_guard lock(mu_);
+  auto p = prepared_.find(version);
+  if (p == prepared_.end() || p->second.ready || p->second.waiting) return;
+  p->second.waiting = true;
+  waiting_.push_back(version);
+  prepares_waited.add();
+  while (waiting_.size() > max_waiting) {
+    auto old = prepared_.find(waiting_.front());
+    if (old != prepared_.end() && old->second.waiting) {
+      prepared_.erase(old);
+      prepares_dropped.add();
+    }
+    waiting_.pop_front();
+  }
+}
+
 void passthrough_files::end_prepare(const cache::version_ref& version, std::optional<fill> f) {
   std::lock_guard lock(mu_);
   auto p = prepared_.find(version);
   if (!f) {
     if (p != prepared_.end() && !p->second.ready) prepared_.erase(p);
+    prepares_dropped.add();
     return;
   }
   if (p == prepared_.end() || p->second.ready) {  // (not ours: cannot happen; keep the file)
@@ -181,6 +212,7 @@ void passthrough_files::end_prepare(const cache::version_ref& version, std::opti
     return;
   }
   p->second.ready = true;
+  prepares_ready.add();
   p->second.f = file_of(*f);
   p->second.seq = ++prepared_seq_;
 }
@@ -303,12 +335,23 @@ std::optional<int> passthrough_files::finish_fill(std::uint64_t ino, cache::vers
   return id;
 }
 
-void passthrough_files::release_passthrough(std::uint64_t ino) {
+std::optional<cache::version_ref> passthrough_files::release_passthrough(std::uint64_t ino) {
   std::lock_guard lock(mu_);
   auto it = inodes_.find(ino);
-  if (it != inodes_.end() && it->second.passthrough_opens > 0) --it->second.passthrough_opens;
-  // The last one leaves the backing file idle, for the next open of the same version. (The
-  // kernel ends the inode's passthrough before it sends the RELEASE.)
+  if (it == inodes_.end() || it->second.passthrough_opens == 0) return std::nullopt;
+  // The last one leaves the backing file idle, for the next open of the same version, unless a
+  // prepare waits for its room. (The kernel ends the inode's passthrough before it sends the
+  // RELEASE.)
+  if (--it->second.passthrough_opens > 0) return std::nullopt;
+  while (!waiting_.empty()) {
+    auto version = std::move(waiting_.front());
+    waiting_.pop_front();
+    auto p = prepared_.find(version);
+    if (p == prepared_.end() || !p->second.waiting) continue;  // opened meanwhile
+    p->second.waiting = false;
+    return version;
+  }
+  return std::nullopt;
 }
 
 void passthrough_files::release_page_cache(std::uint64_t ino) {

@@ -23,6 +23,7 @@
 // the quick ioctls, never across the copy (which runs on the opener's reactor, after its fresh
 // pages are backed on the pool's background thread).
 #include <cstdint>
+#include <deque>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -87,16 +88,21 @@ class passthrough_files {
   // A fill not finished (the copy came short): the file goes back.
   void abandon_fill(fill f);
 
-  // Filling ahead: true if `version` should be prepared now (no file of it, prepared or being
-  // prepared); end_prepare then hands over the filled file, or nullopt when it could not be.
-  // Such fills take only room that free or idle files give.
+  // Filling ahead: true if `version` should be prepared now (no file of it, prepared, being
+  // prepared or waiting); end_prepare then hands over the filled file, or nullopt when it could
+  // not be. Such fills take only room that free or idle files give. One that found none waits
+  // (defer_prepare) until a release leaves a file idle: with an order the next files are
+  // queued before the file being read is closed, so a pool of two files' room would otherwise
+  // prepare only every other one.
   bool begin_prepare(const cache::version_ref& version);
   void end_prepare(const cache::version_ref& version, std::optional<fill> f);
+  void defer_prepare(const cache::version_ref& version);
   std::uint64_t min_bytes() const { return min_bytes_; }
   std::uint64_t pool_bytes() const { return pool_bytes_; }
 
-  // Releases of the two kinds of open.
-  void release_passthrough(std::uint64_t ino);
+  // Releases of the two kinds of open. The last passthrough release leaves its file idle: the
+  // waiting prepare it now has room for, if any, to be resumed by the caller (prepare_backing).
+  std::optional<cache::version_ref> release_passthrough(std::uint64_t ino);
   void release_page_cache(std::uint64_t ino);
 
  private:
@@ -134,7 +140,8 @@ class passthrough_files {
     }
   };
   struct prepared_file {
-    bool ready = false;  // false: being filled
+    bool ready = false;    // false: being filled, or waiting for room
+    bool waiting = false;  // in waiting_
     file f;
     std::uint64_t seq = 0;  // when it was prepared (the oldest goes first)
   };
@@ -147,6 +154,10 @@ class passthrough_files {
   std::unordered_map<std::uint64_t, inode_state> inodes_;
   std::unordered_map<cache::version_ref, prepared_file, version_hash, version_equal> prepared_;
   std::uint64_t prepared_seq_ = 0;
+  // Prepares that found no room, oldest first (the order's nearest files); at most
+  // max_waiting, the oldest dropped beyond.
+  std::deque<cache::version_ref> waiting_;
+  static constexpr std::size_t max_waiting = 8;
   bool refused_ = false;  // the kernel refused a backing file with EPERM
 };
 

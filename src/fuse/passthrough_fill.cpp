@@ -65,9 +65,13 @@ awaitable<int> passthrough_open(session* s, passthrough_files* pt, std::uint64_t
 
 awaitable<void> prepare_backing(session* s, passthrough_files* pt, cache::version_ref object) {
   if (!pt->begin_prepare(object)) co_return;
+  co_await fill_prepared(s, pt, std::move(object));
+}
+
+awaitable<void> fill_prepared(session* s, passthrough_files* pt, cache::version_ref object) {
   auto f = pt->begin_fill(object->size, true);
   if (!f) {
-    pt->end_prepare(object, std::nullopt);
+    pt->defer_prepare(object);  // resumed by the release that leaves a file idle
     co_return;
   }
   co_await back_fresh_pages(s, *f);

@@ -22,8 +22,11 @@ awaitable<int> passthrough_open(session* s, passthrough_files* pt, std::uint64_t
                                 std::shared_ptr<fs::open_file> file);
 
 // Fills a backing file for `object` from its chunks as they arrive (called for each object the
-// prefetcher queued whole); gives up, leaving the open to copy, when a chunk is only queued,
-// fails, or the pool has no room that free or idle files give.
+// prefetcher queued whole); gives up, leaving the open to copy, when a chunk is not cached or
+// its fetch fails. When the pool has no room that free or idle files give, the prepare waits
+// (passthrough_files::defer_prepare) until a release returns it, then goes on with
+// fill_prepared.
 awaitable<void> prepare_backing(session* s, passthrough_files* pt, cache::version_ref object);
+awaitable<void> fill_prepared(session* s, passthrough_files* pt, cache::version_ref object);
 
 }  // namespace valkyrie::fuse

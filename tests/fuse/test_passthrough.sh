@@ -87,6 +87,26 @@ held=$(metric valkyrie_fuse_passthrough_pool_bytes)
 pass "the backing files stay within --passthrough-pool ($held bytes)"
 umount "$mnt"; expect_daemon_gone
 
+# A pool with room for one 3 MiB file beside one in use: the next file's fill ahead waits while
+# the file is open, and goes on when its close leaves the file idle, so its open needs no copy.
+: >"$tmp/daemon.err"
+VALKYRIE_LOG_LEVEL=info start_valkyrie data "$url" --passthrough-pool 5MiB --cache-size 256MiB --lookahead 1
+prepares() { metric "valkyrie_fuse_passthrough_prepares_total{outcome=\"$1\"}"; }
+verify big/shard_000000.tar  # through the page cache; shard 1 prepared ahead
+settle
+exec 3<"$mnt/big/shard_000001.tar"  # prepared: in use; shard 2 is fetched whole, no room for it
+settle
+[[ $(opens prepared) == 1 ]] || fail "shard 1 was not prepared ahead (prepared $(opens prepared))"
+[[ $(prepares waited) == 1 ]] || fail "shard 2's fill did not wait for room (waited $(prepares waited), ready $(prepares ready))"
+ready=$(prepares ready)
+exec 3<&-
+wait_until 10 test "$(prepares ready)" -gt "$ready" || fail "shard 2 was not prepared after shard 1 was closed"
+verify big/shard_000002.tar
+expect prepared 2
+expect filled 0
+pass "a fill ahead with no room waits for a close, then prepares the next file (no copy at its open)"
+umount "$mnt"; expect_daemon_gone
+
 # The defaults (--passthrough-pool auto): an eighth of --cache-size, taken from it.
 : >"$tmp/daemon.err"
 VALKYRIE_LOG_LEVEL=info VALKYRIE_PASSTHROUGH_POOL= start_valkyrie data "$url" --cache-size 256MiB --lookahead 1
