@@ -256,7 +256,7 @@ int main(int argc, char** argv) {
       passthrough_off = "--cache-size is too small";
   } else if (*passthrough_bytes == 0) {
     passthrough_off = "--passthrough-pool 0";
-  } else if (*passthrough_bytes != 0 && direct_io) {
+  } else if (direct_io) {
     usage_error(
         "--passthrough-pool and --direct-io exclude each other (a passed-through file is read by "
         "the kernel)");
