@@ -72,8 +72,23 @@ std::uint64_t auto_passthrough_pool(std::uint64_t cache_bytes, std::uint64_t chu
   return pool;
 }
 
-passthrough_files::passthrough_files(int dev_fd, std::uint64_t pool_bytes, std::uint64_t min_bytes)
-    : dev_fd_(dev_fd), pool_bytes_(pool_bytes), min_bytes_(min_bytes) {}
+backing_registry dev_fuse_backing(int dev_fd) {
+  return {[dev_fd](int fd) {
+            passthrough_abi::backing_map map{};
+            map.fd = fd;
+            return ::ioctl(dev_fd, passthrough_abi::ioc_backing_open, &map);
+          },
+          [dev_fd](int id) {
+            auto unsigned_id = static_cast<std::uint32_t>(id);
+            if (::ioctl(dev_fd, passthrough_abi::ioc_backing_close, &unsigned_id) != 0)
+              log::get("fuse")->debug("passthrough: FUSE_DEV_IOC_BACKING_CLOSE: {}",
+                                      std::strerror(errno));
+          }};
+}
+
+passthrough_files::passthrough_files(backing_registry registry, std::uint64_t pool_bytes,
+                                     std::uint64_t min_bytes)
+    : registry_(std::move(registry)), pool_bytes_(pool_bytes), min_bytes_(min_bytes) {}
 
 passthrough_files::~passthrough_files() {
   pool_held.sub(static_cast<std::int64_t>(held_bytes_));
@@ -101,9 +116,7 @@ void passthrough_files::count_page_cache_locked(inode_state& st) {
 std::optional<int> passthrough_files::attach_locked(inode_state& st, const file& f,
                                                     cache::version_ref version) {
   // (Under the lock: a quick ioctl, and no other open of the inode may come in between.)
-  passthrough_abi::backing_map map{};
-  map.fd = f.fd;
-  int id = ::ioctl(dev_fd_, passthrough_abi::ioc_backing_open, &map);
+  const int id = registry_.open(f.fd);
   if (id < 0) {
     const int err = errno;
     if (err == EPERM) {
@@ -135,10 +148,6 @@ void passthrough_files::close_file(const file& f) {
 passthrough_files::decision passthrough_files::on_open(std::uint64_t ino,
                                                        const cache::version_ref& version) {
   std::lock_guard lock(mu_);
-  if (refused_) {
-    count_page_cache_locked(inodes_[ino]);
-    return {verdict::page_cache, -1};
-  }
   auto it = inodes_.find(ino);
   if (it != inodes_.end()) {
     auto& st = it->second;
@@ -157,7 +166,7 @@ passthrough_files::decision passthrough_files::on_open(std::uint64_t ino,
     }
     if (st.backing_id >= 0) drop_backing_locked(st);  // idle, of an older version
   }
-  if (!fits(version->size)) {
+  if (refused_ || !fits(version->size)) {
     count_page_cache_locked(inodes_[ino]);
     return {verdict::page_cache, -1};
   }
@@ -217,9 +226,16 @@ void passthrough_files::end_prepare(const cache::version_ref& version, std::opti
   p->second.seq = ++prepared_seq_;
 }
 
-void passthrough_files::page_cache_open(std::uint64_t ino) {
+int passthrough_files::open_unfilled(std::uint64_t ino) {
   std::lock_guard lock(mu_);
-  count_page_cache_locked(inodes_[ino]);
+  auto& st = inodes_[ino];
+  if (st.passthrough_opens > 0) {  // another open of the inode filled a file meanwhile
+    ++st.passthrough_opens;
+    opens_shared.add();
+    return st.backing_id;
+  }
+  count_page_cache_locked(st);
+  return -1;
 }
 
 std::optional<passthrough_files::fill> passthrough_files::begin_fill(std::uint64_t size,
@@ -363,9 +379,7 @@ void passthrough_files::release_page_cache(std::uint64_t ino) {
 }
 
 void passthrough_files::drop_backing_locked(inode_state& st) {
-  std::uint32_t id = static_cast<std::uint32_t>(st.backing_id);
-  if (::ioctl(dev_fd_, passthrough_abi::ioc_backing_close, &id) != 0)
-    log::get("fuse")->debug("passthrough: FUSE_DEV_IOC_BACKING_CLOSE: {}", std::strerror(errno));
+  registry_.close(st.backing_id);
   free_.push_back(st.backing);
   st.backing = {};
   st.backing_id = -1;

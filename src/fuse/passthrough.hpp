@@ -17,13 +17,17 @@
 // inode is open through the page cache, and the reverse; passthrough opens at the same time must
 // share one backing file. So an open of an inode with passthrough opens joins their file (even
 // one that found a newer version: the files already open read the older bytes, and the kernel
-// allows nothing else), an inode open through the page cache is not passed through, and a file
-// filled while the inode was opened another way is given back unused.
+// allows nothing else), an inode open through the page cache is not passed through, a file
+// filled while the inode was opened another way is given back unused, and an open that filled
+// nothing joins the passthrough opens that came meanwhile. Per inode, at most one of the two
+// counts is non-zero; the daemon's counts rise before the kernel's (at the answer) and fall after
+// them (the kernel ends an open's mode before it sends the RELEASE), so they never undercount.
 // Threading: any reactor; one mutex over the files and the inode map, held for bookkeeping and
 // the quick ioctls, never across the copy (which runs on the opener's reactor, after its fresh
 // pages are backed on the pool's background thread).
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -44,10 +48,18 @@ std::string passthrough_unavailable();
 // two chunks.
 std::uint64_t auto_passthrough_pool(std::uint64_t cache_bytes, std::uint64_t chunk_bytes);
 
+// How backing files are registered with the kernel: /dev/fuse's ioctls (dev_fuse_backing), or a
+// unit test's stand-in.
+struct backing_registry {
+  std::function<int(int fd)> open;    // FUSE_DEV_IOC_BACKING_OPEN: the id, or -1 with errno set
+  std::function<void(int id)> close;  // FUSE_DEV_IOC_BACKING_CLOSE
+};
+// The ioctls on the session's /dev/fuse fd.
+backing_registry dev_fuse_backing(int dev_fd);
+
 class passthrough_files {
  public:
-  // `dev_fd`: the session's /dev/fuse fd (for the ioctls).
-  passthrough_files(int dev_fd, std::uint64_t pool_bytes, std::uint64_t min_bytes);
+  passthrough_files(backing_registry registry, std::uint64_t pool_bytes, std::uint64_t min_bytes);
   ~passthrough_files();
   passthrough_files(const passthrough_files&) = delete;
   passthrough_files& operator=(const passthrough_files&) = delete;
@@ -55,16 +67,18 @@ class passthrough_files {
   // What an open of `ino` (the object version `version`) gets:
   //  - passthrough: the inode's backing file (`backing_id`), live or idle with this version;
   //  - page_cache: through the page cache (counted until release_page_cache);
-  //  - candidate: nothing to share; the caller may fill a file (begin_fill, finish_fill) or call
-  //    page_cache_open.
+  //  - candidate: nothing to share; the caller may fill a file (begin_fill, finish_fill), and
+  //    must call open_unfilled if it does not.
   enum class verdict { passthrough, page_cache, candidate };
   struct decision {
     verdict v = verdict::page_cache;
     int backing_id = -1;
   };
   decision on_open(std::uint64_t ino, const cache::version_ref& version);
-  // An open answered through the page cache after a candidate verdict.
-  void page_cache_open(std::uint64_t ino);
+  // An open after a candidate verdict that filled no file: the inode's backing file if
+  // passthrough opens came meanwhile (the kernel would fail a page-cache open with EIO then),
+  // else -1: through the page cache, counted until release_page_cache.
+  int open_unfilled(std::uint64_t ino);
 
   // A file of `size` bytes mapped for writing, or nullopt (every byte of the pool is in files
   // in use). Its mapping's bytes from `fresh_from` on are not mapped to pages yet (back_pages,
@@ -146,7 +160,7 @@ class passthrough_files {
     std::uint64_t seq = 0;  // when it was prepared (the oldest goes first)
   };
 
-  const int dev_fd_;
+  const backing_registry registry_;
   const std::uint64_t pool_bytes_, min_bytes_;
   std::mutex mu_;
   std::vector<file> free_;

@@ -42,10 +42,7 @@ awaitable<int> passthrough_open(session* s, passthrough_files* pt, std::uint64_t
   auto refs = co_await s->filesystem().take_whole(file);
   if (d.v == passthrough_files::verdict::passthrough) co_return d.backing_id;
   auto f = refs ? pt->begin_fill(file->size) : std::nullopt;
-  if (!f) {
-    pt->page_cache_open(ino);
-    co_return -1;
-  }
+  if (!f) co_return pt->open_unfilled(ino);
   co_await back_fresh_pages(s, *f);
   std::uint64_t at = 0;
   bool whole = true;
@@ -56,8 +53,7 @@ awaitable<int> passthrough_open(session* s, passthrough_files* pt, std::uint64_t
   }
   if (!whole || at != f->size) {
     pt->abandon_fill(*f);
-    pt->page_cache_open(ino);
-    co_return -1;
+    co_return pt->open_unfilled(ino);
   }
   auto id = pt->finish_fill(ino, file->object, *f);
   co_return id ? *id : -1;

@@ -176,7 +176,7 @@ void session::start() {
 void session::enable_passthrough() {
   if (passthrough_owner_ || !se_) return;
   passthrough_owner_ = std::make_unique<passthrough_files>(
-      fuse_session_fd(se_), opts_.passthrough_pool, opts_.passthrough_min);
+      dev_fuse_backing(fuse_session_fd(se_)), opts_.passthrough_pool, opts_.passthrough_min);
   passthrough_.store(passthrough_owner_.get(), std::memory_order_release);
 }
 

@@ -1,0 +1,143 @@
+// passthrough_files' bookkeeping against the kernel's rules, with a stand-in for the /dev/fuse
+// ioctls: per inode, opens through passthrough and through the page cache never overlap (the
+// kernel fails the open with EIO otherwise), passthrough opens at the same time share one backing
+// file, and the pool's bytes are never exceeded.
+#include <doctest/doctest.h>
+
+#include <cerrno>
+#include <cstring>
+#include <set>
+
+#include "cache/chunk_id.hpp"
+#include "fuse/passthrough.hpp"
+
+using namespace valkyrie;
+using fuse::passthrough_files;
+
+namespace test_passthrough_files {
+constexpr std::uint64_t mib = 1 << 20;
+
+// The kernel's side: ids handed out and still registered.
+struct fake_kernel {
+  int next_id = 1;
+  std::set<int> live;
+  int refuse_with = 0;  // an errno for every open, or 0
+  fuse::backing_registry registry() {
+    return {[this](int fd) {
+              if (fd < 0) return (errno = EBADF, -1);
+              if (refuse_with) return (errno = refuse_with, -1);
+              live.insert(next_id);
+              return next_id++;
+            },
+            [this](int id) { CHECK(live.erase(id) == 1); }};
+  }
+};
+
+cache::version_ref object(const char* key, std::uint64_t size, const char* etag = "e1") {
+  return cache::make_version("b", key, etag, size);
+}
+
+// Fills a file for `v` as an open would, with a byte pattern; its id, or -1.
+int fill_and_finish(passthrough_files& pt, std::uint64_t ino, const cache::version_ref& v) {
+  auto f = pt.begin_fill(v->size);
+  if (!f) return pt.open_unfilled(ino);
+  passthrough_files::back_pages(f->data, f->fresh_from, f->size);
+  std::memset(f->data, 'x', f->size);
+  auto id = pt.finish_fill(ino, v, *f);
+  return id ? *id : -1;
+}
+
+TEST_CASE(
+    "passthrough_files: an open that found no room joins the passthrough opens that came "
+    "meanwhile (a page-cache open then fails with EIO in the kernel)") {
+  fake_kernel k;
+  passthrough_files pt(k.registry(), 8 * mib, mib);
+  auto v = object("shard", 8 * mib);
+  // Two opens of one inode at once: both are candidates; the first fills the whole pool.
+  REQUIRE(pt.on_open(7, v).v == passthrough_files::verdict::candidate);
+  REQUIRE(pt.on_open(7, v).v == passthrough_files::verdict::candidate);
+  const int first = fill_and_finish(pt, 7, v);
+  REQUIRE(first > 0);
+  CHECK_FALSE(pt.begin_fill(v->size));  // the pool is the first's file, in use
+  CHECK(pt.open_unfilled(7) == first);  // the second shares it
+  // Both releases: the file stays idle for the next open of the same version.
+  CHECK_FALSE(pt.release_passthrough(7));
+  CHECK_FALSE(pt.release_passthrough(7));
+  auto again = pt.on_open(7, v);
+  CHECK(again.v == passthrough_files::verdict::passthrough);
+  CHECK(again.backing_id == first);
+  CHECK(k.live.size() == 1);
+}
+
+TEST_CASE(
+    "passthrough_files: an open that went to the page cache first keeps the inode there until "
+    "its release") {
+  fake_kernel k;
+  passthrough_files pt(k.registry(), 8 * mib, mib);
+  auto v = object("shard", 4 * mib);
+  REQUIRE(pt.on_open(3, v).v == passthrough_files::verdict::candidate);
+  REQUIRE(pt.on_open(3, v).v == passthrough_files::verdict::candidate);
+  CHECK(pt.open_unfilled(3) == -1);        // e.g. its chunks were not all cached
+  CHECK(fill_and_finish(pt, 3, v) == -1);  // the other's fill is given back unused
+  CHECK(pt.on_open(3, v).v == passthrough_files::verdict::page_cache);
+  CHECK(k.live.empty());
+  for (int i = 0; i < 3; ++i) pt.release_page_cache(3);
+  CHECK(pt.on_open(3, v).v == passthrough_files::verdict::candidate);
+  CHECK(fill_and_finish(pt, 3, v) > 0);
+}
+
+TEST_CASE(
+    "passthrough_files: an open of a newer version shares the open files' backing file; an idle "
+    "one of an older version is dropped") {
+  fake_kernel k;
+  passthrough_files pt(k.registry(), 8 * mib, mib);
+  auto old_v = object("k", 2 * mib, "e1"), new_v = object("k", 3 * mib, "e2");
+  REQUIRE(pt.on_open(1, old_v).v == passthrough_files::verdict::candidate);
+  const int id = fill_and_finish(pt, 1, old_v);
+  REQUIRE(id > 0);
+  auto shared = pt.on_open(1, new_v);
+  CHECK(shared.v == passthrough_files::verdict::passthrough);
+  CHECK(shared.backing_id == id);
+  pt.release_passthrough(1);
+  pt.release_passthrough(1);
+  CHECK(pt.on_open(1, new_v).v == passthrough_files::verdict::candidate);
+  CHECK(k.live.empty());  // the old version's id was closed
+  CHECK(fill_and_finish(pt, 1, new_v) > 0);
+}
+
+TEST_CASE("passthrough_files: a refusal for want of privilege turns passthrough off") {
+  fake_kernel k;
+  k.refuse_with = EPERM;
+  passthrough_files pt(k.registry(), 8 * mib, mib);
+  auto v = object("a", 2 * mib);
+  REQUIRE(pt.on_open(1, v).v == passthrough_files::verdict::candidate);
+  CHECK(fill_and_finish(pt, 1, v) == -1);
+  k.refuse_with = 0;
+  CHECK(pt.on_open(2, object("b", 2 * mib)).v == passthrough_files::verdict::page_cache);
+  CHECK_FALSE(pt.begin_prepare(object("c", 2 * mib)));
+  CHECK(k.live.empty());
+}
+
+TEST_CASE(
+    "passthrough_files: a prepare with no room waits for the release that leaves a file idle; "
+    "the open then finds it ready") {
+  fake_kernel k;
+  passthrough_files pt(k.registry(), 8 * mib, mib);
+  auto a = object("a", 6 * mib), b = object("b", 6 * mib);
+  REQUIRE(pt.on_open(1, a).v == passthrough_files::verdict::candidate);
+  REQUIRE(fill_and_finish(pt, 1, a) > 0);
+  REQUIRE(pt.begin_prepare(b));
+  CHECK_FALSE(pt.begin_fill(b->size, true));  // a's file is in use
+  pt.defer_prepare(b);
+  auto resumed = pt.release_passthrough(1);
+  REQUIRE(resumed);
+  CHECK(**resumed == *b);
+  auto f = pt.begin_fill(b->size, true);  // a's idle file is evicted for it
+  REQUIRE(f);
+  pt.end_prepare(b, *f);
+  auto opened = pt.on_open(2, b);
+  CHECK(opened.v == passthrough_files::verdict::passthrough);
+  CHECK(k.live.size() == 1);
+  CHECK(pt.on_open(1, a).v == passthrough_files::verdict::candidate);
+}
+}  // namespace test_passthrough_files
