@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <utility>
 
 #include "core/log.hpp"
 #include "core/metrics.hpp"
@@ -165,6 +166,10 @@ passthrough_files::decision passthrough_files::on_open(std::uint64_t ino,
       return {verdict::page_cache, -1};
     }
     if (st.backing_id >= 0) drop_backing_locked(st);  // idle, of an older version
+  }
+  if (adopt_idle_locked(ino, version)) {
+    opens_shared.add();
+    return {verdict::passthrough, inodes_[ino].backing_id};
   }
   if (refused_ || !fits(version->size)) {
     count_page_cache_locked(inodes_[ino]);
@@ -391,6 +396,25 @@ void passthrough_files::forget_if_unused_locked(std::uint64_t ino) {
   if (it != inodes_.end() && it->second.page_cache_opens == 0 &&
       it->second.passthrough_opens == 0 && it->second.backing_id < 0)
     inodes_.erase(it);
+}
+
+bool passthrough_files::adopt_idle_locked(std::uint64_t ino, const cache::version_ref& version) {
+  auto from = std::find_if(inodes_.begin(), inodes_.end(), [&](const auto& kv) {
+    const inode_state& o = kv.second;
+    return kv.first != ino && o.backing_id >= 0 && o.passthrough_opens == 0 &&
+           *o.version == *version;
+  });
+  if (from == inodes_.end()) return false;
+  const int id = std::exchange(from->second.backing_id, -1);
+  auto kept_version = std::move(from->second.version);
+  const file kept = std::exchange(from->second.backing, file{});
+  forget_if_unused_locked(from->first);
+  inode_state& st = inodes_[ino];  // (no opens, no backing file: see on_open)
+  st.backing_id = id;
+  st.version = std::move(kept_version);
+  st.backing = kept;
+  st.passthrough_opens = 1;
+  return true;
 }
 
 bool passthrough_files::evict_prepared_locked() {

@@ -11,8 +11,9 @@
 // prepared file, or else, if its chunks are all cached, a free file (or a new one, or an idle
 // one evicted) into which it copies them; registers the file on /dev/fuse
 // (FUSE_DEV_IOC_BACKING_OPEN) and answers with FOPEN_PASSTHROUGH and the id. The last release
-// leaves the file idle: a later open of the same version answers with it at once. A file given
-// back keeps its pages, so after the first few the copies go into memory already backed.
+// leaves the file idle: a later open of the same version answers with it at once (under a new
+// inode number too, once the kernel forgot the old one). A file given back keeps its pages, so
+// after the first few the copies go into memory already backed.
 // The kernel's rules, per inode: an open through passthrough fails (EIO in the opener) while the
 // inode is open through the page cache, and the reverse; passthrough opens at the same time must
 // share one backing file. So an open of an inode with passthrough opens joins their file (even
@@ -143,6 +144,11 @@ class passthrough_files {
   // off for the session: every later open goes through the page cache without asking again.
   std::optional<int> attach_locked(inode_state& st, const file& f, cache::version_ref version);
   void forget_if_unused_locked(std::uint64_t ino);
+  // Moves an idle backing file of `version` kept under another inode number to `ino`, as its
+  // first passthrough open; false if there is none. The kernel forgets an inode nobody holds
+  // (dropped caches, memory pressure) and a later lookup of the key gets a new number, while
+  // its backing file (its id belongs to the connection, not to an inode) still holds the bytes.
+  bool adopt_idle_locked(std::uint64_t ino, const cache::version_ref& version);
   bool evict_idle_locked();      // one idle backing file to the free files; false: none
   bool evict_prepared_locked();  // the oldest prepared file to the free files; false: none
   struct version_hash {

@@ -39,8 +39,11 @@ awaitable<int> passthrough_open(session* s, passthrough_files* pt, std::uint64_t
                                 std::shared_ptr<fs::open_file> file) {
   auto d = pt->on_open(ino, file->object);
   if (d.v == passthrough_files::verdict::page_cache) co_return -1;
+  if (d.v == passthrough_files::verdict::passthrough) {  // (the kernel reads the file it has)
+    co_await s->filesystem().start_next_files(file);
+    co_return d.backing_id;
+  }
   auto refs = co_await s->filesystem().take_whole(file);
-  if (d.v == passthrough_files::verdict::passthrough) co_return d.backing_id;
   auto f = refs ? pt->begin_fill(file->size) : std::nullopt;
   if (!f) co_return pt->open_unfilled(ino);
   co_await back_fresh_pages(s, *f);

@@ -45,6 +45,11 @@ verify big/shard_000000.tar
 expect shared 3
 expect filled 1
 pass "an open beside a live passthrough open, and a later one, share its backing file (no copy)"
+sync; echo 3 >/proc/sys/vm/drop_caches  # the kernel forgets the inode: a new number next lookup
+verify big/shard_000000.tar
+expect shared 4
+expect filled 1
+pass "after the kernel forgot the inode, an open under its new number shares the kept file (no copy)"
 # Reading shard_000000 fetched its successor whole (--lookahead 1): filled ahead of its open.
 settle
 verify big/shard_000001.tar

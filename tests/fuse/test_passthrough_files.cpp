@@ -140,4 +140,25 @@ TEST_CASE(
   CHECK(k.live.size() == 1);
   CHECK(pt.on_open(1, a).v == passthrough_files::verdict::candidate);
 }
+TEST_CASE(
+    "passthrough_files: an idle file kept under an inode number the kernel forgot serves the same "
+    "version's open under its new number; not another version's") {
+  fake_kernel k;
+  passthrough_files pt(k.registry(), 8 * mib, mib);
+  auto v = object("shard", 4 * mib);
+  REQUIRE(pt.on_open(10, v).v == passthrough_files::verdict::candidate);
+  const int id = fill_and_finish(pt, 10, v);
+  REQUIRE(id > 0);
+  pt.release_passthrough(10);
+  // Dropped caches: the kernel forgot inode 10 and looked the key up again as inode 11.
+  auto again = pt.on_open(11, v);
+  CHECK(again.v == passthrough_files::verdict::passthrough);
+  CHECK(again.backing_id == id);
+  CHECK(k.live.size() == 1);
+  pt.release_passthrough(11);
+  CHECK(pt.on_open(12, object("shard", 4 * mib, "e2")).v ==
+        passthrough_files::verdict::candidate);  // a newer version: no
+  auto back = pt.on_open(13, v);                 // and the file is still kept for the old one
+  CHECK(back.backing_id == id);
+}
 }  // namespace test_passthrough_files
