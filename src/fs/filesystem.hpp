@@ -169,9 +169,6 @@ class filesystem {
   // the chunks as they arrive (fuse/passthrough.hpp). Set before the mount serves.
   using whole_prefetch_fn = std::function<void(cache::version_ref, asio::any_io_executor)>;
   void set_on_whole_prefetch(whole_prefetch_fn f) { on_whole_prefetch_ = std::move(f); }
-  // The files that come next after `file` are scheduled, as a first read does (an open the
-  // kernel serves from a backing file sends no reads).
-  awaitable<void> start_next_files(std::shared_ptr<open_file> file);
   // Chunk `index` of `object` once it is ready (waiting while it is queued or fetched), pinned;
   // nullopt if it is not cached or its fetch failed.
   awaitable<std::optional<cache::chunk_ref>> chunk_when_ready(cache::version_ref object,

@@ -278,16 +278,12 @@ std::uint32_t filesystem::chunk_size() const {
   return cache_->chunk_size();
 }
 
-awaitable<void> filesystem::start_next_files(std::shared_ptr<open_file> file) {
+awaitable<std::optional<std::vector<cache::chunk_ref>>> filesystem::take_whole(
+    std::shared_ptr<open_file> file) {
   if (opts_.lookahead_files > 0 && file->stream->claim_next_files(0)) {
     auto ex = co_await asio::this_coro::executor;  // (named: see fetch_next_files)
     asio::co_spawn(ex, fetch_next_files(file), asio::detached);
   }
-}
-
-awaitable<std::optional<std::vector<cache::chunk_ref>>> filesystem::take_whole(
-    std::shared_ptr<open_file> file) {
-  co_await start_next_files(file);
   const std::uint64_t cs = cache_->chunk_size();
   const std::uint64_t chunks = (file->size + cs - 1) / cs;
   for (std::uint64_t c = 0; c < chunks; ++c)
