@@ -114,6 +114,12 @@ void passthrough_files::count_page_cache_locked(inode_state& st) {
   opens_page_cache.add();
 }
 
+int passthrough_files::join_locked(inode_state& st) {
+  ++st.passthrough_opens;
+  opens_shared.add();
+  return st.backing_id;
+}
+
 std::optional<int> passthrough_files::attach_locked(inode_state& st, const file& f,
                                                     cache::version_ref version) {
   // (Under the lock: a quick ioctl, and no other open of the inode may come in between.)
@@ -157,9 +163,7 @@ passthrough_files::decision passthrough_files::on_open(std::uint64_t ino,
       if (st.passthrough_opens > 0 && !(*st.version == *version))
         log::get("fuse")->debug(
             "passthrough: an open of a newer version shares the open files' backing file");
-      ++st.passthrough_opens;
-      opens_shared.add();
-      return {verdict::passthrough, st.backing_id};
+      return {verdict::passthrough, join_locked(st)};
     }
     if (st.page_cache_opens > 0) {
       count_page_cache_locked(st);
@@ -167,10 +171,8 @@ passthrough_files::decision passthrough_files::on_open(std::uint64_t ino,
     }
     if (st.backing_id >= 0) drop_backing_locked(st);  // idle, of an older version
   }
-  if (adopt_idle_locked(ino, version)) {
-    opens_shared.add();
-    return {verdict::passthrough, inodes_[ino].backing_id};
-  }
+  if (auto* adopted = adopt_idle_locked(ino, version))
+    return {verdict::passthrough, join_locked(*adopted)};
   if (refused_ || !fits(version->size)) {
     count_page_cache_locked(inodes_[ino]);
     return {verdict::page_cache, -1};
@@ -234,11 +236,7 @@ void passthrough_files::end_prepare(const cache::version_ref& version, std::opti
 int passthrough_files::open_unfilled(std::uint64_t ino) {
   std::lock_guard lock(mu_);
   auto& st = inodes_[ino];
-  if (st.passthrough_opens > 0) {  // another open of the inode filled a file meanwhile
-    ++st.passthrough_opens;
-    opens_shared.add();
-    return st.backing_id;
-  }
+  if (st.passthrough_opens > 0) return join_locked(st);  // another open filled one meanwhile
   count_page_cache_locked(st);
   return -1;
 }
@@ -337,11 +335,7 @@ std::optional<int> passthrough_files::finish_fill(std::uint64_t ino, cache::vers
   auto& st = inodes_[ino];
   if (st.page_cache_opens > 0 || st.passthrough_opens > 0) {
     free_.push_back(file_of(f));
-    if (st.passthrough_opens > 0) {
-      ++st.passthrough_opens;
-      opens_shared.add();
-      return st.backing_id;
-    }
+    if (st.passthrough_opens > 0) return join_locked(st);
     count_page_cache_locked(st);
     return std::nullopt;
   }
@@ -398,13 +392,14 @@ void passthrough_files::forget_if_unused_locked(std::uint64_t ino) {
     inodes_.erase(it);
 }
 
-bool passthrough_files::adopt_idle_locked(std::uint64_t ino, const cache::version_ref& version) {
+passthrough_files::inode_state* passthrough_files::adopt_idle_locked(
+    std::uint64_t ino, const cache::version_ref& version) {
   auto from = std::find_if(inodes_.begin(), inodes_.end(), [&](const auto& kv) {
     const inode_state& o = kv.second;
     return kv.first != ino && o.backing_id >= 0 && o.passthrough_opens == 0 &&
            *o.version == *version;
   });
-  if (from == inodes_.end()) return false;
+  if (from == inodes_.end()) return nullptr;
   const int id = std::exchange(from->second.backing_id, -1);
   auto kept_version = std::move(from->second.version);
   const file kept = std::exchange(from->second.backing, file{});
@@ -413,8 +408,7 @@ bool passthrough_files::adopt_idle_locked(std::uint64_t ino, const cache::versio
   st.backing_id = id;
   st.version = std::move(kept_version);
   st.backing = kept;
-  st.passthrough_opens = 1;
-  return true;
+  return &st;
 }
 
 bool passthrough_files::evict_prepared_locked() {

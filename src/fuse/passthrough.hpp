@@ -139,16 +139,18 @@ class passthrough_files {
   };
   void drop_backing_locked(inode_state& st);  // closes the id, frees the file
   void count_page_cache_locked(inode_state& st);
+  int join_locked(inode_state& st);  // one more open of its backing file: the id
   // Registers `f` on /dev/fuse as the inode's backing file, its first passthrough open; nullopt
   // (logged) when the kernel refuses. A refusal for want of privilege (EPERM) turns passthrough
   // off for the session: every later open goes through the page cache without asking again.
   std::optional<int> attach_locked(inode_state& st, const file& f, cache::version_ref version);
   void forget_if_unused_locked(std::uint64_t ino);
-  // Moves an idle backing file of `version` kept under another inode number to `ino`, as its
-  // first passthrough open; false if there is none. The kernel forgets an inode nobody holds
-  // (dropped caches, memory pressure) and a later lookup of the key gets a new number, while
-  // its backing file (its id belongs to the connection, not to an inode) still holds the bytes.
-  bool adopt_idle_locked(std::uint64_t ino, const cache::version_ref& version);
+  // Moves an idle backing file of `version` kept under another inode number to `ino`'s state
+  // (which has no opens and no backing file); nullptr if there is none. The kernel forgets an inode
+  // nobody holds (dropped caches, memory pressure) and a later lookup of the key gets a new number,
+  // while its backing file (its id belongs to the connection, not to an inode) still holds the
+  // bytes.
+  inode_state* adopt_idle_locked(std::uint64_t ino, const cache::version_ref& version);
   bool evict_idle_locked();      // one idle backing file to the free files; false: none
   bool evict_prepared_locked();  // the oldest prepared file to the free files; false: none
   struct version_hash {
