@@ -62,10 +62,16 @@ void daemon_link::fail(const std::string& why) {
   std::exit(1);
 }
 
-void daemon_link::ready() {
-  if (pipe_ < 0) return;
+void daemon_link::let_go_of_stderr() {
+  if (pipe_ < 0 || stderr_released_) return;
+  stderr_released_ = true;
   if (auto ec = log::detach_stderr())
     log::event("cli", spdlog::level::warn, "could not detach stderr", {{"error", ec.message()}});
+}
+
+void daemon_link::ready() {
+  if (pipe_ < 0) return;
+  let_go_of_stderr();
   if (::chdir("/") != 0) {
     // (the caller's directory stays busy; nothing else changes)
   }

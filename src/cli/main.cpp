@@ -545,13 +545,16 @@ int main(int argc, char** argv) {
     });
   };
   wait_hup();
+  // From here lines come from the reactors' threads too (FUSE_INIT's answer, at once): none of
+  // them may reach a caller that captures our output (tests/cli/test_daemon_output.sh).
+  daemon_link.let_go_of_stderr();
   session.start();
   if (metrics_server) metrics_server->start();
   pool.start();
   // With a manifest, the first files are fetched now, before anyone asks.
   if (order) asio::co_spawn(pool.executor(0), filesystem.warm_up_order(), asio::detached);
-  // The caller's stderr is let go of before the parent returns: this line and all later ones go
-  // to the --log-file or syslog.
+  // The parent returns now; the caller's stderr was let go of above, so this line and all later
+  // ones go to the --log-file or syslog.
   daemon_link.ready();
   if (!use_uring && fuse_transport == "auto")
     log::event("cli", spdlog::level::info,
