@@ -1,6 +1,5 @@
-// The arena's memory (a huge_region, core/huge_region.hpp): huge pages and prefault.
-#include "cache/chunk_cache.hpp"
-
+// The arena's memory (a huge_region, core/huge_region.hpp): huge pages, prefault at start, and
+// backing in the background.
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -9,6 +8,9 @@
 #include <cerrno>
 #include <thread>
 #include <vector>
+
+#include "cache/cache_metrics.hpp"
+#include "cache/chunk_cache.hpp"
 
 namespace valkyrie::cache {
 
@@ -40,6 +42,16 @@ std::error_code chunk_cache::prefault(unsigned threads) {
   }
   for (auto& w : workers) w.join();
   return std::error_code(failure.load(), std::generic_category());
+}
+
+void chunk_cache::back_in_background(int nice) {
+  if (backer_) return;
+  std::vector<std::span<char>> ranges;
+  for (auto& s : shards_)
+    ranges.emplace_back(arena_ + std::uint64_t{s->memory.first_page()} * page_allocator::page_size,
+                        std::uint64_t{s->memory.page_count()} * page_allocator::page_size);
+  backer_ = std::make_unique<memory_backer>(std::move(ranges), huge_page, nice,
+                                            &detail::cache_metrics::get().backed);
 }
 
 }  // namespace valkyrie::cache

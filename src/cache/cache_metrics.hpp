@@ -1,5 +1,6 @@
 #pragma once
-// The chunk cache's metrics (docs/metrics.md), registered once; used only by chunk_cache.cpp.
+// The chunk cache's metrics (docs/metrics.md), registered once; used only by chunk_cache.cpp and
+// arena_memory.cpp.
 #include "cache/chunk_cache.hpp"
 #include "core/metrics.hpp"
 
@@ -14,6 +15,7 @@ struct cache_metrics {
   metrics::gauge& prefetch_zone;
   metrics::gauge& hot_zone;
   metrics::gauge& capacity;
+  metrics::gauge& backed;
   metrics::counter& evicted_lru;
   metrics::counter& evicted_unread;
   metrics::counter& fetch_failures;
@@ -66,6 +68,8 @@ struct cache_metrics {
         r.get_gauge("valkyrie_cache_bytes", zone_help, {{"zone", "hot"}}),
         r.get_gauge("valkyrie_cache_capacity_bytes",
                     "The cache's memory cap (--cache-size, whole chunks)"),
+        r.get_gauge("valkyrie_cache_backed_bytes",
+                    "Cache memory backed with pages ahead of use (--cache-backing background)"),
         r.get_counter("valkyrie_cache_evictions_total", evict_help, {{"reason", "lru"}}),
         r.get_counter("valkyrie_cache_evictions_total", evict_help,
                       {{"reason", "unread_prefetch"}}),

@@ -50,6 +50,7 @@
 #include "cache/page_allocator.hpp"
 #include "core/asio.hpp"
 #include "core/huge_region.hpp"
+#include "core/memory_backer.hpp"
 #include "core/result.hpp"
 
 namespace valkyrie::cache {
@@ -169,6 +170,12 @@ class chunk_cache {
   // daemon's CPU in a cold read measured here).
   // Start-up only: the error (ENOMEM) is the memory that is not there.
   std::error_code prefault(unsigned threads);
+  // Backs the arena from a thread of its own at niceness `nice`, while the cache is in use
+  // (core/memory_backer.hpp): the shards' first pages first, as they are handed out. Once per
+  // cache, after use_huge_pages(). backing() says how far it is.
+  void back_in_background(int nice);
+  // The background backing's progress (nullptr when none was started).
+  const memory_backer* backing() const { return backer_.get(); }
   // Asks the kernel to back the arena with transparent huge pages (MADV_HUGEPAGE; before
   // prefault()). The kernel copies every chunk's bytes in and out of this memory (socket
   // receive, FUSE reply), and with 4 KiB pages each page it touches costs a TLB miss and, in a
@@ -326,6 +333,7 @@ class chunk_cache {
   void end_turn(const pending_prefetch& job);
 
   huge_region arena_memory_;  // owns the mapping; arena_ is its start
+  std::unique_ptr<memory_backer> backer_;  // (after arena_memory_: stopped before it is unmapped)
   char* arena_ = nullptr;
   std::uint64_t arena_bytes_ = 0;
   std::uint32_t chunk_size_;

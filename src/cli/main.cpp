@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
   std::string retry_timeout = "5m", metadata_retry_timeout = "5m";
   std::string metrics_addr = "127.0.0.1:9090", log_format = "json", trace_output, trace_max_size = "64MiB";
   std::string log_file, fuse_transport = "auto", fuse_uring_poll = "30us", drop_behind = "32MiB",
-                        passthrough_pool = "auto";
+                        passthrough_pool = "auto", cache_backing = "background";
   s3::client_setup setup;
   unsigned workers = 256, threads = 0, metrics_port = 0;
   bool foreground = false, allow_other = false, anonymous = false, no_metrics = false, tracing = false,
@@ -118,13 +118,18 @@ int main(int argc, char** argv) {
   app.add_option("--cache-size", cache_size,
                  "memory for cached data, a hard cap (the chunk cache and --passthrough-pool; e.g. "
                  "16G, 512MiB)");
-  app.add_flag("--cache-prefault", cache_prefault,
-               "back all of --cache-size with memory at start: no page faults while reading, and a node "
-               "without the memory fails at mount, not mid-run");
-  app.add_flag("--no-cache-huge-pages", no_cache_huge_pages,
-               "cache memory in 4 KiB pages instead of transparent huge pages (half the CPU per GiB "
-               "copied in and out of the cache here; with --cache-prefault the kernel assembles them "
-               "at start)");
+  app.add_option(
+         "--cache-backing", cache_backing,
+         "when the cache's memory gets its pages: background (from a low-priority thread once "
+         "mounted, ahead of use: reads rarely take a page fault), start (all before the mount "
+         "answers; a node without the memory fails at mount), lazy (at each page's first write)")
+      ->check(CLI::IsMember({"background", "start", "lazy"}));
+  app.add_flag("--cache-prefault", cache_prefault, "the same as --cache-backing start");
+  app.add_flag(
+      "--no-cache-huge-pages", no_cache_huge_pages,
+      "cache memory in 4 KiB pages instead of transparent huge pages (half the CPU per GiB "
+      "copied in and out of the cache here; backed ahead, the kernel assembles them "
+      "at start)");
   app.add_option("--chunk-size", chunk_size, "bytes per cached chunk and ranged GET");
   app.add_option("--disk-cache", disk_cache,
                  "directory for a persistent disk tier under the memory cache (kept across mounts; one mount per directory)");
@@ -322,12 +327,26 @@ int main(int argc, char** argv) {
     fatal(problem);
 
   // A cache backed up front must fit in the memory there is: refused here, with the figure,
-  // rather than left to the OOM killer (which might pick the training job).
+  // rather than left to the OOM killer (which might pick the training job). In the background
+  // it is backed only where it takes at most half of that room: a cache near the size of the
+  // node's memory, backed before any data needs it, would push out the page cache and the job's
+  // own memory; it is backed as it fills instead.
   if (cache_prefault) {
+    if (app.count("--cache-backing") && cache_backing != "start")
+      usage_error("--cache-prefault is --cache-backing start, not " + cache_backing);
+    cache_backing = "start";
+  }
+  std::string background_skipped;
+  if (cache_backing != "lazy") {
     auto room = available_memory();
-    if (room && *cache_bytes > room->bytes)
-      fatal("--cache-prefault: --cache-size " + cache_size + " is more than the memory available (" +
-            room->bound_by + ": " + format_size(room->bytes) + ")");
+    if (room && *cache_bytes > room->bytes && cache_backing == "start")
+      fatal("--cache-backing start: --cache-size " + cache_size +
+            " is more than the memory available (" + room->bound_by + ": " +
+            format_size(room->bytes) + ")");
+    if (room && *cache_bytes > room->bytes / 2)
+      background_skipped = "--cache-size " + cache_size +
+                           " is more than half the memory available (" + room->bound_by + ": " +
+                           format_size(room->bytes) + ")";
   }
 
   // Credentials, endpoint, and one request to see that the bucket answers.
@@ -403,19 +422,27 @@ int main(int argc, char** argv) {
   if (!no_cache_huge_pages && !cache->use_huge_pages())
     log::event("cli", spdlog::level::info, "cache memory in 4 KiB pages: the kernel refused huge pages",
                {{"error", std::strerror(errno)}});
-  if (cache_prefault) {
+  if (cache_backing == "start") {
     // Under systemd (Type=notify) a big cache may take longer to back than the unit's start
     // timeout allows: ask for a second per GiB (several times what it takes here) and 30 s.
     sd_notifyf(0, "STATUS=backing --cache-size %s with memory\nEXTEND_TIMEOUT_USEC=%llu", cache_size.c_str(),
                static_cast<unsigned long long>((*cache_bytes >> 30) + 30) * 1000000ull);
     auto started = std::chrono::steady_clock::now();
     if (auto ec = cache->prefault(std::max(1u, std::thread::hardware_concurrency()))) {
-      std::string msg = "cannot back --cache-size " + cache_size + " with memory (--cache-prefault): " + ec.message();
+      std::string msg = "cannot back --cache-size " + cache_size +
+                        " with memory (--cache-backing start): " + ec.message();
       fatal(msg);
     }
     log::event("cli", spdlog::level::info, "cache prefaulted",
                {{"bytes", *cache_bytes},
                 {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()}});
+  }
+  if (cache_backing == "background") {
+    if (background_skipped.empty())
+      cache->back_in_background(19);  // (the readers' work first: see core/memory_backer.hpp)
+    else
+      log::event("cli", spdlog::level::info,
+                 "cache memory backed as it fills: " + background_skipped, {});
   }
   // Prefetches may hold at most three quarters of --workers: a reader's own fetch always finds
   // a connection instead of queueing behind read-ahead.
@@ -566,6 +593,7 @@ int main(int argc, char** argv) {
        {"mountpoint", mountpoint},
        {"reactors", pool.size()},
        {"cache_bytes", cache->capacity()},
+       {"cache_backing", cache_backing},
        {"chunk_bytes", *chunk_bytes},
        {"metrics",
         metrics_server ? metrics_host + ":" + std::to_string(metrics_server->port()) : "off"},

@@ -2,8 +2,9 @@
 // How much memory this process could still take without pushing others out: the kernel's
 // MemAvailable, or less where a memory cgroup (v2 or v1) limits the process. A cgroup's page
 // cache counts as room, as the kernel reclaims it before failing a charge.
-// Used at start-up (--cache-prefault) to refuse a cache the machine cannot back, with a clear
-// message, rather than let the OOM killer choose a victim.
+// Used at start-up (--cache-backing start) to refuse a cache the machine cannot back, with a
+// clear message, rather than let the OOM killer choose a victim; and to back in the background
+// only a cache that leaves the node most of its memory.
 #include <cstdint>
 #include <optional>
 #include <string>

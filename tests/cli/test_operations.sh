@@ -30,6 +30,29 @@ rss_kib=$(awk '/VmRSS/ { print $2 }' "/proc/$(pgrep -f "valkyrie --config $tmp/d
 (( rss_kib >= 64 * 1024 )) || fail "cache-prefault: RSS $rss_kib KiB, less than the 64 MiB cache"
 umount "$mnt"; gone
 pass "mount from a config file (cache-prefault: RSS $((rss_kib / 1024)) MiB at mount)"
+# --- the cache's memory backed in the background (the default) or lazily ---
+metric() { curl -sf "127.0.0.1:$(metrics_port)/metrics" | awk -v m="$1" '$1 == m { print $2 + 0; f = 1 } END { if (!f) print 0 }'; }
+rss_kib() { awk '/VmRSS/ { print $2 }' "/proc/$daemon_pid/status"; }
+start_valkyrie data "$url" --cache-size 64MiB --passthrough-pool 0
+all_backed() { (( $(metric valkyrie_cache_backed_bytes) == $(metric valkyrie_cache_capacity_bytes) )); }
+wait_until 30 all_backed || fail "background backing: $(metric valkyrie_cache_backed_bytes) of $(metric valkyrie_cache_capacity_bytes) bytes backed after 30 s"
+rss=$(rss_kib)
+(( rss >= 64 * 1024 )) || fail "background backing: RSS $rss KiB, less than the 64 MiB cache"
+"$BUILD_ROOT/tools/valkyrie-s3" --endpoint "$url" --bucket data get shard_000001.tar -o "$tmp/ref" >/dev/null
+cmp "$tmp/ref" "$mnt/shard_000001.tar" || fail "background backing: bytes differ"
+umount "$mnt"; expect_daemon_gone
+pass "by default the cache's memory is backed after the mount, in the background (RSS $((rss / 1024)) MiB); bytes exact"
+start_valkyrie data "$url" --cache-size 256MiB --passthrough-pool 0 --cache-backing lazy
+cmp "$tmp/ref" "$mnt/shard_000001.tar" || fail "lazy backing: bytes differ"
+[[ $(metric valkyrie_cache_backed_bytes) == 0 ]] || fail "lazy backing: $(metric valkyrie_cache_backed_bytes) bytes backed ahead"
+# (Not in the sanitizer build: ASan's shadow memory is in the RSS.)
+[[ -n ${VALKYRIE_SANITIZER:-} ]] || (( $(rss_kib) < 128 * 1024 )) || fail "lazy backing: RSS $(rss_kib) KiB with 1 MiB read of a 256 MiB cache"
+umount "$mnt"; expect_daemon_gone
+pass "--cache-backing lazy: nothing backed ahead"
+out=$("$v" --mount "$mnt" --bucket data --endpoint "$url" --cache-prefault --cache-backing lazy 2>&1) && fail "--cache-prefault with --cache-backing lazy was accepted"
+[[ $out == *"--cache-prefault is --cache-backing start, not lazy"* ]] || fail "--cache-prefault with lazy: $out"
+pass "--cache-prefault with another --cache-backing is refused: $out"
+
 echo "cahce-size = 1G" >>"$tmp/data.conf"
 out=$("$v" --config "$tmp/data.conf" 2>&1) && fail "a config typo was accepted"
 [[ $out == *"unknown setting 'cahce-size'"* ]] || fail "config typo message: $out"
