@@ -2,8 +2,12 @@
 # CPU per GiB (issue: the read path's CPU cost). valkyrie-s3sim without the link model, so the
 # CPUs are what is measured; each round, in this order:
 #  - curl: one SigV4 GET of a 1 GiB object (user + system CPU of curl);
-#  - valkyrie, cold `dd bs=1M` of the same object through a fresh mount (daemon CPU);
+#  - valkyrie, cold `dd bs=1M` of the same object through a fresh mount (daemon CPU; with the
+#    default --cache-backing background this includes backing the cache meanwhile);
 #  - valkyrie, re-read from the chunk cache with the page cache dropped (daemon CPU);
+#  - with the default --cache-backing background: a cold `dd` through a fresh mount once its
+#    cache is backed (the daemon's RSS holds the arena), as a job that starts reading seconds
+#    after the mount finds it, and what the backing itself cost (daemon CPU while it ran);
 #  - valkyrie with --passthrough-pool 1GiB: a re-read that copies the cached object into a
 #    backing file at its open, then one that finds the file kept (daemon CPU);
 #  - valkyrie, cold `dd` of the same object through a mount whose 1 GiB cache another 1 GiB
@@ -24,6 +28,15 @@ export AWS_ACCESS_KEY_ID=AKIDBENCH AWS_SECRET_ACCESS_KEY=bench-secret AWS_EC2_ME
 source tools/bench-lib.sh
 bench_init cpu-bench
 bench_start_sim --synthetic bench:2:1GiB --synthetic small:4000:110KiB ${SIM_ARGS:-}
+# wait_backed ARENA_MIB: with the default --cache-backing background, until the daemon's RSS
+# holds its cache's arena (--cache-size less the passthrough pool: an eighth by default where the
+# kernel has passthrough), so that the backing does not count in a phase measured after it.
+wait_backed() {
+  [[ " ${VALKYRIE_ARGS:-} " != *" --cache-backing "* && " ${VALKYRIE_ARGS:-} " != *"--cache-prefault"* ]] || return 0
+  backed() { (( $(awk '/VmRSS/ { print $2 }' "/proc/$daemon_pid/status") >= $1 * 1024 )); }
+  for _ in $(seq 1200); do backed "$1" && return 0; sleep 0.05; done
+  echo "the cache was not backed within 60 s" >&2; exit 1
+}
 sub() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a - b }'; }
 drop_page_cache() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 perf_start() { [[ ${PERF:-0} == 1 ]] || return 0; perf record -q -g -p "$daemon_pid" -o "$tmp/$1.perf" 2>/dev/null & perf_pid=$!; sleep 0.2; }
@@ -55,6 +68,7 @@ for round in $([[ ${WARMUP:-1} == 0 ]] || echo warm) $(seq 1 "$rounds"); do
   bench_mount bench --cache-size 2GiB
   daemon_cpu cold dd if="$mnt/shard_000000.tar" of=/dev/null bs=1M status=none
   cold=$spent
+  wait_backed 1792  # (a backing still running would count in the re-read)
   drop_page_cache
   daemon_cpu reread dd if="$mnt/shard_000000.tar" of=/dev/null bs=1M status=none
   reread=$spent
@@ -62,10 +76,22 @@ for round in $([[ ${WARMUP:-1} == 0 ]] || echo warm) $(seq 1 "$rounds"); do
   printf '%-6s %-44s %12s  (%s x curl)\n' "$round" "valkyrie cold dd bs=1M" "$cold" "$(x_curl "$cold")"
   printf '%-6s %-44s %12s\n' "$round" "valkyrie re-read, chunk cache, page cache dropped" "$reread"
 
+  if [[ " ${VALKYRIE_ARGS:-} " != *" --cache-backing "* && " ${VALKYRIE_ARGS:-} " != *"--cache-prefault"* ]]; then
+    bench_mount bench --cache-size 2GiB
+    c0=$(bench_cpu_seconds "$daemon_pid")
+    wait_backed 1792
+    backing=$(sub "$(bench_cpu_seconds "$daemon_pid")" "$c0")
+    daemon_cpu cold_backed dd if="$mnt/shard_000000.tar" of=/dev/null bs=1M status=none
+    bench_unmount
+    printf '%-6s %-44s %12s  (%s x curl)\n' "$round" "valkyrie cold dd, once the cache was backed" "$spent" "$(x_curl "$spent")"
+    printf '%-6s %-44s %12s\n' "$round" "  (its backing: CPU-s per GiB of 1.75 GiB)" "$(awk -v a="$backing" 'BEGIN { printf "%.3f", a / 1.75 }')"
+  fi
+
   # FUSE passthrough with a pool that holds the object (Linux >= 6.9; elsewhere the page cache):
   # the first re-read copies it from the chunk cache into a backing file at the open, later ones
   # are read by the kernel from that file (kept after the close), with no request to the daemon.
   bench_mount bench --cache-size 3GiB --passthrough-pool 1GiB
+  wait_backed 2048
   dd if="$mnt/shard_000000.tar" of=/dev/null bs=1M status=none
   drop_page_cache
   daemon_cpu pt_first dd if="$mnt/shard_000000.tar" of=/dev/null bs=1M status=none
@@ -77,6 +103,7 @@ for round in $([[ ${WARMUP:-1} == 0 ]] || echo warm) $(seq 1 "$rounds"); do
   printf '%-6s %-44s %12s\n' "$round" "re-read, passthrough: the file kept" "$spent"
 
   bench_mount bench --cache-size 1GiB
+  wait_backed 896
   dd if="$mnt/shard_000001.tar" of=/dev/null bs=1M status=none  # fills the cache
   drop_page_cache
   daemon_cpu steady dd if="$mnt/shard_000000.tar" of=/dev/null bs=1M status=none
@@ -84,6 +111,7 @@ for round in $([[ ${WARMUP:-1} == 0 ]] || echo warm) $(seq 1 "$rounds"); do
   printf '%-6s %-44s %12s  (%s x curl)\n' "$round" "valkyrie cold dd, cache memory reused" "$spent" "$(x_curl "$spent")"
 
   bench_mount small --cache-size 2GiB
+  wait_backed 1792
   ls "$mnt" >/dev/null
   daemon_cpu small /usr/bin/python3 - "$mnt" <<'PY'
 import os, sys

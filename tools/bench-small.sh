@@ -7,7 +7,8 @@
 # read each whole (open, read to EOF, close). Reported: files/s, and the daemon's and the
 # simulator's CPU per file (utime + stime from /proc across the reads).
 # Usage: tools/bench-small.sh [BUILD_DIR] [READERS] [FILES] [OBJECTS]
-#   (root, /dev/fuse; VALKYRIE_ARGS: more flags, e.g. --cache-prefault)
+#   (root, /dev/fuse; VALKYRIE_ARGS: more flags, e.g. --cache-backing lazy; BENCH_PAUSE: seconds
+#   between the mount and the first read, as a job that starts its loaders after the mount)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -24,6 +25,7 @@ bench_start_sim --synthetic "bench:$objects:110KiB:small/" --first-byte-latency 
 /usr/bin/python3 -c 'import random, sys; r = random.Random(7); k = [f"small/shard_{i:06d}.tar" for i in range(int(sys.argv[1]))]; r.shuffle(k); print("\n".join(k))' \
   "$objects" >"$tmp/order.txt"
 bench_mount bench --cache-size 2GiB --manifest "$tmp/order.txt"
+sleep "${BENCH_PAUSE:-0}"
 d0=$(bench_cpu_seconds "$daemon_pid") s0=$(bench_cpu_seconds "$sim_pid")
 /usr/bin/python3 - "$mnt" "$tmp/order.txt" "$readers" "$files" <<'PY'
 import multiprocessing, os, sys, time
