@@ -30,8 +30,9 @@ curl_mb=$(curl -s -o /dev/null -w '%{speed_download}' --aws-sigv4 "aws:amz:us-ea
   "$url/bench/shard_000000.tar" | awk '{ printf "%.1f", $1 / 1e6 }')
 printf '%-48s %10s  %s x link\n' "curl, one GET of 1 GiB" "$curl_mb" "$(ratio "$curl_mb" "$link_mb")"
 
-# Cold, then warm, through a fresh mount: with the default lazily backed cache memory, and with
-# --cache-prefault (backed at mount: no page fault on the read path).
+# Cold, then warm, through a fresh mount: with the default cache memory (backed in the background
+# from the mount on, so a read at once meets it half done), and with --cache-prefault (backed
+# before the mount answers: no page fault on the read path).
 for variant in default prefault; do
   flags=(); [[ $variant == prefault ]] && flags=(--cache-prefault)
   mount_valkyrie bench 2GiB "${flags[@]}"

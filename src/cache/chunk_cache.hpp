@@ -172,10 +172,8 @@ class chunk_cache {
   std::error_code prefault(unsigned threads);
   // Backs the arena from a thread of its own at niceness `nice`, while the cache is in use
   // (core/memory_backer.hpp): the shards' first pages first, as they are handed out. Once per
-  // cache, after use_huge_pages(). backing() says how far it is.
+  // cache, after use_huge_pages(); valkyrie_cache_backed_bytes says how far it is.
   void back_in_background(int nice);
-  // The background backing's progress (nullptr when none was started).
-  const memory_backer* backing() const { return backer_.get(); }
   // Asks the kernel to back the arena with transparent huge pages (MADV_HUGEPAGE; before
   // prefault()). The kernel copies every chunk's bytes in and out of this memory (socket
   // receive, FUSE reply), and with 4 KiB pages each page it touches costs a TLB miss and, in a

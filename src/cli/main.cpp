@@ -437,13 +437,10 @@ int main(int argc, char** argv) {
                {{"bytes", *cache_bytes},
                 {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()}});
   }
-  if (cache_backing == "background") {
-    if (background_skipped.empty())
-      cache->back_in_background(19);  // (the readers' work first: see core/memory_backer.hpp)
-    else
-      log::event("cli", spdlog::level::info,
-                 "cache memory backed as it fills: " + background_skipped, {});
-  }
+  // (A skipped backing is said in the "mounted" line: a line logged before the mount is ready
+  // reaches a caller that captures our output.)
+  if (cache_backing == "background" && background_skipped.empty())
+    cache->back_in_background(19);  // (the readers' work first: see core/memory_backer.hpp)
   // Prefetches may hold at most three quarters of --workers: a reader's own fetch always finds
   // a connection instead of queueing behind read-ahead.
   cache->set_prefetch_limit(workers - std::max(1u, workers / 4));
@@ -593,7 +590,9 @@ int main(int argc, char** argv) {
        {"mountpoint", mountpoint},
        {"reactors", pool.size()},
        {"cache_bytes", cache->capacity()},
-       {"cache_backing", cache_backing},
+       {"cache_backing", background_skipped.empty() || cache_backing != "background"
+                             ? cache_backing
+                             : "lazy: " + background_skipped},
        {"chunk_bytes", *chunk_bytes},
        {"metrics",
         metrics_server ? metrics_host + ":" + std::to_string(metrics_server->port()) : "off"},
