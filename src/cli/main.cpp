@@ -437,10 +437,6 @@ int main(int argc, char** argv) {
                {{"bytes", *cache_bytes},
                 {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()}});
   }
-  // (A skipped backing is said in the "mounted" line: a line logged before the mount is ready
-  // reaches a caller that captures our output.)
-  if (cache_backing == "background" && background_skipped.empty())
-    cache->back_in_background(19);  // (the readers' work first: see core/memory_backer.hpp)
   // Prefetches may hold at most three quarters of --workers: a reader's own fetch always finds
   // a connection instead of queueing behind read-ahead.
   cache->set_prefetch_limit(workers - std::max(1u, workers / 4));
@@ -569,6 +565,12 @@ int main(int argc, char** argv) {
     });
   };
   wait_hup();
+  // The background backing starts once nothing can fail the start any more: with it running
+  // while exit() ran (a second daemon refused its --disk-cache), the sanitizer build left an
+  // empty AddressSanitizer report file. (A skipped backing is said in the "mounted" line: a line
+  // logged before the mount is ready reaches a caller that captures our output.)
+  if (cache_backing == "background" && background_skipped.empty())
+    cache->back_in_background(19);  // (the readers' work first: see core/memory_backer.hpp)
   // From here lines come from the reactors' threads too (FUSE_INIT's answer, at once): none of
   // them may reach a caller that captures our output (tests/cli/test_daemon_output.sh).
   daemon_link.let_go_of_stderr();
