@@ -25,12 +25,12 @@
 #include <boost/asio/use_future.hpp>
 
 #include "cache/chunk_cache.hpp"
+#include "cli/cache_backing.hpp"
 #include "cli/daemon.hpp"
 #include "cli/mount_point.hpp"
 #include "cli/shared_cache.hpp"
 #include "core/errors.hpp"
 #include "core/log.hpp"
-#include "core/memory_room.hpp"
 #include "core/metrics.hpp"
 #include "core/metrics_server.hpp"
 #include "core/reactor_pool.hpp"
@@ -326,28 +326,14 @@ int main(int argc, char** argv) {
   if (auto problem = cli::prepare_mount_point(mountpoint, replace_dead_mount); !problem.empty())
     fatal(problem);
 
-  // A cache backed up front must fit in the memory there is: refused here, with the figure,
-  // rather than left to the OOM killer (which might pick the training job). In the background
-  // it is backed only where it takes at most half of that room: a cache near the size of the
-  // node's memory, backed before any data needs it, would push out the page cache and the job's
-  // own memory; it is backed as it fills instead.
   if (cache_prefault) {
     if (app.count("--cache-backing") && cache_backing != "start")
       usage_error("--cache-prefault is --cache-backing start, not " + cache_backing);
     cache_backing = "start";
   }
-  std::string background_skipped;
-  if (cache_backing != "lazy") {
-    auto room = available_memory();
-    if (room && *cache_bytes > room->bytes && cache_backing == "start")
-      fatal("--cache-backing start: --cache-size " + cache_size +
-            " is more than the memory available (" + room->bound_by + ": " +
-            format_size(room->bytes) + ")");
-    if (room && *cache_bytes > room->bytes / 2)
-      background_skipped = "--cache-size " + cache_size +
-                           " is more than half the memory available (" + room->bound_by + ": " +
-                           format_size(room->bytes) + ")";
-  }
+  std::string refusal;
+  const auto backing = cli::plan_cache_backing(cache_backing, *cache_bytes, cache_size, refusal);
+  if (!refusal.empty()) fatal(refusal);
 
   // Credentials, endpoint, and one request to see that the bucket answers.
   setup.endpoint.bucket = bucket;
@@ -422,21 +408,8 @@ int main(int argc, char** argv) {
   if (!no_cache_huge_pages && !cache->use_huge_pages())
     log::event("cli", spdlog::level::info, "cache memory in 4 KiB pages: the kernel refused huge pages",
                {{"error", std::strerror(errno)}});
-  if (cache_backing == "start") {
-    // Under systemd (Type=notify) a big cache may take longer to back than the unit's start
-    // timeout allows: ask for a second per GiB (several times what it takes here) and 30 s.
-    sd_notifyf(0, "STATUS=backing --cache-size %s with memory\nEXTEND_TIMEOUT_USEC=%llu", cache_size.c_str(),
-               static_cast<unsigned long long>((*cache_bytes >> 30) + 30) * 1000000ull);
-    auto started = std::chrono::steady_clock::now();
-    if (auto ec = cache->prefault(std::max(1u, std::thread::hardware_concurrency()))) {
-      std::string msg = "cannot back --cache-size " + cache_size +
-                        " with memory (--cache-backing start): " + ec.message();
-      fatal(msg);
-    }
-    log::event("cli", spdlog::level::info, "cache prefaulted",
-               {{"bytes", *cache_bytes},
-                {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()}});
-  }
+  if (backing.mode == "start")
+    if (auto err = cli::back_cache_now(*cache, *cache_bytes, cache_size); !err.empty()) fatal(err);
   // Prefetches may hold at most three quarters of --workers: a reader's own fetch always finds
   // a connection instead of queueing behind read-ahead.
   cache->set_prefetch_limit(workers - std::max(1u, workers / 4));
@@ -569,7 +542,7 @@ int main(int argc, char** argv) {
   // while exit() ran (a second daemon refused its --disk-cache), the sanitizer build left an
   // empty AddressSanitizer report file. (A skipped backing is said in the "mounted" line: a line
   // logged before the mount is ready reaches a caller that captures our output.)
-  if (cache_backing == "background" && background_skipped.empty())
+  if (backing.in_background())
     cache->back_in_background(19);  // (the readers' work first: see core/memory_backer.hpp)
   // From here lines come from the reactors' threads too (FUSE_INIT's answer, at once): none of
   // them may reach a caller that captures our output (tests/cli/test_daemon_output.sh).
@@ -592,9 +565,7 @@ int main(int argc, char** argv) {
        {"mountpoint", mountpoint},
        {"reactors", pool.size()},
        {"cache_bytes", cache->capacity()},
-       {"cache_backing", background_skipped.empty() || cache_backing != "background"
-                             ? cache_backing
-                             : "lazy: " + background_skipped},
+       {"cache_backing", backing.describe()},
        {"chunk_bytes", *chunk_bytes},
        {"metrics",
         metrics_server ? metrics_host + ":" + std::to_string(metrics_server->port()) : "off"},
