@@ -31,8 +31,11 @@ bench_start_sim --synthetic bench:2:1GiB --synthetic small:4000:110KiB ${SIM_ARG
 # wait_backed ARENA_MIB: with the default --cache-backing background, until the daemon's RSS
 # holds its cache's arena (--cache-size less the passthrough pool: an eighth by default where the
 # kernel has passthrough), so that the backing does not count in a phase measured after it.
+# backed_in_background: VALKYRIE_ARGS leave the default --cache-backing (any --cache-backing or
+# --cache-prefault there, in either spelling, means not).
+backed_in_background() { [[ ${VALKYRIE_ARGS:-} != *--cache-backing* && ${VALKYRIE_ARGS:-} != *--cache-prefault* ]]; }
 wait_backed() {
-  [[ " ${VALKYRIE_ARGS:-} " != *" --cache-backing "* && " ${VALKYRIE_ARGS:-} " != *"--cache-prefault"* ]] || return 0
+  backed_in_background || return 0
   backed() { (( $(awk '/VmRSS/ { print $2 }' "/proc/$daemon_pid/status") >= $1 * 1024 )); }
   for _ in $(seq 1200); do backed "$1" && return 0; sleep 0.05; done
   echo "the cache was not backed within 60 s" >&2; exit 1
@@ -76,7 +79,7 @@ for round in $([[ ${WARMUP:-1} == 0 ]] || echo warm) $(seq 1 "$rounds"); do
   printf '%-6s %-44s %12s  (%s x curl)\n' "$round" "valkyrie cold dd bs=1M" "$cold" "$(x_curl "$cold")"
   printf '%-6s %-44s %12s\n' "$round" "valkyrie re-read, chunk cache, page cache dropped" "$reread"
 
-  if [[ " ${VALKYRIE_ARGS:-} " != *" --cache-backing "* && " ${VALKYRIE_ARGS:-} " != *"--cache-prefault"* ]]; then
+  if backed_in_background; then
     bench_mount bench --cache-size 2GiB
     c0=$(bench_cpu_seconds "$daemon_pid")
     wait_backed 1792
