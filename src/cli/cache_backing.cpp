@@ -4,9 +4,9 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <thread>
 
-#include "core/log.hpp"
 #include "core/memory_room.hpp"
 #include "core/units.hpp"
 
@@ -32,7 +32,17 @@ cache_backing_plan plan_cache_backing(std::string mode, std::uint64_t bytes,
   return plan;
 }
 
-std::string back_cache_now(cache::chunk_cache& cache, std::uint64_t bytes,
+std::string cache_backing_plan::describe() const {
+  if (mode == "background" && !skipped.empty()) return "lazy: " + skipped;
+  if (mode == "start" && start_seconds >= 0) {
+    char took[32];
+    std::snprintf(took, sizeof took, "%.1f", start_seconds);
+    return "start: backed in " + std::string(took) + " s";
+  }
+  return mode;
+}
+
+std::string back_cache_now(cache_backing_plan& plan, cache::chunk_cache& cache, std::uint64_t bytes,
                            const std::string& size) {
   // Under systemd (Type=notify) a big cache may take longer to back than the unit's start
   // timeout allows: ask for a second per GiB (several times what it takes here) and 30 s.
@@ -42,10 +52,8 @@ std::string back_cache_now(cache::chunk_cache& cache, std::uint64_t bytes,
   if (auto ec = cache.prefault(std::max(1u, std::thread::hardware_concurrency())))
     return "cannot back --cache-size " + size +
            " with memory (--cache-backing start): " + ec.message();
-  log::event("cli", spdlog::level::info, "cache prefaulted",
-             {{"bytes", bytes},
-              {"seconds",
-               std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count()}});
+  plan.start_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
   return {};
 }
 

@@ -332,7 +332,7 @@ int main(int argc, char** argv) {
     cache_backing = "start";
   }
   std::string refusal;
-  const auto backing = cli::plan_cache_backing(cache_backing, *cache_bytes, cache_size, refusal);
+  auto backing = cli::plan_cache_backing(cache_backing, *cache_bytes, cache_size, refusal);
   if (!refusal.empty()) fatal(refusal);
 
   // Credentials, endpoint, and one request to see that the bucket answers.
@@ -405,11 +405,17 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     fatal(std::string("cannot create the cache: ") + e.what());
   }
-  if (!no_cache_huge_pages && !cache->use_huge_pages())
-    log::event("cli", spdlog::level::info, "cache memory in 4 KiB pages: the kernel refused huge pages",
-               {{"error", std::strerror(errno)}});
+  // Said in the "mounted" line (a line logged before the mount is ready reaches a caller that
+  // captures our output).
+  std::string cache_pages = "transparent huge pages";
+  if (no_cache_huge_pages)
+    cache_pages = "4 KiB (--no-cache-huge-pages)";
+  else if (!cache->use_huge_pages())
+    cache_pages =
+        std::string("4 KiB: the kernel refused huge pages (") + std::strerror(errno) + ")";
   if (backing.mode == "start")
-    if (auto err = cli::back_cache_now(*cache, *cache_bytes, cache_size); !err.empty()) fatal(err);
+    if (auto err = cli::back_cache_now(backing, *cache, *cache_bytes, cache_size); !err.empty())
+      fatal(err);
   // Prefetches may hold at most three quarters of --workers: a reader's own fetch always finds
   // a connection instead of queueing behind read-ahead.
   cache->set_prefetch_limit(workers - std::max(1u, workers / 4));
@@ -566,6 +572,7 @@ int main(int argc, char** argv) {
        {"reactors", pool.size()},
        {"cache_bytes", cache->capacity()},
        {"cache_backing", backing.describe()},
+       {"cache_pages", cache_pages},
        {"chunk_bytes", *chunk_bytes},
        {"metrics",
         metrics_server ? metrics_host + ":" + std::to_string(metrics_server->port()) : "off"},

@@ -14,7 +14,10 @@ source "$(dirname "$0")/../fuse/lib.sh"
 export AWS_ACCESS_KEY_ID=AKIDOUT AWS_SECRET_ACCESS_KEY=out/secret AWS_EC2_METADATA_DISABLED=true
 start_sim --synthetic data:2:1MiB
 v="$BUILD_ROOT/src/cli/valkyrie"
-args=(--mount "$mnt" --bucket data --endpoint "$url" --metrics-addr 127.0.0.1:0 --log-level info)
+# The cache backed at start (--cache-prefault): what that took is said in the mounted line, not
+# in a line of its own before the mount is ready, which would reach the caller.
+args=(--mount "$mnt" --bucket data --endpoint "$url" --metrics-addr 127.0.0.1:0 --log-level info
+  --cache-size 64MiB --cache-prefault)
 # The daemonized valkyrie on $mnt (not this shell's child), for cleanup and the checks.
 find_daemon() { daemon_pid=$(pgrep -f "valkyrie --mount $mnt " | head -1 || true); }
 daemon_gone() {
@@ -77,6 +80,10 @@ find_daemon
 [[ $(stat -c %s "$mnt/shard_000000.tar") == 1048576 ]] || fail "shell capture: not mounted"
 check_detached "$tmp/v.log"
 expect_line "$tmp/v.log" '"msg":"mounted"'
+grep '"msg":"mounted"' "$tmp/v.log" | grep -q '"cache_backing":"start: backed in [0-9.]* s"' ||
+  fail "the mounted line does not say how long backing the cache took: $(grep mounted "$tmp/v.log")"
+grep '"msg":"mounted"' "$tmp/v.log" | grep -q '"cache_pages":"' ||
+  fail "the mounted line does not say which pages the cache got: $(grep mounted "$tmp/v.log")"
 pass "out=\$(valkyrie ... 2>&1) returns with nothing captured; the mounted line is in --log-file"
 kill -USR2 "$daemon_pid"
 expect_line "$tmp/v.log" "log level changed (SIGUSR2)"
