@@ -45,6 +45,7 @@ void daemon_link::start() {
   }
   ::close(fds[0]);
   pipe_ = fds[1];
+  log::hold_quiet_lines();
   // A parent killed meanwhile must not take the daemon (and its mount) down with SIGPIPE.
   std::signal(SIGPIPE, SIG_IGN);
   ::setsid();

@@ -3,8 +3,9 @@
 // on a pipe and exits 0 once the child says the mount answers, or prints the child's one-line
 // reason and exits 1 (also when the child dies first). The child starts its own session with
 // stdin and stdout on /dev/null; until the mount is ready its stderr is still the caller's, so
-// early warnings reach the caller. let_go_of_stderr() is called before the reactors start (their
-// first lines, FUSE_INIT's, are logged from their own threads at once): stderr goes to the
+// early warnings reach the caller (lines below warn are held meanwhile: log::hold_quiet_lines).
+// let_go_of_stderr() is called before the reactors start (their first lines, FUSE_INIT's, are
+// logged from their own threads at once): stderr goes to the
 // --log-file, or to /dev/null with log lines going to syslog(3); a failure after it still reaches
 // the caller through the pipe. ready() then makes the working directory / and tells the parent.
 // So `out=$(valkyrie ...)`, or a subprocess whose output is captured, returns once the mount is

@@ -7,7 +7,9 @@
 #include <cerrno>
 #include <filesystem>
 #include <mutex>
+#include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <spdlog/details/log_msg.h>
@@ -102,26 +104,25 @@ class line_sink final : public spdlog::sinks::base_sink<std::mutex> {
     if (!syslog_) openlog("valkyrie", LOG_PID | LOG_NDELAY, LOG_DAEMON);
     syslog_ = true;
   }
+  void hold_quiet_lines(bool on) {
+    std::lock_guard lock(mutex_);
+    holding_ = on;
+    if (on) return;
+    for (auto& [lvl, line] : held_) write_line(lvl, line.data(), line.size());
+    held_.clear();
+    held_.shrink_to_fit();
+  }
 
  protected:
   void sink_it_(const spdlog::details::log_msg& msg) override {
     spdlog::memory_buf_t buf;
     formatter_->format(msg, buf);
-    if (syslog_) {
-      auto n = buf.size();
-      if (n > 0 && buf[n - 1] == '\n') --n;
-      ::syslog(priority(msg.level), "%.*s", static_cast<int>(n), buf.data());
+    if (holding_ && !syslog_ && fd_ == 2 && msg.level < spdlog::level::warn) {
+      if (held_.size() < max_held)
+        held_.emplace_back(msg.level, std::string(buf.data(), buf.size()));
       return;
     }
-    const char* p = buf.data();
-    size_t left = buf.size();
-    while (left > 0) {
-      ssize_t w = ::write(fd_, p, left);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) return;  // nowhere to report it
-      p += w;
-      left -= static_cast<size_t>(w);
-    }
+    write_line(msg.level, buf.data(), buf.size());
   }
   void flush_() override {}
 
@@ -141,8 +142,27 @@ class line_sink final : public spdlog::sinks::base_sink<std::mutex> {
         return LOG_CRIT;
     }
   }
+  void write_line(spdlog::level::level_enum lvl, const char* p, size_t left) {
+    if (syslog_) {
+      if (left > 0 && p[left - 1] == '\n') --left;
+      ::syslog(priority(lvl), "%.*s", static_cast<int>(left), p);
+      return;
+    }
+    while (left > 0) {
+      ssize_t w = ::write(fd_, p, left);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) return;  // nowhere to report it
+      p += w;
+      left -= static_cast<size_t>(w);
+    }
+  }
+
+  // Lines held until the caller's stderr is let go of: a start-up's handful, bounded anyway.
+  static constexpr size_t max_held = 1000;
   int fd_ = 2;
   bool syslog_ = false;
+  bool holding_ = false;
+  std::vector<std::pair<spdlog::level::level_enum, std::string>> held_;
 };
 
 struct registry {
@@ -299,17 +319,27 @@ std::error_code reopen() {
   return {};
 }
 
+void hold_quiet_lines() {
+  reg().sink->hold_quiet_lines(true);
+}
+
 std::error_code detach_stderr() {
   auto& r = reg();
   std::lock_guard lock(r.mu);
   if (r.file_fd >= 0) {
+    r.sink->hold_quiet_lines(false);  // (nothing held: the lines went to the file)
     if (::dup2(r.file_fd, 2) < 0) return {errno, std::generic_category()};
     r.stderr_is_file = true;
     return {};
   }
   int null = ::open("/dev/null", O_WRONLY | O_CLOEXEC);
-  if (null < 0) return {errno, std::generic_category()};
+  if (null < 0) {
+    std::error_code ec(errno, std::generic_category());
+    r.sink->hold_quiet_lines(false);
+    return ec;
+  }
   r.sink->set_syslog();
+  r.sink->hold_quiet_lines(false);  // the lines held go to syslog, in their order
   int rc = ::dup2(null, 2);
   std::error_code ec(rc < 0 ? errno : 0, std::generic_category());
   ::close(null);

@@ -43,8 +43,15 @@ void to_stderr();
 // For SIGHUP after logrotate moved the file: opens `path` again and writes there (stderr too,
 // once detached). Nothing without to_file. On an error the old file is kept.
 std::error_code reopen();
+// A daemon that still writes to its caller's stderr (it answers once the mount is ready): lines
+// below warn bound for stderr are kept (up to 1,000) instead, so that a caller capturing our
+// output gets none of them (`out=$(valkyrie ...)`); warnings and errors still reach it at once.
+// detach_stderr() writes the kept lines where lines go from then on; a start that fails before
+// it drops them (the caller gets the reason).
+void hold_quiet_lines();
 // A daemon letting go of its caller's stderr: fd 2 becomes the log file, or /dev/null with the
-// lines going to syslog(3) (ident "valkyrie", facility daemon) when there is no log file.
+// lines going to syslog(3) (ident "valkyrie", facility daemon) when there is no log file. Lines
+// held by hold_quiet_lines() follow, in their order.
 std::error_code detach_stderr();
 
 // One structured field: strings are quoted, numbers and booleans are not.

@@ -9,15 +9,16 @@
 set -euo pipefail
 [[ -c /dev/fuse && $(id -u) == 0 ]] || { echo "no /dev/fuse or not root: skipped"; exit 77; }
 tmp=$(mktemp -d /tmp/valkyrie-daemonout.XXXXXX)
-mnt="$tmp/mnt"; mkdir -p "$mnt"
+mnt="$tmp/mnt"; mkdir -p "$mnt" "$tmp/disk"
 source "$(dirname "$0")/../fuse/lib.sh"
 export AWS_ACCESS_KEY_ID=AKIDOUT AWS_SECRET_ACCESS_KEY=out/secret AWS_EC2_METADATA_DISABLED=true
 start_sim --synthetic data:2:1MiB
 v="$BUILD_ROOT/src/cli/valkyrie"
-# The cache backed at start (--cache-prefault): what that took is said in the mounted line, not
-# in a line of its own before the mount is ready, which would reach the caller.
+# With the cache backed at start (--cache-prefault; what that took is said in the mounted line)
+# and a disk tier (whose "disk cache opened" line, logged before the mount is ready, is held
+# until the daemon lets go of the caller: log::hold_quiet_lines).
 args=(--mount "$mnt" --bucket data --endpoint "$url" --metrics-addr 127.0.0.1:0 --log-level info
-  --cache-size 64MiB --cache-prefault)
+  --cache-size 64MiB --cache-prefault --disk-cache "$tmp/disk" --disk-cache-size 64MiB)
 # The daemonized valkyrie on $mnt (not this shell's child), for cleanup and the checks.
 find_daemon() { daemon_pid=$(pgrep -f "valkyrie --mount $mnt " | head -1 || true); }
 daemon_gone() {
@@ -80,6 +81,7 @@ find_daemon
 [[ $(stat -c %s "$mnt/shard_000000.tar") == 1048576 ]] || fail "shell capture: not mounted"
 check_detached "$tmp/v.log"
 expect_line "$tmp/v.log" '"msg":"mounted"'
+grep -q '"msg":"disk cache opened"' "$tmp/v.log" || fail "the disk tier's line is not in --log-file: $(cat "$tmp/v.log")"
 grep '"msg":"mounted"' "$tmp/v.log" | grep -q '"cache_backing":"start: backed in [0-9.]* s"' ||
   fail "the mounted line does not say how long backing the cache took: $(grep mounted "$tmp/v.log")"
 grep '"msg":"mounted"' "$tmp/v.log" | grep -q '"cache_pages":"' ||
