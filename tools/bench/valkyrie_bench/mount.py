@@ -15,6 +15,7 @@ class Mount:
         self.dir = args.dir
         self.proc = None
         self.metrics_url = None
+        self.backing = ""
         self.count = 0
         self.valkyrie = None if args.dir else find_binary("valkyrie", os.path.join("src", "cli"))
 
@@ -54,6 +55,7 @@ class Mount:
         while time.monotonic() < deadline:
             mounted = [e for e in map(json_or_none, open(log)) if e and e.get("msg") == "mounted"]
             if mounted:
+                self.backing = mounted[-1].get("cache_backing", "")
                 if mounted[-1].get("metrics", "off") != "off":
                     self.metrics_url = f"http://{mounted[-1]['metrics']}/metrics"
                 break
@@ -70,6 +72,19 @@ class Mount:
             self.proc.kill()
             subprocess.run(["umount", "-l", self.dir], capture_output=True)
         self.proc = None
+
+    def wait_backed(self, timeout=120):
+        """With --cache-backing background, until the cache's memory is backed (the daemon's
+        RSS then stops growing by it). False if it was not within `timeout` seconds."""
+        if self.backing != "background" or not self.metrics_url:
+            return True
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = self.metrics()
+            if m.get("valkyrie_cache_backed_bytes", 0) >= m.get("valkyrie_cache_capacity_bytes", 1):
+                return True
+            time.sleep(0.05)
+        return False
 
     def metrics(self):
         """valkyrie's counters (name{labels} -> value), or {} for other filesystems."""
