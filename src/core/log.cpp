@@ -94,23 +94,23 @@ class line_formatter final : public spdlog::formatter {
 // otherwise), or hands it to syslog(3). The destination changes under the sink's lock.
 class line_sink final : public spdlog::sinks::base_sink<std::mutex> {
  public:
+  // A new destination takes the lines held so far first, so they keep their order.
   void set_fd(int fd) {
     std::lock_guard lock(mutex_);
     fd_ = fd;
     syslog_ = false;
+    if (fd_ != 2) write_held();
   }
   void set_syslog() {
     std::lock_guard lock(mutex_);
     if (!syslog_) openlog("valkyrie", LOG_PID | LOG_NDELAY, LOG_DAEMON);
     syslog_ = true;
+    write_held();
   }
   void hold_quiet_lines(bool on) {
     std::lock_guard lock(mutex_);
     holding_ = on;
-    if (on) return;
-    for (auto& [lvl, line] : held_) write_line(lvl, line.data(), line.size());
-    held_.clear();
-    held_.shrink_to_fit();
+    if (!on) write_held();
   }
 
  protected:
@@ -141,6 +141,11 @@ class line_sink final : public spdlog::sinks::base_sink<std::mutex> {
       default:
         return LOG_CRIT;
     }
+  }
+  void write_held() {
+    for (auto& [lvl, line] : held_) write_line(lvl, line.data(), line.size());
+    held_.clear();
+    held_.shrink_to_fit();
   }
   void write_line(spdlog::level::level_enum lvl, const char* p, size_t left) {
     if (syslog_) {
@@ -296,6 +301,7 @@ void to_stderr() {
   auto& r = reg();
   std::lock_guard lock(r.mu);
   r.sink->set_fd(2);
+  r.sink->hold_quiet_lines(false);
   if (r.file_fd >= 0) ::close(r.file_fd);
   r.file_fd = -1;
   r.file_path.clear();
@@ -327,7 +333,6 @@ std::error_code detach_stderr() {
   auto& r = reg();
   std::lock_guard lock(r.mu);
   if (r.file_fd >= 0) {
-    r.sink->hold_quiet_lines(false);  // (nothing held: the lines went to the file)
     if (::dup2(r.file_fd, 2) < 0) return {errno, std::generic_category()};
     r.stderr_is_file = true;
     return {};
@@ -338,8 +343,7 @@ std::error_code detach_stderr() {
     r.sink->hold_quiet_lines(false);
     return ec;
   }
-  r.sink->set_syslog();
-  r.sink->hold_quiet_lines(false);  // the lines held go to syslog, in their order
+  r.sink->set_syslog();  // (the lines held go there first)
   int rc = ::dup2(null, 2);
   std::error_code ec(rc < 0 ? errno : 0, std::generic_category());
   ::close(null);

@@ -38,7 +38,7 @@ std::shared_ptr<spdlog::logger> get(const std::string& component);
 // Lines are appended to `path` from now on (created 0640 if missing); an error if it cannot be
 // opened. Relative paths are taken from the current directory now.
 std::error_code to_file(const std::string& path);
-// Lines go to stderr again and the log file is closed (tests).
+// Lines go to stderr again, the log file is closed and nothing is held any more (tests).
 void to_stderr();
 // For SIGHUP after logrotate moved the file: opens `path` again and writes there (stderr too,
 // once detached). Nothing without to_file. On an error the old file is kept.
@@ -46,12 +46,12 @@ std::error_code reopen();
 // A daemon that still writes to its caller's stderr (it answers once the mount is ready): lines
 // below warn bound for stderr are kept (up to 1,000) instead, so that a caller capturing our
 // output gets none of them (`out=$(valkyrie ...)`); warnings and errors still reach it at once.
-// detach_stderr() writes the kept lines where lines go from then on; a start that fails before
-// it drops them (the caller gets the reason).
+// The kept lines go first to where lines go next (a to_file(), or syslog at detach_stderr());
+// a start that fails before that drops them (the caller gets the reason).
 void hold_quiet_lines();
 // A daemon letting go of its caller's stderr: fd 2 becomes the log file, or /dev/null with the
-// lines going to syslog(3) (ident "valkyrie", facility daemon) when there is no log file. Lines
-// held by hold_quiet_lines() follow, in their order.
+// lines going to syslog(3) (ident "valkyrie", facility daemon) when there is no log file (the
+// lines held by hold_quiet_lines() go there first).
 std::error_code detach_stderr();
 
 // One structured field: strings are quoted, numbers and booleans are not.

@@ -210,6 +210,47 @@ TEST_CASE("log lines are JSON objects with time, level, component, msg and field
   CHECK(lines == 7);
 }
 
+TEST_CASE(
+    "a daemon holding its caller's stderr keeps lines below warn, and writes them first where "
+    "lines go next") {
+  test::temp_dir dir;
+  std::string caller = (dir.path() / "caller.txt").string(),
+              path = (dir.path() / "valkyrie.log").string();
+  int saved = dup(2);
+  FILE* f = std::fopen(caller.c_str(), "w");
+  dup2(fileno(f), 2);
+  log::hold_quiet_lines();
+  log::event("test", spdlog::level::info, "held one");
+  log::event("test", spdlog::level::warn, "a warning reaches the caller");
+  log::event("test", spdlog::level::info, "held two");
+  REQUIRE(!log::to_file(path));  // (a daemon's --log-file is opened before it forks; here after)
+  log::event("test", spdlog::level::info, "into the file");
+  REQUIRE(!log::detach_stderr());
+  log::event("test", spdlog::level::info, "after letting go");
+  std::fflush(stderr);
+  dup2(saved, 2);
+  close(saved);
+  std::fclose(f);
+  log::to_stderr();
+  auto read = [](const std::string& p) {
+    std::ifstream in(p);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  std::string to_caller = read(caller), in_file = read(path);
+  CHECK(to_caller.find("a warning reaches the caller") != std::string::npos);
+  CHECK(to_caller.find("held") == std::string::npos);
+  CHECK(std::count(to_caller.begin(), to_caller.end(), '\n') == 1);
+  auto at = [&](const char* msg) { return in_file.find(msg); };
+  REQUIRE(at("held one") != std::string::npos);
+  CHECK(at("held one") < at("held two"));
+  CHECK(at("held two") < at("into the file"));
+  CHECK(at("into the file") < at("after letting go"));
+  CHECK(at("after letting go") != std::string::npos);
+  CHECK(in_file.find("a warning reaches the caller") == std::string::npos);
+}
+
 TEST_CASE("a log file is appended to, and reopened under its name after it was moved (SIGHUP)") {
   test::temp_dir dir;
   std::string path = (dir.path() / "valkyrie.log").string();
