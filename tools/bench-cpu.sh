@@ -45,7 +45,9 @@ drop_page_cache() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 perf_start() { [[ ${PERF:-0} == 1 ]] || return 0; perf record -q -g -p "$daemon_pid" -o "$tmp/$1.perf" 2>/dev/null & perf_pid=$!; sleep 0.2; }
 perf_stop() {
   [[ ${PERF:-0} == 1 ]] || return 0
-  kill -INT "$perf_pid"; wait "$perf_pid" 2>/dev/null || true
+  # (perf record can have exited on its own: once here it had, and the script stopped at the kill)
+  kill -INT "$perf_pid" 2>/dev/null || echo "--- perf: $1: perf record had exited, no profile"
+  wait "$perf_pid" 2>/dev/null || true
   echo "--- perf: $1 (self time, top 25)"
   perf report -i "$tmp/$1.perf" --no-children --sort symbol --percent-limit 0.7 --stdio -g none 2>/dev/null | sed -E "s/( +-)* *$//" |
     grep -E '^ +[0-9]' | head -25
