@@ -7,9 +7,10 @@
 #include <future>
 
 #include "cache/chunk_cache.hpp"
+#include "chunk_keys.hpp"
 #include "core/errors.hpp"
-#include "core/reactor_pool.hpp"
 #include "core/metrics.hpp"
+#include "core/reactor_pool.hpp"
 #include "helpers.hpp"
 #include "wait.hpp"
 
@@ -17,10 +18,7 @@ using namespace valkyrie;
 using namespace valkyrie::cache;
 
 namespace test_chunk_cache {
-// Chunk `index` of a test object (large enough that every chunk is whole) in `chunk_size` layout.
-chunk_id K(const std::string& name, std::uint64_t index, std::uint32_t chunk_size) {
-  return chunk_id{make_version("test-bucket", name, "\"etag\"", std::uint64_t{1} << 40), chunk_size, index};
-}
+using test_keys::K;
 
 // A fetch that fills the chunk with `byte`, after a short delay, counting its calls. (The delay
 // is the scenario, a fetch that takes time: other readers arrive while it is in flight.)

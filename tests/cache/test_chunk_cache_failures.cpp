@@ -7,6 +7,7 @@
 #include <tuple>
 
 #include "cache/chunk_cache.hpp"
+#include "chunk_keys.hpp"
 #include "core/errors.hpp"
 #include "core/reactor_pool.hpp"
 #include "helpers.hpp"
@@ -15,10 +16,7 @@ using namespace valkyrie;
 using namespace valkyrie::cache;
 
 namespace test_chunk_cache_failures {
-chunk_id K(const std::string& name, std::uint64_t index, std::uint32_t chunk_size) {
-  return chunk_id{make_version("test-bucket", name, "\"etag\"", std::uint64_t{1} << 40), chunk_size,
-                  index};
-}
+using test_keys::K;
 
 TEST_CASE(
     "readers waiting on a fetch that spent its whole retry budget share its failure; other "

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "cache/chunk_cache.hpp"
+#include "chunk_keys.hpp"
 #include "core/errors.hpp"
 #include "helpers.hpp"
 #include "wait.hpp"
@@ -15,11 +16,7 @@ using namespace valkyrie;
 using namespace valkyrie::cache;
 
 namespace test_chunk_cache_prefetch {
-// Chunk `index` of a test object (large enough that every chunk is whole) in `chunk_size` layout.
-chunk_id K(const std::string& name, std::uint64_t index, std::uint32_t chunk_size) {
-  return chunk_id{make_version("test-bucket", name, "\"etag\"", std::uint64_t{1} << 40), chunk_size,
-                  index};
-}
+using test_keys::K;
 
 // Fetches that wait until the test opens the gate, recording the order they started in.
 struct gate {

@@ -25,6 +25,13 @@
 using namespace valkyrie;
 
 namespace {
+std::string file_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
 std::string line_of(const std::string& text, const std::string& start) {
   std::istringstream in(text);
   for (std::string l; std::getline(in, l);)
@@ -232,13 +239,7 @@ TEST_CASE(
   close(saved);
   std::fclose(f);
   log::to_stderr();
-  auto read = [](const std::string& p) {
-    std::ifstream in(p);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  };
-  std::string to_caller = read(caller), in_file = read(path);
+  std::string to_caller = file_text(caller), in_file = file_text(path);
   CHECK(to_caller.find("a warning reaches the caller") != std::string::npos);
   CHECK(to_caller.find("held") == std::string::npos);
   CHECK(std::count(to_caller.begin(), to_caller.end(), '\n') == 1);
@@ -262,13 +263,7 @@ TEST_CASE("a log file is appended to, and reopened under its name after it was m
   REQUIRE(!log::reopen());
   log::event("test", spdlog::level::warn, "third, in a new file");
   log::to_stderr();
-  auto read = [](const std::string& p) {
-    std::ifstream in(p);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-  };
-  std::string moved = read(path + ".1"), fresh = read(path);
+  std::string moved = file_text(path + ".1"), fresh = file_text(path);
   CHECK(moved.rfind("an earlier line\n", 0) == 0);  // appended, not truncated
   CHECK(moved.find("\"msg\":\"first\"") != std::string::npos);
   CHECK(moved.find("second, still in the moved file") != std::string::npos);
