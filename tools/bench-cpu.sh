@@ -46,7 +46,10 @@ perf_start() { [[ ${PERF:-0} == 1 ]] || return 0; perf record -q -g -p "$daemon_
 perf_stop() {
   [[ ${PERF:-0} == 1 ]] || return 0
   # (perf record can have exited on its own: once here it had, and the script stopped at the kill)
-  kill -INT "$perf_pid" 2>/dev/null || echo "--- perf: $1: perf record had exited, no profile"
+  if ! kill -INT "$perf_pid" 2>/dev/null; then
+    echo "--- perf: $1: perf record had exited, no profile"
+    return 0
+  fi
   wait "$perf_pid" 2>/dev/null || true
   echo "--- perf: $1 (self time, top 25)"
   perf report -i "$tmp/$1.perf" --no-children --sort symbol --percent-limit 0.7 --stdio -g none 2>/dev/null | sed -E "s/( +-)* *$//" |
