@@ -158,7 +158,8 @@ int main(int argc, char** argv) {
                  "copied from the cache into a backing file (ahead of its open when fetched whole, "
                  "else at an open that finds it all cached), which the kernel then reads itself; "
                  "this much of --cache-size may be such files (auto: an eighth where passthrough "
-                 "is possible, else 0; 0: off; e.g. 512MiB)");
+                 "is possible, else 0, and 0 for a --manifest that reads more again than stays "
+                 "local; 0: off; e.g. 512MiB)");
   app.add_option("--fuse-transport", fuse_transport,
                  "how FUSE requests reach the daemon: io-uring (FUSE over io_uring: Linux >= 6.14 with the fuse "
                  "module's enable_uring set), dev-fuse (/dev/fuse through libfuse), auto (io-uring when the kernel "
@@ -385,6 +386,12 @@ int main(int argc, char** argv) {
                           m.problems.size());
     order = std::move(m.predictor);
     order_chunk_bytes = m.chunk_bytes;
+    if (passthrough_auto && *passthrough_bytes > 0) {  // (an order read again may want its room)
+      passthrough_off =
+          fuse::pool_costs_rereads(*passthrough_bytes, *cache_bytes, disk_bytes.value_or(0),
+                                   {m.distinct_bytes, m.read_bytes});
+      if (!passthrough_off.empty()) passthrough_bytes = 0;
+    }
     known_objects = objects;
   }
 

@@ -4,26 +4,29 @@ namespace valkyrie::fs {
 namespace {
 
 struct listed_keys {
-  std::size_t found = 0;    // distinct keys of the order in the listing
-  std::uint64_t bytes = 0;  // their sizes in whole chunks (chunk_size > 0)
+  std::size_t found = 0;                    // distinct keys of the order in the listing
+  std::uint64_t chunk_bytes = 0;            // their sizes in whole chunks (chunk_size > 0)
+  std::uint64_t bytes = 0, read_bytes = 0;  // their sizes, once and once per occurrence
 };
 
 listed_keys find_listed(const prefetch::predictor& order, const object_map& listing,
                         std::uint64_t chunk_size) {
   listed_keys r;
-  auto add = [&](const s3::object_info& o) {
+  auto add = [&](const s3::object_info& o, std::size_t occurrences) {
     ++r.found;
-    if (chunk_size > 0) r.bytes += (o.size + chunk_size - 1) / chunk_size * chunk_size;
+    if (chunk_size > 0) r.chunk_bytes += (o.size + chunk_size - 1) / chunk_size * chunk_size;
+    r.bytes += o.size;
+    r.read_bytes += o.size * occurrences;
   };
   // A tree search costs about 5 steps of the walk (2.7 us against 0.5 at 1.28 M keys): an
   // order under a fifth of the listing is searched key by key, a bigger one walks the listing.
   if (order.distinct_keys() * 5 < listing.size()) {
     order.for_each_distinct_key([&](const std::string& key) {
-      if (auto it = listing.find(key); it != listing.end()) add(it->second);
+      if (auto it = listing.find(key); it != listing.end()) add(it->second, order.occurrences(key));
     });
   } else {
     for (const auto& [key, info] : listing)
-      if (order.contains(key)) add(info);
+      if (auto n = order.occurrences(key)) add(info, n);
   }
   return r;
 }
@@ -47,7 +50,9 @@ listed_order read_order(std::string_view text, const object_map& listing,
     r.predictor = std::make_shared<prefetch::predictor>(std::move(m.order));
     listed = find_listed(*r.predictor, listing, chunk_size);
   }
-  r.chunk_bytes = listed.bytes;
+  r.chunk_bytes = listed.chunk_bytes;
+  r.distinct_bytes = listed.bytes;
+  r.read_bytes = listed.read_bytes;
   return r;
 }
 

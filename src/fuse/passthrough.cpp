@@ -14,6 +14,7 @@
 
 #include "core/log.hpp"
 #include "core/metrics.hpp"
+#include "core/units.hpp"
 #include "fuse/passthrough_abi.hpp"
 
 namespace valkyrie::fuse {
@@ -71,6 +72,17 @@ std::uint64_t auto_passthrough_pool(std::uint64_t cache_bytes, std::uint64_t chu
   const std::uint64_t mib = 1 << 20, pool = cache_bytes / 8 / mib * mib;
   if (pool < mib || cache_bytes - pool < 2 * chunk_bytes) return 0;
   return pool;
+}
+
+std::string pool_costs_rereads(std::uint64_t pool_bytes, std::uint64_t cache_bytes,
+                               std::uint64_t disk_bytes, order_bytes order) {
+  const std::uint64_t again = order.read > order.distinct ? order.read - order.distinct : 0;
+  if (pool_bytes == 0 || pool_bytes >= cache_bytes || again < pool_bytes) return "";
+  const std::uint64_t local = cache_bytes - pool_bytes + disk_bytes;
+  if (order.distinct <= local) return "";
+  return "the training order reads " + format_size(again) + " again of " +
+         format_size(order.distinct) + " of objects, more than stays local beside a pool (" +
+         format_size(local) + "): its room keeps more of them (--passthrough-pool SIZE keeps one)";
 }
 
 backing_registry dev_fuse_backing(int dev_fd) {

@@ -73,6 +73,11 @@ class predictor {
   const std::vector<std::string>& keys() const { return order_; }
   bool contains(std::string_view key) const { return positions_.find(key) != positions_.end(); }
   std::size_t distinct_keys() const { return positions_.size(); }
+  // How many times the order reads `key` (0 when it is not in the order).
+  std::size_t occurrences(std::string_view key) const {
+    auto it = positions_.find(key);
+    return it == positions_.end() ? 0 : it->second.size();
+  }
   // Index in keys() of the last key read (0 before any read).
   std::size_t position() const { return cursor_.load(std::memory_order_relaxed); }
   // The `count` keys that follow `key` in the training order: the next occurrence of `key` at

@@ -1,6 +1,7 @@
 // read_order: a training order checked against the listing, both ways of
 // finding its keys (a tree search per key for a small order, a walk of the listing for a big
-// one), the lines that name missing keys, and the order's size in whole chunks.
+// one), the lines that name missing keys, the order's size in whole chunks and its bytes
+// (distinct, and as read).
 #include <doctest/doctest.h>
 
 #include "fs/training_order.hpp"
@@ -33,6 +34,8 @@ TEST_CASE("read_order: every key listed, repeats kept in order but sized once, b
     CHECK(r.problems.empty());
     CHECK(r.predictor->keys() == std::vector<std::string>{"d/f2", "d/f0", "d/f2", "d/f1"});
     CHECK(r.chunk_bytes == 3 * chunks_of(1500, chunk));
+    CHECK(r.distinct_bytes == 1502 + 1500 + 1501);
+    CHECK(r.read_bytes == 2 * 1502 + 1500 + 1501);             // (d/f2 twice)
     CHECK(read_order("d/f1\n", listing, 0).chunk_bytes == 0);  // (not asked)
   }
 }
@@ -51,6 +54,8 @@ TEST_CASE("read_order: missing keys and non-file lines are named with their line
     CHECK(r.problems[1].line == 3);
     CHECK(r.problems[1].reason == "not a file key");
     CHECK(r.chunk_bytes == chunks_of(11, 8) + chunks_of(10, 8));  // (what was kept)
+    CHECK(r.distinct_bytes == 11 + 10);
+    CHECK(r.read_bytes == 2 * 11 + 10);
   }
 }
 

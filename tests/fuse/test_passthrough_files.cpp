@@ -1,7 +1,8 @@
 // passthrough_files' bookkeeping against the kernel's rules, with a stand-in for the /dev/fuse
 // ioctls: per inode, opens through passthrough and through the page cache never overlap (the
 // kernel fails the open with EIO otherwise), passthrough opens at the same time share one backing
-// file, and the pool's bytes are never exceeded.
+// file, and the pool's bytes are never exceeded. Also when --passthrough-pool auto sizes a pool,
+// and when a known order that reads its objects again turns it off.
 #include <doctest/doctest.h>
 
 #include <cerrno>
@@ -161,4 +162,30 @@ TEST_CASE(
   auto back = pt.on_open(13, v);                 // and the file is still kept for the old one
   CHECK(back.backing_id == id);
 }
+
+TEST_CASE("auto pool: an eighth of the cache in whole MiB, leaving the chunk cache two chunks") {
+  CHECK(fuse::auto_passthrough_pool(16ull << 30, 8 * mib) == 2ull << 30);
+  CHECK(fuse::auto_passthrough_pool(512 * mib, 8 * mib) == 64 * mib);
+  CHECK(fuse::auto_passthrough_pool(4 * mib, 1 * mib) == 0);   // (an eighth is under 1 MiB)
+  CHECK(fuse::auto_passthrough_pool(17 * mib, 8 * mib) == 0);  // (a 2 MiB pool would leave 15 MiB)
+}
+
+TEST_CASE("auto pool: off for an order that reads again more than stays local") {
+  const std::uint64_t cache = 512 * mib, pool = 64 * mib, dataset = 1024 * mib;
+  // Three epochs over twice the cache (valkyrie-bench's epochs): off, and the reason says why.
+  auto why = fuse::pool_costs_rereads(pool, cache, 0, {dataset, 3 * dataset});
+  CHECK(why.find("reads 2.0 GiB again of 1.0 GiB") != std::string::npos);
+  CHECK(why.find("(448.0 MiB)") != std::string::npos);
+  // One pass (the training loop over four times the cache): nothing is read again, kept.
+  CHECK(fuse::pool_costs_rereads(pool, cache, 0, {4 * dataset, 4 * dataset}).empty());
+  // Read again, but it all stays local beside the pool: in memory, or with the disk tier.
+  CHECK(fuse::pool_costs_rereads(pool, cache, 0, {448 * mib, 3 * 448 * mib}).empty());
+  CHECK(!fuse::pool_costs_rereads(pool, cache, 0, {449 * mib, 3 * 449 * mib}).empty());
+  CHECK(fuse::pool_costs_rereads(pool, cache, 1024 * mib, {dataset, 3 * dataset}).empty());
+  // A few lines read twice: less again than the pool's room, which could not save more; kept.
+  CHECK(fuse::pool_costs_rereads(pool, cache, 0, {dataset, dataset + pool - 1}).empty());
+  CHECK(!fuse::pool_costs_rereads(pool, cache, 0, {dataset, dataset + pool}).empty());
+  CHECK(fuse::pool_costs_rereads(0, cache, 0, {dataset, 3 * dataset}).empty());  // (no pool)
+}
+
 }  // namespace test_passthrough_files
