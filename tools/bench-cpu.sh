@@ -52,8 +52,12 @@ perf_stop() {
   fi
   wait "$perf_pid" 2>/dev/null || true
   echo "--- perf: $1 (self time, top 25)"
-  perf report -i "$tmp/$1.perf" --no-children --sort symbol --percent-limit 0.7 --stdio -g none 2>/dev/null | sed -E "s/( +-)* *$//" |
-    grep -E '^ +[0-9]' | head -25
+  # (a phase the daemon spent no CPU in, the kept passthrough file's, has no samples: grep then
+  # finds nothing, and the script must go on)
+  local top
+  top=$(perf report -i "$tmp/$1.perf" --no-children --sort symbol --percent-limit 0.7 --stdio -g none 2>/dev/null |
+    sed -E "s/( +-)* *$//" | grep -E '^ +[0-9]' | head -25 || true)
+  echo "${top:-    (no samples)}"
 }
 # Runs CMD... and sets $spent to the daemon's CPU-seconds meanwhile (PERF=1: its profile, NAME).
 daemon_cpu() {
