@@ -28,6 +28,7 @@
 #include "cli/cache_backing.hpp"
 #include "cli/daemon.hpp"
 #include "cli/mount_point.hpp"
+#include "cli/passthrough_pool.hpp"
 #include "cli/shared_cache.hpp"
 #include "core/errors.hpp"
 #include "core/log.hpp"
@@ -37,7 +38,6 @@
 #include "core/trace.hpp"
 #include "core/units.hpp"
 #include "fs/filesystem.hpp"
-#include "fuse/passthrough.hpp"
 #include "fuse/session.hpp"
 #include "fuse/uring_transport.hpp"
 #include "prefetch/predictor.hpp"
@@ -158,8 +158,8 @@ int main(int argc, char** argv) {
                  "copied from the cache into a backing file (ahead of its open when fetched whole, "
                  "else at an open that finds it all cached), which the kernel then reads itself; "
                  "this much of --cache-size may be such files (auto: an eighth where passthrough "
-                 "is possible, else 0, and 0 for a --manifest that reads more again than stays "
-                 "local; 0: off; e.g. 512MiB)");
+                 "is possible, else 0, and 0 for a --manifest with no object it takes or that "
+                 "reads more again than stays local; 0: off; e.g. 512MiB)");
   app.add_option("--fuse-transport", fuse_transport,
                  "how FUSE requests reach the daemon: io-uring (FUSE over io_uring: Linux >= 6.14 with the fuse "
                  "module's enable_uring set), dev-fuse (/dev/fuse through libfuse), auto (io-uring when the kernel "
@@ -247,30 +247,10 @@ int main(int argc, char** argv) {
   auto drop_behind_bytes = parse_size(drop_behind);
   if (!drop_behind_bytes || (*drop_behind_bytes != 0 && *drop_behind_bytes < (1u << 20)))
     usage_error("bad --drop-behind '" + drop_behind + "' (0, or at least 1MiB, e.g. 32MiB)");
-  // The backing files are cached data too: their pool is part of --cache-size's hard cap.
-  const bool passthrough_auto = passthrough_pool == "auto";
-  std::string passthrough_off;  // why auto left it off
-  auto passthrough_bytes = parse_size(passthrough_auto ? "0" : passthrough_pool);
-  if (!passthrough_bytes || (*passthrough_bytes != 0 && *passthrough_bytes < (1u << 20)))
-    usage_error("bad --passthrough-pool '" + passthrough_pool +
-                "' (auto, 0, or at least 1MiB, e.g. 512MiB)");
-  if (passthrough_auto) {
-    passthrough_off = direct_io ? "--direct-io" : fuse::passthrough_unavailable();
-    if (passthrough_off.empty())
-      passthrough_bytes = fuse::auto_passthrough_pool(*cache_bytes, *chunk_bytes);
-    if (passthrough_off.empty() && *passthrough_bytes == 0)
-      passthrough_off = "--cache-size is too small";
-  } else if (*passthrough_bytes == 0) {
-    passthrough_off = "--passthrough-pool 0";
-  } else if (direct_io) {
-    usage_error(
-        "--passthrough-pool and --direct-io exclude each other (a passed-through file is read by "
-        "the kernel)");
-  } else if (*passthrough_bytes > *cache_bytes / 2 ||
-             *cache_bytes - *passthrough_bytes < 2 * *chunk_bytes) {
-    usage_error("--passthrough-pool " + passthrough_pool + " is part of --cache-size " +
-                cache_size + ": at most half of it, leaving the chunk cache two chunks");
-  }
+  std::string bad_pool;
+  auto pool_plan = cli::plan_passthrough_pool(passthrough_pool, direct_io, *cache_bytes,
+                                              *chunk_bytes, cache_size, bad_pool);
+  if (!bad_pool.empty()) usage_error(bad_pool);
   auto uring_poll = parse_duration(fuse_uring_poll);
   if (!uring_poll || *uring_poll > std::chrono::milliseconds(1))
     usage_error("bad --fuse-uring-poll '" + fuse_uring_poll + "' (0 to 1ms, e.g. 30us)");
@@ -378,7 +358,8 @@ int main(int argc, char** argv) {
     if (!listed)
       fatal("cannot list s3://" + bucket + "/" + prefix + " to check the manifest: " + listed.error().message());
     auto objects = std::make_shared<const fs::object_map>(std::move(*listed));
-    auto m = fs::read_order(manifest_text, *objects, disk_cache.empty() ? 0 : *chunk_bytes);
+    auto m = fs::read_order(manifest_text, *objects, disk_cache.empty() ? 0 : *chunk_bytes,
+                            pool_plan.takes());
     for (auto& p : m.problems)
       log::get("cli")->warn("manifest {} line {}: '{}': {}; skipped", manifest, p.line, p.key, p.reason);
     if (!m.predictor->has_order()) fatal("manifest " + manifest + " names no key of s3://" + bucket + "/" + prefix);
@@ -386,12 +367,7 @@ int main(int argc, char** argv) {
                           m.problems.size());
     order = std::move(m.predictor);
     order_chunk_bytes = m.chunk_bytes;
-    if (passthrough_auto && *passthrough_bytes > 0) {  // (an order read again may want its room)
-      passthrough_off =
-          fuse::pool_costs_rereads(*passthrough_bytes, *cache_bytes, disk_bytes.value_or(0),
-                                   {m.distinct_bytes, m.read_bytes});
-      if (!passthrough_off.empty()) passthrough_bytes = 0;
-    }
+    cli::fit_pool_to_order(pool_plan, *cache_bytes, disk_bytes.value_or(0), m);
     known_objects = objects;
   }
 
@@ -407,7 +383,7 @@ int main(int argc, char** argv) {
   reactor_pool pool({threads, use_uring});
   std::shared_ptr<cache::chunk_cache> cache;
   try {
-    cache = std::make_shared<cache::chunk_cache>(*cache_bytes - *passthrough_bytes,
+    cache = std::make_shared<cache::chunk_cache>(*cache_bytes - pool_plan.bytes,
                                                  static_cast<std::uint32_t>(*chunk_bytes));
   } catch (const std::exception& e) {
     fatal(std::string("cannot create the cache: ") + e.what());
@@ -485,8 +461,8 @@ int main(int argc, char** argv) {
   mopts.kernel_read_only = no_control_files;
   mopts.direct_io = direct_io;
   mopts.drop_behind = *drop_behind_bytes;
-  mopts.passthrough_pool = *passthrough_bytes;
-  mopts.passthrough_auto = passthrough_auto;
+  mopts.passthrough_pool = pool_plan.bytes;
+  mopts.passthrough_auto = pool_plan.automatic;
   if (use_uring) mopts.transport = fuse::mount_options::transport_kind::io_uring;
   mopts.uring_poll = std::chrono::duration_cast<std::chrono::microseconds>(*uring_poll);
   mopts.kernel_read_ahead = static_cast<std::uint32_t>(*kernel_ra);
@@ -585,9 +561,9 @@ int main(int argc, char** argv) {
         metrics_server ? metrics_host + ":" + std::to_string(metrics_server->port()) : "off"},
        {"trace", tracing ? trace_output : "off"},
        {"fuse_transport", use_uring ? "io-uring" : "dev-fuse"},
-       {"passthrough_pool_bytes", *passthrough_bytes},
+       {"passthrough_pool_bytes", pool_plan.bytes},
        {"passthrough",
-        passthrough_off.empty() ? std::string("asked of the kernel") : "off: " + passthrough_off}});
+        pool_plan.off.empty() ? std::string("asked of the kernel") : "off: " + pool_plan.off}});
   // Under systemd (Type=notify) the unit becomes active only now, with the mount answering.
   sd_notifyf(0, "READY=1\nSTATUS=mounted s3://%s/%s on %s", bucket.c_str(), prefix.c_str(), mountpoint.c_str());
   pool.join();

@@ -1,7 +1,8 @@
 #pragma once
 // A training order read against the bucket's listing (a --manifest at mount, or a live hint
 // written to /.valkyrie/order): which of its keys the listing has, the order's size in whole
-// chunks for the disk tier, and its bytes (distinct, and as read: what it reads again).
+// chunks for the disk tier, and its bytes (distinct, as read: what it reads again, and in a size
+// range: what FUSE passthrough could take).
 // Checking each line with a search of the listing's tree costs a few cache misses per level:
 // 2.7 us a key at 1.28 M keys (ImageNet): 3.5 s for the order and as much again for its size.
 // So the order's distinct keys are checked in one pass:
@@ -34,10 +35,18 @@ struct listed_order {
   // Its distinct objects' bytes, and the bytes it reads (each object once per occurrence): more
   // than distinct_bytes when the order reads objects again (several epochs in one manifest).
   std::uint64_t distinct_bytes = 0, read_bytes = 0;
+  // Its distinct objects' bytes whose size lies in the caller's range (0: none asked).
+  std::uint64_t in_range_bytes = 0;
+};
+
+// Object sizes from `lo` to `hi`, both included (empty when hi is 0).
+struct size_range {
+  std::uint64_t lo = 0, hi = 0;
 };
 
 // Parses `text` (prefetch::parse_manifest's format) against `listing`. chunk_size 0: the size
 // is not computed.
-listed_order read_order(std::string_view text, const object_map& listing, std::uint64_t chunk_size);
+listed_order read_order(std::string_view text, const object_map& listing, std::uint64_t chunk_size,
+                        size_range counted = {});
 
 }  // namespace valkyrie::fs

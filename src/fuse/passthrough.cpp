@@ -74,12 +74,17 @@ std::uint64_t auto_passthrough_pool(std::uint64_t cache_bytes, std::uint64_t chu
   return pool;
 }
 
-std::string pool_costs_rereads(std::uint64_t pool_bytes, std::uint64_t cache_bytes,
-                               std::uint64_t disk_bytes, order_bytes order) {
+std::string auto_pool_off_for_order(std::uint64_t pool_bytes, std::uint64_t min_bytes,
+                                    std::uint64_t cache_bytes, std::uint64_t disk_bytes,
+                                    order_bytes order) {
+  if (pool_bytes == 0 || pool_bytes >= cache_bytes) return "";
+  if (order.passable == 0)
+    return "no object of the training order is of a size a backing file takes (" +
+           format_size(min_bytes) + " to the pool's " + format_size(pool_bytes) +
+           "): the chunk cache keeps its room";
   const std::uint64_t again = order.read > order.distinct ? order.read - order.distinct : 0;
-  if (pool_bytes == 0 || pool_bytes >= cache_bytes || again < pool_bytes) return "";
   const std::uint64_t local = cache_bytes - pool_bytes + disk_bytes;
-  if (order.distinct <= local) return "";
+  if (again < pool_bytes || order.distinct <= local) return "";
   return "the training order reads " + format_size(again) + " again of " +
          format_size(order.distinct) + " of objects, more than stays local beside a pool (" +
          format_size(local) + "): its room keeps more of them (--passthrough-pool SIZE keeps one)";

@@ -48,20 +48,24 @@ std::string passthrough_unavailable();
 // an eighth, in whole MiB; 0 when that is under 1 MiB or would leave the chunk cache fewer than
 // two chunks.
 std::uint64_t auto_passthrough_pool(std::uint64_t cache_bytes, std::uint64_t chunk_bytes);
-// A known training order's bytes (a --manifest's): its objects once each, and as it reads them.
+// A known training order's bytes (a --manifest's): its objects once each, as it reads them, and
+// those of a size a backing file takes (min_bytes to the pool's size).
 struct order_bytes {
-  std::uint64_t distinct = 0, read = 0;
+  std::uint64_t distinct = 0, read = 0, passable = 0;
 };
 // Why --passthrough-pool auto turns a pool of `pool_bytes` off for this order, or "" to keep it.
-// The pool is part of --cache-size, and the file being read sits whole in it (the kernel reads
-// it with no request: the daemon never learns how far it got, so gives back nothing as it goes).
-// So when an order reads its objects again and they outgrow what stays local (the chunk cache
-// beside the pool, plus the disk tier's `disk_bytes`), the pool costs one file kept per pass:
-// every pass then fetches that much more from S3 (epochs over twice the cache: 0.38 of the bytes
-// without S3 against 0.50 with no pool, docs/benchmarks.md). The pool goes when the order reads
-// again at least the pool's size, so a stray repeated line does not turn it off.
-std::string pool_costs_rereads(std::uint64_t pool_bytes, std::uint64_t cache_bytes,
-                               std::uint64_t disk_bytes, order_bytes order);
+// The pool is part of --cache-size, so its room is the chunk cache's loss, and it pays only for
+// objects it can take: with none in the order (small objects, all under min_bytes), it goes.
+// And the file being read sits whole in it (the kernel reads it with no request: the daemon
+// never learns how far it got, so gives back nothing as it goes). So when an order reads its
+// objects again and they outgrow what stays local (the chunk cache beside the pool, plus the
+// disk tier's `disk_bytes`), the pool costs one file kept per pass: every pass then fetches that
+// much more from S3 (epochs over twice the cache: 0.38 of the bytes without S3 against 0.50 with
+// no pool, docs/benchmarks.md). It goes then when the order reads again at least the pool's
+// size, so that a stray repeated line does not turn it off.
+std::string auto_pool_off_for_order(std::uint64_t pool_bytes, std::uint64_t min_bytes,
+                                    std::uint64_t cache_bytes, std::uint64_t disk_bytes,
+                                    order_bytes order);
 
 // How backing files are registered with the kernel: /dev/fuse's ioctls (dev_fuse_backing), or a
 // unit test's stand-in.

@@ -36,6 +36,8 @@ TEST_CASE("read_order: every key listed, repeats kept in order but sized once, b
     CHECK(r.chunk_bytes == 3 * chunks_of(1500, chunk));
     CHECK(r.distinct_bytes == 1502 + 1500 + 1501);
     CHECK(r.read_bytes == 2 * 1502 + 1500 + 1501);             // (d/f2 twice)
+    CHECK(r.in_range_bytes == 0);                              // (no range asked)
+    CHECK(read_order("d/f2\nd/f0\nd/f1\n", listing, 0, {1501, 1502}).in_range_bytes == 1501 + 1502);
     CHECK(read_order("d/f1\n", listing, 0).chunk_bytes == 0);  // (not asked)
   }
 }

@@ -6,7 +6,7 @@
 # opens, prepared ahead for the next file, never for objects under 1 MiB or over the pool, and
 # never while the same file is open through the page cache (the kernel would fail that open).
 # --passthrough-pool auto: an eighth of the cache, none for an order that reads again more than
-# stays local.
+# stays local or that has no object a backing file takes.
 # Exit 77 without /dev/fuse or root, or where the kernel does not grant passthrough (< 6.9).
 set -euo pipefail
 [[ -c /dev/fuse && $(id -u) == 0 ]] || { echo "no /dev/fuse or not root: skipped"; exit 77; }
@@ -175,13 +175,13 @@ pass "by default an eighth of --cache-size is the pool, and a cached object is p
 umount "$mnt"; expect_daemon_gone
 
 # auto with a --manifest that reads its objects again over more than the chunk cache holds
-# beside the pool (32 MiB of 1 MiB chunks twice; a 16 MiB cache: a 2 MiB pool would leave 14):
+# beside the pool (32 MiB of 1 MiB chunks twice; a 32 MiB cache: a 4 MiB pool would leave 28):
 # the pool's room goes to the chunk cache, and the mount line says why. One pass keeps the pool.
 for k in 0 1 2 3; do echo "big/shard_00000$k.tar"; done >"$tmp/once.txt"
 echo "huge/shard_000000.tar" >>"$tmp/once.txt"
 cat "$tmp/once.txt" "$tmp/once.txt" >"$tmp/twice.txt"
 : >"$tmp/daemon.err"
-VALKYRIE_LOG_LEVEL=info VALKYRIE_PASSTHROUGH_POOL= start_valkyrie data "$url" --cache-size 16MiB \
+VALKYRIE_LOG_LEVEL=info VALKYRIE_PASSTHROUGH_POOL= start_valkyrie data "$url" --cache-size 32MiB \
   --chunk-size 1MiB --manifest "$tmp/twice.txt"
 grep -q '"passthrough":"off: the training order reads 32.0 MiB again of 32.0 MiB of objects' "$tmp/daemon.err" ||
   { cat "$tmp/daemon.err"; fail "an order read twice over twice the cache kept the pool"; }
@@ -191,11 +191,21 @@ verify huge/shard_000000.tar
 pass "auto, an order read twice over more than the cache: no pool, bytes exact"
 umount "$mnt"; expect_daemon_gone
 : >"$tmp/daemon.err"
-VALKYRIE_LOG_LEVEL=info VALKYRIE_PASSTHROUGH_POOL= start_valkyrie data "$url" --cache-size 16MiB \
+VALKYRIE_LOG_LEVEL=info VALKYRIE_PASSTHROUGH_POOL= start_valkyrie data "$url" --cache-size 32MiB \
   --chunk-size 1MiB --manifest "$tmp/once.txt"
-grep -q '"passthrough_pool_bytes":2097152' "$tmp/daemon.err" || { cat "$tmp/daemon.err"; fail "one pass lost the pool"; }
+grep -q '"passthrough_pool_bytes":4194304' "$tmp/daemon.err" || { cat "$tmp/daemon.err"; fail "one pass lost the pool"; }
 grep -q '"passthrough":"asked of the kernel"' "$tmp/daemon.err" || { cat "$tmp/daemon.err"; fail "one pass: passthrough not asked"; }
-pass "auto, the same order read once: the pool stays (2 MiB of 16)"
+pass "auto, the same order read once: the pool stays (4 MiB of 32)"
+umount "$mnt"; expect_daemon_gone
+# auto with a --manifest of objects no backing file takes (all under 1 MiB): no pool either.
+printf 'small/shard_000000.tar\nsmall/shard_000001.tar\n' >"$tmp/small.txt"
+: >"$tmp/daemon.err"
+VALKYRIE_LOG_LEVEL=info VALKYRIE_PASSTHROUGH_POOL= start_valkyrie data "$url" --cache-size 256MiB \
+  --manifest "$tmp/small.txt"
+grep -q '"passthrough":"off: no object of the training order is of a size a backing file takes' "$tmp/daemon.err" ||
+  { cat "$tmp/daemon.err"; fail "an order of small objects kept the pool"; }
+verify small/shard_000001.tar
+pass "auto, an order of objects under 1 MiB: no pool, bytes exact"
 umount "$mnt"; expect_daemon_gone
 
 # --passthrough-pool 0: nothing asks the kernel for passthrough (on /dev/fuse, libfuse reads the

@@ -172,20 +172,36 @@ TEST_CASE("auto pool: an eighth of the cache in whole MiB, leaving the chunk cac
 
 TEST_CASE("auto pool: off for an order that reads again more than stays local") {
   const std::uint64_t cache = 512 * mib, pool = 64 * mib, dataset = 1024 * mib;
+  auto off = [&](std::uint64_t distinct, std::uint64_t read, std::uint64_t disk = 0) {
+    return fuse::auto_pool_off_for_order(pool, mib, cache, disk, {distinct, read, distinct});
+  };
   // Three epochs over twice the cache (valkyrie-bench's epochs): off, and the reason says why.
-  auto why = fuse::pool_costs_rereads(pool, cache, 0, {dataset, 3 * dataset});
+  auto why = off(dataset, 3 * dataset);
   CHECK(why.find("reads 2.0 GiB again of 1.0 GiB") != std::string::npos);
   CHECK(why.find("(448.0 MiB)") != std::string::npos);
   // One pass (the training loop over four times the cache): nothing is read again, kept.
-  CHECK(fuse::pool_costs_rereads(pool, cache, 0, {4 * dataset, 4 * dataset}).empty());
+  CHECK(off(4 * dataset, 4 * dataset).empty());
   // Read again, but it all stays local beside the pool: in memory, or with the disk tier.
-  CHECK(fuse::pool_costs_rereads(pool, cache, 0, {448 * mib, 3 * 448 * mib}).empty());
-  CHECK(!fuse::pool_costs_rereads(pool, cache, 0, {449 * mib, 3 * 449 * mib}).empty());
-  CHECK(fuse::pool_costs_rereads(pool, cache, 1024 * mib, {dataset, 3 * dataset}).empty());
+  CHECK(off(448 * mib, 3 * 448 * mib).empty());
+  CHECK(!off(449 * mib, 3 * 449 * mib).empty());
+  CHECK(off(dataset, 3 * dataset, 1024 * mib).empty());
   // A few lines read twice: less again than the pool's room, which could not save more; kept.
-  CHECK(fuse::pool_costs_rereads(pool, cache, 0, {dataset, dataset + pool - 1}).empty());
-  CHECK(!fuse::pool_costs_rereads(pool, cache, 0, {dataset, dataset + pool}).empty());
-  CHECK(fuse::pool_costs_rereads(0, cache, 0, {dataset, 3 * dataset}).empty());  // (no pool)
+  CHECK(off(dataset, dataset + pool - 1).empty());
+  CHECK(!off(dataset, dataset + pool).empty());
+  CHECK(fuse::auto_pool_off_for_order(0, mib, cache, 0, {dataset, 3 * dataset, dataset}).empty());
+}
+
+TEST_CASE("auto pool: off for an order with no object a backing file takes (small objects)") {
+  const std::uint64_t cache = 2048 * mib, pool = 256 * mib;
+  // 20,000 objects of 110 KiB, one pass: none is 1 MiB to the pool's size.
+  auto why = fuse::auto_pool_off_for_order(
+      pool, mib, cache, 0,
+      {std::uint64_t{20000} * 110 * 1024, std::uint64_t{20000} * 110 * 1024, 0});
+  CHECK(why.find("no object of the training order") != std::string::npos);
+  CHECK(why.find("(1.0 MiB to the pool's 256.0 MiB)") != std::string::npos);
+  // One object it takes is enough to keep it.
+  CHECK(
+      fuse::auto_pool_off_for_order(pool, mib, cache, 0, {100 * mib, 100 * mib, 4 * mib}).empty());
 }
 
 }  // namespace test_passthrough_files
