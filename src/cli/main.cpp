@@ -463,6 +463,7 @@ int main(int argc, char** argv) {
   mopts.drop_behind = *drop_behind_bytes;
   mopts.passthrough_pool = pool_plan.bytes;
   mopts.passthrough_auto = pool_plan.automatic;
+  mopts.own_decoder = pool_plan.own_decoder;
   if (use_uring) mopts.transport = fuse::mount_options::transport_kind::io_uring;
   mopts.uring_poll = std::chrono::duration_cast<std::chrono::microseconds>(*uring_poll);
   mopts.kernel_read_ahead = static_cast<std::uint32_t>(*kernel_ra);

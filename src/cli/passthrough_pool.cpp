@@ -46,7 +46,9 @@ void fit_pool_to_order(passthrough_pool_plan& plan, std::uint64_t cache_bytes,
   plan.off =
       fuse::auto_pool_off_for_order(plan.bytes, plan.takes().lo, cache_bytes, disk_bytes,
                                     {order.distinct_bytes, order.read_bytes, order.in_range_bytes});
-  if (!plan.off.empty()) plan.bytes = 0;
+  if (plan.off.empty()) return;
+  plan.bytes = 0;
+  plan.own_decoder = true;
 }
 
 }  // namespace valkyrie::cli

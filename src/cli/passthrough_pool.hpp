@@ -15,6 +15,9 @@ struct passthrough_pool_plan {
   bool automatic = false;  // --passthrough-pool auto
   std::uint64_t bytes = 0;
   std::string off;  // why there is no pool ("" when there is one)
+  // auto had a pool that the order turned off: the requests still go to the own decoder
+  // (fuse::mount_options::own_decoder).
+  bool own_decoder = false;
   // What an order's sizes are counted against (read_order): the objects a backing file takes.
   fs::size_range takes() const;
 };

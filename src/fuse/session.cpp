@@ -161,7 +161,8 @@ void session::start() {
         asio::co_spawn(ex, prepare_backing(this, pt, std::move(object)), asio::detached);
     });
   }
-  if (opts_.transport == mount_options::transport_kind::io_uring || opts_.passthrough_pool > 0) {
+  if (opts_.transport == mount_options::transport_kind::io_uring || opts_.passthrough_pool > 0 ||
+      opts_.own_decoder) {
     const bool rings = opts_.transport == mount_options::transport_kind::io_uring;
     uring_ = std::make_unique<uring_transport>(*this, fuse_session_fd(se_), rings,
                                                [this] { loop_ended(); });
