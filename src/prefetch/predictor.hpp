@@ -90,10 +90,11 @@ class predictor {
   static constexpr std::size_t npos = ~std::size_t{0};
   // The first `count` keys of the order (what to warm up at mount time).
   std::vector<std::string> first(unsigned count) const;
-  // Calls f(key) once for each key of the order, however often it occurs (in no set order).
+  // Calls f(key, occurrences) once for each key of the order, with how often it occurs (in no
+  // set order).
   template <class F>
   void for_each_distinct_key(F&& f) const {
-    for (const auto& entry : positions_) f(entry.first);
+    for (const auto& entry : positions_) f(entry.first, entry.second.size());
   }
   // How far in the future chunk `chunk` of `key` will be read, for eviction: the number of
   // order positions from the cursor to the key's next occurrence (the order repeats, as epochs

@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
         text, [&listing](const std::string& k) { return listing.count(k) > 0; });
     prefetch::predictor order(std::move(m.order));
     std::uint64_t tree_bytes = 0;
-    order.for_each_distinct_key([&](const std::string& k) {
+    order.for_each_distinct_key([&](const std::string& k, std::size_t) {
       if (auto it = listing.find(k); it != listing.end())
         tree_bytes += (it->second.size + chunk - 1) / chunk * chunk;
     });
