@@ -90,7 +90,8 @@ int main(int argc, char** argv) {
   std::string retry_timeout = "5m", metadata_retry_timeout = "5m";
   std::string metrics_addr = "127.0.0.1:9090", log_format = "json", trace_output, trace_max_size = "64MiB";
   std::string log_file, fuse_transport = "auto", fuse_uring_poll = "30us", drop_behind = "32MiB",
-                        passthrough_pool = "auto", cache_backing = "background";
+                        passthrough_pool = "auto", cache_backing = "background",
+                        direct_io_above = "auto";
   s3::client_setup setup;
   unsigned workers = 256, threads = 0, metrics_port = 0;
   bool foreground = false, allow_other = false, anonymous = false, no_metrics = false, tracing = false,
@@ -153,6 +154,10 @@ int main(int argc, char** argv) {
       "a file read in sequence keeps only this much behind its reader in the kernel's page cache "
       "(at least twice --kernel-read-ahead; the chunk cache keeps the data; 0: the page cache "
       "keeps everything until the kernel needs the memory)");
+  app.add_option("--direct-io-above", direct_io_above,
+                 "files larger than this skip the kernel page cache (FOPEN_DIRECT_IO; shared mmap "
+                 "still works on Linux >= 6.6); auto: those drop-behind would drop pages of "
+                 "(5/4 of --drop-behind; off with --drop-behind 0); off: none");
   app.add_option("--passthrough-pool", passthrough_pool,
                  "FUSE passthrough (Linux >= 6.9, CAP_SYS_ADMIN): an object of at least 1 MiB is "
                  "copied from the cache into a backing file (ahead of its open when fetched whole, "
@@ -247,6 +252,19 @@ int main(int argc, char** argv) {
   auto drop_behind_bytes = parse_size(drop_behind);
   if (!drop_behind_bytes || (*drop_behind_bytes != 0 && *drop_behind_bytes < (1u << 20)))
     usage_error("bad --drop-behind '" + drop_behind + "' (0, or at least 1MiB, e.g. 32MiB)");
+  std::optional<std::uint64_t> direct_io_above_bytes;  // (unset: no file by its size)
+  if (direct_io_above == "auto" && *drop_behind_bytes > 0) {
+    direct_io_above_bytes = fuse::drop_behind::params::for_mount(
+                                *drop_behind_bytes, static_cast<std::uint32_t>(*kernel_ra),
+                                fuse::mount_options{}.max_read)
+                                .reach();
+  } else if (direct_io_above != "auto" && direct_io_above != "off") {
+    auto above = parse_size(direct_io_above);
+    if (!above)
+      usage_error("bad --direct-io-above '" + direct_io_above +
+                  "' (a size, e.g. 64MiB, auto or off)");
+    direct_io_above_bytes = *above;
+  }
   std::string bad_pool;
   auto pool_plan = cli::plan_passthrough_pool(passthrough_pool, direct_io, *cache_bytes,
                                               *chunk_bytes, cache_size, bad_pool);
@@ -461,6 +479,7 @@ int main(int argc, char** argv) {
   mopts.kernel_read_only = no_control_files;
   mopts.direct_io = direct_io;
   mopts.drop_behind = *drop_behind_bytes;
+  if (!direct_io) mopts.direct_io_above = direct_io_above_bytes;
   mopts.passthrough_pool = pool_plan.bytes;
   mopts.passthrough_auto = pool_plan.automatic;
   mopts.own_decoder = pool_plan.own_decoder;
@@ -563,6 +582,9 @@ int main(int argc, char** argv) {
        {"trace", tracing ? trace_output : "off"},
        {"fuse_transport", use_uring ? "io-uring" : "dev-fuse"},
        {"passthrough_pool_bytes", pool_plan.bytes},
+       {"direct_io", direct_io               ? std::string("every file")
+                     : direct_io_above_bytes ? "files above " + format_size(*direct_io_above_bytes)
+                                             : std::string("off")},
        {"passthrough",
         pool_plan.off.empty() ? std::string("asked of the kernel") : "off: " + pool_plan.off}});
   // Under systemd (Type=notify) the unit becomes active only now, with the mount answering.

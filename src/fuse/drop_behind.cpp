@@ -4,6 +4,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "core/log.hpp"
@@ -26,6 +27,16 @@ metrics::counter& dropped_bytes() {
 }
 
 }  // namespace
+
+drop_behind::params drop_behind::params::for_mount(std::uint64_t keep_bytes,
+                                                   std::uint32_t kernel_read_ahead,
+                                                   std::uint32_t max_read) {
+  params p;
+  p.keep = std::max<std::uint64_t>(keep_bytes, 2ull * kernel_read_ahead);
+  p.step = std::max<std::uint64_t>(p.keep / 4, 1 << 20);
+  p.slack = std::max<std::uint64_t>(p.keep / 2, 4ull * max_read);
+  return p;
+}
 
 std::optional<drop_behind::range> drop_behind::stream::advance(std::uint64_t offset,
                                                                std::uint64_t size,

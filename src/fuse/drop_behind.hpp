@@ -36,6 +36,12 @@ class drop_behind {
     std::uint64_t step = 8 << 20;   // bytes dropped at a time (one notification)
     // how far past the front a read may start and still continue it
     std::uint64_t slack = 16 << 20;
+    // A stream shorter than this never drops anything.
+    std::uint64_t reach() const { return keep + step; }
+    // For --drop-behind `keep_bytes` (> 0) on a mount with this read-ahead and max_read.
+    static params for_mount(std::uint64_t keep_bytes, std::uint32_t kernel_read_ahead,
+                            std::uint32_t max_read);
+    bool operator==(const params&) const = default;
   };
   struct range {
     std::uint64_t offset = 0, length = 0;

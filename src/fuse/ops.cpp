@@ -15,6 +15,7 @@
 
 #include "core/errors.hpp"
 #include "core/log.hpp"
+#include "core/metrics.hpp"
 #include "core/trace.hpp"
 #include "fuse/dir_stream.hpp"
 #include "fuse/passthrough.hpp"
@@ -43,13 +44,22 @@ fuse_entry_param entry_of(session* s, const fs::attributes& a) {
 }
 
 using file_holder = std::shared_ptr<fs::open_file>;
-// An open file's fh: the file, its stream for the page cache's drop-behind, and how the
-// passthrough files (when on) counted its open.
+// An open file's fh: the file, its stream for the page cache's drop-behind (not for a direct
+// one: it has no pages), and how the passthrough files (when on) counted its open.
 struct file_handle {
   file_holder file;
   drop_behind::stream pages;
   enum class counted { no, page_cache, passthrough } open_kind = counted::no;
+  bool direct = false;  // opened with FOPEN_DIRECT_IO
 };
+
+metrics::counter& direct_io_opens() {
+  static auto& c = metrics::registry::global().get_counter(
+      "valkyrie_fuse_direct_io_opens_total",
+      "Opens answered with FOPEN_DIRECT_IO (--direct-io, or a file above --direct-io-above): "
+      "their reads skip the kernel's page cache");
+  return c;
+}
 
 void uncount_open(session* s, fuse_ino_t ino, file_handle::counted kind) {
   auto* pt = s->passthrough();
@@ -190,15 +200,19 @@ awaitable<void> do_open(session* s, pending_ptr p, fuse_ino_t ino, fuse_file_inf
     co_return;
   }
   fi.keep_cache = (*r)->keep_cache ? 1 : 0;
-  fi.direct_io = s->options().direct_io ? 1 : 0;
+  // (A file open through passthrough is read by the kernel from its backing file: never direct.
+  // A direct open still counts as a page-cache one there: a shared mapping of it is cached.)
+  const bool direct = backing_id < 0 && s->direct_io_for((*r)->size);
+  fi.direct_io = direct ? 1 : 0;
   fi.noflush = 1;  // read-only data: nothing to flush, so close() sends no FLUSH request
-  fi.fh = s->handles().adopt(new file_handle{*r, {}, kind});
+  fi.fh = s->handles().adopt(new file_handle{*r, {}, kind, direct});
   const bool taken =
       backing_id >= 0 ? req->reply_open_passthrough(fi, backing_id) : req->reply_open(fi);
   if (!taken) {  // interrupted
     uncount_open(s, ino, kind);
     s->handles().release<file_handle>(fi.fh);
-  }
+  } else if (direct)
+    direct_io_opens().add();
 }
 
 awaitable<void> do_read(session* s, pending_ptr p, file_holder file, size_t size, off_t off,
@@ -295,7 +309,8 @@ void op_read(request_ptr req, fuse_ino_t ino, size_t size, off_t off, fuse_file_
   }
   trace::span span("fuse.read", "fuse");
   auto* h = handle_table::get<file_handle>(fi->fh);
-  if (auto* d = s->page_dropper()) d->on_read(h->pages, ino, static_cast<std::uint64_t>(off), size);
+  if (auto* d = s->page_dropper(); d && !h->direct)
+    d->on_read(h->pages, ino, static_cast<std::uint64_t>(off), size);
   auto file = h->file;
   if (span.active())
     span.add({"ino", std::uint64_t{ino}})

@@ -148,11 +148,9 @@ void session::start() {
   started_ = true;
   loops_running_ = pool_.size();
   if (opts_.drop_behind > 0 && !opts_.direct_io) {
-    drop_behind::params p;
-    p.keep = std::max<std::uint64_t>(opts_.drop_behind, 2ull * opts_.kernel_read_ahead);
-    p.step = std::max<std::uint64_t>(p.keep / 4, 1 << 20);
-    p.slack = std::max<std::uint64_t>(p.keep / 2, 4ull * opts_.max_read);
-    drop_behind_ = std::make_unique<drop_behind>(fuse_session_fd(se_), p);
+    drop_behind_ = std::make_unique<drop_behind>(
+        fuse_session_fd(se_),
+        drop_behind::params::for_mount(opts_.drop_behind, opts_.kernel_read_ahead, opts_.max_read));
   }
   if (opts_.passthrough_pool > 0) {
     // (Before the reactors run: the prefetches call it from any of them.)
@@ -161,8 +159,9 @@ void session::start() {
         asio::co_spawn(ex, prepare_backing(this, pt, std::move(object)), asio::detached);
     });
   }
+  // (libfuse 3.14 cannot ask for shared mmap of direct files: direct I/O needs the own decoder)
   if (opts_.transport == mount_options::transport_kind::io_uring || opts_.passthrough_pool > 0 ||
-      opts_.own_decoder) {
+      opts_.own_decoder || opts_.direct_io || opts_.direct_io_above) {
     const bool rings = opts_.transport == mount_options::transport_kind::io_uring;
     uring_ = std::make_unique<uring_transport>(*this, fuse_session_fd(se_), rings,
                                                [this] { loop_ended(); });

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <vector>
@@ -53,6 +54,13 @@ struct mount_options {
   // Files opened with FOPEN_DIRECT_IO: reads bypass the kernel page cache and arrive at the
   // reader's own size (up to max_read), answered from the chunk cache; no mmap.
   bool direct_io = false;
+  // Files larger than this that no backing file serves are opened with FOPEN_DIRECT_IO, where
+  // the kernel agrees to map such files shared (FUSE_DIRECT_IO_ALLOW_MMAP, Linux >= 6.6; the
+  // daemon's own decoder asks, libfuse 3.14 cannot). Why: a stream through such a file would
+  // fill the page cache only for drop-behind to free it again, a copy and a page allocated and
+  // freed per 4 KiB; direct, the kernel copies each reply straight into the reader's buffer.
+  // Unset: never (a file is then direct only with direct_io).
+  std::optional<std::uint64_t> direct_io_above;
   // Drop-behind (drop_behind.hpp): a file read in sequence keeps this many bytes behind its
   // reader in the kernel's page cache (at least twice kernel_read_ahead); 0 keeps all, as the
   // kernel decides. Nothing to do with direct_io.
@@ -115,6 +123,13 @@ class session {
   passthrough_files* passthrough() { return passthrough_.load(std::memory_order_acquire); }
   // From the INIT reply's transport, before any other request: the kernel agreed to passthrough.
   void enable_passthrough();
+  // Likewise: the kernel agreed to shared mmap of files opened with FOPEN_DIRECT_IO.
+  void allow_direct_io_mmap() { direct_io_mmap_.store(true, std::memory_order_release); }
+  // Whether an open of a file of `size` bytes that no backing file serves is direct.
+  bool direct_io_for(std::uint64_t size) const {
+    return opts_.direct_io || (opts_.direct_io_above && size > *opts_.direct_io_above &&
+                               direct_io_mmap_.load(std::memory_order_acquire));
+  }
   // True until the session is destroyed (held by requests that may outlive it).
   std::shared_ptr<const std::atomic<bool>> alive() const { return alive_; }
 
@@ -136,6 +151,7 @@ class session {
   std::unique_ptr<fuse::drop_behind> drop_behind_;
   std::unique_ptr<passthrough_files> passthrough_owner_;
   std::atomic<passthrough_files*> passthrough_{nullptr};
+  std::atomic<bool> direct_io_mmap_{false};
   std::shared_ptr<std::atomic<bool>> alive_ = std::make_shared<std::atomic<bool>>(true);
   handle_table handles_;
 };

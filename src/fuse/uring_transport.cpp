@@ -370,6 +370,13 @@ void uring_transport::on_init(const request_parts& r, reply_sink& sink) {
   // Before the reply: the kernel may send the first OPEN to another reactor at once.
   const bool passthrough = (std::uint64_t{out.flags2} << 32) & passthrough_abi::init_flag;
   if (passthrough) session_.enable_passthrough();
+  if ((std::uint64_t{out.flags2} << 32) & direct_io_allow_mmap_flag)
+    session_.allow_direct_io_mmap();
+  else if (o.direct_io_above)
+    log::event("fuse", spdlog::level::info,
+               "the kernel cannot map files opened for direct I/O shared (Linux >= 6.6): big "
+               "files are read through the page cache",
+               {{"protocol_minor", std::uint64_t{in.minor}}});
   if (o.passthrough_pool > 0)
     log::event(
         "fuse", passthrough || o.passthrough_auto ? spdlog::level::info : spdlog::level::warn,

@@ -239,6 +239,7 @@ fuse_init_out init_reply(const fuse_init_in& in, std::size_t in_size, const moun
                        FUSE_AUTO_INVAL_DATA | FUSE_DO_READDIRPLUS | FUSE_READDIRPLUS_AUTO |
                        FUSE_ASYNC_DIO | FUSE_PARALLEL_DIROPS | FUSE_MAX_PAGES | FUSE_INIT_EXT;
   if (over_io_uring) want |= fuse_over_io_uring_flag;
+  if (o.direct_io || o.direct_io_above) want |= direct_io_allow_mmap_flag;
   if (o.passthrough_pool > 0 && in.minor >= passthrough_abi::min_minor)
     want |= passthrough_abi::init_flag;
   want &= kernel;

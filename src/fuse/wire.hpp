@@ -72,11 +72,15 @@ bool split(std::span<const char> buf, request_parts& out);
 
 // The INIT reply for the kernel's INIT: our flags (ASYNC_READ, READDIRPLUS, ATOMIC_O_TRUNC, ...,
 // FUSE_OVER_IO_URING when `over_io_uring`, FUSE_PASSTHROUGH with max_stack_depth 1 when
-// o.passthrough_pool) masked by the kernel's, the sizes from `o`.
+// o.passthrough_pool, FUSE_DIRECT_IO_ALLOW_MMAP with o.direct_io or o.direct_io_above) masked by
+// the kernel's, the sizes from `o`.
 // Protocol minor: the kernel's, at most 42 (FUSE over io_uring needs 42, passthrough 40).
 fuse_init_out init_reply(const fuse_init_in& in, std::size_t in_size, const mount_options& o,
                          bool over_io_uring);
 constexpr std::uint64_t fuse_over_io_uring_flag = 1ull << 41;  // flags2 bit 9 (7.42)
+// FUSE_DIRECT_IO_ALLOW_MMAP (7.39; Debian 12's header has 7.38): files opened with
+// FOPEN_DIRECT_IO may still be mapped shared (the kernel then caches their mapped pages).
+constexpr std::uint64_t direct_io_allow_mmap_flag = 1ull << 36;  // flags2 bit 4
 
 class dispatcher {
  public:

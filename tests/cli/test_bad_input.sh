@@ -47,6 +47,7 @@ expect 2 "bad --passthrough-pool 'some'" -- "$v" "${good[@]}" --passthrough-pool
 expect 2 "--passthrough-pool 600MiB is part of --cache-size 1GiB: at most half" -- "$v" "${good[@]}" \
   --cache-size 1GiB --passthrough-pool 600MiB
 expect 2 "--passthrough-pool and --direct-io exclude" -- "$v" "${good[@]}" --passthrough-pool 64MiB --direct-io
+expect 2 "bad --direct-io-above 'lots'" -- "$v" "${good[@]}" --direct-io-above lots
 expect 2 "bad --prefetch-share '150%'" -- "$v" "${good[@]}" --prefetch-share 150%
 expect 2 "--express-session: maybe not in \{auto,on,off\}" -- "$v" "${good[@]}" --express-session maybe
 expect 2 "--shared-cache-\* options need --shared-cache" -- "$v" "${good[@]}" --shared-cache-express-session on

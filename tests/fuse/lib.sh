@@ -44,14 +44,16 @@ start_sim() {
 # waits for the mount. Metrics go to a free port (tests run in parallel) unless
 # VALKYRIE_METRICS_ADDR says otherwise; metrics_port reads it back from the log.
 # VALKYRIE_FUSE_TRANSPORT (io-uring, dev-fuse, auto) picks the FUSE transport (default: dev-fuse);
-# VALKYRIE_PASSTHROUGH_POOL, when set, is passed as --passthrough-pool (the default: auto).
+# VALKYRIE_PASSTHROUGH_POOL, when set, is passed as --passthrough-pool (the default: auto), and
+# VALKYRIE_DIRECT_IO_ABOVE as --direct-io-above.
 start_valkyrie() {
   local bucket=$1 url=$2
   shift 2
   "$BUILD_ROOT/src/cli/valkyrie" --mount "$mnt" --bucket "$bucket" --endpoint "$url" --foreground \
     --log-level "${VALKYRIE_LOG_LEVEL:-warn}" --metrics-addr "${VALKYRIE_METRICS_ADDR:-127.0.0.1:0}" \
     --fuse-transport "${VALKYRIE_FUSE_TRANSPORT:-dev-fuse}" \
-    ${VALKYRIE_PASSTHROUGH_POOL:+--passthrough-pool "$VALKYRIE_PASSTHROUGH_POOL"} "$@" 2>>"$tmp/daemon.err" &
+    ${VALKYRIE_PASSTHROUGH_POOL:+--passthrough-pool "$VALKYRIE_PASSTHROUGH_POOL"} \
+    ${VALKYRIE_DIRECT_IO_ABOVE:+--direct-io-above "$VALKYRIE_DIRECT_IO_ABOVE"} "$@" 2>>"$tmp/daemon.err" &
   daemon_pid=$! daemon_metrics_port=
   wait_until 5 mountpoint -q "$mnt" && return 0
   cat "$tmp/daemon.err" >&2

@@ -45,6 +45,22 @@ TEST_CASE("a sequential reader drops one step at a time, keeping `keep` behind i
   CHECK(r.back().offset + r.back().length == 96 * MiB);
 }
 
+TEST_CASE("a mount's parameters: keep at least two read-aheads; reach is where dropping begins") {
+  auto p = drop_behind::params::for_mount(32 * MiB, 4 * MiB, MiB);  // the defaults
+  CHECK(p == params());
+  CHECK(p.reach() == 40 * MiB);  // --direct-io-above auto: 40 MiB, the file streamed above
+  drop_behind::stream s;
+  CHECK(read_through(s, 0, p.reach() - MiB).empty());
+  auto wide = drop_behind::params::for_mount(32 * MiB, 32 * MiB, MiB);
+  CHECK(wide.keep == 64 * MiB);
+  CHECK(wide.step == 16 * MiB);
+  CHECK(wide.slack == 32 * MiB);
+  CHECK(wide.reach() == 80 * MiB);
+  auto small = drop_behind::params::for_mount(MiB, 0, MiB);
+  CHECK(small.step == MiB);       // at least 1 MiB a step
+  CHECK(small.slack == 4 * MiB);  // at least four max_read requests
+}
+
 TEST_CASE("read-ahead requests arriving out of order continue the stream") {
   drop_behind::stream s;
   std::vector<range> dropped;

@@ -208,8 +208,8 @@ verify small/shard_000001.tar
 pass "auto, an order of objects under 1 MiB: no pool, bytes exact"
 umount "$mnt"; expect_daemon_gone
 
-# --passthrough-pool 0: nothing asks the kernel for passthrough (on /dev/fuse, libfuse reads the
-# requests).
+# --passthrough-pool 0: nothing asks the kernel for passthrough (on /dev/fuse; the own decoder
+# reads the requests, as direct I/O above 40 MiB needs: mount-sim-libfuse covers libfuse's loop).
 : >"$tmp/daemon.err"
 VALKYRIE_LOG_LEVEL=info start_valkyrie data "$url" --cache-size 256MiB --passthrough-pool 0
 verify big/shard_000002.tar

@@ -19,7 +19,12 @@
 #    kernel's page cache (mincore), its last 16 MiB among them (at least half: the kernel may
 #    reclaim some), and the daemon dropped 64 to 96 MiB of each (its metric); a reader of a cold
 #    128 MiB object that seeks back over dropped pages reads the reference's bytes; with
-#    --drop-behind 0 a whole read object stays cached.
+#    --drop-behind 0 a whole read object stays cached. (These mounts pass --direct-io-above off:
+#    by default a 128 MiB file, above drop-behind's 40 MiB reach, skips the page cache.)
+# 6. Direct I/O above drop-behind's reach (the default): two 128 MiB files read at once are exact,
+#    their opens were direct (the metric), nothing of them is in the page cache and nothing was
+#    dropped; a shared mmap of one maps the reference's bytes (FUSE_DIRECT_IO_ALLOW_MMAP). The
+#    110 KiB objects of 1. were not opened direct.
 # Exit 77 without /dev/fuse or root.
 set -euo pipefail
 [[ -c /dev/fuse && $(id -u) == 0 ]] || { echo "no /dev/fuse or not root: skipped"; exit 77; }
@@ -81,6 +86,8 @@ gets=$(sim_stat get)
 lookups=$(($(metric valkyrie_cache_lookups_total) - lookups0)) hits=$(($(metric valkyrie_cache_hits_total) - hits0))
 ((lookups > 0 && hits * 100 >= lookups * 80)) ||
   fail "small objects in manifest order: $hits of $lookups cache lookups were hits (need >= 80%): the readers waited for S3 instead of finding prefetched objects"
+direct=$(metric valkyrie_fuse_direct_io_opens_total)  # (not exported before its first count)
+((${direct:-0} == 0)) || fail "110 KiB objects were opened for direct I/O (the default is above 40 MiB)"
 pass "1000 x 110 KiB, 8 readers in manifest order: bytes exact, ${small_ms} ms ($((1000 * 1000 / small_ms)) files/s), $gets GETs, $hits of $lookups lookups hits"
 
 # --- 2. the cache holds them all (memory by size): a second pass sends no GET ---
@@ -140,7 +147,7 @@ for i in 0 1 2 3; do
   sha256sum <"$tmp/seq.ref" >"$tmp/seq.$i.sha"
 done
 rm -f "$tmp/seq.ref"
-start_valkyrie data "$url" --prefix seq/ --cache-size 256MiB
+start_valkyrie data "$url" --prefix seq/ --cache-size 256MiB --direct-io-above off
 port=$(metrics_port)
 settle
 pids=()
@@ -198,11 +205,42 @@ sha256sum <"$mnt/shard_000000.tar" >"$tmp/seq.0.again"  # over the dropped pages
 cmp -s "$tmp/seq.0.sha" "$tmp/seq.0.again" || fail "drop-behind: seq/shard_000000.tar read again over its dropped pages differs from the reference"
 pass "drop-behind: each 128 MiB file read in sequence keeps <= 48 MiB in the page cache (of its last 16 MiB: ${tails[*]} MiB); $((dropped >> 20)) MiB dropped, none within 32 MiB of a reader; a second read is exact"
 umount "$mnt"; expect_daemon_gone
-start_valkyrie data "$url" --prefix seq/ --cache-size 256MiB --drop-behind 0
+start_valkyrie data "$url" --prefix seq/ --cache-size 256MiB --drop-behind 0 --direct-io-above off
 sha256sum <"$mnt/shard_000001.tar" >"$tmp/seq.1.got"
 cmp -s "$tmp/seq.1.sha" "$tmp/seq.1.got" || fail "--drop-behind 0: seq/shard_000001.tar differs from the reference"
 all=$(resident "$mnt/shard_000001.tar" 0)
 ((all >= 120 << 20)) || fail "--drop-behind 0: only $((all >> 20)) MiB of a 128 MiB file just read stayed in the page cache"
 pass "--drop-behind 0: a 128 MiB file read in sequence stays in the page cache ($((all >> 20)) MiB)"
+umount "$mnt"; expect_daemon_gone
+
+# --- 6. direct I/O above drop-behind's reach (the default) ---
+sync; echo 3 >/proc/sys/vm/drop_caches  # (the pages of 5. belong to the same objects)
+VALKYRIE_LOG_LEVEL=info start_valkyrie data "$url" --prefix seq/ --cache-size 256MiB
+port=$(metrics_port)
+grep -q '"direct_io":"files above 40' "$tmp/daemon.err" || { cat "$tmp/daemon.err"; fail "the mounted line does not say files above 40 MiB are direct"; }
+pids=()
+for i in 2 3; do
+  (sha256sum <"$mnt/shard_00000$i.tar" >"$tmp/seq.$i.direct") &
+  pids+=($!); extra_pids+=($!)
+done
+wait_readers "2 direct readers" 60 "${pids[@]}"
+for i in 2 3; do
+  cmp -s "$tmp/seq.$i.sha" "$tmp/seq.$i.direct" || fail "direct I/O: seq/shard_00000$i.tar differs from the reference"
+done
+opens=$(metric valkyrie_fuse_direct_io_opens_total)
+((${opens:-0} >= 2)) || fail "direct I/O: $opens direct opens after reading two 128 MiB files (expected >= 2)"
+cached=$(($(resident "$mnt/shard_000002.tar" 0) + $(resident "$mnt/shard_000003.tar" 0)))
+((cached == 0)) || fail "direct I/O: $((cached >> 10)) KiB of the two files read are in the page cache"
+dropped=$(metric valkyrie_page_cache_dropped_bytes_total)
+((${dropped:-0} == 0)) || fail "direct I/O: drop-behind dropped pages of direct files"
+$py - "$mnt/shard_000002.tar" "$tmp/seq.2.sha" <<'PY' || fail "direct I/O: shared mmap"
+import hashlib, mmap, os, sys
+fd = os.open(sys.argv[1], os.O_RDONLY)
+with mmap.mmap(fd, 0, access=mmap.ACCESS_READ) as m:  # MAP_SHARED: ENODEV without ALLOW_MMAP
+    got = hashlib.sha256(m).hexdigest()
+if got != open(sys.argv[2]).read().split()[0]:
+    sys.exit("a shared mmap of a direct file maps other bytes than the reference")
+PY
+pass "direct I/O above 40 MiB: two 128 MiB files exact, $opens direct opens, none of their pages cached or dropped; a shared mmap maps the reference's bytes"
 umount "$mnt"; expect_daemon_gone
 echo "all access-pattern checks passed"

@@ -381,4 +381,21 @@ TEST_CASE(
   CHECK(init_reply(in, sizeof in, o, false).flags2 == 0);
   CHECK(init_reply(in, sizeof in, o, false).unused[0] == 0);
 }
+
+TEST_CASE("wire: the INIT reply asks for shared mmap of direct files only with direct I/O on") {
+  mount_options o;
+  fuse_init_in in{};
+  in.major = 7;
+  in.minor = 44;
+  in.flags = FUSE_ASYNC_READ | FUSE_INIT_EXT;
+  in.flags2 = static_cast<std::uint32_t>(direct_io_allow_mmap_flag >> 32);
+  CHECK(init_reply(in, sizeof in, o, false).flags2 == 0);  // no direct I/O: not asked
+  o.direct_io_above = 40 << 20;
+  CHECK(init_reply(in, sizeof in, o, false).flags2 == (1u << 4));
+  o.direct_io_above.reset();
+  o.direct_io = true;
+  CHECK(init_reply(in, sizeof in, o, false).flags2 == (1u << 4));
+  in.flags2 = 0;  // a kernel before 6.6
+  CHECK(init_reply(in, sizeof in, o, false).flags2 == 0);
+}
 }  // namespace test_wire
