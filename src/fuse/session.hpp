@@ -51,8 +51,9 @@ struct mount_options {
   // read_ahead_kb), set after mounting; 0 leaves the kernel's 128 KiB. It is also the size of
   // the requests a sequential reader sends (up to max_read each).
   std::uint32_t kernel_read_ahead = 4 << 20;
-  // Files opened with FOPEN_DIRECT_IO: reads bypass the kernel page cache and arrive at the
-  // reader's own size (up to max_read), answered from the chunk cache; no mmap.
+  // Every file opened with FOPEN_DIRECT_IO: reads bypass the kernel page cache and arrive at
+  // the reader's own size (up to max_read), answered from the chunk cache; a shared mmap only
+  // where the kernel agreed to FUSE_DIRECT_IO_ALLOW_MMAP.
   bool direct_io = false;
   // Files larger than this that no backing file serves are opened with FOPEN_DIRECT_IO, where
   // the kernel agrees to map such files shared (FUSE_DIRECT_IO_ALLOW_MMAP, Linux >= 6.6; the
