@@ -27,6 +27,7 @@
 #include "cache/chunk_cache.hpp"
 #include "cli/cache_backing.hpp"
 #include "cli/daemon.hpp"
+#include "cli/direct_io.hpp"
 #include "cli/mount_point.hpp"
 #include "cli/passthrough_pool.hpp"
 #include "cli/shared_cache.hpp"
@@ -252,19 +253,10 @@ int main(int argc, char** argv) {
   auto drop_behind_bytes = parse_size(drop_behind);
   if (!drop_behind_bytes || (*drop_behind_bytes != 0 && *drop_behind_bytes < (1u << 20)))
     usage_error("bad --drop-behind '" + drop_behind + "' (0, or at least 1MiB, e.g. 32MiB)");
-  std::optional<std::uint64_t> direct_io_above_bytes;  // (unset: no file by its size)
-  if (direct_io_above == "auto" && *drop_behind_bytes > 0) {
-    direct_io_above_bytes = fuse::drop_behind::params::for_mount(
-                                *drop_behind_bytes, static_cast<std::uint32_t>(*kernel_ra),
-                                fuse::mount_options{}.max_read)
-                                .reach();
-  } else if (direct_io_above != "auto" && direct_io_above != "off") {
-    auto above = parse_size(direct_io_above);
-    if (!above)
-      usage_error("bad --direct-io-above '" + direct_io_above +
-                  "' (a size, e.g. 64MiB, auto or off)");
-    direct_io_above_bytes = *above;
-  }
+  std::string bad_direct_io;
+  auto direct_plan = cli::plan_direct_io(direct_io, direct_io_above, *drop_behind_bytes,
+                                         static_cast<std::uint32_t>(*kernel_ra), bad_direct_io);
+  if (!bad_direct_io.empty()) usage_error(bad_direct_io);
   std::string bad_pool;
   auto pool_plan = cli::plan_passthrough_pool(passthrough_pool, direct_io, *cache_bytes,
                                               *chunk_bytes, cache_size, bad_pool);
@@ -479,7 +471,7 @@ int main(int argc, char** argv) {
   mopts.kernel_read_only = no_control_files;
   mopts.direct_io = direct_io;
   mopts.drop_behind = *drop_behind_bytes;
-  if (!direct_io) mopts.direct_io_above = direct_io_above_bytes;
+  mopts.direct_io_above = direct_plan.above;
   mopts.passthrough_pool = pool_plan.bytes;
   mopts.passthrough_auto = pool_plan.automatic;
   mopts.own_decoder = pool_plan.own_decoder;
@@ -582,9 +574,7 @@ int main(int argc, char** argv) {
        {"trace", tracing ? trace_output : "off"},
        {"fuse_transport", use_uring ? "io-uring" : "dev-fuse"},
        {"passthrough_pool_bytes", pool_plan.bytes},
-       {"direct_io", direct_io               ? std::string("every file")
-                     : direct_io_above_bytes ? "files above " + format_size(*direct_io_above_bytes)
-                                             : std::string("off")},
+       {"direct_io", direct_plan.describe()},
        {"passthrough",
         pool_plan.off.empty() ? std::string("asked of the kernel") : "off: " + pool_plan.off}});
   // Under systemd (Type=notify) the unit becomes active only now, with the mount answering.
